@@ -86,25 +86,26 @@ class Rope:
         inv_freq, self.attention_factor = inverse_frequencies(cfg)
         self.inv_freq = inv_freq  # (rotary_dim/2,) float64 on CPU
 
-    def _angles(self, positions: torch.Tensor) -> torch.Tensor:
+    def _angles(self, positions: torch.Tensor, exact: bool = False) -> torch.Tensor:
         inv = self.inv_freq.to(positions.device)
         # NOTE: float32 angles as HF computes them, so logits match transformers to 1e-5;
-        # exact integer positions up to 2**24.
-        freqs = positions.to(torch.float32)[..., None] * inv.to(torch.float32)  # (..., R/2)
+        # `exact=True` (the float64 reference path) computes them in float64.
+        work = torch.float64 if exact else torch.float32
+        freqs = positions.to(work)[..., None] * inv.to(work)  # (..., R/2)
         return torch.cat([freqs, freqs], dim=-1)  # (..., R)
 
     def cos_sin(
         self, positions: torch.Tensor, dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled tables for absolute rotation at `positions`: each (..., rotary_dim)."""
-        ang = self._angles(positions)
+        ang = self._angles(positions, exact=dtype == torch.float64)
         return (ang.cos() * self.attention_factor).to(dtype), (ang.sin() * self.attention_factor).to(dtype)
 
     def shift_cos_sin(
         self, delta: torch.Tensor, dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Unscaled tables that move a rotated vector by `delta` positions: each (..., rotary_dim)."""
-        ang = self._angles(delta)
+        ang = self._angles(delta, exact=dtype == torch.float64)
         return ang.cos().to(dtype), ang.sin().to(dtype)
 
 

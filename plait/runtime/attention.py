@@ -1,0 +1,135 @@
+"""Partial attention over one KV segment, and the exact log-sum-exp merge of partials.
+
+A query that reads several segments gets one (output, lse) pair per segment; `merge_partials`
+combines them into exactly the softmax attention over the concatenation. Queries of many streams
+that read the same segment are stacked and attend to it in one call (the segment is read once).
+
+GQA layout: queries (M, Hq, D) are regrouped to (Hkv, M*G, D) so each KV head is read once for
+its G query heads. The fused CPU kernel with LSE (`_scaled_dot_product_flash_attention_for_cpu`)
+is used where available, the CUDA efficient-attention kernel on GPUs, and a plain matmul
+softmax otherwise (`impl="math"`, also the fallback).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _to_groups(q: torch.Tensor, hkv: int) -> torch.Tensor:
+    M, Hq, D = q.shape
+    G = Hq // hkv
+    return q.view(M, hkv, G, D).permute(1, 0, 2, 3).reshape(hkv, M * G, D)  # (Hkv, M*G, D)
+
+
+def _from_groups(x: torch.Tensor, M: int, Hq: int) -> torch.Tensor:
+    hkv = x.shape[0]
+    G = Hq // hkv
+    tail = x.shape[2:]
+    return x.view(hkv, M, G, *tail).permute(1, 0, 2, *range(3, 3 + len(tail))).reshape(M, Hq, *tail)
+
+
+def limit_bias(limit: torch.Tensor, length: int, group: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask (M*G, L): key j visible to query m iff j <= limit[m]."""
+    keys = torch.arange(length, device=limit.device)
+    allowed = keys[None, :] <= limit.repeat_interleave(group)[:, None]  # (M*G, L)
+    zero = torch.zeros((), dtype=dtype, device=limit.device)
+    return torch.where(allowed, zero, torch.full((), -math.inf, dtype=dtype, device=limit.device))
+
+
+def partial_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    limit: torch.Tensor | None = None,
+    impl: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of already-rotated queries over one segment.
+
+    Args:
+        q: (M, Hq, D) queries, RoPE applied for this segment.
+        k, v: (Hkv, L, D) the segment's keys (rotated at local positions) and values.
+        limit: (M,) last visible key index per query (keys j <= limit[m]); None = all visible.
+        impl: "auto", "fused" or "math".
+    Returns:
+        out (M, Hq, D) in q's dtype and lse (M, Hq) float32 (-inf where no key is visible).
+    """
+    M, Hq, D = q.shape
+    hkv, L, _ = k.shape
+    G = Hq // hkv
+    if L == 0:
+        return q.new_zeros(M, Hq, D), torch.full((M, Hq), -math.inf, device=q.device)
+    qg = _to_groups(q, hkv)  # (Hkv, M*G, D)
+    if impl == "auto":
+        impl = "fused" if q.device.type in ("cpu", "cuda") else "math"
+    if impl == "fused":
+        out, lse = _fused(qg, k, v, limit, G)
+    else:
+        out, lse = _math(qg, k, v, limit, G)
+    return _from_groups(out, M, Hq), _from_groups(lse, M, Hq)
+
+
+def _math(qg, k, v, limit, G):  # noqa: ANN001, ANN202 - internal
+    scale = qg.shape[-1] ** -0.5
+    scores = (qg.float() @ k.float().transpose(-1, -2)) * scale  # (Hkv, M*G, L)
+    if limit is not None:
+        scores = scores + limit_bias(limit, k.shape[1], G, torch.float32)
+    lse = torch.logsumexp(scores, dim=-1)  # (Hkv, M*G)
+    safe = torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)
+    p = torch.exp(scores - safe[..., None])
+    out = (p @ v.float()).to(qg.dtype)  # (Hkv, M*G, D)
+    return out, lse
+
+
+def _fused(qg, k, v, limit, G):  # noqa: ANN001, ANN202 - internal
+    bias = None if limit is None else limit_bias(limit, k.shape[1], G, qg.dtype)
+    if qg.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            qg[None], k[None], v[None], 0.0, False, attn_mask=bias
+        )
+        out, lse = out[0], lse[0].float()
+    else:
+        if bias is not None:
+            bias = bias[None, None].expand(1, k.shape[0], *bias.shape)
+        out, lse, *_ = torch.ops.aten._scaled_dot_product_efficient_attention(
+            qg[None], k[None], v[None], bias, True
+        )
+        out, lse = out[0], lse[0, :, : qg.shape[1]].float()
+    if limit is not None:
+        # Rows with no visible key: define output 0 and lse -inf (kernels may return NaN).
+        empty = (limit < 0).repeat_interleave(G)  # (M*G,)
+        if bool(empty.any()):
+            out = torch.where(empty[None, :, None], torch.zeros_like(out), out)
+            lse = torch.where(empty[None, :], torch.full_like(lse, -math.inf), lse)
+    return out, lse
+
+
+def merge_partials(
+    total_rows: int,
+    partials: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    num_heads: int,
+    head_dim: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Exact LSE merge.
+
+    Args:
+        total_rows: T, the number of query rows.
+        partials: (rows (M,), out (M, H, D), lse (M, H)) per segment read; rows unique per entry.
+    Returns:
+        (T, H, D) attention output; rows that saw no key at all are 0.
+    """
+    device = partials[0][1].device
+    m = torch.full((total_rows, num_heads), -math.inf, device=device)  # (T, H)
+    for rows, _, lse in partials:
+        m[rows] = torch.maximum(m[rows], lse)
+    m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+    acc = torch.zeros(total_rows, num_heads, head_dim, device=device)  # (T, H, D) float32
+    den = torch.zeros(total_rows, num_heads, device=device)
+    for rows, out, lse in partials:
+        w = torch.exp(lse - m[rows])  # (M, H)
+        acc.index_add_(0, rows, out.float() * w[..., None])
+        den.index_add_(0, rows, w)
+    den = torch.where(den == 0, torch.ones_like(den), den)
+    return (acc / den[..., None]).to(dtype)

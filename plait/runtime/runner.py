@@ -1,0 +1,223 @@
+"""One batched forward over the new tokens of several streams that read shared KV segments.
+
+A stream has new `tokens`, a `view` (ordered segments it reads) and a `write_to` segment (in its
+view) that receives its tokens. Segment i of a view sits at offset = sum of the lengths before it;
+the stream's new tokens sit at offset(write_to) + len(write_to) + i. A key is visible to a query
+iff its view position <= the query's.
+
+`step` plans once (positions, rotations, visibility limits: `StepPlan`, plain data), then runs the
+model with an attention context that, in every layer:
+  1) rotates the new keys at their segment-local positions and writes all streams' K/V;
+  2) attends each segment once with the stacked, per-stream-rotated queries of all its readers;
+  3) merges each query's per-segment partials exactly by log-sum-exp.
+`instant=True` lets a stream see other streams' same-step tokens (written in step 1 of the same
+layer); `instant=False` limits other segments to their length at the start of the step.
+`attention="reference"` replaces 2-3 by an explicit float64 materialisation of every view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from plait.runtime.attention import merge_partials, partial_attention
+from plait.runtime.model import DecoderLM
+from plait.runtime.reference import ReferenceAttention
+from plait.runtime.rope import apply_rotary
+from plait.runtime.segments import KVStore, Segment
+
+
+@dataclass(slots=True)
+class StreamInput:
+    """New tokens of one stream, the segments it reads, and the segment it writes to."""
+
+    tokens: list[int]
+    view: list[Segment]
+    write_to: Segment
+
+
+@dataclass(slots=True)
+class SegmentRead:
+    """All queries of one step that read one segment."""
+
+    segment: Segment
+    rows: torch.Tensor  # (M,) flat query rows
+    cos: torch.Tensor  # (M, 1, R) query rotation for this segment (relative position)
+    sin: torch.Tensor
+    visible: int  # keys 0..visible-1 may be read
+    limit: torch.Tensor | None  # (M,) last visible key per query, None if all `visible` keys are
+
+
+@dataclass(slots=True)
+class StepPlan:
+    """Everything index-related about one step, computed once and reused by every layer."""
+
+    input_ids: torch.Tensor  # (T,)
+    starts: list[int]  # first flat row of each stream
+    lengths: list[int]  # new tokens per stream
+    write_slots: list[int]  # first slot written in each stream's write_to
+    positions: torch.Tensor  # (T,) query positions in their stream's view
+    key_cos: torch.Tensor  # (T, 1, R) rotation of new keys at segment-local positions
+    key_sin: torch.Tensor
+    reads: list[SegmentRead]
+    single_read: bool  # every row reads exactly one segment (no merge needed)
+
+
+class Runner:
+    """Runs steps of a `DecoderLM` over segments of a `KVStore`.
+
+    Args:
+        model: the decoder.
+        store: the KV store (same config, dtype and device as the model).
+        attention: "fast" (per-segment partials, LSE merge) or "reference" (float64 views).
+        impl: kernel choice for the fast path: "auto", "fused" or "math".
+    """
+
+    def __init__(self, model: DecoderLM, store: KVStore,
+                 attention: Literal["fast", "reference"] = "fast", impl: str = "auto") -> None:
+        if attention not in ("fast", "reference"):
+            raise ValueError(f"attention must be 'fast' or 'reference', got {attention!r}")
+        self.model, self.store, self.attention, self.impl = model, store, attention, impl
+        self.max_position = model.config.max_position
+        self.allow_beyond_context = False
+
+    # ------------------------------------------------------------------ plan
+
+    def plan(self, inputs: list[StreamInput], instant: bool = True) -> StepPlan:
+        """Validate the inputs and compute positions, rotations and visibility for one step."""
+        if not inputs:
+            raise ValueError("step needs at least one stream input")
+        writers: dict[int, int] = {}
+        for s, inp in enumerate(inputs):
+            if not inp.tokens:
+                raise ValueError(f"stream {s} has no new tokens; drop it from this step")
+            if not any(seg is inp.write_to for seg in inp.view):
+                raise ValueError(f"stream {s}: write_to {inp.write_to.name!r} must be part of its view")
+            if len({id(seg) for seg in inp.view}) != len(inp.view):
+                raise ValueError(f"stream {s}: a segment appears twice in its view")
+            if id(inp.write_to) in writers:
+                raise ValueError(
+                    f"streams {writers[id(inp.write_to)]} and {s} both write to "
+                    f"{inp.write_to.name!r}; give each stream its own segment"
+                )
+            writers[id(inp.write_to)] = s
+        device, rope = self.store.device, self.model.rope
+        new_len = {id(inp.write_to): len(inp.tokens) for inp in inputs}
+        starts, lengths, slots, pos_list, local_list = [], [], [], [], []
+        row = 0
+        per_seg: dict[int, list[tuple[int, torch.Tensor, int, int]]] = {}
+        segs: dict[int, Segment] = {}
+        for s, inp in enumerate(inputs):
+            n = len(inp.tokens)
+            offsets, off = {}, 0
+            for seg in inp.view:
+                offsets[id(seg)] = off
+                off += seg.length + new_len.get(id(seg), 0) if (instant or seg is inp.write_to) else seg.length
+            base = offsets[id(inp.write_to)] + inp.write_to.length
+            if base + n > self.max_position and not self.allow_beyond_context:
+                raise ValueError(
+                    f"stream {s} would reach position {base + n}, beyond the model's context of "
+                    f"{self.max_position} tokens; shorten the prompt or lower the budget"
+                )
+            positions = torch.arange(base, base + n, device=device)  # (n,)
+            starts.append(row), lengths.append(n), slots.append(inp.write_to.length)
+            pos_list.append(positions)
+            local_list.append(torch.arange(inp.write_to.length, inp.write_to.length + n, device=device))
+            for seg in inp.view:
+                visible = seg.length + (new_len.get(id(seg), 0) if (instant or seg is inp.write_to) else 0)
+                per_seg.setdefault(id(seg), []).append((row, positions, offsets[id(seg)], visible))
+                segs[id(seg)] = seg
+            row += n
+        positions = torch.cat(pos_list)
+        kcos, ksin = rope.cos_sin(torch.cat(local_list), self.model.dtype)  # (T, R)
+        reads = [self._read(segs[key], entries) for key, entries in per_seg.items()]
+        ids = torch.tensor([t for inp in inputs for t in inp.tokens], device=device)
+        return StepPlan(ids, starts, lengths, slots, positions, kcos[:, None], ksin[:, None], reads,
+                        single_read=all(len(inp.view) == 1 for inp in inputs))
+
+    def _read(self, seg: Segment, entries: list[tuple[int, torch.Tensor, int, int]]) -> SegmentRead:
+        rows, rel, limits = [], [], []
+        visible = 0
+        for row, positions, offset, vis in entries:
+            n = positions.shape[0]
+            rows.append(torch.arange(row, row + n, device=positions.device))
+            rel.append(positions - offset)
+            limits.append(torch.clamp(positions - offset, max=vis - 1))
+            visible = max(visible, vis)
+        rel_t, lim = torch.cat(rel), torch.cat(limits)
+        cos, sin = self.model.rope.cos_sin(rel_t, self.model.dtype)  # (M, R)
+        full = bool((lim >= visible - 1).all())
+        return SegmentRead(seg, torch.cat(rows), cos[:, None], sin[:, None], visible,
+                           None if full else lim)
+
+    # ------------------------------------------------------------------ run
+
+    @torch.inference_mode()
+    def step(self, inputs: list[StreamInput], instant: bool = True,
+             all_logits: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        """Run one forward pass; return last-token logits (S, V), or per-stream (T_i, V) lists."""
+        plan = self.plan(inputs, instant)
+        for inp in inputs:
+            self.store.reserve(inp.write_to, len(inp.tokens))
+        ctx: _StepAttention | ReferenceAttention
+        if self.attention == "reference":
+            ctx = ReferenceAttention(self.store, self.model.rope, inputs, plan, instant)
+        else:
+            ctx = _StepAttention(self.store, plan, inputs, self.impl)
+        rows = None if all_logits else torch.tensor(
+            [a + n - 1 for a, n in zip(plan.starts, plan.lengths)], device=self.store.device)
+        logits = self.model(plan.input_ids, ctx, rows)
+        for inp in inputs:
+            inp.write_to.length += len(inp.tokens)
+            inp.write_to.tokens.extend(inp.tokens)
+        if all_logits:
+            return [logits[a : a + n] for a, n in zip(plan.starts, plan.lengths)]
+        return logits
+
+    def prefill(self, segment: Segment, tokens: list[int], view: list[Segment] | None = None,
+                chunk: int = 512) -> torch.Tensor:
+        """Append a long token run to `segment` in chunks; returns the last token's logits (V,)."""
+        if not tokens:
+            raise ValueError("prefill needs at least one token")
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        view = view if view is not None else [segment]
+        self.store.reserve(segment, len(tokens))
+        logits = None
+        for i in range(0, len(tokens), chunk):
+            logits = self.step([StreamInput(tokens[i : i + chunk], view, segment)])
+        assert logits is not None
+        return logits[0]
+
+
+class _StepAttention:
+    """The fast path's attention context for one step (see the module docstring)."""
+
+    def __init__(self, store: KVStore, plan: StepPlan, inputs: list[StreamInput], impl: str) -> None:
+        self.store, self.plan, self.inputs, self.impl = store, plan, inputs, impl
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        plan = self.plan
+        T, Hq, D = q.shape
+        # 1) rotate new keys at segment-local positions and write every stream's K/V
+        k = apply_rotary(k, plan.key_cos, plan.key_sin)  # (T, Hkv, D)
+        for inp, a, n, slot in zip(self.inputs, plan.starts, plan.lengths, plan.write_slots):
+            self.store.write(inp.write_to, layer, slot, k[a : a + n].transpose(0, 1),
+                             v[a : a + n].transpose(0, 1))
+        # 2) each segment once, for all its readers' rotated queries
+        partials = []
+        for r in plan.reads:
+            qr = apply_rotary(q[r.rows], r.cos, r.sin)  # (M, Hq, D)
+            out, lse = partial_attention(qr, r.segment.keys(layer, r.visible),
+                                         r.segment.values(layer, r.visible), r.limit, self.impl)
+            partials.append((r.rows, out, lse))
+        # 3) exact merge
+        if plan.single_read:
+            out = torch.empty(T, Hq, D, dtype=q.dtype, device=q.device)
+            for rows, o, _ in partials:
+                out[rows] = o
+        else:
+            out = merge_partials(T, partials, Hq, D, q.dtype)
+        return out.reshape(T, Hq * D)
