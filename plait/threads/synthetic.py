@@ -1,0 +1,97 @@
+"""Synthetic ThreadWeaver trajectories on raw token ids (no tokenizer), for packing and RL tests.
+
+`random_trajectory(rng, ...)` builds a random trajectory with several parallel blocks and returns
+the (context, completion) units the orchestrator would issue for it, full-trajectory unit first,
+with orchestrator-inserted tokens (thread headers, the joining newline) marked untrained. The
+token layout mirrors the real format: `... <Parallel> \\n <Outlines> ... </Outlines>` ends a
+sequential unit; thread i's request appends `\\n <Thread> \\n i :`; its completion ends with
+`\\n </Thread>`; the join writes thread 1 with its header, later threads as `<Thread> \\n i :`, then
+`\\n`; the model itself continues with `</Parallel>`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from plait.threads.trie import UnitTokens
+
+# Reserved ids of the synthetic vocabulary; ordinary "text" tokens are >= FIRST_TEXT.
+PAR, END_PAR, OUTS, END_OUTS, THR, END_THR, NL, COLON, EOS = range(1, 10)
+DIGIT0 = 10  # ids 10..19 are the thread numbers 0..9
+FIRST_TEXT = 20
+
+
+@dataclass(slots=True, kw_only=True)
+class RandomTrajectory:
+    """A synthetic trajectory: its units and the per-block thread lengths (for metrics/tests)."""
+
+    prompt: list[int]
+    response: list[int]  # everything after the prompt, as merged by the orchestrator
+    generated: list[bool]  # per response token: model-generated (False = orchestrator-inserted)
+    units: list[UnitTokens]  # full-trajectory unit first, then the calls in issue order
+    thread_lengths: list[list[int]]  # per block, per thread: completion tokens
+
+    @property
+    def calls(self) -> list[UnitTokens]:
+        """The engine calls only (what RL trains on), without the full-trajectory unit."""
+        return self.units[1:]
+
+
+def _text(rng: random.Random, vocab: int, lo: int, hi: int) -> list[int]:
+    return [rng.randrange(FIRST_TEXT, vocab) for _ in range(rng.randint(lo, hi))]
+
+
+def random_trajectory(
+    rng: random.Random,
+    *,
+    vocab: int = 64,
+    blocks: int = 2,
+    threads: tuple[int, int] = (2, 3),
+    body: tuple[int, int] = (1, 6),
+) -> RandomTrajectory:
+    """A random trajectory with `blocks` parallel blocks of threads[0]..threads[1] threads each."""
+    if vocab <= FIRST_TEXT:
+        raise ValueError(f"vocab must exceed {FIRST_TEXT} (reserved ids), got {vocab}")
+    if not 1 <= threads[0] <= threads[1] <= 9:
+        raise ValueError(f"threads must satisfy 1 <= lo <= hi <= 9, got {threads}")
+    prompt = _text(rng, vocab, 2, 5)
+    resp: list[int] = []
+    gen: list[bool] = []
+    calls: list[UnitTokens] = []
+    lengths: list[list[int]] = []
+
+    def emit(tokens: list[int], generated: bool) -> None:
+        resp.extend(tokens)
+        gen.extend([generated] * len(tokens))
+
+    for b in range(blocks):
+        # 1) sequential call up to </Outlines> (starts with </Parallel> after a join)
+        n = rng.randint(threads[0], threads[1])
+        head = ([END_PAR, NL] if b else []) + _text(rng, vocab, 0, 3) + [PAR, NL, OUTS]
+        for i in range(1, n + 1):
+            head += _text(rng, vocab, 1, 3) + [DIGIT0 + i]
+        head += [END_OUTS]
+        calls.append(UnitTokens(context=prompt + resp, completion=head, name=f"seq{b}"))
+        emit(head, True)
+        # 2) one call per thread over the same context
+        base = prompt + resp
+        bodies = []
+        for i in range(1, n + 1):
+            header = [NL, THR, NL, DIGIT0 + i, COLON]
+            comp = _text(rng, vocab, *body) + [NL, END_THR]
+            calls.append(UnitTokens(context=base + header, completion=comp, name=f"b{b}t{i}"))
+            bodies.append(comp)
+        lengths.append([len(c) for c in bodies])
+        # 3) join: thread 1 keeps "\n<Thread>\n1:", later ones touch as "</Thread><Thread>\ni:"
+        for i, comp in enumerate(bodies, start=1):
+            emit([NL, THR, NL, DIGIT0 + i, COLON] if i == 1 else [THR, NL, DIGIT0 + i, COLON], False)
+            emit(comp, True)
+        emit([NL], False)
+    tail = [END_PAR, NL] + _text(rng, vocab, 1, 4) + [EOS]
+    calls.append(UnitTokens(context=prompt + resp, completion=tail, name="final"))
+    emit(tail, True)
+    full = UnitTokens(context=list(prompt), completion=list(resp), trained=list(gen), name="full")
+    return RandomTrajectory(
+        prompt=prompt, response=resp, generated=gen, units=[full] + calls, thread_lengths=lengths
+    )
