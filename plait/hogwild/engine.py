@@ -1,0 +1,194 @@
+"""HogwildEngine: several problems x W workers decoding in one batched forward per pass.
+
+    engine = HogwildEngine(model, tokenizer, HogwildConfig(workers=2, budgets=(256, 512)))
+    result = engine.solve("A farmer has ...")          # ProblemResult with one snapshot per budget
+    for event in engine.stream(["p1", "p2"]): ...       # TokenEvent / StepEvent / SnapshotEvent / DoneEvent
+
+Each pass: 1) every live problem plans its workers' streams (`Workspace.plan`), 2) one
+`Runner.step` runs them all, 3) each problem samples, applies the paragraph rule and moves
+finished steps (`ProblemRun.advance`), 4) budget snapshots without an answer get the finisher
+(batched over problems, reading the existing segments).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+
+from plait.hogwild.config import HogwildConfig
+from plait.hogwild.events import DoneEvent, Event, ProblemResult, SnapshotEvent
+from plait.hogwild.finisher import FinisherRequest, run_finishers
+from plait.hogwild.layouts import get_layout
+from plait.hogwild.paragraph import step_ends
+from plait.hogwild.prompts import PromptFormat, common_prompt, seed_step
+from plait.hogwild.run import ProblemRun, StepRule
+from plait.hogwild.sampling import WorkerSampler, suppressed_ids
+from plait.hogwild.workspace import PlannedStream, Workspace
+from plait.runtime.runner import Runner, StreamInput
+from plait.runtime.segments import KVStore
+
+
+class HogwildEngine:
+    """Hogwild! Inference over plait's runtime (see the module docstring).
+
+    Args:
+        model: a `DecoderLM`.
+        tokenizer: a transformers tokenizer (encode/decode, optional chat template).
+        config: the run's `HogwildConfig`.
+        sampling: per-worker sampling (`temperature`, `top_k`, `top_p`); None = greedy.
+        attention: runtime attention path, "fast" or "reference".
+        prompt_format: per-model formatting; None = derived from the model family.
+        choose: override the token choice `(worker, logits) -> id` (tests: forced schedules).
+        step_rule: override the paragraph rule `(step_text, token_text) -> bool` (tests).
+        on_pass: hook called with (problem, pass, planned streams, logits) after each forward.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, config: HogwildConfig, sampling: Any = None,
+                 attention: str = "fast", prompt_format: PromptFormat | None = None,
+                 choose: Callable[[int, int, torch.Tensor], int] | None = None,
+                 step_rule: StepRule | None = None,
+                 on_pass: Callable[[int, int, list[PlannedStream], torch.Tensor], None] | None = None) -> None:
+        self.model, self.tokenizer, self.cfg = model, tokenizer, config
+        self.layout = get_layout(config.layout)
+        self.store = KVStore(model.config, dtype=model.dtype, device=model.device, rope=model.rope)
+        self.runner = Runner(model, self.store, attention=attention)  # type: ignore[arg-type]
+        self.format = prompt_format or PromptFormat.for_model_type(model.config.family)
+        self.sampling = sampling
+        self.suppress = suppressed_ids(tokenizer, config.suppress, model.config.vocab_size)
+        eos = set(model.config.eos_token_ids)
+        if getattr(tokenizer, "eos_token_id", None) is not None:
+            eos.add(int(tokenizer.eos_token_id))
+        self.eos = frozenset(eos)
+        if config.suppress_eos:
+            self.suppress = sorted(set(self.suppress) | self.eos)
+        self.choose, self.step_rule, self.on_pass = choose, step_rule or step_ends, on_pass
+
+    # ------------------------------------------------------------------ text
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def prompt_text(self, problem: str) -> str:
+        c = self.cfg
+        return common_prompt(self.tokenizer, problem, c.resolved_names, self.format, sequential=c.sequential,
+                             tips=c.collaboration_tips, few_shot=c.few_shot,
+                             past_steps=self.layout.merges_steps)
+
+    # ------------------------------------------------------------------ setup
+
+    def _start(self, index: int, problem: str) -> ProblemRun:
+        c = self.cfg
+        if not isinstance(problem, str) or not problem.strip():
+            raise ValueError(f"problem {index} is empty; pass the problem statement as a non-empty string")
+        prompt = self.prompt_text(problem)
+        ids = self.encode(prompt)
+        seeds = [self.encode(seed_step(i, n, c.sequential)) for i, n in enumerate(c.resolved_names)]
+        shared_len = sum(len(self.encode(t)) for _, t in self.layout.shared(c.workers))
+        need = len(ids) + shared_len + sum(len(s) for s in seeds)
+        limit = self.model.config.max_position
+        if need >= limit:
+            raise ValueError(
+                f"problem {index}: the prompt needs {need} tokens but the model's context is {limit}; "
+                "shorten the problem, drop few_shot/collaboration_tips, or use fewer workers"
+            )
+        if need + c.workers * (c.max_budget + 16) > limit:
+            warnings.warn(f"problem {index}: {c.workers} workers x {c.max_budget} passes may exceed the "
+                          f"model's {limit}-token context; lower the budget or the number of workers",
+                          stacklevel=3)
+        ws = Workspace(self.store, self.layout, c.workers, capacity=min(c.capacity, 1024), instant=c.instant,
+                       prompt_capacity=len(ids) + c.workers * c.max_budget + 64)
+        self.runner.prefill(ws.common, ids)
+        for seg, text, view in ws.shared_prefill_views():
+            self.runner.prefill(seg, self.encode(text), view=view)
+        sampler = WorkerSampler(c.workers, self.sampling, self.suppress, seed=c.seed * 1_000_003 + index)
+        choose = (lambda w, row: self.choose(index, w, row)) if self.choose else sampler
+        return ProblemRun(index, problem, prompt, ws, c, seeds, self.decode, self.encode, choose,
+                          self.eos, self.step_rule)
+
+    # ------------------------------------------------------------------ loop
+
+    def stream(self, problems: str | Sequence[str]) -> Iterator[Event]:
+        """Solve problems together (one forward per pass for all); yield events as they happen."""
+        problems = [problems] if isinstance(problems, str) else list(problems)
+        if not problems:
+            raise ValueError("no problems given; pass a problem string or a non-empty list")
+        runs = [self._start(i, p) for i, p in enumerate(problems)]
+        try:
+            while True:
+                live = [r for r in runs if not r.finished]
+                if not live:
+                    break
+                yield from self._pass(live)
+                done = [r for r in live if r.pending_finishers()]
+                if done:
+                    self._finish(done)
+                for r in live:
+                    yield from self._flush(r)
+        finally:
+            for r in runs:
+                r.ws.free()
+
+    def _pass(self, live: list[ProblemRun]) -> Iterator[Event]:
+        # 1) plan every problem's streams
+        plans = [(r, r.feeds()) for r in live]
+        streams = [(r, f, r.ws.plan(f)) for r, f in plans]
+        inputs = [StreamInput(s.tokens, s.view, s.write_to) for _, _, ps in streams for s in ps]
+        # 2) one forward for all problems and workers
+        logits = self.runner.step(inputs, instant=self.cfg.instant)  # (S, V)
+        # 3) sample, paragraph rule, moves
+        row = 0
+        for r, feeds, ps in streams:
+            rows = logits[row : row + len(ps)]
+            if self.on_pass is not None:
+                self.on_pass(r.index, r.passes + 1, ps, rows)
+            by_worker = {s.worker: rows[k] for k, s in enumerate(ps) if s.logits}
+            row += len(ps)
+            r.advance(feeds, by_worker)
+            yield from r.events
+            r.events.clear()
+
+    def _finish(self, runs: list[ProblemRun]) -> None:
+        """4) the finisher for every snapshot taken this pass without an answer (one batch)."""
+        reqs = [FinisherRequest(view=r.ws.reader_view()) for r in runs]
+
+        def step(items: list[tuple[list[int], list[Any], Any]]) -> torch.Tensor:
+            return self.runner.step([StreamInput(t, v, w) for t, v, w in items], instant=self.cfg.instant)
+
+        outs = run_finishers(step, self.store, reqs, self.encode, self.decode, self.cfg.task,
+                             self.cfg.finisher_max_tokens)
+        for r, (answer, text) in zip(runs, outs):
+            for snap in r.pending_finishers():
+                snap.answer, snap.finisher_text = answer, text
+                snap.answer_source = "finisher" if answer is not None else "none"
+
+    def _flush(self, r: ProblemRun) -> Iterator[Event]:
+        while r.emitted < len(r.snapshots):
+            yield SnapshotEvent(r.index, r.snapshots[r.emitted])
+            r.emitted += 1
+        if r.finished and not r.reported:
+            r.reported = True
+            yield DoneEvent(r.index, self.result(r))
+
+    def result(self, r: ProblemRun) -> ProblemResult:
+        return ProblemResult(problem=r.problem, prompt=r.prompt, workers=self.cfg.resolved_names,
+                             layout=self.layout.name, snapshots=list(r.snapshots))
+
+    # ------------------------------------------------------------------ API
+
+    def solve_batch(self, problems: Sequence[str]) -> list[ProblemResult]:
+        """Solve several problems in one batch; results in input order."""
+        results: dict[int, ProblemResult] = {}
+        for ev in self.stream(list(problems)):
+            if isinstance(ev, DoneEvent):
+                results[ev.problem] = ev.result
+        return [results[i] for i in range(len(problems))]
+
+    def solve(self, problem: str) -> ProblemResult:
+        """Solve one problem; the result has one snapshot per budget."""
+        return self.solve_batch([problem])[0]

@@ -1,0 +1,162 @@
+"""One problem's Hogwild! run as a state machine: feeds in, logits out, steps, snapshots.
+
+Per pass: `feeds()` gives each worker's `Feed` (None = idle); after the batched forward,
+`advance(logits_by_worker)` samples each worker's next token, applies the paragraph rule and the
+interjection policy, checks for a final answer and records snapshots at budget boundaries.
+The engine owns the forward pass and the finisher; this class owns no tensors except logits rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from plait.hogwild.answers import final_answer
+from plait.hogwild.config import HogwildConfig
+from plait.hogwild.events import Snapshot, StepEvent, StepText, TokenEvent
+from plait.hogwild.interjection import InterjectionPolicy
+from plait.hogwild.paragraph import header, step_ends
+from plait.hogwild.workspace import Feed, Workspace
+
+StepRule = Callable[[str, str], bool]
+TokenChooser = Callable[[int, torch.Tensor], int]  # (worker, logits (V,)) -> token id
+
+
+@dataclass(slots=True)
+class WorkerState:
+    name: str
+    step: int = 1
+    step_tokens: list[int] = field(default_factory=list)  # fed tokens of the current step
+    step_text: str = ""
+    feed: Feed | None = None
+    done: bool = False
+
+
+class ProblemRun:
+    """State of one problem: its workspace, workers, budgets, snapshots and pending events."""
+
+    def __init__(self, index: int, problem: str, prompt: str, ws: Workspace, cfg: HogwildConfig,
+                 seeds: list[list[int]], decode: Callable[[list[int]], str],
+                 encode: Callable[[str], list[int]], choose: TokenChooser,
+                 eos: frozenset[int], step_rule: StepRule = step_ends) -> None:
+        self.index, self.problem, self.prompt, self.ws, self.cfg = index, problem, prompt, ws, cfg
+        self.decode, self.encode, self.choose, self.eos, self.step_rule = decode, encode, choose, eos, step_rule
+        self.workers = [WorkerState(name=n, feed=Feed(cur=list(s))) for n, s in zip(cfg.resolved_names, seeds)]
+        every = 0 if cfg.sequential else cfg.interjection_every
+        self.interjection = InterjectionPolicy(cfg.workers, every, cfg.interjection_policy, cfg.seed)
+        self.history: list[StepText] = []
+        self.passes = 0
+        self.answer: tuple[str, str] | None = None  # (answer, worker name)
+        self.snapshots: list[Snapshot] = []
+        self.events: list[object] = []
+        self.emitted = 0  # snapshots already yielded as events
+        self.reported = False
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def finished(self) -> bool:
+        return len(self.snapshots) == len(self.cfg.budgets)
+
+    def feeds(self) -> list[Feed | None]:
+        return [None if w.done or w.feed is None else w.feed for w in self.workers]
+
+    def steps(self) -> list[StepText]:
+        """The transcript: finished steps in KV order, then every worker's current step."""
+        cur = [StepText(worker=i, name=w.name, step=w.step, text=w.step_text, finished=False)
+               for i, w in enumerate(self.workers)]
+        return [*self.history, *cur]
+
+    def next_header(self, i: int) -> str:
+        w = self.workers[i]
+        if self.cfg.sequential:
+            return ""
+        extra = self.cfg.interjection_text if self.interjection.take(i) else ""
+        return header(w.name, w.step + 1, extra)
+
+    # ------------------------------------------------------------------ pass
+
+    def advance(self, feeds: list[Feed | None], logits: dict[int, torch.Tensor]) -> None:
+        """Apply one finished forward pass: record fed tokens, move steps, sample next tokens."""
+        self.passes += 1
+        for i, f in enumerate(feeds):
+            if f is None:
+                continue
+            self._record_fed(i, f.cur)
+        moved = self.ws.commit(feeds)
+        for i, f in enumerate(feeds):
+            if f is None:
+                continue
+            w = self.workers[i]
+            if f.switch:
+                if i in moved or not self.ws.layout.merges_steps:
+                    self._finish_step(i)
+                if self.ws.defers_header(f):
+                    w.feed = Feed(cur=list(f.nxt))
+                    continue
+                self._record_fed(i, f.nxt)
+            if i not in logits:
+                w.feed = None
+                continue
+            self._sample(i, logits[i])
+        self._check_answer()
+        if self.passes in self.cfg.budgets or self.answer or all(w.done for w in self.workers):
+            self._snapshot_due()
+
+    def _record_fed(self, i: int, tokens: list[int]) -> None:
+        w = self.workers[i]
+        for t in tokens:
+            before = w.step_text
+            w.step_tokens.append(t)
+            w.step_text = self.decode(w.step_tokens)
+            self.events.append(TokenEvent(self.index, i, self.passes, t, w.step_text[len(before):]))
+
+    def _finish_step(self, i: int) -> None:
+        w = self.workers[i]
+        self.history.append(StepText(worker=i, name=w.name, step=w.step, text=w.step_text, finished=True))
+        self.events.append(StepEvent(self.index, i, w.step, w.step_text))
+        w.step += 1
+        w.step_tokens, w.step_text = [], ""
+
+    def _sample(self, i: int, row: torch.Tensor) -> None:
+        w = self.workers[i]
+        tok = self.choose(i, row)
+        self.interjection.on_tokens(i)
+        if tok in self.eos:
+            w.done, w.feed = True, None
+            return
+        piece = self.decode([*w.step_tokens, tok])[len(w.step_text):]
+        if self.step_rule(w.step_text, piece):
+            w.feed = Feed(cur=[tok], switch=True, nxt=self.encode(self.next_header(i)))
+        else:
+            w.feed = Feed(cur=[tok])
+
+    def _check_answer(self) -> None:
+        if self.answer or not self.cfg.stop_on_answer:
+            return
+        for w in self.workers:
+            ans = final_answer(w.step_text, self.cfg.task)
+            if ans is not None:
+                self.answer = (ans, w.name)
+                return
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _snapshot_due(self) -> None:
+        """Record snapshots for every budget reached (all remaining ones when the run stops)."""
+        stop = self.answer is not None or all(w.done for w in self.workers)
+        for b in self.cfg.budgets[len(self.snapshots):]:
+            if b > self.passes and not stop:
+                break
+            if self.answer:
+                ans, src = self.answer[0], f"worker:{self.answer[1]}"
+            else:
+                ans, src = None, "pending" if self.cfg.finisher else "none"
+            self.snapshots.append(Snapshot(budget=b, passes=self.passes, answer=ans, answer_source=src,
+                                           steps=self.steps()))
+
+    def pending_finishers(self) -> list[Snapshot]:
+        """Snapshots taken this pass that still need the finisher."""
+        return [s for s in self.snapshots if s.answer_source == "pending"]
