@@ -1,0 +1,77 @@
+"""Plain generation on plait's runtime: one stream, one segment, chunked prefill, then decode.
+
+`generate_tokens` yields token ids as they are sampled; `stream_text` turns a token iterator into
+printable text deltas (decoding the whole suffix each time, so multi-byte characters split across
+tokens come out whole).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+
+from plait.runtime.model import DecoderLM
+from plait.runtime.runner import Runner, StreamInput
+from plait.runtime.sampling import Sampler, SamplingParams
+from plait.runtime.segments import KVStore
+
+
+def generate_tokens(
+    model: DecoderLM,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    params: SamplingParams | None = None,
+    stop_ids: Iterable[int] = (),
+    chunk: int = 512,
+    attention: str = "fast",
+) -> Iterator[int]:
+    """Yield up to `max_new_tokens` sampled ids; stops after emitting a token in `stop_ids`.
+
+    Raises:
+        ValueError: empty prompt, non-positive budget, or prompt beyond the model's context.
+    """
+    if not prompt_ids:
+        raise ValueError("the prompt is empty; pass at least one token (or non-empty text)")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    limit = model.config.max_position
+    if len(prompt_ids) >= limit:
+        raise ValueError(
+            f"the prompt has {len(prompt_ids)} tokens but the model's context is {limit}; "
+            "shorten the prompt"
+        )
+    max_new_tokens = min(max_new_tokens, limit - len(prompt_ids))
+    store = KVStore(model.config, model.dtype, model.device, rope=model.rope)
+    runner = Runner(model, store, attention=attention)  # type: ignore[arg-type]
+    seg = store.new_segment(len(prompt_ids) + max_new_tokens, name="sequence")
+    sampler = Sampler(params or SamplingParams())
+    stops = set(stop_ids)
+    logits = runner.prefill(seg, list(prompt_ids), chunk=chunk)[None]  # (1, V)
+    for i in range(max_new_tokens):
+        tok = int(sampler(logits)[0])
+        yield tok
+        if tok in stops or i == max_new_tokens - 1:
+            return
+        logits = runner.step([StreamInput([tok], [seg], seg)])
+
+
+def stream_text(tokenizer: Any, tokens: Iterable[int], skip_special: bool = True) -> Iterator[str]:
+    """Turn token ids into text deltas as they arrive."""
+    ids: list[int] = []
+    printed = ""
+    for t in tokens:
+        ids.append(t)
+        text = tokenizer.decode(ids, skip_special_tokens=skip_special)
+        if text.endswith("\ufffd"):
+            continue  # an incomplete multi-byte character: wait for the next token
+        yield text[len(printed):]
+        printed = text
+
+
+@torch.inference_mode()
+def greedy(model: DecoderLM, prompt_ids: list[int], max_new_tokens: int,
+           stop_ids: Iterable[int] = ()) -> list[int]:
+    """Greedy continuation as a list (convenience for tests and scripts)."""
+    return list(generate_tokens(model, prompt_ids, max_new_tokens, SamplingParams(), stop_ids))

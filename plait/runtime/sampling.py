@@ -1,0 +1,87 @@
+"""Token sampling: greedy, temperature, top-k, top-p, suppressed tokens, per-stream seeds.
+
+`Sampler` holds one `SamplingParams` and one `torch.Generator` per stream, so each stream's
+random sequence depends only on its own seed (adding or removing other streams does not change
+it). `temperature == 0` means greedy (argmax; ties go to the lowest id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(slots=True, kw_only=True)
+class SamplingParams:
+    """How to pick the next token of one stream."""
+
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0  # keep the k most likely tokens (0 = off)
+    top_p: float = 1.0  # keep the smallest set with cumulative probability >= top_p (1 = off)
+    suppress_tokens: tuple[int, ...] = field(default_factory=tuple)  # never sampled
+    seed: int | None = None  # per-stream seed (None: 0)
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
+        self.suppress_tokens = tuple(int(t) for t in self.suppress_tokens)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Apply suppression, temperature, top-k and top-p to one row of logits (V,) -> (V,)."""
+    x = logits.float().clone()
+    if params.suppress_tokens:
+        x[list(params.suppress_tokens)] = -torch.inf
+    if params.greedy:
+        return x
+    x = x / params.temperature
+    if params.top_k and params.top_k < x.shape[-1]:
+        kth = torch.topk(x, params.top_k).values[-1]
+        x = torch.where(x < kth, torch.full_like(x, -torch.inf), x)
+    if params.top_p < 1.0:
+        sorted_x, order = torch.sort(x, descending=True)
+        probs = torch.softmax(sorted_x, dim=-1)
+        # drop a token if the mass before it already reaches top_p (the top token always stays)
+        drop = (torch.cumsum(probs, dim=-1) - probs) >= params.top_p
+        sorted_x = sorted_x.masked_fill(drop, -torch.inf)
+        x = torch.empty_like(x).scatter_(0, order, sorted_x)
+    return x
+
+
+class Sampler:
+    """Samples one token per stream from logits (S, V)."""
+
+    def __init__(self, params: list[SamplingParams] | SamplingParams, streams: int | None = None) -> None:
+        if isinstance(params, SamplingParams):
+            params = [params] * (streams or 1)
+        self.params = list(params)
+        self.generators = []
+        for i, p in enumerate(self.params):
+            g = torch.Generator()  # CPU: sampling draws on CPU whatever the model's device
+            g.manual_seed(p.seed if p.seed is not None else i)
+            self.generators.append(g)
+
+    def __call__(self, logits: torch.Tensor, streams: list[int] | None = None) -> torch.Tensor:
+        """Pick tokens (S,) for logits (S, V); `streams` maps rows to stream indices (default 0..S-1)."""
+        streams = list(range(logits.shape[0])) if streams is None else streams
+        if len(streams) != logits.shape[0]:
+            raise ValueError(f"got {logits.shape[0]} logit rows for {len(streams)} streams")
+        out = []
+        for row, s in zip(logits, streams):
+            p = self.params[s]
+            x = filter_logits(row, p)
+            if p.greedy:
+                out.append(int(torch.argmax(x)))
+            else:
+                probs = torch.softmax(x, dim=-1)
+                out.append(int(torch.multinomial(probs.cpu(), 1, generator=self.generators[s])))
+        return torch.tensor(out, dtype=torch.long)
