@@ -1,0 +1,116 @@
+"""RuntimeEngine (threads of a block as streams over one shared segment) == single-request greedy.
+
+The twin recomputes the whole context for every generated token with a plain causal forward
+(no cache, no segments), one request at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+import torch
+
+from plait.runtime.context import causal_context
+from plait.runtime.model import DecoderLM
+from plait.threads.engine_api import CompletionRequest
+from plait.threads.runtime_backend import RuntimeEngine
+
+VOCAB = 48
+STOP, EOS = 5, 6
+
+
+def _tiny(family: str) -> DecoderLM:
+    import transformers
+
+    kw = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+              num_key_value_heads=2, num_hidden_layers=2, max_position_embeddings=256,
+              initializer_range=0.2, tie_word_embeddings=False)
+    torch.manual_seed(1)
+    cls, cfg = ((transformers.LlamaForCausalLM, transformers.LlamaConfig) if family == "llama"
+                else (transformers.Qwen2ForCausalLM, transformers.Qwen2Config))
+    return DecoderLM.from_hf(cls(cfg(**kw)).float().eval())
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2"])
+def model(request) -> DecoderLM:
+    return _tiny(request.param)
+
+
+@torch.no_grad()
+def _twin(model: DecoderLM, req: CompletionRequest) -> tuple[list[int], str]:
+    ctx, out = list(req.context), []
+    for _ in range(min(req.max_tokens, model.config.max_position - len(req.context))):
+        logits = model(torch.tensor(ctx), causal_context(model.rope, len(ctx)),
+                       logit_rows=torch.tensor([len(ctx) - 1]))
+        tok = int(torch.argmax(logits[0]))
+        out.append(tok)
+        ctx.append(tok)
+        if tok in req.stop_token_ids:
+            return out, "stop"
+        if tok in req.eos_token_ids:
+            return out, "eos"
+    return out, "length"
+
+
+def _req(ctx: list[int], n: int = 12) -> CompletionRequest:
+    return CompletionRequest(context=ctx, max_tokens=n, stop_token_ids=(STOP,), eos_token_ids=(EOS,))
+
+
+def _check(engine: RuntimeEngine, model: DecoderLM, reqs: list[CompletionRequest]):
+    got = asyncio.run(engine.complete(reqs))
+    for req, comp in zip(reqs, got):
+        want, reason = _twin(model, req)
+        assert comp.tokens == want
+        assert comp.finish_reason == reason
+    return got
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_block_streams_equal_single_request_greedy(model: DecoderLM, seed: int) -> None:
+    rng = random.Random(seed)
+    engine = RuntimeEngine(model=model)
+    prompt = [rng.randrange(10, VOCAB) for _ in range(9)]
+    # 1) sequential request
+    (seq,) = _check(engine, model, [_req(prompt)])
+    base = prompt + seq.tokens
+    # 2) a block: one request per thread, shared context + distinct headers
+    headers = [[7, 8, 10 + i, 9] for i in range(1, 4)]
+    threads = _check(engine, model, [_req(base + h, n=8) for h in headers])
+    assert engine.stats.decode_steps >= max(len(t.tokens) for t in threads)
+    # 3) join: thread 1 (its stream segment) is moved in, threads 2..n are re-encoded
+    merged = list(base)
+    for h, t in zip(headers, threads):
+        merged += h + t.tokens
+    merged.append(7)
+    prefilled, moved = engine.stats.prefilled_tokens, engine.stats.moved_tokens
+    (after,) = _check(engine, model, [_req(merged)])
+    moved = engine.stats.moved_tokens - moved
+    shared = len(base) + 2  # the headers' common "7 8" joined the shared prefix
+    assert moved == len(headers[0]) - 2 + len(threads[0].tokens) - 1  # last token never fed
+    recomputed = engine.stats.prefilled_tokens - prefilled
+    assert recomputed == len(merged) - 1 - shared - moved
+    assert after.cached_tokens == shared + moved
+
+
+def test_diverging_prompt_and_identical_contexts(model: DecoderLM) -> None:
+    engine = RuntimeEngine(model=model)
+    _check(engine, model, [_req([11, 12, 13, 14])])
+    _check(engine, model, [_req([20, 21, 22])])  # unrelated prompt: fresh shared segment
+    assert engine.stats.fresh_segments == 1
+    _check(engine, model, [_req([30]), _req([30])])  # one-token, identical contexts
+    # budget and logprobs
+    got = asyncio.run(engine.complete([CompletionRequest(context=[15, 16], max_tokens=3,
+                                                         logprobs=True)]))
+    assert len(got[0].tokens) == 3 and got[0].finish_reason == "length"
+    assert got[0].logprobs is not None and all(lp <= 0 for lp in got[0].logprobs)
+
+
+def test_script_forces_tokens_and_stops(model: DecoderLM) -> None:
+    engine = RuntimeEngine(model=model, script=lambda r: [20, 21, STOP, 22])
+    (c,) = asyncio.run(engine.complete([_req([11, 12])]))
+    assert c.tokens == [20, 21, STOP] and c.finish_reason == "stop"
+    assert engine.stats.decode_steps == 3
+    with pytest.raises(ValueError, match="context"):
+        asyncio.run(engine.complete([_req(list(range(10, 40)) * 9)]))
