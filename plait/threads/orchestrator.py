@@ -223,7 +223,9 @@ class Orchestrator:
             eos_hit = self._join(put, nums, outs)
             put(fmt.newline(), True)
             blocks += 1
-            if eos_hit or self._remaining(tokens, len(prompt)) < 1:
+            # a thread cut by the share of the *total* budget means the run is out of budget
+            starved = per < cfg.max_thread_tokens and any(o.finish_reason == "length" for o in outs)
+            if eos_hit or starved or self._remaining(tokens, len(prompt)) < 1:
                 put([tg.parallel_end], True)  # the run must stop: close the block ourselves
                 run.stop_reason = "eos_in_thread" if eos_hit else "length"
                 break
