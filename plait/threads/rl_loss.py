@@ -1,0 +1,85 @@
+"""P-GRPO's broadcast token-mean policy-gradient loss, from one packed forward per trajectory.
+
+A trajectory tau is the list of engine calls (cont_m, comp_m) that produced it; its log-prob is
+log pi(tau) = sum_m log pi(comp_m | cont_m) over model-generated completion tokens. With one
+advantage A_p per trajectory (mean-centred within its prompt group, see reward.py), broadcast to
+every generated token, the loss is
+
+    L = -(1 / sum_p T_p) * sum_p A_p * log pi(tau_p)        (T_p: generated tokens of tau_p)
+
+whose gradient is the exact score-function gradient scaled by 1/sum T (on-policy, one step per
+batch: importance ratio 1, no clipping, no KL). Each trajectory's calls are packed into one trie
+row, so every context token is run through the model once instead of once per call.
+The full-trajectory AR unit is an SFT device, not a call: `rl_units` drops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from plait.threads.mask import Backend
+from plait.threads.packing import pack_row
+from plait.threads.train import packed_token_logprobs
+from plait.threads.trie import build_trie
+
+
+def rl_units(units: Sequence[object]) -> list[object]:
+    """The engine calls of a trajectory: drops a full-trajectory unit (kind/name "full")."""
+    return [u for u in units
+            if getattr(u, "kind", None) != "full" and getattr(u, "name", None) != "full"]
+
+
+@dataclass(slots=True, kw_only=True)
+class PGLossInfo:
+    """Diagnostics of one loss computation (detached)."""
+
+    tokens: int  # sum_p T_p, the normaliser
+    logp: list[float]  # log pi(tau_p) per trajectory
+    tokens_per_trajectory: list[int]
+    packed_tokens: int  # tokens run through the model (sum of trie sizes)
+    unit_tokens: int  # tokens the release's one-row-per-call layout would run
+
+
+def broadcast_pg_loss(model: torch.nn.Module, trajectories: Sequence[Sequence[object]],
+                      advantages: Sequence[float] | torch.Tensor, *,
+                      backend: Backend = "chunked") -> tuple[torch.Tensor, PGLossInfo]:
+    """Broadcast token-mean policy-gradient loss (see the module docstring).
+
+    Args:
+        model: a DecoderLM (in train mode if you will step an optimiser).
+        trajectories: per trajectory, its calls as units (full-trajectory units are dropped).
+        advantages: (P,) one advantage per trajectory.
+        backend: attention backend of the packed forward.
+
+    Returns:
+        (scalar loss, info).
+    """
+    adv = torch.as_tensor(advantages, dtype=torch.float32).flatten()
+    if adv.numel() != len(trajectories):
+        raise ValueError(
+            f"got {adv.numel()} advantages for {len(trajectories)} trajectories; pass one "
+            "advantage per trajectory (broadcast to all its tokens)"
+        )
+    terms, logps, counts = [], [], []
+    packed = unit_tokens = 0
+    for units, a in zip(trajectories, adv.tolist()):
+        calls = rl_units(units)
+        if not calls:
+            raise ValueError("a trajectory has no engine calls; drop it from the batch")
+        flat = build_trie(calls)
+        packed += len(flat)
+        unit_tokens += sum(len(p) for p in flat.unit_paths)
+        lp = packed_token_logprobs(model, pack_row([flat]), backend=backend)  # (T_p,)
+        total = lp.sum()
+        terms.append(a * total)
+        logps.append(float(total.detach()))
+        counts.append(int(lp.numel()))
+    n = sum(counts)
+    if n == 0:
+        raise ValueError("no model-generated tokens in the batch; nothing to train")
+    loss = -torch.stack(terms).sum() / n
+    return loss, PGLossInfo(tokens=n, logp=logps, tokens_per_trajectory=counts,
+                            packed_tokens=packed, unit_tokens=unit_tokens)
