@@ -1,0 +1,156 @@
+"""The step runner: fast path vs float64 reference on random views, causal equivalence, memory."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from plait.runtime.context import causal_context
+from plait.runtime.runner import Runner, StreamInput
+from plait.runtime.segments import KVStore
+from tests.tiny import tiny_model
+
+
+def random_schedule(model, attention: str, seed: int, instant: bool, steps: int = 4) -> list[torch.Tensor]:
+    """Random segments, views, write targets and ragged inputs; returns every step's logits."""
+    rng = random.Random(seed)
+    store = KVStore(model.config, model.dtype)
+    runner = Runner(model, store, attention=attention)
+    V = model.config.vocab_size
+    shared = [store.new_segment(rng.randint(1, 8), name=f"shared{i}") for i in range(3)]
+    for seg in shared:  # some shared segments stay empty
+        if rng.random() < 0.8:
+            runner.prefill(seg, [rng.randrange(V) for _ in range(rng.randint(1, 9))], chunk=4)
+    own = [store.new_segment(4, name=f"own{i}") for i in range(rng.randint(2, 4))]
+    views = []
+    for seg in own:
+        others = rng.sample(shared + [o for o in own if o is not seg], rng.randint(1, 4))
+        view = others + [seg]
+        rng.shuffle(view)  # the written segment may sit anywhere in the view
+        views.append(view)
+    out = []
+    for _ in range(steps):
+        active = [i for i in range(len(own)) if rng.random() < 0.8] or [0]
+        inputs = [StreamInput([rng.randrange(V) for _ in range(rng.randint(1, 3))], views[i], own[i])
+                  for i in active]
+        out.extend(runner.step(inputs, instant=instant, all_logits=True))
+        if rng.random() < 0.3:  # a finished run moves into a shared segment
+            i = rng.randrange(len(own))
+            if own[i].length:
+                store.move(own[i], shared[0])
+    return out
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
+@pytest.mark.parametrize("instant", [True, False])
+@pytest.mark.parametrize("seed", range(3))
+def test_fast_equals_reference_on_random_views(family, instant, seed):
+    model = tiny_model(family, seed=seed)
+    fast = random_schedule(model, "fast", seed, instant)
+    ref = random_schedule(model, "reference", seed, instant)
+    assert len(fast) == len(ref)
+    for a, b in zip(fast, ref):
+        assert (a - b).abs().max().item() < 1e-4
+
+
+def test_instant_switch_changes_what_is_seen():
+    model = tiny_model("llama", seed=1)
+    logits = {}
+    for instant in (True, False):
+        store = KVStore(model.config)
+        runner = Runner(model, store)
+        a, b = store.new_segment(8), store.new_segment(8)
+        runner.step([StreamInput([3], [b], b)])
+        runner.step([StreamInput([1, 2], [b, a], a)])
+        out = runner.step([StreamInput([5], [b, a], a), StreamInput([6], [a, b], b)], instant=instant)
+        logits[instant] = out
+    assert not torch.allclose(logits[True], logits[False])
+    # instant=False: stream a sees b only as it was before the step (1 token), a == [b, a] causal
+    seq = [3, 1, 2, 5]
+    ref = model(torch.tensor(seq), causal_context(model.rope, 4), torch.tensor([3]))
+    assert torch.allclose(logits[False][0], ref[0], atol=1e-4)
+
+
+def test_contiguous_view_equals_plain_causal_decoding():
+    model = tiny_model("qwen3", seed=2)
+    ids = torch.randint(0, model.config.vocab_size, (40,), generator=torch.Generator().manual_seed(0))
+    store = KVStore(model.config)
+    runner = Runner(model, store)
+    segs = [store.new_segment(16) for _ in range(4)]
+    logits = []
+    # the history is split over four segments filled in order: a view [s0, s1, s2, s3]
+    for i, t in enumerate(ids.tolist()):
+        k = min(i // 10, 3)
+        logits.append(runner.step([StreamInput([t], segs[: k + 1], segs[k])]))
+    ref = model(ids, causal_context(model.rope, 40))
+    assert (torch.cat(logits) - ref).abs().max().item() < 1e-4
+
+
+def test_move_equals_tokens_placed_in_history():
+    model = tiny_model("llama", seed=4)
+    V = model.config.vocab_size
+    prompt, step_tokens, future = [3, 9, 27, 4], [11, 12, 13], [50, 51, 52]
+    # (a) the step is written to its own segment, then moved into the history with one rotation
+    store = KVStore(model.config)
+    runner = Runner(model, store)
+    hist, cur = store.new_segment(16), store.new_segment(4)
+    runner.prefill(hist, prompt)
+    runner.step([StreamInput(step_tokens, [hist, cur], cur)])
+    store.move(cur, hist)
+    assert cur.length == 0 and hist.tokens == prompt + step_tokens
+    a = runner.step([StreamInput(future, [hist, cur], cur)], all_logits=True)[0]
+    # (b) reference: the same tokens in one causal sequence
+    seq = torch.tensor(prompt + step_tokens + future)
+    b = model(seq, causal_context(model.rope, len(seq)))[-len(future):]
+    assert (a - b).abs().max().item() < 1e-4
+    assert store.stats.moved_tokens == 3 and store.stats.regrowths == 0
+    assert V > max(future)
+
+
+def test_shared_prefix_is_stored_once():
+    model = tiny_model("qwen2", seed=0)
+    store = KVStore(model.config)
+    runner = Runner(model, store)
+    prefix = store.new_segment(100)
+    runner.prefill(prefix, list(range(100)), chunk=32)
+    per_token = 2 * model.config.num_layers * model.config.num_kv_heads * model.config.head_dim * 4
+    assert store.nbytes() == 100 * per_token
+    W = 4
+    own = [store.new_segment(10) for _ in range(W)]
+    for _ in range(10):
+        runner.step([StreamInput([7], [prefix, s], s) for s in own])
+    assert store.nbytes() == (100 + W * 10) * per_token  # the prefix is held once, not W times
+    assert store.stats.regrowths == 0
+
+
+def test_fork_streams_match_single_stream_decoding():
+    model = tiny_model("qwen3", seed=5)
+    store = KVStore(model.config)
+    runner = Runner(model, store)
+    prefix = store.new_segment(20)
+    runner.prefill(prefix, list(range(20)))
+    own = [store.new_segment(4) for _ in range(3)]
+    out = runner.step([StreamInput([30 + i] * (i + 1), [prefix, s], s) for i, s in enumerate(own)])
+    for i in range(3):
+        seq = torch.tensor(list(range(20)) + [30 + i] * (i + 1))
+        ref = model(seq, causal_context(model.rope, len(seq)), torch.tensor([len(seq) - 1]))
+        assert torch.allclose(out[i], ref[0], atol=1e-4)
+
+
+def test_bad_step_inputs_are_clear_errors():
+    model = tiny_model("llama")
+    store = KVStore(model.config)
+    runner = Runner(model, store)
+    a, b = store.new_segment(4), store.new_segment(4)
+    with pytest.raises(ValueError, match="must be part of its view"):
+        runner.step([StreamInput([1], [a], b)])
+    with pytest.raises(ValueError, match="both write to"):
+        runner.step([StreamInput([1], [a], a), StreamInput([2], [b, a], a)])
+    with pytest.raises(ValueError, match="no new tokens"):
+        runner.step([StreamInput([], [a], a)])
+    with pytest.raises(ValueError, match="beyond the model's context"):
+        runner.prefill(a, [1] * (model.config.max_position + 1), chunk=4096)
+    with pytest.raises(ValueError, match="attention must be"):
+        Runner(model, store, attention="flash")  # type: ignore[arg-type]
