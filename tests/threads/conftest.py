@@ -8,7 +8,56 @@ import pytest
 
 from plait.threads.format import ThreadFormat
 
-_WORDS = ["the", "sum", "of", "products", "is", "computed", "step", "by", "step", "we", "check", "each", "term", "and", "add", "them", "first", "second", "third", "value", "result", "answer", "so", "therefore", "let", "x", "y", "z", "be", "numbers", "12", "345", "6789", "plan", "compute", "verify", "thread", "outline", "parallel:", "hence", "=", "+", "*", "(", ")", ".", ",", "\n"]
+_WORDS = [
+    "the",
+    "sum",
+    "of",
+    "products",
+    "is",
+    "computed",
+    "step",
+    "by",
+    "step",
+    "we",
+    "check",
+    "each",
+    "term",
+    "and",
+    "add",
+    "them",
+    "first",
+    "second",
+    "third",
+    "value",
+    "result",
+    "answer",
+    "so",
+    "therefore",
+    "let",
+    "x",
+    "y",
+    "z",
+    "be",
+    "numbers",
+    "12",
+    "345",
+    "6789",
+    "plan",
+    "compute",
+    "verify",
+    "thread",
+    "outline",
+    "parallel:",
+    "hence",
+    "=",
+    "+",
+    "*",
+    "(",
+    ")",
+    ".",
+    ",",
+    "\n",
+]
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +95,58 @@ def bpe_fmt(bpe_tokenizer) -> ThreadFormat:
 
 def random_words(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(_WORDS[:-1]) for _ in range(n))
+
+
+class StubServer:
+    """A scripted OpenAI-compatible HTTP server on 127.0.0.1 (a free port) for tests.
+
+    `handler(path, body) -> dict` answers each POST; every (path, body) is recorded.
+    """
+
+    def __init__(self, handler):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.calls: list[tuple[str, dict]] = []
+        stub = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.calls.append((self.path, body))
+                try:
+                    out, code = json.dumps(handler(self.path, body)).encode(), 200
+                except Exception as exc:  # surface handler bugs as HTTP 400s
+                    out, code = json.dumps({"error": repr(exc)}).encode(), 400
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def stub_server():
+    servers = []
+
+    def start(handler):
+        s = StubServer(handler)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.close()

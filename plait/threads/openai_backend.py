@@ -1,0 +1,159 @@
+"""`CompletionEngine` over an OpenAI-compatible `/v1/completions` server (vLLM, SGLang, llama.cpp).
+
+Two prompt modes:
+- "ids" (vLLM, SGLang): the prompt is sent as token ids with `stop_token_ids`; vLLM's
+  `return_tokens_as_token_ids` logprobs give the generated ids back exactly.
+- "text" (llama-cpp-python's server and other text-only servers): the prompt is `fmt.decode(ids)`
+  and stop tokens become stop strings; the completion text is encoded back with `fmt.encode`.
+The threads of a block are sent as concurrent requests (the server batches them). Which stop ended
+a "stop" finish is read from `stop_reason` (vLLM) or `matched_stop` (SGLang); for servers that
+report neither (llama-cpp-python), tokens hidden from the text (usage count > returned logprob
+tokens) mean a stop string fired, none hidden means EOS. The stop token is appended to the ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from plait.threads.engine_api import Completion, CompletionRequest
+from plait.threads.format import ThreadFormat
+
+
+@dataclass(slots=True, kw_only=True)
+class OpenAIConfig:
+    base_url: str  # e.g. "http://127.0.0.1:8000/v1"
+    model: str = "default"  # the served model name
+    prompt_mode: Literal["ids", "text"] = "ids"
+    api_key: str | None = None  # sent as a Bearer token if set
+    timeout_s: float = 600.0
+    retries: int = 2  # extra attempts on connection errors / 5xx
+    extra_body: dict[str, Any] | None = None  # merged into every request body
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        if self.prompt_mode not in ("ids", "text"):
+            raise ValueError(f"prompt_mode must be 'ids' or 'text', got {self.prompt_mode!r}")
+        self.base_url = self.base_url.rstrip("/")
+
+
+class OpenAICompletionsEngine:
+    """Implements `CompletionEngine.complete` with one HTTP request per `CompletionRequest`."""
+
+    def __init__(self, config: OpenAIConfig, fmt: ThreadFormat):
+        self.config, self.fmt = config, fmt
+
+    def body(self, req: CompletionRequest) -> dict[str, Any]:
+        """The JSON body for one request (public for tests and debugging)."""
+        cfg = self.config
+        b: dict[str, Any] = {
+            "model": cfg.model, "max_tokens": req.max_tokens, "temperature": req.temperature,
+            "top_p": req.top_p, "logprobs": 1, "stream": False,
+        }  # fmt: skip
+        if req.top_k:
+            b["top_k"] = req.top_k
+        if req.seed is not None:
+            b["seed"] = req.seed
+        if cfg.prompt_mode == "ids":
+            b.update(
+                prompt=list(req.context), stop_token_ids=list(req.stop_token_ids),
+                return_tokens_as_token_ids=True, skip_special_tokens=False,
+                include_stop_str_in_output=True,
+            )  # fmt: skip
+        else:
+            b["prompt"] = self.fmt.decode(list(req.context))
+            if req.stop_token_ids:
+                b["stop"] = [self.fmt.decode([t]) for t in req.stop_token_ids]
+        if cfg.extra_body:
+            b.update(cfg.extra_body)
+        return b
+
+    async def complete(self, requests: list[CompletionRequest]) -> list[Completion]:
+        headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+        async with httpx.AsyncClient(timeout=self.config.timeout_s, headers=headers) as client:
+            return list(await asyncio.gather(*(self._one(client, r) for r in requests)))
+
+    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.config.base_url}/completions"
+        for attempt in range(self.config.retries + 1):
+            try:
+                resp = await client.post(url, json=body)
+                if resp.status_code < 500 or attempt == self.config.retries:
+                    if resp.status_code >= 400:
+                        raise RuntimeError(
+                            f"{url} answered {resp.status_code}: {resp.text[:500]}; check the "
+                            "model name, prompt_mode and that the server supports these fields"
+                        )
+                    return resp.json()
+            except httpx.TransportError:
+                if attempt == self.config.retries:
+                    raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _one(self, client: httpx.AsyncClient, req: CompletionRequest) -> Completion:
+        start = time.perf_counter()
+        data = await self._post(client, self.body(req))
+        choice = data["choices"][0]
+        done = self.parse_choice(choice, req, data.get("usage") or {})
+        done.latency_s = time.perf_counter() - start
+        return done
+
+    def parse_choice(
+        self, choice: dict[str, Any], req: CompletionRequest, usage: dict[str, Any]
+    ) -> Completion:
+        """Turn one response choice into a `Completion` following the engine contract."""
+        lp = choice.get("logprobs") or {}
+        lp_tokens = lp.get("tokens") or []
+        ids = _ids_from_logprobs(lp_tokens)
+        if ids is None:
+            ids = self.fmt.encode(choice.get("text") or "")
+        logprobs = lp.get("token_logprobs")
+        reason = choice.get("finish_reason") or "length"
+        if reason == "length":
+            return Completion(tokens=ids[: req.max_tokens], finish_reason="length")
+        stop_tok = self._which_stop(choice, req, usage, len(lp_tokens))
+        if stop_tok is None:  # EOS
+            eos = req.eos_token_ids[0] if req.eos_token_ids else None
+            if eos is not None and (not ids or ids[-1] not in req.eos_token_ids):
+                ids = ids + [eos]
+            return Completion(tokens=ids, finish_reason="eos")
+        if not ids or ids[-1] != stop_tok:
+            ids = ids + [stop_tok]
+        n = len(ids)
+        ok = logprobs is not None and len(logprobs) == n and all(x is not None for x in logprobs)
+        return Completion(tokens=ids, finish_reason="stop", logprobs=list(logprobs) if ok else None)
+
+    def _which_stop(
+        self, choice: dict[str, Any], req: CompletionRequest, usage: dict[str, Any], n_lp: int
+    ) -> int | None:
+        """The stop token id that ended a "stop" finish, or None for EOS."""
+        for key in ("stop_reason", "matched_stop"):
+            if key in choice:
+                val = choice[key]
+                if val is None:
+                    return None
+                if isinstance(val, int):
+                    return val if val in req.stop_token_ids else None
+                for t in req.stop_token_ids:
+                    if self.fmt.decode([t]) == val:
+                        return t
+                return None
+        if not req.stop_token_ids:
+            return None
+        hidden = usage.get("completion_tokens")
+        if hidden is not None and n_lp:
+            return req.stop_token_ids[0] if hidden > n_lp else None
+        return req.stop_token_ids[0]  # the server cannot tell: assume the stop string fired
+
+
+def _ids_from_logprobs(tokens: list[Any]) -> list[int] | None:
+    """vLLM's `return_tokens_as_token_ids` renders each token as 'token_id:123'."""
+    if not tokens or not all(isinstance(t, str) and t.startswith("token_id:") for t in tokens):
+        return None
+    return [int(t.split(":", 1)[1]) for t in tokens]
