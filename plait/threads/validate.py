@@ -116,7 +116,7 @@ def _check_block(c: _Ctx, b: Block, max_outlines: int, min_threads: int) -> None
         c.glue(prev, it.start, "\n" if k == 0 else "", "before a <Thread>")
         prev = it.end
     end = b.end - 1 if b.closed else b.end
-    if b.threads:
+    if b.threads and b.closed:
         c.glue(prev, end, "\n", "between the last </Thread> and </Parallel>")
     if len(b.threads) < min_threads:
         c.add(b.start, "too-few-threads", f"{len(b.threads)} threads < minimum {min_threads}")
