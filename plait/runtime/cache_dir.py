@@ -1,0 +1,143 @@
+"""Where plait keeps converted models, and how it writes there safely.
+
+The cache root is `$PLAIT_CACHE_DIR` if set, else `~/.cache/plait`. Converted models live in
+`<root>/models/<key>/`; assembled bundled GGUF files in `<root>/bundled/<name>/`. Every entry is
+written into a temporary sibling and renamed into place, so a crash or a concurrent writer never
+leaves a half-written entry under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CACHE_ENV = "PLAIT_CACHE_DIR"
+META_FILE = "plait-cache.json"  # written last into every converted-model entry
+CACHE_FORMAT = 1  # bump when the layout of a converted entry changes
+
+
+def cache_root() -> Path:
+    """The cache root directory (not created)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "plait"
+
+
+def models_dir() -> Path:
+    """Directory holding one sub-directory per converted model."""
+    return cache_root() / "models"
+
+
+def bundled_dir(name: str) -> Path:
+    """Directory holding the assembled source file of bundled model `name`."""
+    return cache_root() / "bundled" / name
+
+
+def read_meta(entry: Path) -> dict[str, Any] | None:
+    """The metadata of a converted entry, or None if the entry is absent or incomplete."""
+    try:
+        meta = json.loads((entry / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+        return None
+    return meta
+
+
+def _writable_parent(final: Path) -> Path:
+    parent = final.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PermissionError(
+            f"cannot create the plait cache directory {parent}: {exc}; set {CACHE_ENV} to a "
+            "writable directory"
+        ) from exc
+    return parent
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    """Move tmp to final; an older final is moved aside first and deleted after."""
+    old: Path | None = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        _remove(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        _remove(old)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty temporary directory that becomes `final` when the block succeeds.
+
+    On an exception the temporary directory is removed and `final` is left untouched.
+    """
+    parent = _writable_parent(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=parent))
+    try:
+        yield tmp
+        _replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """Yield a temporary file path that is renamed to `final` when the block succeeds."""
+    parent = _writable_parent(final)
+    fd, name = tempfile.mkstemp(prefix=f".tmp-{final.name}-", dir=parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def dir_size(path: Path) -> int:
+    """Total bytes of the regular files under `path` (0 if absent)."""
+    if not path.exists():
+        return 0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def list_cached() -> list[dict[str, Any]]:
+    """Every complete cache entry: key, name, family, source kind, size and path."""
+    root = models_dir()
+    out: list[dict[str, Any]] = []
+    if not root.is_dir():
+        return out
+    for entry in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        meta = read_meta(entry)
+        if meta is None:
+            continue
+        size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+        out.append(
+            {
+                "key": entry.name,
+                "name": meta.get("name", entry.name),
+                "family": meta.get("family"),
+                "source": meta.get("source", {}).get("kind"),
+                "size_bytes": size,
+                "path": str(entry),
+            }
+        )
+    return out

@@ -1,0 +1,95 @@
+"""GGUF -> safetensors cache entries: build once, reuse while the source is unchanged.
+
+An entry `<cache>/models/<key>/` holds config.json (plain, unquantised), model.safetensors
+(float32, dequantised), the tokenizer files with the chat template, generation_config.json
+(end-of-sequence ids) and `plait-cache.json` (written last: what source it was built from).
+An entry is reused only while that source record matches; otherwise it is rebuilt atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from plait.runtime import gguf_file
+from plait.runtime.bundled import BundledModel, fingerprint, part_paths, resolve_gguf
+from plait.runtime.cache_dir import CACHE_FORMAT, META_FILE, atomic_dir, models_dir, read_meta
+from plait.runtime.config import ModelConfig
+from plait.runtime.tokenizer import eos_token_ids
+from plait.runtime.weights import SINGLE_FILE, check_finite, write_safetensors
+
+log = logging.getLogger(__name__)
+
+
+def _valid(entry: Path, source: dict[str, Any]) -> bool:
+    meta = read_meta(entry)
+    return (
+        meta is not None
+        and meta.get("source") == source
+        and (entry / "config.json").is_file()
+        and (entry / SINGLE_FILE).is_file()
+    )
+
+
+def convert_gguf(gguf_path: Path, entry: Path, name: str, source: dict[str, Any]) -> Path:
+    """Dequantise `gguf_path` into the cache entry `entry` (replacing any old one atomically)."""
+    log.info("converting %s into %s (first load only)", gguf_path, entry)
+    fix = f"the GGUF file {gguf_path} is corrupt; download or reinstall it"
+    with atomic_dir(entry) as tmp:
+        reader = gguf_file.open_gguf(gguf_path)
+        hf_cfg = gguf_file.hf_config(gguf_path, reader)
+        ModelConfig.from_hf(hf_cfg)  # refuse unsupported models before writing gigabytes
+        sd = gguf_file.state_dict(reader, hf_cfg)
+        if hf_cfg.tie_word_embeddings:
+            sd.pop("lm_head.weight", None)
+        check_finite(sd, str(gguf_path), fix)
+        hf_cfg.save_pretrained(str(tmp))
+        write_safetensors(sd, tmp / SINGLE_FILE)
+        del sd
+        tok = gguf_file.tokenizer(gguf_path)
+        tok.save_pretrained(str(tmp))
+        gen = {
+            "bos_token_id": hf_cfg.bos_token_id,
+            "eos_token_id": list(eos_token_ids(tok, hf_cfg)),
+        }
+        (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2))
+        meta = {
+            "format": CACHE_FORMAT,
+            "name": name,
+            "family": ModelConfig.from_hf(hf_cfg).family,
+            "source": source,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+    return entry
+
+
+def bundled_entry(spec: BundledModel, rebuild: bool = False) -> Path:
+    """Cache entry of a bundled model, built (with sha256 verification) if absent or stale."""
+    source = {"kind": "bundled", "sha256": spec.sha256, "parts": fingerprint(part_paths(spec))}
+    entry = models_dir() / spec.name
+    if not rebuild and _valid(entry, source):
+        return entry
+    gguf_path = resolve_gguf(spec)  # verifies the sha256 (HashMismatchError on a mismatch)
+    return convert_gguf(gguf_path, entry, spec.name, source)
+
+
+def gguf_key(path: Path) -> str:
+    """Cache key of a user GGUF file: readable stem plus a hash of its absolute path."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-") or "model"
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"{stem}-{digest}"
+
+
+def gguf_entry(path: Path, rebuild: bool = False) -> Path:
+    """Cache entry of a user GGUF file, rebuilt whenever the file's size or mtime changes."""
+    source = {"kind": "gguf", "file": fingerprint([path])}
+    entry = models_dir() / gguf_key(path)
+    if not rebuild and _valid(entry, source):
+        return entry
+    return convert_gguf(path, entry, path.stem, source)

@@ -1,0 +1,82 @@
+"""Safetensors reading and writing for HF-format model directories and plait's cache.
+
+`read_safetensors_dir` accepts a single `model.safetensors`, a sharded checkpoint with
+`model.safetensors.index.json`, or any `*.safetensors` files in the directory. Unreadable,
+truncated or non-finite weights raise CorruptModelError naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from plait.runtime.errors import CorruptModelError, MissingModelFilesError
+
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+
+
+def safetensors_files(directory: Path) -> list[Path]:
+    """Weight files of an HF-format directory, in a stable order."""
+    index = directory / INDEX_FILE
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CorruptModelError(
+                f"cannot parse {index}: {exc}; re-download the checkpoint"
+            ) from exc
+        files = [directory / name for name in sorted(set(weight_map.values()))]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise MissingModelFilesError(
+                f"{index} lists shards that are missing: {missing}; download them into {directory}"
+            )
+        return files
+    if (directory / SINGLE_FILE).is_file():
+        return [directory / SINGLE_FILE]
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise MissingModelFilesError(
+            f"no *.safetensors weights in {directory}; put model.safetensors (or shards with "
+            f"{INDEX_FILE}) next to config.json, or pass a .gguf file instead"
+        )
+    return files
+
+
+def read_safetensors(path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """All tensors of one file; CorruptModelError (with `fix` appended) if it cannot be read."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own SafetensorError, plus OSError
+        raise CorruptModelError(f"cannot read weights {path}: {exc}; {fix}") from exc
+
+
+def read_safetensors_dir(
+    directory: Path, fix: str = "re-download the checkpoint"
+) -> dict[str, torch.Tensor]:
+    """Every tensor of an HF-format directory, keyed by transformers parameter name."""
+    out: dict[str, torch.Tensor] = {}
+    for path in safetensors_files(directory):
+        out.update(read_safetensors(path, fix))
+    return out
+
+
+def check_finite(sd: dict[str, torch.Tensor], where: str, fix: str) -> None:
+    """CorruptModelError if any floating tensor holds NaN or infinity."""
+    for name, t in sd.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CorruptModelError(f"{where}: tensor {name!r} contains NaN or inf; {fix}")
+
+
+def write_safetensors(sd: dict[str, torch.Tensor], path: Path) -> None:
+    """Write `sd` as one safetensors file (tensors must not share storage: drop tied copies)."""
+    from safetensors.torch import save_file
+
+    save_file(
+        {k: v.detach().contiguous() for k, v in sd.items()}, str(path), metadata={"format": "pt"}
+    )
