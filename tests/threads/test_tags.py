@@ -1,0 +1,73 @@
+"""Tags as single special tokens; embeddings initialised as the mean of the tag name's tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from plait.threads.tags import TAGS, add_thread_tokens, init_tag_embeddings, tag_name
+
+
+def test_single_tokens_and_idempotent(bpe_tokenizer):
+    n0 = len(bpe_tokenizer)
+    ids = add_thread_tokens(bpe_tokenizer)
+    assert list(ids) == list(TAGS) and len(set(ids.values())) == 8
+    assert len(bpe_tokenizer) == n0 + 8
+    for tag, i in ids.items():
+        assert bpe_tokenizer.encode(f"x{tag}y", add_special_tokens=False).count(i) == 1
+        assert bpe_tokenizer.decode([i]) == tag
+    assert add_thread_tokens(bpe_tokenizer) == ids and len(bpe_tokenizer) == n0 + 8
+    legacy = add_thread_tokens(bpe_tokenizer, legacy=True)
+    assert "<Conclusion>" in legacy and len(bpe_tokenizer) == n0 + 12
+
+
+def test_tag_name():
+    assert tag_name("<Parallel>") == "Parallel" and tag_name("</Thread>") == "/Thread"
+    with pytest.raises(ValueError, match="<Name>"):
+        tag_name("Parallel")
+
+
+def _expected(tok, weight, tag):
+    src = tok.encode(tag_name(tag), add_special_tokens=False)
+    return weight[src].mean(dim=0)
+
+
+def test_init_on_tensor_grows_and_means(bpe_tokenizer):
+    base = len(bpe_tokenizer)
+    ids = add_thread_tokens(bpe_tokenizer)
+    w = torch.randn(base, 16)  # (V_old, D)
+    new = init_tag_embeddings(bpe_tokenizer, w)
+    assert new.shape == (base + 8, 16) and torch.equal(new[:base], w)
+    for tag, i in ids.items():
+        assert torch.allclose(new[i], _expected(bpe_tokenizer, w, tag), atol=1e-6)
+    # a tensor already large enough is edited in place
+    big = torch.randn(base + 8, 16)
+    same = init_tag_embeddings(bpe_tokenizer, big)
+    assert same is big
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_init_on_transformers_model(bpe_tokenizer, tied):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    base = len(bpe_tokenizer)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=base, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=tied)  # fmt: skip
+    model = LlamaForCausalLM(cfg)
+    emb0 = model.get_input_embeddings().weight.detach().clone()
+    head0 = model.get_output_embeddings().weight.detach().clone()
+    ids = add_thread_tokens(bpe_tokenizer)
+    init_tag_embeddings(bpe_tokenizer, model)
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    assert emb.shape[0] % 64 == 0 and emb.shape[0] >= base + 8  # padded vocabulary
+    for tag, i in ids.items():
+        assert torch.allclose(emb[i], _expected(bpe_tokenizer, emb0, tag), atol=1e-6)
+        want_head = _expected(bpe_tokenizer, emb0 if tied else head0, tag)
+        assert torch.allclose(head[i], want_head, atol=1e-6)
+
+
+def test_init_requires_tags(bpe_tokenizer):
+    with pytest.raises(ValueError, match="add_thread_tokens"):
+        init_tag_embeddings(bpe_tokenizer, torch.zeros(4, 2))
