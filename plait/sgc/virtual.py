@@ -91,9 +91,15 @@ class SyntheticWorkload:
             self._cache[key] = rng.integers(-1000, 1000, size=(size, self.dim)).astype(np.float64)
         return self._cache[key]
 
+    def snapshot(self, jobs) -> None:
+        return None
+
+    def piece_vector(self, job: int, size: int, pieces, params=None) -> np.ndarray:
+        X = self.samples(job, size)
+        return sum(c * X[a:b].sum(axis=0) for a, b, c in pieces)
+
     def task_vector(self, task, scheme: Scheme) -> np.ndarray:
-        X = self.samples(task.job, scheme.job_size)
-        return sum(c * X[a:b].sum(axis=0) for a, b, c in scheme.pieces(task))
+        return self.piece_vector(task.job, scheme.job_size, scheme.pieces(task))
 
     def true_grad(self, job: int, scheme: Scheme) -> np.ndarray:
         return self.samples(job, scheme.job_size).sum(axis=0)

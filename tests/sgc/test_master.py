@@ -56,7 +56,7 @@ def test_fast_cut_equals_online_cut_and_decodes_exactly(case, seed, cut, adm) ->
         be = VirtualBackend(iid_trace(n, sc.n_rounds, seed=seed, scale=0.5), VirtualConfig(c0=0.2, online=online),
                             workload=work)
         grads = {}
-        res = Master(cfg).run(sc, be, on_job=lambda j, g, r: grads.__setitem__(j, g))
+        res = Master(cfg).run(sc, be, on_job=lambda j, g, r, d=grads: d.__setitem__(j, g))
         for j, g in grads.items():
             truth = work.true_grad(j, sc)
             if sc.exact:
