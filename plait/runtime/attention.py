@@ -89,19 +89,26 @@ def _fused(qg, k, v, limit, G):  # noqa: ANN001, ANN202 - internal
             qg[None], k[None], v[None], 0.0, False, attn_mask=bias
         )
         out, lse = out[0], lse[0].float()
+    elif bias is None and qg.dtype in (torch.float16, torch.bfloat16):
+        # CUDA flash kernel (no mask needed: every reader sees the whole segment)
+        res = torch.ops.aten._scaled_dot_product_flash_attention(qg[None], k[None], v[None])
+        out, lse = res[0][0], res[1][0].float()
     else:
         if bias is not None:
-            bias = bias[None, None].expand(1, k.shape[0], *bias.shape)
-        out, lse, *_ = torch.ops.aten._scaled_dot_product_efficient_attention(
+            # the kernel wants the bias row stride aligned to 16 elements: pad, then slice
+            L = k.shape[1]
+            padded = bias.new_zeros(bias.shape[0], -(-L // 16) * 16)
+            padded[:, :L] = bias
+            bias = padded[:, :L][None, None].expand(1, k.shape[0], *bias.shape)
+        res = torch.ops.aten._scaled_dot_product_efficient_attention(
             qg[None], k[None], v[None], bias, True
         )
-        out, lse = out[0], lse[0, :, : qg.shape[1]].float()
+        out, lse = res[0][0], res[1][0, :, : qg.shape[1]].float()
     if limit is not None:
         # Rows with no visible key: define output 0 and lse -inf (kernels may return NaN).
         empty = (limit < 0).repeat_interleave(G)  # (M*G,)
-        if bool(empty.any()):
-            out = torch.where(empty[None, :, None], torch.zeros_like(out), out)
-            lse = torch.where(empty[None, :], torch.full_like(lse, -math.inf), lse)
+        out = torch.where(empty[None, :, None], torch.zeros_like(out), out)
+        lse = torch.where(empty[None, :], torch.full_like(lse, -math.inf), lse)
     return out, lse
 
 
