@@ -147,7 +147,8 @@ def cut_online(scheme: Scheme, plan: RoundPlan, source, cfg: MasterConfig
     got = np.zeros(n, dtype=bool)
     arr = np.where(active, np.inf, np.nan)
     payloads: dict[int, object] = {}
-    dead: list[int] = []
+    dead: list[int] = []  # dead and not yet re-sent
+    died: list[int] = []  # every death seen this round (for the log)
     redispatched = 0
 
     def take(ev) -> float:
@@ -157,6 +158,7 @@ def cut_online(scheme: Scheme, plan: RoundPlan, source, cfg: MasterConfig
             payloads[w] = payload
         else:
             dead.append(w)
+            died.append(w)
         return t
 
     def missing() -> np.ndarray:
@@ -178,9 +180,9 @@ def cut_online(scheme: Scheme, plan: RoundPlan, source, cfg: MasterConfig
             break
         last = max(last, take(ev))
     if not missing().any():
-        return last, got | ~active, False, False, arr, payloads, dead, redispatched
+        return last, got | ~active, False, False, arr, payloads, died, redispatched
     if admissible(scheme, plan, missing(), cfg):
-        return t_cut, got | ~active, False, False, arr, payloads, dead, redispatched
+        return t_cut, got | ~active, False, False, arr, payloads, died, redispatched
     wait_out = cfg.cut == "paper"
     now = t_cut
     while True:  # 3) keep collecting; re-send to dead workers whose result is needed
@@ -192,7 +194,7 @@ def cut_online(scheme: Scheme, plan: RoundPlan, source, cfg: MasterConfig
         now = max(now, take(ev))
         if not missing().any() or (not wait_out and admissible(scheme, plan, missing(), cfg)):
             break
-    return now, got | ~active, wait_out, not wait_out, arr, payloads, dead, redispatched
+    return now, got | ~active, wait_out, not wait_out, arr, payloads, died, redispatched
 
 
 class Master:

@@ -105,7 +105,8 @@ class RayBackend:
     """Ray actors on this machine (``ray.init(num_cpus=...)``) or a cluster (``address=``)."""
 
     def __init__(self, n: int, trace: Trace, workload, *, address: str | None = None,
-                 num_cpus: float = 2, cpus_per_actor: float = 0.1, time_scale: float = 1.0) -> None:
+                 num_cpus: float = 2, cpus_per_actor: float = 0.1, time_scale: float = 1.0,
+                 faults: dict[int, list[int]] | None = None) -> None:
         import ray
 
         if n < 1:
@@ -118,6 +119,8 @@ class RayBackend:
             else:
                 ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         self.trace, self.workload, self.time_scale = trace, workload, time_scale
+        self.faults = dict(faults or {})  # round -> actors to kill mid-call (fault injection)
+        self.fault_after = 0.2  # seconds after dispatch at which injected faults fire
         cls = _actor_class()
         self.actors = [cls.options(num_cpus=cpus_per_actor, max_restarts=-1, max_task_retries=0,
                                    max_concurrency=64).remote(workload) for _ in range(n)]
@@ -125,7 +128,12 @@ class RayBackend:
 
     def dispatch(self, plan: RoundPlan, now: float, scheme: Scheme) -> _RaySource:
         self.trace.check(scheme.n, plan.round + 1)
-        return _RaySource(self, plan, scheme, self.trace.delays[:, plan.round] * self.time_scale)
+        src = _RaySource(self, plan, scheme, self.trace.delays[:, plan.round] * self.time_scale)
+        for w in self.faults.pop(plan.round, []):
+            import threading
+
+            threading.Timer(self.fault_after, self.kill, args=(w,)).start()
+        return src
 
     def kill(self, w: int) -> None:
         """Kill actor w (it restarts); its in-flight call fails and counts as missing."""
