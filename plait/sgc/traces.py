@@ -163,3 +163,10 @@ def straggler_stats(trace: Trace, *, mu: float = 1.0, base: float = 0.56) -> dic
                 bursts={int(k): v for k, v in sorted(bursts.items())},
                 distinct_2win_mean=float(two.mean()), distinct_2win_max=int(two.max()),
                 median_latency=float(np.median(lat)), max_latency=float(lat.max()))
+
+
+def make_trace_stats_note(kind: str, n: int, rounds: int, seed: int = 0) -> dict:
+    """Straggler statistics of the generator ``kind`` ("ge" or "iid") with its default parameters."""
+    gen = gilbert_elliott_trace if kind == "ge" else iid_trace
+    tr = gen(n, rounds, seed=seed)
+    return dict(straggler_stats(tr), params=tr.meta)
