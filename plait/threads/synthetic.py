@@ -95,3 +95,63 @@ def random_trajectory(
     return RandomTrajectory(
         prompt=prompt, response=resp, generated=gen, units=[full] + calls, thread_lengths=lengths
     )
+
+
+# --------------------------------------------------------------------------------------------
+# A task of independent sub-problems: sums of products, e.g. "3*7+4*5=?" (char-level format).
+
+
+@dataclass(slots=True, kw_only=True)
+class ProductSum:
+    """One problem: sum of a_i * b_i with single-digit factors."""
+
+    terms: list[tuple[int, int]]
+
+    @property
+    def prompt(self) -> str:
+        return "+".join(f"{a}*{b}" for a, b in self.terms) + "=?\n"
+
+    @property
+    def answer(self) -> int:
+        return sum(a * b for a, b in self.terms)
+
+    def parts(self) -> list[object]:
+        """The parallel trajectory: one block (a thread per product), then the sum."""
+        from plait.threads.render import BlockSpec
+
+        outl = [f"{a}*{b}" for a, b in self.terms]
+        bodies = [f"{a}*{b}={a * b}" for a, b in self.terms]
+        total = "+".join(str(a * b) for a, b in self.terms)
+        return [BlockSpec(outlines=outl, threads=bodies), f"\n{total}={self.answer}\nA: {self.answer}"]
+
+
+def sample_problem(rng: random.Random, terms: tuple[int, int] = (2, 4)) -> ProductSum:
+    n = rng.randint(*terms)
+    return ProductSum(terms=[(rng.randint(2, 9), rng.randint(2, 9)) for _ in range(n)])
+
+
+def problem_units(problem: ProductSum, fmt: object) -> tuple[list[int], list[object]]:
+    """(prompt + response ids with EOS, units full-trajectory first) as the orchestrator makes them."""
+    from plait.threads.render import encode_pieces
+    from plait.threads.units import extract_units
+
+    prompt = fmt.encode(problem.prompt)  # type: ignore[attr-defined]
+    resp, gen = encode_pieces(fmt, problem.parts())  # type: ignore[arg-type]
+    resp, gen = resp + list(fmt.eos_ids[:1]), gen + [True]  # type: ignore[attr-defined]
+    tokens = prompt + resp
+    units = extract_units(tokens, fmt, prompt_len=len(prompt),  # type: ignore[arg-type]
+                          inserted=[not g for g in gen])
+    return tokens, list(units)
+
+
+def parse_answer(text: str) -> int | None:
+    """The integer after the last "A:" of a decoded response, if any."""
+    tail = text.rsplit("A:", 1)
+    if len(tail) < 2:
+        return None
+    digits = ""
+    for ch in tail[1].strip():
+        if not ch.isdigit():
+            break
+        digits += ch
+    return int(digits) if digits else None

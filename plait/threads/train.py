@@ -163,7 +163,7 @@ def sft_train(model: torch.nn.Module, batches: Iterable[Sequence[PackedRow]], cf
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        res.losses.append(float(total))
+        res.losses.append(float(total.detach()))
         res.tokens_seen += sum(r.used for r in rows)
         res.trained_tokens += n
         if bar is not None:
