@@ -59,7 +59,10 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def parse_device(device: str | torch.device) -> torch.device:
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = torch.device("meta")  # reported as unsupported below
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():

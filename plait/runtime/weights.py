@@ -51,7 +51,12 @@ def read_safetensors(path: Path, fix: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path))
+        try:
+            # NOTE: read into owned memory (pread), never mmap: a model whose parameters are
+            # mapped pages would crash (SIGBUS) if the file were truncated while in use.
+            return load_file(str(path), backend="pread")
+        except TypeError:  # safetensors < 0.8 has no `backend`
+            return {k: v.clone() for k, v in load_file(str(path)).items()}
     except Exception as exc:  # safetensors raises its own SafetensorError, plus OSError
         raise CorruptModelError(f"cannot read weights {path}: {exc}; {fix}") from exc
 
