@@ -182,3 +182,17 @@ def write_gguf(
 def _inverse_permute(w: np.ndarray, n_head: int) -> np.ndarray:
     d2 = w.shape[0] // n_head // 2
     return w.reshape(n_head, d2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def fake_packages(root: Path, files: dict[str, tuple[str, bytes]]) -> None:
+    """Create importable-looking packages under `root` (put it on sys.path) holding data files.
+
+    Each package's `__init__` raises, so a test fails if plait ever imports one.
+    """
+    for package, (rel, data) in files.items():
+        pkg = root / package.replace("-", "_")
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / "__init__.py").write_text(
+            "raise ImportError('plait must locate, not import, this')\n"
+        )
+        (pkg / rel).write_bytes(data)
