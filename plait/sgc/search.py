@@ -26,7 +26,7 @@ def grid(n: int, max_delay: int = 4, lams: tuple[int, ...] = LAMS) -> list[tuple
             out += [("sr-sgc", dict(B=B, W=W, lam=lam)) for lam in lam_ok if sr_sgc_s(B, W, lam) < n]
     for B in range(1, max_delay + 1):
         for W in range(B + 1, max_delay + 3):
-            if W - 2 + B <= max_delay:
+            if max_delay >= W - 2 + B:
                 out += [("m-sgc", dict(B=B, W=W, lam=lam)) for lam in lam_ok]
     return out
 

@@ -58,10 +58,12 @@ class DigitsWorkload:
     def model_of(self, job: int) -> int:
         return job % self.config.models
 
-    def batch(self, job: int) -> np.ndarray:
+    def batch(self, job: int, size: int | None = None) -> np.ndarray:
+        """Seeded sample indices of job ``job`` (depends only on seed, job and size)."""
+        size = self.job_size if size is None else size
         rng = np.random.default_rng([self.config.seed, 7, job])
         n = len(self.ytr)
-        return rng.choice(n, self.job_size, replace=self.job_size > n)
+        return rng.choice(n, size, replace=size > n)
 
     # ---- worker side ---------------------------------------------------------------------
     def _split(self, p):
@@ -89,7 +91,7 @@ class DigitsWorkload:
 
     def piece_vector(self, job: int, size: int, pieces, params) -> np.ndarray:
         """One backward for the whole mini-task: per-sample weights = the pieces' coefficients."""
-        idx = self.batch(job)
+        idx = self.batch(job, size)
         keep = [(a, b, c) for a, b, c in pieces if c != 0.0]
         sel = np.concatenate([idx[a:b] for a, b, _ in keep])
         w = np.concatenate([np.full(b - a, c) for a, b, c in keep])
