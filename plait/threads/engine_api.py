@@ -52,6 +52,7 @@ class CompletionRequest:
             raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        self.context = [int(t) for t in self.context]  # fails loudly on non-id input
         self.stop_token_ids = tuple(int(t) for t in self.stop_token_ids)
         self.eos_token_ids = tuple(int(t) for t in self.eos_token_ids)
 

@@ -7,8 +7,8 @@ Two prompt modes:
   and stop tokens become stop strings; the completion text is encoded back with `fmt.encode`.
 The threads of a block are sent as concurrent requests (the server batches them). Which stop ended
 a "stop" finish is read from `stop_reason` (vLLM) or `matched_stop` (SGLang); for servers that
-report neither (llama-cpp-python), tokens hidden from the text (usage count > returned logprob
-tokens) mean a stop string fired, none hidden means EOS. The stop token is appended to the ids.
+report neither (llama-cpp-python), a stop string present in the logprob tokens but cut from the
+text, or tokens hidden from the text (usage count > logprob tokens), mean a stop fired; else EOS. The stop token is appended to the ids.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class OpenAICompletionsEngine:
         reason = choice.get("finish_reason") or "length"
         if reason == "length":
             return Completion(tokens=ids[: req.max_tokens], finish_reason="length")
-        stop_tok = self._which_stop(choice, req, usage, len(lp_tokens))
+        stop_tok = self._which_stop(choice, req, usage, lp_tokens)
         if stop_tok is None:  # EOS
             eos = req.eos_token_ids[0] if req.eos_token_ids else None
             if eos is not None and (not ids or ids[-1] not in req.eos_token_ids):
@@ -130,7 +130,11 @@ class OpenAICompletionsEngine:
         return Completion(tokens=ids, finish_reason="stop", logprobs=list(logprobs) if ok else None)
 
     def _which_stop(
-        self, choice: dict[str, Any], req: CompletionRequest, usage: dict[str, Any], n_lp: int
+        self,
+        choice: dict[str, Any],
+        req: CompletionRequest,
+        usage: dict[str, Any],
+        lp_tokens: list[Any],
     ) -> int | None:
         """The stop token id that ended a "stop" finish, or None for EOS."""
         for key in ("stop_reason", "matched_stop"):
@@ -146,9 +150,17 @@ class OpenAICompletionsEngine:
                 return None
         if not req.stop_token_ids:
             return None
+        # llama-cpp-python: the logprob tokens still hold the stop string the text was cut at
+        text = choice.get("text") or ""
+        joined = "".join(t for t in lp_tokens if isinstance(t, str))
+        extra = joined[len(text) :] if joined.startswith(text) else ""
+        for t in req.stop_token_ids:
+            s = self.fmt.decode([t])
+            if s and s in extra:
+                return t
         hidden = usage.get("completion_tokens")
-        if hidden is not None and n_lp:
-            return req.stop_token_ids[0] if hidden > n_lp else None
+        if hidden is not None and lp_tokens:
+            return req.stop_token_ids[0] if hidden > len(lp_tokens) else None
         return req.stop_token_ids[0]  # the server cannot tell: assume the stop string fired
 
 

@@ -87,6 +87,10 @@ def test_text_mode_uses_hidden_token_count(char_fmt, stub_server):
     def handler(path, body):
         assert isinstance(body["prompt"], str) and body["stop"] == ["</Thread>"]
         text = body["prompt"][-1]  # the last prompt char decides the scenario
+        if text == "l":  # llama-cpp-python: the stop string is cut from the text, not the tokens
+            return {"choices": [{"text": " ok", "finish_reason": "stop",
+                                 "logprobs": {"tokens": [" ", "o", "k", "</Thread>"]}}],
+                    "usage": {"completion_tokens": 4}}  # fmt: skip
         if text == "s":  # stop string fired: 3 tokens shown, 4 generated
             return {
                 "choices": [
@@ -104,8 +108,9 @@ def test_text_mode_uses_hidden_token_count(char_fmt, stub_server):
     server = stub_server(handler)
     engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server.url, prompt_mode="text"), f)
     reqs = [CompletionRequest(context=f.encode(p), max_tokens=9, stop_token_ids=(f.tags.thread_end,),
-                              eos_token_ids=(264,)) for p in ("s", "e")]  # fmt: skip
-    stop, eos = asyncio.run(engine.complete(reqs))
+                              eos_token_ids=(264,)) for p in ("s", "e", "l")]  # fmt: skip
+    stop, eos, cut = asyncio.run(engine.complete(reqs))
+    assert cut.tokens == f.encode(" ok") + [f.tags.thread_end] and cut.finish_reason == "stop"
     assert stop.tokens == f.encode(" ok") + [f.tags.thread_end] and stop.finish_reason == "stop"
     assert eos.tokens == f.encode(" no") + [264] and eos.finish_reason == "eos"
 

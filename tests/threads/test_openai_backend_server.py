@@ -25,6 +25,14 @@ from plait.threads.validate import validate
 
 pytestmark = pytest.mark.server
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SERVER_MODULES = (
+    "llama_cpp",
+    "uvicorn",
+    "fastapi",
+    "sse_starlette",
+    "starlette_context",
+    "pydantic_settings",
+)
 
 
 def _gguf_dir() -> Path:
@@ -36,13 +44,10 @@ def _gguf_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def server_url():
-    if (
-        importlib.util.find_spec("llama_cpp") is None
-        or importlib.util.find_spec("llama_cpp.server") is None
-    ):
-        pytest.skip(
-            "llama_cpp.server is not importable; run `make server` to build llama-cpp-python[server]"
-        )
+    # find_spec only: importing llama_cpp here would load the native library into the test process
+    missing = [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"llama_cpp.server is not importable (missing {missing}); run `make server`")
     model = _gguf_dir() / GGUF
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,26 +88,23 @@ def smol_fmt():
     return ThreadFormat.from_tokenizer(tok), tok
 
 
-def _chat(tok, text: str) -> list[int]:
-    return list(
-        tok.apply_chat_template(
-            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
-        )
-    )
+def _chat(fmt, tok, text: str) -> list[int]:
+    msgs = [{"role": "user", "content": text}]
+    return fmt.encode(tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
 
 
 def test_length_stop_eos_and_determinism(server_url, smol_fmt):
     fmt, tok = smol_fmt
     engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server_url, prompt_mode="text"), fmt)
     nl = fmt.encode("\n")[-1]
-    prompt = _chat(tok, "List three fruits, one per line.")
+    prompt = _chat(fmt, tok, "List three fruits, one per line.")
     reqs = [
         CompletionRequest(context=prompt, max_tokens=4, eos_token_ids=fmt.eos_ids),
         CompletionRequest(
             context=prompt, max_tokens=64, stop_token_ids=(nl,), eos_token_ids=fmt.eos_ids
         ),
         CompletionRequest(
-            context=_chat(tok, "Say only: hi"), max_tokens=64, eos_token_ids=fmt.eos_ids
+            context=_chat(fmt, tok, "Say only: hi"), max_tokens=64, eos_token_ids=fmt.eos_ids
         ),
     ]
     short, line, eos = asyncio.run(engine.complete(reqs))
@@ -116,7 +118,7 @@ def test_length_stop_eos_and_determinism(server_url, smol_fmt):
 def test_orchestrator_end_to_end(server_url, smol_fmt):
     fmt, tok = smol_fmt
     engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server_url, prompt_mode="text"), fmt)
-    prompt = _chat(tok, "What is 2 + 3? Answer briefly.")
+    prompt = _chat(fmt, tok, "What is 2 + 3? Answer briefly.")
     run = Orchestrator(engine, fmt, OrchestratorConfig(max_total_tokens=48)).run_sync(prompt)
     assert run.stop_reason in ("eos", "length") and 1 <= len(run.response) <= 48
     assert run.calls[0].context == prompt
