@@ -50,9 +50,13 @@ def make_trace(kind: str, n: int, rounds: int, seed: int) -> Trace:
 
 
 def run_arm(arm: Arm, trace: Trace, n_jobs: int, *, mu: float = 1.0, c0: float = 0.56,
-            c1: float = 2.2013) -> dict:
+            c1: float = 2.2013, log: list | None = None) -> dict:
     sc = make_scheme(arm.scheme, trace.n, n_jobs, **arm.params)
     res = Master(RULES[arm.rules](mu)).run(sc, VirtualBackend(trace, VirtualConfig(c0=c0, c1=c1)))
+    if log is not None:
+        log.extend(dict(arm=arm.label, **rec) for rec in res.records())
+        if hasattr(sc, "code"):
+            log.append(dict(arm=arm.label, code=sc.code.conditioning()))
     return dict(runtime=res.total_time, wait_outs=res.wait_outs, extended=res.extended,
                 load=float(sc.load()), measured_load=res.max_samples() / sc.job_size,
                 rounds=len(res.rounds), done=[res.job_done[j] for j in sorted(res.job_done)])

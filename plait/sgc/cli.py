@@ -57,14 +57,17 @@ def cmd_simulate(args) -> int:
     tr = make_trace(args.trace, args.n, args.jobs + 8, args.seed)
     if args.save_trace:
         tr.save(args.save_trace)
-    out, lines = {}, []
+    out, lines, log = {}, [], ([] if args.log else None)
     for rules in tqdm(args.rules.split(","), desc="simulate", disable=args.json, file=sys.stderr):
         arm = Arm(scheme=args.scheme, params=_params(args), rules=rules)
-        r = run_arm(arm, tr, args.jobs, mu=args.mu, c0=args.c0, c1=args.c1)
+        r = run_arm(arm, tr, args.jobs, mu=args.mu, c0=args.c0, c1=args.c1, log=log)
         out[arm.label] = {k: v for k, v in r.items() if k != "done"}
         lines.append(f"{arm.label:44s} runtime {r['runtime']:9.1f} s  wait-outs {r['wait_outs']:4d}  "
                      f"extended {r['extended']:4d}  load {r['load']:.5f}")
         out[arm.label]["_done"] = r["done"]
+    if log is not None:
+        with open(args.log, "w") as f:
+            f.writelines(json.dumps(rec) + "\n" for rec in log)
     if args.plot:
         from plait.sgc.plots import jobs_vs_time
 
@@ -179,6 +182,7 @@ def register(subparsers) -> None:
     _trace_args(p)
     p.add_argument("--rules", default="paper,plait", help="comma list of paper | earliest-model | plait")
     p.add_argument("--save-trace", default=None, help="write the trace used to this .npz")
+    p.add_argument("--log", default=None, help="per-round log (JSON lines; code conditioning last)")
     p.add_argument("--plot", default=None, help="jobs completed vs time (.png)")
     p.set_defaults(func=cmd_simulate)
 

@@ -103,6 +103,14 @@ class GradientCode:
         sv = sv[sv > 1e-12 * sv[0]]
         return float(sv[0] / sv[-1])
 
+    def conditioning(self, max_sets: int = 20) -> dict:
+        """Condition numbers and largest |coefficient| over (up to ``max_sets``) cached decodes."""
+        keys = list(self._cache)[:max_sets]
+        conds = [self.condition(np.unpackbits(np.frombuffer(k, np.uint8))[: self.n].astype(bool)) for k in keys]
+        coef = [float(np.abs(self._cache[k]).max()) for k in keys]
+        return dict(kind=self.kind, sets=len(self._cache), max_condition=max(conds, default=1.0),
+                    max_abs_coefficient=max(coef, default=1.0))
+
     def decode(self, results: dict[int, np.ndarray]) -> np.ndarray:
         """Sum of partial gradients from worker -> coded vector (float64)."""
         mask = np.zeros(self.n, dtype=bool)

@@ -88,6 +88,18 @@ class RunResult:
     def max_samples(self) -> int:
         return int(max(lg.samples.max() for lg in self.rounds))
 
+    def records(self) -> list[dict]:
+        """Per-round log as JSON-ready dicts (arrivals: null = not seen before the cut / idle)."""
+        out = []
+        for lg in self.rounds:
+            arr = [None if not np.isfinite(a) else round(float(a), 6) for a in lg.arrivals]
+            out.append(dict(round=lg.round, start=lg.start, t_cut=lg.t_cut, close=lg.close,
+                            arrivals=arr, stragglers=lg.stragglers, wait_out=lg.wait_out,
+                            extended=lg.extended, reattempts=lg.reattempts,
+                            samples=lg.samples.tolist(), decoded=lg.decoded, decode_s=lg.decode_s,
+                            redispatched=lg.redispatched, dead=lg.dead))
+        return out
+
 
 def admissible(scheme: Scheme, plan: RoundPlan, missing: np.ndarray, cfg: MasterConfig) -> bool:
     """May round ``plan.round`` close with ``missing`` (n,) bool declared as stragglers?"""

@@ -20,8 +20,12 @@ def test_simulate_json_and_plot(capsys, tmp_path) -> None:
     assert set(out) == {"m-sgc(B=1,W=2,lam=3)/paper", "m-sgc(B=1,W=2,lam=3)/plait"}
     assert (tmp_path / "j.png").exists()
     assert main(["sgc", "simulate", "--n", "16", "--jobs", "20", "--scheme", "gc", "--s", "3", "--json",
-                 "--trace", str(tmp_path / "t.npz")]) == 0
+                 "--trace", str(tmp_path / "t.npz"), "--log", str(tmp_path / "log.jsonl")]) == 0
     assert "gc(s=3)/plait" in _json(capsys)
+    recs = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert {"round", "arrivals", "t_cut", "close", "stragglers", "wait_out", "reattempts", "samples",
+            "decode_s"} <= set(recs[0])
+    assert recs[-1]["code"]["kind"] == "frc"
 
 
 def test_search_and_bench(capsys, tmp_path) -> None:
