@@ -114,29 +114,27 @@ def _fused(qg, k, v, limit, G):  # noqa: ANN001, ANN202 - internal
 
 def merge_partials(
     total_rows: int,
-    partials: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    num_heads: int,
-    head_dim: int,
+    rows: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Exact LSE merge.
+    """Exact LSE merge of stacked partials.
 
     Args:
         total_rows: T, the number of query rows.
-        partials: (rows (M,), out (M, H, D), lse (M, H)) per segment read; rows unique per entry.
+        rows: (N,) the query row of each partial (a row appears once per segment it read).
+        out: (N, H, D) partial outputs; lse: (N, H) their log-sum-exps (-inf = saw nothing).
     Returns:
         (T, H, D) attention output; rows that saw no key at all are 0.
     """
-    device = partials[0][1].device
-    m = torch.full((total_rows, num_heads), -math.inf, device=device)  # (T, H)
-    for rows, _, lse in partials:
-        m[rows] = torch.maximum(m[rows], lse)
+    N, H, D = out.shape
+    idx = rows[:, None].expand(N, H)
+    m = torch.full((total_rows, H), -math.inf, device=out.device)  # (T, H)
+    m.scatter_reduce_(0, idx, lse, reduce="amax")
     m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
-    acc = torch.zeros(total_rows, num_heads, head_dim, device=device)  # (T, H, D) float32
-    den = torch.zeros(total_rows, num_heads, device=device)
-    for rows, out, lse in partials:
-        w = torch.exp(lse - m[rows])  # (M, H)
-        acc.index_add_(0, rows, out.float() * w[..., None])
-        den.index_add_(0, rows, w)
+    w = torch.exp(lse - m[rows])  # (N, H)
+    acc = torch.zeros(total_rows, H, D, device=out.device).index_add_(0, rows, out.float() * w[..., None])
+    den = torch.zeros(total_rows, H, device=out.device).index_add_(0, rows, w)
     den = torch.where(den == 0, torch.ones_like(den), den)
-    return (acc / den[..., None]).to(dtype)
+    return (acc / den[..., None]).to(dtype)  # (T, H, D)

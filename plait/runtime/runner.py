@@ -44,10 +44,10 @@ class SegmentRead:
 
     segment: Segment
     rows: torch.Tensor  # (M,) flat query rows
-    cos: torch.Tensor  # (M, 1, R) query rotation for this segment (relative position)
-    sin: torch.Tensor
+    rel: torch.Tensor  # (M,) query position relative to the segment's start in its view
     visible: int  # keys 0..visible-1 may be read
     limit: torch.Tensor | None  # (M,) last visible key per query, None if all `visible` keys are
+    span: tuple[int, int] = (0, 0)  # this read's slice of the step's stacked query rows
 
 
 @dataclass(slots=True)
@@ -62,6 +62,9 @@ class StepPlan:
     key_cos: torch.Tensor  # (T, 1, R) rotation of new keys at segment-local positions
     key_sin: torch.Tensor
     reads: list[SegmentRead]
+    read_rows: torch.Tensor  # (N,) rows of all reads stacked (N = sum of M over reads)
+    read_cos: torch.Tensor  # (N, 1, R) per-read query rotations, stacked
+    read_sin: torch.Tensor
     single_read: bool  # every row reads exactly one segment (no merge needed)
 
 
@@ -133,8 +136,14 @@ class Runner:
         positions = torch.cat(pos_list)
         kcos, ksin = rope.cos_sin(torch.cat(local_list), self.model.dtype)  # (T, R)
         reads = [self._read(segs[key], entries) for key, entries in per_seg.items()]
+        at = 0
+        for r in reads:
+            r.span = (at, at + r.rows.shape[0])
+            at = r.span[1]
+        qcos, qsin = rope.cos_sin(torch.cat([r.rel for r in reads]), self.model.dtype)  # (N, R)
         ids = torch.tensor([t for inp in inputs for t in inp.tokens], device=device)
         return StepPlan(ids, starts, lengths, slots, positions, kcos[:, None], ksin[:, None], reads,
+                        torch.cat([r.rows for r in reads]), qcos[:, None], qsin[:, None],
                         single_read=all(len(inp.view) == 1 for inp in inputs))
 
     def _read(self, seg: Segment, entries: list[tuple[int, torch.Tensor, int, int]]) -> SegmentRead:
@@ -146,11 +155,9 @@ class Runner:
             rel.append(positions - offset)
             limits.append(torch.clamp(positions - offset, max=vis - 1))
             visible = max(visible, vis)
-        rel_t, lim = torch.cat(rel), torch.cat(limits)
-        cos, sin = self.model.rope.cos_sin(rel_t, self.model.dtype)  # (M, R)
+        lim = torch.cat(limits)
         full = bool((lim >= visible - 1).all())
-        return SegmentRead(seg, torch.cat(rows), cos[:, None], sin[:, None], visible,
-                           None if full else lim)
+        return SegmentRead(seg, torch.cat(rows), torch.cat(rel), visible, None if full else lim)
 
     # ------------------------------------------------------------------ run
 
@@ -206,18 +213,19 @@ class _StepAttention:
         for inp, a, n, slot in zip(self.inputs, plan.starts, plan.lengths, plan.write_slots):
             self.store.write(inp.write_to, layer, slot, k[a : a + n].transpose(0, 1),
                              v[a : a + n].transpose(0, 1))
-        # 2) each segment once, for all its readers' rotated queries
-        partials = []
+        # 2) each segment once, for all its readers' queries (rotated for all reads at once)
+        qs = apply_rotary(q[plan.read_rows], plan.read_cos, plan.read_sin)  # (N, Hq, D)
+        outs, lses = [], []
         for r in plan.reads:
-            qr = apply_rotary(q[r.rows], r.cos, r.sin)  # (M, Hq, D)
-            out, lse = partial_attention(qr, r.segment.keys(layer, r.visible),
+            a, b = r.span
+            out, lse = partial_attention(qs[a:b], r.segment.keys(layer, r.visible),
                                          r.segment.values(layer, r.visible), r.limit, self.impl)
-            partials.append((r.rows, out, lse))
+            outs.append(out)
+            lses.append(lse)
         # 3) exact merge
         if plan.single_read:
             out = torch.empty(T, Hq, D, dtype=q.dtype, device=q.device)
-            for rows, o, _ in partials:
-                out[rows] = o
+            out[plan.read_rows] = torch.cat(outs)
         else:
-            out = merge_partials(T, partials, Hq, D, q.dtype)
+            out = merge_partials(T, plan.read_rows, torch.cat(outs), torch.cat(lses), q.dtype)
         return out.reshape(T, Hq * D)
