@@ -47,7 +47,7 @@ def _best(cands, trace: Trace, n_jobs: int, rules: str, progress=None, **kw) -> 
 
 
 def probe_then_switch(trace: Trace, *, probe: int, n_jobs: int, max_delay: int = 4, rules: str = "plait",
-                      progress=None, **kw) -> dict:
+                      progress=None, lams: tuple[int, ...] = LAMS, **kw) -> dict:
     """Probe = ``probe`` uncoded rounds (they also complete ``probe`` jobs); choose on the probe,
     run the choice for the remaining jobs on the following rounds. Returns a dict of results."""
     if probe < max_delay + 2:
@@ -56,7 +56,7 @@ def probe_then_switch(trace: Trace, *, probe: int, n_jobs: int, max_delay: int =
         raise ValueError(f"probe ({probe}) must be shorter than the run ({n_jobs} jobs)")
     if trace.rounds < n_jobs + max_delay:
         raise ValueError(f"trace has {trace.rounds} rounds; need >= n_jobs + max_delay = {n_jobs + max_delay}")
-    cands = grid(trace.n, max_delay)
+    cands = grid(trace.n, max_delay, lams)
     head = _slice(trace, 0, probe)
     probe_res = run_arm(Arm(scheme="uncoded", rules=rules), head, probe, **kw)
     choice, scores = _best(cands, head, probe - max_delay, rules, progress, **kw)
@@ -68,7 +68,7 @@ def probe_then_switch(trace: Trace, *, probe: int, n_jobs: int, max_delay: int =
 
 
 def oracle_best(trace: Trace, *, n_jobs: int, max_delay: int = 4, rules: str = "plait", progress=None,
-                **kw) -> dict:
+                lams: tuple[int, ...] = LAMS, **kw) -> dict:
     """Best grid point with hindsight on the whole trace."""
-    choice, scores = _best(grid(trace.n, max_delay), trace, n_jobs, rules, progress, **kw)
+    choice, scores = _best(grid(trace.n, max_delay, lams), trace, n_jobs, rules, progress, **kw)
     return dict(choice=dict(scheme=choice[0], **choice[1]), total=min(scores.values()), scores=scores)
