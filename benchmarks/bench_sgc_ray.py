@@ -41,7 +41,7 @@ def main() -> None:
     from plait.sgc.training import DigitsWorkload, TrainConfig, reference_train, train
 
     n, B = args.n, args.batch
-    arms = [("uncoded", dict(unit=B // n), "paper"), ("gc", dict(s=1, unit=B // n), "paper"),
+    arms = [("ignore", dict(unit=B // n), "plait"), ("uncoded", dict(unit=B // n), "paper"), ("gc", dict(s=1, unit=B // n), "paper"),
             ("gc", dict(s=1, unit=B // n), "plait"), ("sr-sgc", dict(B=1, W=2, lam=2, unit=B // n), "paper"),
             ("sr-sgc", dict(B=1, W=2, lam=2, unit=B // n), "plait"),
             ("m-sgc", dict(B=1, W=2, lam=3, unit=B // (n * 5)), "paper"),
@@ -78,6 +78,7 @@ def main() -> None:
         rows.append(dict(arm=label, total_time=res.total_time, wall=wall, wait_outs=res.wait_outs,
                          extended=res.extended, accuracy=acc, equal_accuracy=acc == ref_acc,
                          max_param_diff_vs_uncoded_twin=diff, load=float(sc.load()),
+                         grad_rel_error_mean=float(np.mean(res.grad_error)) if res.grad_error else 0.0,
                          stragglers_per_round=float(np.mean([len(lg.stragglers) for lg in res.rounds]))))
     be.shutdown()
     ray.shutdown()
@@ -87,10 +88,12 @@ def main() -> None:
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   ray=ray.__version__, settings=vars(args), actor_startup_s=startup,
                   trace_stats=straggler_stats(trace, base=0.05), uncoded_twin_accuracy=ref_acc, arms=rows)
-    lines = [f"{'arm':34s} {'time (s)':>9s} {'wait-outs':>9s} {'ext':>4s} {'strag/rd':>8s}  accuracy (= twin?)"]
+    lines = [f"{'arm':34s} {'time (s)':>9s} {'wait-outs':>9s} {'ext':>4s} {'strag/rd':>8s} {'grad err':>8s}"
+             "  accuracy (= twin?)"]
     for r in rows:
         lines.append(f"{r['arm']:34s} {r['total_time']:9.2f} {r['wait_outs']:9d} {r['extended']:4d} "
-                     f"{r['stragglers_per_round']:8.2f}  {np.round(r['accuracy'], 4).tolist()} {r['equal_accuracy']}")
+                     f"{r['stragglers_per_round']:8.2f} {r['grad_rel_error_mean']:8.4f}  "
+                     f"{np.round(r['accuracy'], 4).tolist()} {r['equal_accuracy']}")
     text = "\n".join(lines)
     print(text)
     Path(args.out + ".json").write_text(json.dumps(report, indent=1))
