@@ -16,7 +16,7 @@ from tests.tiny import tiny_model
 def random_schedule(model, attention: str, seed: int, instant: bool, steps: int = 4) -> list[torch.Tensor]:
     """Random segments, views, write targets and ragged inputs; returns every step's logits."""
     rng = random.Random(seed)
-    store = KVStore(model.config, model.dtype)
+    store = KVStore(model.config, model.dtype, model.device)
     runner = Runner(model, store, attention=attention)
     V = model.config.vocab_size
     shared = [store.new_segment(rng.randint(1, 8), name=f"shared{i}") for i in range(3)]
