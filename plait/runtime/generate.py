@@ -75,3 +75,19 @@ def greedy(model: DecoderLM, prompt_ids: list[int], max_new_tokens: int,
            stop_ids: Iterable[int] = ()) -> list[int]:
     """Greedy continuation as a list (convenience for tests and scripts)."""
     return list(generate_tokens(model, prompt_ids, max_new_tokens, SamplingParams(), stop_ids))
+
+
+def generate(loaded: Any, prompt: str, max_new_tokens: int = 256,
+             sampling: SamplingParams | None = None, chat: bool = True) -> Iterator[str]:
+    """Stream text for a prompt with a `LoadedModel` (chat template applied unless `chat=False`).
+
+    Generation stops at any of the model's end-of-sequence tokens.
+    """
+    if not prompt or not prompt.strip():
+        raise ValueError("the prompt is empty; pass some text to generate from")
+    if chat:
+        ids = loaded.chat_prompt_ids(prompt)
+    else:
+        ids = loaded.tokenizer.encode(prompt, add_special_tokens=False)
+    tokens = generate_tokens(loaded.model, ids, max_new_tokens, sampling, stop_ids=loaded.eos_token_ids)
+    yield from stream_text(loaded.tokenizer, tokens)
