@@ -79,14 +79,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     fmt = load_format(args.tokenizer)
     recs = read_records(args.file, fmt)
-    report, lines = [], []
+    report: list[dict[str, Any]] = []
+    lines: list[str] = []
     for i, r in enumerate(recs):
         errs = validate(r.tokens, fmt, prompt_len=r.prompt_len, max_outlines=args.max_outlines)
         report.append({"index": i, "valid": not errs,
                        "errors": [{"pos": e.pos, "code": e.code, "message": e.message} for e in errs]})  # fmt: skip
         lines.append(f"#{i}: ok" if not errs else f"#{i}: {len(errs)} error(s)")
         lines += [f"  {explain(r.tokens, fmt, e)}" for e in errs]
-    n_ok = sum(x["valid"] for x in report)
+    n_ok = sum(1 for x in report if x["valid"])
     lines.append(f"{n_ok}/{len(recs)} valid")
     _emit(args, {"valid": n_ok, "total": len(recs), "trajectories": report}, "\n".join(lines))
     return 0 if n_ok == len(recs) else 1

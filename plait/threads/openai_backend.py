@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import httpx
 
-from plait.threads.engine_api import Completion, CompletionRequest
+from plait.threads.engine_api import Completion, CompletionRequest, FinishReason
 from plait.threads.format import ThreadFormat
 
 
@@ -113,21 +113,27 @@ class OpenAICompletionsEngine:
         ids = _ids_from_logprobs(lp_tokens)
         if ids is None:
             ids = self.fmt.encode(choice.get("text") or "")
-        logprobs = lp.get("token_logprobs")
+        raw = lp.get("token_logprobs")
+        raw_lp: list[float] | None = None
+        if isinstance(raw, list) and all(isinstance(x, (int, float)) for x in raw):
+            raw_lp = [float(x) for x in raw]
+
+        def done(toks: list[int], reason: FinishReason) -> Completion:
+            aligned = raw_lp if raw_lp is not None and len(raw_lp) == len(toks) else None
+            return Completion(tokens=toks, finish_reason=reason, logprobs=aligned)
+
         reason = choice.get("finish_reason") or "length"
         if reason == "length":
-            return Completion(tokens=ids[: req.max_tokens], finish_reason="length")
+            return done(ids[: req.max_tokens], "length")
         stop_tok = self._which_stop(choice, req, usage, lp_tokens)
         if stop_tok is None:  # EOS
             eos = req.eos_token_ids[0] if req.eos_token_ids else None
             if eos is not None and (not ids or ids[-1] not in req.eos_token_ids):
                 ids = ids + [eos]
-            return Completion(tokens=ids, finish_reason="eos")
+            return done(ids, "eos")
         if not ids or ids[-1] != stop_tok:
             ids = ids + [stop_tok]
-        n = len(ids)
-        ok = logprobs is not None and len(logprobs) == n and all(x is not None for x in logprobs)
-        return Completion(tokens=ids, finish_reason="stop", logprobs=list(logprobs) if ok else None)
+        return done(ids, "stop")
 
     def _which_stop(
         self,

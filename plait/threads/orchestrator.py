@@ -126,7 +126,8 @@ class Orchestrator:
         """Generate one trajectory from `prompt` ids."""
         cfg, fmt, tg = self.config, self.fmt, self.fmt.tags
         t0 = time.perf_counter()
-        tokens, inserted = list(prompt), []
+        tokens: list[int] = list(prompt)
+        inserted: list[bool] = []
         calls: list[CallRecord] = []
         run = ThreadRun(
             tokens=tokens, prompt_len=len(prompt), inserted=inserted,
@@ -139,7 +140,10 @@ class Orchestrator:
             inserted.extend([by_orchestrator] * len(toks))
 
         async def call(
-            reqs: list[CompletionRequest], kind: str, block: int | None, nums: list[str | None]
+            reqs: list[CompletionRequest],
+            kind: Literal["seq", "thread"],
+            block: int | None,
+            nums: list[str | None],
         ) -> list[Completion]:
             start = time.perf_counter() - t0
             out = await self.engine.complete(reqs)
