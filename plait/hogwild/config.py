@@ -36,6 +36,8 @@ class HogwildConfig:
     """What a final answer looks like: a balanced \\boxed{} (math) or a ```python block (code)."""
     sequential: bool = False
     """Baseline mode: one worker, a plain step-by-step prompt, no collaboration text."""
+    instructions: str = ""
+    """Custom collaboration instructions replacing the built-in system prompt ("" = built in)."""
     collaboration_tips: bool = False
     """Add the optional 'how to collaborate' section to the system prompt."""
     few_shot: bool = False

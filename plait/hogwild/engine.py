@@ -26,7 +26,7 @@ from plait.hogwild.paragraph import step_ends
 from plait.hogwild.prompts import PromptFormat, common_prompt, seed_step
 from plait.hogwild.run import ProblemRun, StepRule
 from plait.hogwild.sampling import WorkerSampler, suppressed_ids
-from plait.hogwild.workspace import PlannedStream, Workspace
+from plait.hogwild.workspace import Workspace
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.segments import KVStore
 
@@ -43,14 +43,15 @@ class HogwildEngine:
         prompt_format: per-model formatting; None = derived from the model family.
         choose: override the token choice `(worker, logits) -> id` (tests: forced schedules).
         step_rule: override the paragraph rule `(step_text, token_text) -> bool` (tests).
-        on_pass: hook called with (problem, pass, planned streams, logits) after each forward.
+        on_pass: hook called after each forward with (problem, pass, feeds, planned streams,
+            logits (S_problem, V) of those streams); tests use it to replay the schedule.
     """
 
     def __init__(self, model: Any, tokenizer: Any, config: HogwildConfig, sampling: Any = None,
                  attention: str = "fast", prompt_format: PromptFormat | None = None,
                  choose: Callable[[int, int, torch.Tensor], int] | None = None,
                  step_rule: StepRule | None = None,
-                 on_pass: Callable[[int, int, list[PlannedStream], torch.Tensor], None] | None = None) -> None:
+                 on_pass: Callable[..., None] | None = None) -> None:
         self.model, self.tokenizer, self.cfg = model, tokenizer, config
         self.layout = get_layout(config.layout)
         self.store = KVStore(model.config, dtype=model.dtype, device=model.device, rope=model.rope)
@@ -78,7 +79,7 @@ class HogwildEngine:
         c = self.cfg
         return common_prompt(self.tokenizer, problem, c.resolved_names, self.format, sequential=c.sequential,
                              tips=c.collaboration_tips, few_shot=c.few_shot,
-                             past_steps=self.layout.merges_steps)
+                             past_steps=self.layout.merges_steps, instructions=c.instructions)
 
     # ------------------------------------------------------------------ setup
 
@@ -146,7 +147,7 @@ class HogwildEngine:
         for r, feeds, ps in streams:
             rows = logits[row : row + len(ps)]
             if self.on_pass is not None:
-                self.on_pass(r.index, r.passes + 1, ps, rows)
+                self.on_pass(r.index, r.passes + 1, feeds, ps, rows)
             by_worker = {s.worker: rows[k] for k, s in enumerate(ps) if s.logits}
             row += len(ps)
             r.advance(feeds, by_worker)

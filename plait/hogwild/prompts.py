@@ -113,11 +113,12 @@ def common_prompt(
     tips: bool = False,
     few_shot: bool = False,
     past_steps: bool = True,
+    instructions: str = "",
 ) -> str:
-    """The text that opens the shared history."""
+    """The text that opens the shared history (`instructions` replaces the built-in text)."""
     if sequential:
-        return render_chat(tokenizer, SEQUENTIAL_INSTRUCTIONS, problem, fmt)
-    text = render_chat(tokenizer, system_prompt(names, tips, few_shot), problem, fmt)
+        return render_chat(tokenizer, instructions or SEQUENTIAL_INSTRUCTIONS, problem, fmt)
+    text = render_chat(tokenizer, instructions or system_prompt(names, tips, few_shot), problem, fmt)
     return text + (PAST_STEPS if past_steps else "\n")
 
 

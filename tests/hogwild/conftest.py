@@ -1,0 +1,96 @@
+"""Fixtures for Hogwild tests: a toy character tokenizer and tiny random Llama / Qwen2 / Qwen3 models.
+
+Models are built from transformers configs with random weights (hidden 64, 4 heads, 2 KV heads,
+head_dim 16, 2 layers) and converted with `DecoderLM.from_hf`; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # tiny tensors: threads only add contention on the shared 2-core machine
+
+SPECIALS = ["<pad>", "<eos>"]
+MULTI = ["\n\n", ".\n\n", "?\n\n", "**", "\\boxed{", "```"]
+CHARS = [chr(c) for c in range(32, 127)] + ["\n"]
+
+
+class ToyTokenizer:
+    """Greedy longest-match tokenizer over single characters plus a few multi-character pieces."""
+
+    chat_template = None
+    eos_token_id = 1
+
+    def __init__(self) -> None:
+        base = SPECIALS + MULTI + CHARS
+        self.vocab = base + [f"<u{i}>" for i in range(len(base), VOCAB)]  # fill the model's vocabulary
+        self.index = {t: i for i, t in enumerate(self.vocab)}
+        self.longest = max(len(t) for t in MULTI)
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        out, i = [], 0
+        while i < len(text):
+            for n in range(self.longest, 0, -1):
+                piece = text[i : i + n]
+                if len(piece) == n and piece in self.index:
+                    out.append(self.index[piece])
+                    i += n
+                    break
+            else:
+                out.append(self.index["?"])
+                i += 1
+        return out
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        return "".join("" if (skip_special_tokens and i < 2) else self.vocab[i] for i in ids)
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+        return [self.vocab[i] for i in ids]
+
+
+VOCAB = 128
+
+
+def tiny_hf(family: str, seed: int = 0, dtype: torch.dtype = torch.float32):
+    """A 2-layer random transformers causal LM of the given family."""
+    import transformers as tf
+
+    common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+                  initializer_range=0.1, eos_token_id=1, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    if family == "llama":
+        cfg, cls = tf.LlamaConfig(**common), tf.LlamaForCausalLM
+    elif family == "qwen2":
+        cfg, cls = tf.Qwen2Config(**common), tf.Qwen2ForCausalLM
+    elif family == "qwen3":
+        cfg, cls = tf.Qwen3Config(**common), tf.Qwen3ForCausalLM
+    else:
+        raise ValueError(family)
+    model = cls(cfg).to(dtype).eval()
+    if family == "qwen2":  # give the q/k/v biases non-zero values so they are exercised
+        with torch.no_grad():
+            for layer in model.model.layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                    proj.bias.normal_(0, 0.1)
+    return model
+
+
+def tiny_model(family: str, seed: int = 0, dtype: torch.dtype = torch.float32):
+    from plait.runtime.model import DecoderLM
+
+    return DecoderLM.from_hf(tiny_hf(family, seed, dtype))
+
+
+@pytest.fixture(scope="session")
+def toy_tokenizer() -> ToyTokenizer:
+    return ToyTokenizer()
+
+
+@pytest.fixture(scope="session", params=["llama", "qwen2", "qwen3"])
+def family(request) -> str:
+    return request.param
