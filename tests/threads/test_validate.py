@@ -66,3 +66,24 @@ def test_check_raises_with_fix(char_fmt):
 def test_prompt_not_validated(char_fmt):
     prompt = char_fmt.encode("<Thread>")  # stray tag in the prompt is not the response's fault
     assert validate(prompt + char_fmt.encode(GOOD), char_fmt, prompt_len=len(prompt)) == []
+
+
+def test_fuzz_never_crashes(char_fmt):
+    """Random token soups: parse, validate, units and metrics must not raise; valid renders stay valid."""
+    import random
+
+    from plait.threads.metrics import trajectory_stats
+    from plait.threads.parser import parse
+    from plait.threads.units import extract_units
+
+    rng = random.Random(3)
+    tags = sorted(char_fmt.tags.all())
+    for _ in range(300):
+        toks = [65] + [rng.choice(tags) if rng.random() < 0.3 else rng.choice([10, 32, 49, 50, 58, 97, 264])
+                       for _ in range(rng.randint(0, 50))]  # fmt: skip
+        validate(toks, char_fmt, prompt_len=1)
+        units = extract_units(toks, char_fmt, prompt_len=1)
+        assert units == [] or units[0].completion == toks[1:]
+        for u in units:
+            assert u.context[: len(toks[:1])] == toks[:1]
+        trajectory_stats(parse(toks, char_fmt, prompt_len=1))
