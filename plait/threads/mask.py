@@ -92,7 +92,8 @@ def ancestor_attention(
     *,
     scale: float | None = None,
     backend: Backend = "chunked",
-    chunk: int = 1024,
+    chunk: int = 512,
+    key_start: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of every node over its ancestors (RoPE already applied to q and k).
 
@@ -102,6 +103,8 @@ def ancestor_attention(
         scale: softmax scale, default 1/sqrt(D).
         backend: "dense" (N x N mask), "chunked" (mask rows per query block), "flex".
         chunk: query rows per block for "chunked".
+        key_start: (T,) optional lower bound of each query's visible keys (its document's first
+            row); lets "chunked" skip other documents' keys. Must not hide an ancestor.
 
     Returns:
         (T, Hq * D) attention output.
@@ -123,11 +126,12 @@ def ancestor_attention(
         parts = []
         for a in range(0, t, chunk):
             b = min(a + chunk, t)
-            # NOTE: ancestors precede their descendants in pre-order, so keys [0, b) suffice.
-            m = (entry[None, :b] <= entry[a:b, None]) & (exit[a:b, None] <= exit[None, :b])
+            # NOTE: ancestors precede their descendants in pre-order, so keys [lo, b) suffice.
+            lo = 0 if key_start is None else int(key_start[a:b].min())
+            m = (entry[None, lo:b] <= entry[a:b, None]) & (exit[a:b, None] <= exit[None, lo:b])
             parts.append(
                 F.scaled_dot_product_attention(
-                    qh[:, a:b], kh[:, :b], vh[:, :b], attn_mask=m, scale=scale
+                    qh[:, a:b], kh[:, lo:b], vh[:, lo:b], attn_mask=m, scale=scale
                 )
             )  # (Hq, b - a, D)
         out = torch.cat(parts, dim=1)

@@ -30,6 +30,7 @@ class PackedRow:
     exit: torch.Tensor  # (L,) long
     parent: torch.Tensor  # (L,) long, parent row, -1 for a trie root or padding
     doc: torch.Tensor  # (L,) long, document index in `docs`, -1 for padding
+    key_start: torch.Tensor  # (L,) long, first row of the token's document (own row for padding)
     loss_rows: torch.Tensor  # (M,) long, rows whose logits predict a trained node
     loss_targets: torch.Tensor  # (M,) long, the trained nodes' token ids
     loss_doc: torch.Tensor  # (M,) long, document of each trained node
@@ -52,7 +53,7 @@ def pack_row(tries: Sequence[FlatTrie], length: int | None = None, *, pad_id: in
             f"tries hold {used} tokens but the row has {length}; pack them with pack_rows "
             "(which splits across rows) or raise the row length"
         )
-    ids, pos, ext, par, doc = [], [], [], [], []
+    ids, pos, ext, par, doc, kst = [], [], [], [], [], []
     rows, targets, ldoc, nodes = [], [], [], []
     off = 0
     for d, t in enumerate(tries):
@@ -61,6 +62,7 @@ def pack_row(tries: Sequence[FlatTrie], length: int | None = None, *, pad_id: in
         ext += [x + off for x in t.exit]
         par += [p + off if p >= 0 else -1 for p in t.parent]
         doc += [d] * len(t)
+        kst += [off] * len(t)
         for i, flag in enumerate(t.trained):
             if flag:
                 rows.append(t.parent[i] + off)
@@ -74,6 +76,7 @@ def pack_row(tries: Sequence[FlatTrie], length: int | None = None, *, pad_id: in
     ext += list(range(used, length))
     par += [-1] * pad
     doc += [-1] * pad
+    kst += list(range(used, length))
     long = torch.long
     return PackedRow(
         input_ids=torch.tensor(ids, dtype=long),
@@ -82,6 +85,7 @@ def pack_row(tries: Sequence[FlatTrie], length: int | None = None, *, pad_id: in
         exit=torch.tensor(ext, dtype=long),
         parent=torch.tensor(par, dtype=long),
         doc=torch.tensor(doc, dtype=long),
+        key_start=torch.tensor(kst, dtype=long),
         loss_rows=torch.tensor(rows, dtype=long),
         loss_targets=torch.tensor(targets, dtype=long),
         loss_doc=torch.tensor(ldoc, dtype=long),

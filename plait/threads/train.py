@@ -34,24 +34,26 @@ class TrieContext:
         entry, exit: (T,) Euler-tour times.
         backend: "chunked" (default; O(chunk * T) memory), "dense" or "flex".
         chunk: query rows per block for "chunked".
+        key_start: (T,) first row of each token's document (skips other tries' keys).
     """
 
     def __init__(self, rope: Rope, positions: torch.Tensor, entry: torch.Tensor,
-                 exit: torch.Tensor, *, backend: Backend = "chunked", chunk: int = 1024) -> None:
+                 exit: torch.Tensor, *, backend: Backend = "chunked", chunk: int = 512,
+                 key_start: torch.Tensor | None = None) -> None:
         if not positions.shape == entry.shape == exit.shape or positions.dim() != 1:
             raise ValueError(
                 "positions, entry and exit must be 1-D and equally long, got "
                 f"{tuple(positions.shape)}, {tuple(entry.shape)}, {tuple(exit.shape)}"
             )
         self.rope, self.positions, self.entry, self.exit = rope, positions, entry, exit
-        self.backend, self.chunk = backend, chunk
+        self.backend, self.chunk, self.key_start = backend, chunk, key_start
         self._tables: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def for_row(cls, rope: Rope, row: PackedRow, device: torch.device | str = "cpu",
                 **kw: object) -> TrieContext:
         return cls(rope, row.positions.to(device), row.entry.to(device), row.exit.to(device),
-                   **kw)  # type: ignore[arg-type]
+                   key_start=row.key_start.to(device), **kw)  # type: ignore[arg-type]
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if q.dtype not in self._tables:
@@ -60,11 +62,11 @@ class TrieContext:
         cos, sin = self._tables[q.dtype]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # (T, H, D)
         return ancestor_attention(q, k, v, self.entry, self.exit, backend=self.backend,
-                                  chunk=self.chunk)  # (T, Hq*D)
+                                  chunk=self.chunk, key_start=self.key_start)  # (T, Hq*D)
 
 
 def packed_token_logprobs(model: torch.nn.Module, row: PackedRow, *, backend: Backend = "chunked",
-                          chunk: int = 1024) -> torch.Tensor:
+                          chunk: int = 512) -> torch.Tensor:
     """(M,) log p(target | ancestors) for every trained node of the row, from one forward."""
     dev = model.device
     ctx = TrieContext.for_row(model.rope, row, dev, backend=backend, chunk=chunk)

@@ -1,0 +1,163 @@
+"""Wall-clock speedup of threaded decoding on plait's runtime vs sequential decoding.
+
+Both modes force the same scripted trajectory through the same real model (every token is one
+real forward step, nothing is skipped):
+- sequential: one request, prompt -> the whole merged response (AR mode, one stream);
+- threaded: the orchestrator's calls replayed on `RuntimeEngine` (sequential phases as one
+  stream; the threads of a block as streams of one batch over the shared prefix; join = thread 1
+  moved in, threads 2..n re-encoded).
+Critical-path speedup = total response tokens / critical-path tokens (thread bodies of a block
+count as their longest one). Goal: wall-clock speedup >= 0.9 x critical-path speedup.
+
+    flock /tmp/plait-bench.lock python benchmarks/bench_threads_decode.py [--model smollm2-135m]
+
+`--model random-smollm2` builds a random-weight model with SmolLM2-135M's shapes (no files
+needed; timings depend on shapes only). Last stdout line: JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import random
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from plait.threads.engine_api import CompletionRequest
+from plait.threads.runtime_backend import RuntimeEngine
+from plait.threads.synthetic import RandomTrajectory, random_trajectory
+
+
+def load(name: str, device: str, dtype: str):  # noqa: ANN201
+    if name == "random-smollm2":
+        import transformers
+
+        from plait.runtime.model import DecoderLM
+
+        cfg = transformers.LlamaConfig(
+            vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+            num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+            rope_theta=100000.0, tie_word_embeddings=True,
+        )
+        torch.manual_seed(0)
+        hf = transformers.LlamaForCausalLM(cfg)
+        model = DecoderLM.from_hf(hf).to(device=device, dtype=getattr(torch, dtype))
+        return model
+    from plait.runtime.loader import load_model
+
+    return load_model(name, dtype={"float32": "fp32", "bfloat16": "bf16"}[dtype], device=device).model
+
+
+def critical_path(t: RandomTrajectory) -> int:
+    saved = sum(sum(lens) - max(lens) for lens in t.thread_lengths)
+    return len(t.response) - saved
+
+
+def run_threaded(model, t: RandomTrajectory) -> tuple[float, dict]:  # noqa: ANN001
+    """Replay the orchestrator's calls: seq call, block batch, ..., final call."""
+    scripts = {tuple(u.context): u.completion for u in t.calls}
+    engine = RuntimeEngine(model=model, script=lambda r: scripts[tuple(r.context)])
+    calls = t.calls
+    groups: list[list] = []  # consecutive thread calls with the same block form one batch
+    for u in calls:
+        if u.name.startswith("b") and groups and groups[-1][0].name.split("t")[0] == u.name.split("t")[0]:
+            groups[-1].append(u)
+        else:
+            groups.append([u])
+    sync(model)
+    start = time.perf_counter()
+    for g in groups:
+        reqs = [CompletionRequest(context=u.context, max_tokens=len(u.completion)) for u in g]
+        outs = asyncio.run(engine.complete(reqs))
+        for u, o in zip(g, outs):
+            assert o.tokens == u.completion
+    sync(model)
+    took = time.perf_counter() - start
+    s = engine.stats
+    return took, {"decode_steps": s.decode_steps, "prefilled": s.prefilled_tokens,
+                  "moved": s.moved_tokens, "batches": len(groups)}
+
+
+def run_sequential(model, t: RandomTrajectory) -> float:  # noqa: ANN001
+    engine = RuntimeEngine(model=model, script=lambda r: t.response)
+    sync(model)
+    start = time.perf_counter()
+    (o,) = asyncio.run(engine.complete([CompletionRequest(context=t.prompt,
+                                                          max_tokens=len(t.response))]))
+    sync(model)
+    assert o.tokens == t.response
+    return time.perf_counter() - start
+
+
+def sync(model) -> None:  # noqa: ANN001
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m", help="bundled name or random-smollm2")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--blocks", type=int, default=2)
+    ap.add_argument("--threads", default="3,3", help="min,max threads per block")
+    ap.add_argument("--body", default="40,60", help="min,max tokens per thread body")
+    ap.add_argument("--prompt-pad", type=int, default=64, help="extra prompt tokens")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--out", default="", help="write the JSON result here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
+    model = load(args.model, args.device, args.dtype)
+    vocab = model.config.vocab_size
+    lo_t, hi_t = (int(x) for x in args.threads.split(","))
+    lo_b, hi_b = (int(x) for x in args.body.split(","))
+    rows = []
+    for rep in range(args.repeats):
+        t = random_trajectory(random.Random(rep), vocab=vocab, blocks=args.blocks,
+                              threads=(lo_t, hi_t), body=(lo_b, hi_b))
+        pad_rng = random.Random(1000 + rep)
+        pad = [pad_rng.randrange(20, vocab) for _ in range(args.prompt_pad)]
+        t.prompt = pad + t.prompt
+        for u in t.units:
+            u.context = pad + u.context
+        seq = run_sequential(model, t)
+        thr, info = run_threaded(model, t)
+        cp = critical_path(t)
+        rows.append({"total": len(t.response), "critical": cp, "cp_speedup": len(t.response) / cp,
+                     "seq_s": seq, "thr_s": thr, "wall_speedup": seq / thr, **info})
+        r = rows[-1]
+        print(f"rep {rep}: {r['total']} tokens, critical {cp}: seq {seq:.2f}s, threaded "
+              f"{thr:.2f}s -> wall {r['wall_speedup']:.2f}x vs critical-path {r['cp_speedup']:.2f}x")
+    med = {k: statistics.median(r[k] for r in rows)
+           for k in ("cp_speedup", "wall_speedup", "seq_s", "thr_s")}
+    ratio = statistics.median(r["wall_speedup"] / r["cp_speedup"] for r in rows)
+    dev = torch.cuda.get_device_name() if model.device.type == "cuda" else platform.processor() or platform.machine()
+    out = {
+        "bench": "threads_decode", "model": args.model, "device": f"{model.device.type}: {dev}",
+        "dtype": args.dtype, "torch": torch.__version__, "torch_threads": args.torch_threads,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "blocks": args.blocks, "threads": args.threads, "body": args.body,
+        "median_cp_speedup": round(med["cp_speedup"], 3),
+        "median_wall_speedup": round(med["wall_speedup"], 3),
+        "median_wall_over_cp": round(ratio, 3), "goal_wall_over_cp": 0.9,
+        "median_seq_s": round(med["seq_s"], 3), "median_threaded_s": round(med["thr_s"], 3),
+        "runs": rows,
+    }
+    print(f"| mode | median s |\n|---|---|\n| sequential | {med['seq_s']:.2f} |\n"
+          f"| threaded | {med['thr_s']:.2f} |\ncritical-path speedup {med['cp_speedup']:.2f}x, "
+          f"wall-clock {med['wall_speedup']:.2f}x, ratio {ratio:.2f} (goal >= 0.9)")
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1))
+    print(json.dumps({k: v for k, v in out.items() if k != "runs"}))
+    return out
+
+
+if __name__ == "__main__":
+    main()
