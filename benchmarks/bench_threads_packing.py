@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     mask = part_mask(args.tokens, want_bm, args.device, args.forward)
     train = part_train(args.trajectories, args.repeats, args.device)
     mb = 1 / 2**20
-    print("| mask form (N = %d) | MiB |\n|---|---|" % mask["tokens"])
+    print(f"| mask form (N = {mask['tokens']}) | MiB |\n|---|---|")
     print(f"| entry/exit int64 (chunked, flex mask_mod) | {mask['entry_exit_bytes_int64'] * mb:.2f} |")
     if "block_mask_bytes" in mask:
         print(f"| FlexAttention BlockMask tables | {mask['block_mask_bytes'] * mb:.2f} |")
