@@ -17,13 +17,15 @@ import math
 import torch
 
 
-def _to_groups(q: torch.Tensor, hkv: int) -> torch.Tensor:
+def to_groups(q: torch.Tensor, hkv: int) -> torch.Tensor:
+    """(M, Hq, D) -> (Hkv, M*G, D): the G query heads of each KV head side by side."""
     M, Hq, D = q.shape
     G = Hq // hkv
     return q.view(M, hkv, G, D).permute(1, 0, 2, 3).reshape(hkv, M * G, D)  # (Hkv, M*G, D)
 
 
-def _from_groups(x: torch.Tensor, M: int, Hq: int) -> torch.Tensor:
+def from_groups(x: torch.Tensor, M: int, Hq: int) -> torch.Tensor:
+    """Inverse of `to_groups`: (Hkv, M*G, *tail) -> (M, Hq, *tail)."""
     hkv = x.shape[0]
     G = Hq // hkv
     tail = x.shape[2:]
@@ -56,18 +58,27 @@ def partial_attention(
         out (M, Hq, D) in q's dtype and lse (M, Hq) float32 (-inf where no key is visible).
     """
     M, Hq, D = q.shape
-    hkv, L, _ = k.shape
-    G = Hq // hkv
-    if L == 0:
-        return q.new_zeros(M, Hq, D), torch.full((M, Hq), -math.inf, device=q.device)
-    qg = _to_groups(q, hkv)  # (Hkv, M*G, D)
+    hkv = k.shape[0]
+    out, lse = grouped_attention(to_groups(q, hkv), k, v, limit, Hq // hkv, impl)
+    return from_groups(out, M, Hq), from_groups(lse, M, Hq)
+
+
+def grouped_attention(
+    qg: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    limit: torch.Tensor | None,
+    group: int,
+    impl: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`partial_attention` in the grouped layout: qg (Hkv, M*G, D) -> out (Hkv, M*G, D), lse (Hkv, M*G)."""
+    if k.shape[1] == 0:
+        return torch.zeros_like(qg), torch.full(qg.shape[:2], -math.inf, device=qg.device)
     if impl == "auto":
-        impl = "fused" if q.device.type in ("cpu", "cuda") else "math"
+        impl = "fused" if qg.device.type in ("cpu", "cuda") else "math"
     if impl == "fused":
-        out, lse = _fused(qg, k, v, limit, G)
-    else:
-        out, lse = _math(qg, k, v, limit, G)
-    return _from_groups(out, M, Hq), _from_groups(lse, M, Hq)
+        return _fused(qg, k, v, limit, group)
+    return _math(qg, k, v, limit, group)
 
 
 def _math(qg, k, v, limit, G):  # noqa: ANN001, ANN202 - internal

@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from plait.runtime.attention import merge_partials, partial_attention
+from plait.runtime.attention import from_groups, grouped_attention, merge_partials, to_groups
 from plait.runtime.model import DecoderLM
 from plait.runtime.reference import ReferenceAttention
 from plait.runtime.rope import apply_rotary
@@ -213,19 +213,24 @@ class _StepAttention:
         for inp, a, n, slot in zip(self.inputs, plan.starts, plan.lengths, plan.write_slots):
             self.store.write(inp.write_to, layer, slot, k[a : a + n].transpose(0, 1),
                              v[a : a + n].transpose(0, 1))
-        # 2) each segment once, for all its readers' queries (rotated for all reads at once)
-        qs = apply_rotary(q[plan.read_rows], plan.read_cos, plan.read_sin)  # (N, Hq, D)
+        # 2) each segment once, for all its readers' queries; queries of all reads are rotated and
+        #    regrouped (Hkv, N*G, D) at once, so a read is a column slice of one tensor
+        N, Hkv = plan.read_rows.shape[0], k.shape[1]
+        G = Hq // Hkv
+        qg = to_groups(apply_rotary(q[plan.read_rows], plan.read_cos, plan.read_sin), Hkv)
         outs, lses = [], []
         for r in plan.reads:
             a, b = r.span
-            out, lse = partial_attention(qs[a:b], r.segment.keys(layer, r.visible),
-                                         r.segment.values(layer, r.visible), r.limit, self.impl)
+            out, lse = grouped_attention(qg[:, a * G : b * G], r.segment.keys(layer, r.visible),
+                                         r.segment.values(layer, r.visible), r.limit, G, self.impl)
             outs.append(out)
             lses.append(lse)
+        out_n = from_groups(torch.cat(outs, dim=1), N, Hq)  # (N, Hq, D)
         # 3) exact merge
         if plan.single_read:
             out = torch.empty(T, Hq, D, dtype=q.dtype, device=q.device)
-            out[plan.read_rows] = torch.cat(outs)
+            out[plan.read_rows] = out_n
         else:
-            out = merge_partials(T, plan.read_rows, torch.cat(outs), torch.cat(lses), q.dtype)
+            lse_n = from_groups(torch.cat(lses, dim=1), N, Hq)  # (N, Hq)
+            out = merge_partials(T, plan.read_rows, out_n, lse_n, q.dtype)
         return out.reshape(T, Hq * D)
