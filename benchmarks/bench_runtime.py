@@ -59,7 +59,6 @@ def bench_decode(lm, batch: int, steps: int, repeats: int) -> dict:
             full = median_time(lambda fn=fn: fn(steps), repeats, warmup=1)
             base = median_time(lambda fn=fn: fn(0), repeats, warmup=0)
             out[name] = batch * steps / max(full - base, 1e-9)
-    del hf
     return {"plait_tok_s": out["plait"], "hf_tok_s": out["transformers"],
             "speedup": out["plait"] / out["transformers"]}
 

@@ -81,8 +81,8 @@ def timed(fn, dev, repeats=5, warmup=2) -> float:
 
 
 def correctness(dev: torch.device) -> dict:
-    from tests.tiny import tiny_model
     from tests.runtime.test_runner import random_schedule
+    from tests.tiny import tiny_model
 
     out = {}
     m = tiny_model("qwen3", seed=0).to(dev)
@@ -133,8 +133,6 @@ def decode(cfg: ModelConfig, dev, dtype, batch: int, steps: int) -> dict:
             full = timed(lambda fn=fn: fn(steps), dev, repeats=3, warmup=1)
             base = timed(lambda fn=fn: fn(0), dev, repeats=3, warmup=1)
             res[name] = batch * steps / max(full - base, 1e-9)
-    del hf, model
-    torch.cuda.empty_cache() if dev.type == "cuda" else None
     return {"batch": batch, "plait_tok_s": res["plait"], "hf_tok_s": res["hf"], "speedup": res["plait"] / res["hf"]}
 
 
@@ -178,9 +176,9 @@ def attention_only(cfg: ModelConfig, dev, dtype, W: int, context: int, own_len: 
         o1, l1 = partial_attention(q, K, V, None)  # the shared prefix, read once for W queries
         outs, lses = [o1], [l1]
         for i, (k, v) in enumerate(own):
-            o, l = partial_attention(q[i : i + 1], k, v, None)
+            o, lse = partial_attention(q[i : i + 1], k, v, None)
             outs.append(o)
-            lses.append(l)
+            lses.append(lse)
         idx = torch.cat([rows] + [rows[i : i + 1] for i in range(W)])
         return merge_partials(W, idx, torch.cat(outs), torch.cat(lses), dtype)
 
