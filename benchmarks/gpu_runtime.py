@@ -89,6 +89,11 @@ def correctness(dev: torch.device) -> dict:
     fast = random_schedule(m, "fast", 0, True)
     ref = random_schedule(m, "reference", 0, True)
     out["fast_vs_reference_fp32_max_abs"] = max((a - b).abs().max().item() for a, b in zip(fast, ref))
+    mb = tiny_model("qwen2", seed=1, head_dim=64).to(dev, torch.bfloat16)  # bf16: flash kernels
+    fast = random_schedule(mb, "fast", 1, True)
+    ref = random_schedule(mb, "reference", 1, True)
+    out["fast_vs_reference_bf16_max_abs"] = max((a - b).abs().max().item() for a, b in zip(fast, ref))
+    out["bf16_logit_scale"] = max(b.abs().max().item() for b in ref)
     g = torch.Generator(device="cpu").manual_seed(0)
     q = torch.randn(5, 16, 128, generator=g).to(dev, torch.bfloat16)
     k = torch.randn(4, 300, 128, generator=g).to(dev, torch.bfloat16)
