@@ -19,7 +19,7 @@ from typing import Any
 
 CACHE_ENV = "PLAIT_CACHE_DIR"
 META_FILE = "plait-cache.json"  # written last into every converted-model entry
-CACHE_FORMAT = 1  # bump when the layout of a converted entry changes
+CACHE_FORMAT = 3  # bump when the layout or content of a converted entry changes
 
 
 def cache_root() -> Path:

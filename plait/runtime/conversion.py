@@ -1,8 +1,9 @@
 """GGUF -> safetensors cache entries: build once, reuse while the source is unchanged.
 
 An entry `<cache>/models/<key>/` holds config.json (plain, unquantised), model.safetensors
-(float32, dequantised), the tokenizer files with the chat template, generation_config.json
-(end-of-sequence ids) and `plait-cache.json` (written last: what source it was built from).
+(dequantised; dtypes in `gguf_file.storage_dtype`), the tokenizer files with the chat
+template, generation_config.json (end-of-sequence ids) and `plait-cache.json` (written last:
+what source it was built from).
 An entry is reused only while that source record matches; otherwise it is rebuilt atomically.
 """
 

@@ -55,8 +55,8 @@ def eos_token_ids(tokenizer: Any, hf_config: Any, directory: Path | None = None)
         with contextlib.suppress(OSError, ValueError, TypeError):  # a broken file adds nothing
             ids.update(_ids(json.loads(gen.read_text()).get("eos_token_id")))
     ids.update(_ids(getattr(tokenizer, "eos_token_id", None)))
-    vocab = tokenizer.get_vocab()
-    ids.update(vocab[t] for t in _TURN_END_TOKENS if t in vocab)
+    specials = tokenizer.get_added_vocab()  # only special tokens: "</s>" may be plain text
+    ids.update(specials[t] for t in _TURN_END_TOKENS if t in specials)
     return tuple(sorted(ids))
 
 
