@@ -18,7 +18,7 @@ from plait.sgc.virtual import VirtualBackend, VirtualConfig
 
 RULES = {
     "paper": paper_rules,
-    "earliest-model": lambda mu=1.0: MasterConfig(mu=mu, cut="earliest", admissibility="model"),
+    "earliest-model": lambda mu=1.0: MasterConfig(mu=mu, cut="earliest", admissibility="model", exemption=True),
     "plait": plait_rules,
 }
 

@@ -57,7 +57,9 @@ def cmd_simulate(args) -> int:
     tr = make_trace(args.trace, args.n, args.jobs + 8, args.seed)
     if args.save_trace:
         tr.save(args.save_trace)
-    out, lines, log = {}, [], ([] if args.log else None)
+    out: dict = {}
+    lines: list[str] = []
+    log: list | None = [] if args.log else None
     for rules in tqdm(args.rules.split(","), desc="simulate", disable=args.json, file=sys.stderr):
         arm = Arm(scheme=args.scheme, params=_params(args), rules=rules)
         r = run_arm(arm, tr, args.jobs, mu=args.mu, c0=args.c0, c1=args.c1, log=log)
@@ -102,7 +104,10 @@ def cmd_search(args) -> int:
 
         pts = []
         for key, t in res["probe_scores"].items():
-            name, p = re.match(r"([a-z-]+)(\{.*\})", key).groups()
+            m = re.match(r"([a-z-]+)(\{.*\})", key)
+            if m is None:
+                continue
+            name, p = m.groups()
             params = eval(p, {})  # noqa: S307 - our own repr of a dict of ints
             pts.append((name, float(make_scheme(name, args.n, 1, **params).load()), t))
         runtime_vs_load(pts, args.plot, f"probe of {args.probe} rounds")

@@ -236,7 +236,8 @@ class Master:
             # 2) collect in arrival order and cut
             if getattr(src, "times", None) is not None:
                 close, delivered, wo, ext = cut_from_times(scheme, plan, src.times, cfg)
-                arr, payloads, dead, red = src.times, src.payloads(delivered), [], 0
+                arr, payloads, red = src.times, src.payloads(delivered), 0
+                dead: list[int] = []
             else:
                 close, delivered, wo, ext, arr, payloads, dead, red = cut_online(scheme, plan, src, cfg)
             src.cancel()
@@ -251,10 +252,10 @@ class Master:
             for j in decoded:
                 grad = None
                 if j in store:
-                    grad = scheme.true_sum_check(j, store.pop(j).__getitem__)
+                    grad = scheme.decode(j, store.pop(j).__getitem__)
                     if not scheme.exact and hasattr(backend, "true_grad"):
                         ref = backend.true_grad(j, scheme)
-                        errors.append(float(np.linalg.norm(grad - ref) / max(1e-300, np.linalg.norm(ref))))
+                        errors.append(float(np.linalg.norm(grad - ref)) / max(1e-300, float(np.linalg.norm(ref))))
                 if on_job is not None:
                     on_job(j, grad, r)
             dec_s = time.perf_counter() - t0

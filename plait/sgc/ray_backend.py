@@ -105,7 +105,7 @@ class RayBackend:
     """Ray actors on this machine (``ray.init(num_cpus=...)``) or a cluster (``address=``)."""
 
     def __init__(self, n: int, trace: Trace, workload, *, address: str | None = None,
-                 num_cpus: float = 2, cpus_per_actor: float = 0.1, time_scale: float = 1.0,
+                 num_cpus: int = 2, cpus_per_actor: float = 0.1, time_scale: float = 1.0,
                  faults: dict[int, list[int]] | None = None) -> None:
         import ray
 

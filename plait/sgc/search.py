@@ -42,7 +42,7 @@ def _best(cands, trace: Trace, n_jobs: int, rules: str, progress=None, **kw) -> 
         scores[(name, tuple(sorted(p.items())))] = res["runtime"]
         if progress is not None:
             progress()
-    (name, items) = min(scores, key=scores.get)
+    (name, items) = min(scores, key=lambda k: scores[k])
     return (name, dict(items)), {f"{k[0]}{dict(k[1])}": v for k, v in scores.items()}
 
 

@@ -177,10 +177,13 @@ class Scheme(ABC):
             return True
         return self.model.window_ok(self._history(e, r, False), missing)
 
-    def true_sum_check(self, job: int, vec) -> np.ndarray:
-        """Decode ``job`` from per-task vectors ``vec(task) -> np.ndarray`` (float64)."""
-        out = None
+    def decode(self, job: int, vec) -> np.ndarray:
+        """Decode ``job`` from per-task vectors ``vec(task) -> np.ndarray`` (float64 sum of
+        coefficient * vector over ``decode_coeffs(job)``)."""
+        out: np.ndarray | None = None
         for t, c in self.decode_coeffs(job):
             v = c * np.asarray(vec(t), dtype=np.float64)
             out = v if out is None else out + v
+        if out is None:
+            raise RuntimeError(f"{self.name}: job {job} has no decoding coefficients")
         return out

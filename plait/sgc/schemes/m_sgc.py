@@ -57,8 +57,8 @@ class MSGC(Scheme):
                     out[i].append(MiniTask(j, 0, i * (W - 1) + m))
                 continue
             miss = ~self._masks(j)[0].reshape(n, W - 1)  # (n, W-1) D1 chunks still missing
-            has = miss.any(axis=1)
-            first = miss.argmax(axis=1)
+            has = np.asarray(miss.any(axis=1))
+            first = np.asarray(miss.argmax(axis=1))
             g = m - W + 2
             for i in range(n):
                 out[i].append(MiniTask(j, 0, i * (W - 1) + int(first[i])) if has[i] else MiniTask(j, g, i))
