@@ -78,6 +78,30 @@ def part_mask(n_target: int, block_mask: bool, device: str, forward: bool) -> di
     return out
 
 
+def part_flex_train(n_target: int, device: str) -> dict:
+    """CUDA: one forward+backward over the 40k row with FlexAttention; agreement with chunked."""
+    from plait.threads.train import packed_token_logprobs
+
+    t = random_trajectory(random.Random(0), vocab=512, blocks=24, threads=(2, 4), body=(250, 650))
+    row = pack_rows([t.units], n_target, pad_to_length=False)[0][0]
+    model = tiny_model(512, device)
+    out = {}
+    for attempt in ("compile", "timed"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        lp = packed_token_logprobs(model, row, backend="flex")
+        (-lp.sum()).backward()
+        torch.cuda.synchronize()
+        out[f"flex_fwd_bwd_{attempt}_s"] = round(time.perf_counter() - start, 3)
+    out["flex_peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    with torch.no_grad():
+        ref = packed_token_logprobs(model, row, backend="chunked", chunk=512)
+    out["flex_vs_chunked_max_abs_logprob_diff"] = float((lp.detach() - ref).abs().max())
+    out["tokens"], out["trained_tokens"] = row.length, int(row.loss_rows.numel())
+    return out
+
+
 def part_train(n_traj: int, repeats: int, device: str) -> dict:
     rng = random.Random(1)
     trajs = [random_trajectory(rng, vocab=512, blocks=3, threads=(2, 4), body=(20, 80)).units
@@ -128,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     want_bm = args.device.startswith("cuda") if args.block_mask is None else args.block_mask
     mask = part_mask(args.tokens, want_bm, args.device, args.forward)
     train = part_train(args.trajectories, args.repeats, args.device)
+    flex = part_flex_train(args.tokens, args.device) if args.device.startswith("cuda") else None
     mb = 1 / 2**20
     print(f"| mask form (N = {mask['tokens']}) | MiB |\n|---|---|")
     print(f"| entry/exit int64 (chunked, flex mask_mod) | {mask['entry_exit_bytes_int64'] * mb:.2f} |")
@@ -144,7 +169,11 @@ def main(argv: list[str] | None = None) -> dict:
            "torch_threads": args.torch_threads,
            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "mask": mask, "mask_state_bytes": state, "goal_mask_state_bytes": 10_000_000,
-           "train": train}
+           "train": train, "flex_train_40k": flex}
+    if flex:
+        print(f"flex fwd+bwd over {flex['tokens']} tokens: {flex['flex_fwd_bwd_timed_s']}s, peak "
+              f"{flex['flex_peak_cuda_mb']} MiB, max |flex - chunked| log-prob "
+              f"{flex['flex_vs_chunked_max_abs_logprob_diff']:.2e}")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
     print(json.dumps(out))

@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--out", default="", help="also write the JSON result to this file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     fmt = ThreadFormat.char_level()
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
         errors = validate(run.tokens, fmt, prompt_len=run.prompt_len)
         st = trajectory_stats(run.tree, run.inserted)
         threads_ok = [
-            fmt.decode(run.tokens[t.body[0] : t.body[1]]).strip() == f"{a}*{b}={a * b}"
+            fmt.decode(run.tokens[t.body[0] : t.body[1]]).split(":", 1)[-1].strip()
+            == f"{a}*{b}={a * b}"
             for blk in run.tree.blocks[:1] for t, (a, b) in zip(blk.threads, p.terms)
         ]
         rows.append({
@@ -119,7 +121,10 @@ def main(argv: list[str] | None = None) -> dict:
     eval_s = time.perf_counter() - t0
     n = max(len(rows), 1)
     out = {
-        "machine": f"{platform.machine()} CPU, torch threads={args.threads}",
+        "example": "threads_sft_synthetic",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()} CPU (2 cores shared), torch threads={args.threads}",
+        "hidden": args.hidden, "layers": args.layers,
         "torch": torch.__version__, "params": n_params, "steps": args.steps,
         "batch": args.batch, "train_seconds": round(res.seconds, 1),
         "first_loss": round(res.losses[0], 4), "final_loss": round(sum(res.losses[-10:]) / len(res.losses[-10:]), 4),
@@ -139,6 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"held-out {len(rows)}: valid {out['valid_rate']:.2f}, activation {out['activation_ratio']:.2f}, "
           f"self-parallelism {out['mean_self_parallelism']:.2f}, threads right "
           f"{out['thread_accuracy']:.2f}, answers right {out['answer_accuracy']:.2f}")
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(json.dumps(out, indent=1))
     print(json.dumps(out))
     return out
 

@@ -94,6 +94,7 @@ def ancestor_attention(
     backend: Backend = "chunked",
     chunk: int = 512,
     key_start: torch.Tensor | None = None,
+    block_mask: object | None = None,
 ) -> torch.Tensor:
     """Attention of every node over its ancestors (RoPE already applied to q and k).
 
@@ -136,9 +137,19 @@ def ancestor_attention(
             )  # (Hq, b - a, D)
         out = torch.cat(parts, dim=1)
     else:
+        bm = ancestor_block_mask(entry, exit) if block_mask is None else block_mask
+        out = _flex(q.is_cuda)(qh[None], kh[None], vh[None], block_mask=bm, scale=scale)[0]
+        # (Hq, T, D)
+    return out.transpose(0, 1).reshape(t, hq * d)  # (T, Hq*D)
+
+
+_COMPILED: dict[bool, Callable[..., torch.Tensor]] = {}
+
+
+def _flex(compiled: bool) -> Callable[..., torch.Tensor]:
+    """flex_attention, compiled once per process on CUDA (eager elsewhere: unfused, small N)."""
+    if compiled not in _COMPILED:
         from torch.nn.attention.flex_attention import flex_attention
 
-        bm = ancestor_block_mask(entry, exit)
-        fn = torch.compile(flex_attention) if q.is_cuda else flex_attention
-        out = fn(qh[None], kh[None], vh[None], block_mask=bm, scale=scale)[0]  # (Hq, T, D)
-    return out.transpose(0, 1).reshape(t, hq * d)  # (T, Hq*D)
+        _COMPILED[compiled] = torch.compile(flex_attention) if compiled else flex_attention
+    return _COMPILED[compiled]

@@ -121,8 +121,13 @@ class ProductSum:
 
         outl = [f"{a}*{b}" for a, b in self.terms]
         bodies = [f"{a}*{b}={a * b}" for a, b in self.terms]
-        total = "+".join(str(a * b) for a, b in self.terms)
-        return [BlockSpec(outlines=outl, threads=bodies), f"\n{total}={self.answer}\nA: {self.answer}"]
+        # the join: running sums, one two-operand addition per line
+        acc, lines = self.terms[0][0] * self.terms[0][1], []
+        for a, b in self.terms[1:]:
+            lines.append(f"{acc}+{a * b}={acc + a * b}")
+            acc += a * b
+        return [BlockSpec(outlines=outl, threads=bodies),
+                "\n" + "\n".join(lines) + f"\nA: {self.answer}"]
 
 
 def sample_problem(rng: random.Random, terms: tuple[int, int] = (2, 4)) -> ProductSum:

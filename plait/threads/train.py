@@ -20,7 +20,7 @@ import torch
 
 from plait.runtime.context import causal_context
 from plait.runtime.rope import Rope, apply_rotary
-from plait.threads.mask import Backend, ancestor_attention
+from plait.threads.mask import Backend, ancestor_attention, ancestor_block_mask
 from plait.threads.packing import PackedRow
 from plait.threads.trie import as_unit_tokens
 
@@ -47,6 +47,7 @@ class TrieContext:
             )
         self.rope, self.positions, self.entry, self.exit = rope, positions, entry, exit
         self.backend, self.chunk, self.key_start = backend, chunk, key_start
+        self._block_mask: object | None = None  # built on first use ("flex"), shared by layers
         self._tables: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
@@ -61,8 +62,11 @@ class TrieContext:
             self._tables[q.dtype] = (cos[:, None, :], sin[:, None, :])  # (T, 1, R)
         cos, sin = self._tables[q.dtype]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # (T, H, D)
+        if self.backend == "flex" and self._block_mask is None:
+            self._block_mask = ancestor_block_mask(self.entry, self.exit)
         return ancestor_attention(q, k, v, self.entry, self.exit, backend=self.backend,
-                                  chunk=self.chunk, key_start=self.key_start)  # (T, Hq*D)
+                                  chunk=self.chunk, key_start=self.key_start,
+                                  block_mask=self._block_mask)  # (T, Hq*D)
 
 
 def packed_token_logprobs(model: torch.nn.Module, row: PackedRow, *, backend: Backend = "chunked",
