@@ -24,6 +24,8 @@ from plait.sgc.bench import Arm, format_table, paired_comparison, summarize
 from plait.sgc.traces import make_trace_stats_note
 
 PAPER = dict(gc=dict(s=15), sr=dict(B=2, W=3, lam=23), m=dict(B=1, W=2, lam=27))
+# chosen by benchmarks/bench_sgc_search.py (oracle-best on seed 0): small FRC codes under plait's master
+SEARCHED = [("gc", dict(s=3)), ("sr-sgc", dict(B=1, W=3, lam=3))]
 
 
 def arms() -> list[Arm]:
@@ -32,6 +34,8 @@ def arms() -> list[Arm]:
     for name, key in (("gc", "gc"), ("sr-sgc", "sr"), ("m-sgc", "m")):
         for rules in ("paper", "earliest-model", "plait"):
             out.append(Arm(scheme=name, params=PAPER[key], rules=rules))
+    for name, params in SEARCHED:
+        out += [Arm(scheme=name, params=params, rules=r) for r in ("paper", "plait")]
     return out
 
 
@@ -63,13 +67,20 @@ def main() -> None:
         table = summarize(res, base)
         m_paper = np.array([r["runtime"] for r in res[Arm(scheme="m-sgc", params=PAPER["m"], rules="paper").label]])
         m_plait = np.array([r["runtime"] for r in res[Arm(scheme="m-sgc", params=PAPER["m"], rules="plait").label]])
-        plait_arms = {k: v for k, v in table.items() if k.endswith("/plait") and not k.startswith("ignore")}
+        searched = {Arm(scheme=nm, params=p, rules="plait").label for nm, p in SEARCHED}
+        plait_arms = {k: v for k, v in table.items()
+                      if k.endswith("/plait") and not k.startswith("ignore") and k not in searched}
         best = min(plait_arms, key=lambda k: plait_arms[k]["mean"])
+        best_any = min((k for k in table if k.endswith("/plait") and not k.startswith("ignore")),
+                       key=lambda k: table[k]["mean"])
         gc_plait = table[Arm(scheme="gc", params=PAPER["gc"], rules="plait").label]["mean"]
         goals = dict(best_plait_arm=best,
                      best_plait_over_gc_paper=plait_arms[best]["mean"] / table[base]["mean"],
                      best_plait_over_gc_plait=plait_arms[best]["mean"] / gc_plait,
                      goal1_met=bool(plait_arms[best]["mean"] <= 0.85 * table[base]["mean"]),
+                     best_plait_arm_incl_searched=best_any,
+                     best_incl_searched_over_gc_paper=table[best_any]["mean"] / table[base]["mean"],
+                     goal1_met_incl_searched=bool(table[best_any]["mean"] <= 0.85 * table[base]["mean"]),
                      m_sgc_plait_speedup_vs_paper=float(1 - m_plait.mean() / m_paper.mean()),
                      m_sgc_paired_speedup_min=float((1 - m_plait / m_paper).min()),
                      goal2_met=bool(m_plait.mean() <= 0.9 * m_paper.mean()))
