@@ -151,5 +151,6 @@ def _flex(compiled: bool) -> Callable[..., torch.Tensor]:
     if compiled not in _COMPILED:
         from torch.nn.attention.flex_attention import flex_attention
 
-        _COMPILED[compiled] = torch.compile(flex_attention) if compiled else flex_attention
+        fn = torch.compile(flex_attention) if compiled else flex_attention
+        _COMPILED[compiled] = fn  # type: ignore[assignment]
     return _COMPILED[compiled]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from plait.runtime.model import DecoderLM
 from plait.threads.mask import Backend
 from plait.threads.packing import pack_row
 from plait.threads.train import packed_token_logprobs
@@ -43,7 +44,7 @@ class PGLossInfo:
     unit_tokens: int  # tokens the release's one-row-per-call layout would run
 
 
-def broadcast_pg_loss(model: torch.nn.Module, trajectories: Sequence[Sequence[object]],
+def broadcast_pg_loss(model: DecoderLM, trajectories: Sequence[Sequence[object]],
                       advantages: Sequence[float] | torch.Tensor, *,
                       backend: Backend = "chunked") -> tuple[torch.Tensor, PGLossInfo]:
     """Broadcast token-mean policy-gradient loss (see the module docstring).

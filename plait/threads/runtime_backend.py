@@ -156,6 +156,7 @@ class RuntimeEngine:
             # 1) one batched forward over every live stream's new tokens
             active = sorted(feed)
             logits = self.runner.step([StreamInput(feed[i], views[i], segs[i]) for i in active])
+            assert isinstance(logits, torch.Tensor)  # (S, V): all_logits=False
             self.stats.decode_steps += 1
             # 2) pick the next token per stream (scripted or sampled)
             if scripts is None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from plait.runtime.context import causal_context
+from plait.runtime.model import DecoderLM
 from plait.runtime.rope import Rope, apply_rotary
 from plait.threads.mask import Backend, ancestor_attention, ancestor_block_mask
 from plait.threads.packing import PackedRow
@@ -69,7 +70,7 @@ class TrieContext:
                                   block_mask=self._block_mask)  # (T, Hq*D)
 
 
-def packed_token_logprobs(model: torch.nn.Module, row: PackedRow, *, backend: Backend = "chunked",
+def packed_token_logprobs(model: DecoderLM, row: PackedRow, *, backend: Backend = "chunked",
                           chunk: int = 512) -> torch.Tensor:
     """(M,) log p(target | ancestors) for every trained node of the row, from one forward."""
     dev = model.device
@@ -81,7 +82,7 @@ def packed_token_logprobs(model: torch.nn.Module, row: PackedRow, *, backend: Ba
     return logp.gather(1, row.loss_targets.to(dev)[:, None])[:, 0]  # (M,)
 
 
-def packed_loss(model: torch.nn.Module, row: PackedRow, *, reduction: str = "sum",
+def packed_loss(model: DecoderLM, row: PackedRow, *, reduction: str = "sum",
                 **kw: object) -> torch.Tensor:
     """Cross-entropy over every trained node of the row, each counted once ("sum" or "mean")."""
     if reduction not in ("sum", "mean"):
@@ -90,7 +91,7 @@ def packed_loss(model: torch.nn.Module, row: PackedRow, *, reduction: str = "sum
     return nll.sum() if reduction == "sum" else nll.mean()
 
 
-def unit_token_logprobs(model: torch.nn.Module, unit: object) -> tuple[torch.Tensor, list[int]]:
+def unit_token_logprobs(model: DecoderLM, unit: object) -> tuple[torch.Tensor, list[int]]:
     """Twin: one unit alone with causal attention at positions 0..len-1.
 
     Returns:
@@ -144,7 +145,7 @@ def _lr_at(step: int, cfg: SFTConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def sft_train(model: torch.nn.Module, batches: Iterable[Sequence[PackedRow]], cfg: SFTConfig,
+def sft_train(model: DecoderLM, batches: Iterable[Sequence[PackedRow]], cfg: SFTConfig,
               *, progress: bool = False) -> SFTResult:
     """Train on batches of packed rows; loss = mean over all trained nodes of a batch."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
@@ -163,9 +164,10 @@ def sft_train(model: torch.nn.Module, batches: Iterable[Sequence[PackedRow]], cf
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
         n = sum(int(r.loss_rows.numel()) for r in rows)
-        total = sum(packed_loss(model, r, backend=cfg.backend) for r in rows) / max(n, 1)
+        total = torch.stack([packed_loss(model, r, backend=cfg.backend) for r in rows]).sum()
+        total = total / max(n, 1)
         opt.zero_grad(set_to_none=True)
-        total.backward()  # type: ignore[union-attr]
+        total.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
