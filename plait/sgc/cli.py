@@ -177,6 +177,19 @@ def cmd_bench(args) -> int:
     return _emit(args, table, format_table(table, base))
 
 
+def _clean_errors(fn):
+    """Bad user input (ValueError) becomes one line on stderr and exit code 2, not a traceback."""
+
+    def run(args) -> int:
+        try:
+            return fn(args)
+        except ValueError as exc:
+            print(f"plait sgc: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
 def register(subparsers) -> None:
     sgc = subparsers.add_parser("sgc", help="sequential gradient coding (virtual clock and Ray)")
     sub = sgc.add_subparsers(dest="sgc_command", metavar="SGC_COMMAND")
@@ -189,7 +202,7 @@ def register(subparsers) -> None:
     p.add_argument("--save-trace", default=None, help="write the trace used to this .npz")
     p.add_argument("--log", default=None, help="per-round log (JSON lines; code conditioning last)")
     p.add_argument("--plot", default=None, help="jobs completed vs time (.png)")
-    p.set_defaults(func=cmd_simulate)
+    p.set_defaults(func=_clean_errors(cmd_simulate))
 
     p = sub.add_parser("search", help="probe-then-switch parameter search (and oracle-best)")
     _scheme_args(p)
@@ -199,11 +212,11 @@ def register(subparsers) -> None:
     p.add_argument("--rules", default="plait")
     p.add_argument("--oracle", action="store_true", help="also the oracle-best arm (hindsight)")
     p.add_argument("--plot", default=None, help="probe runtime vs load (.png)")
-    p.set_defaults(func=cmd_search)
+    p.set_defaults(func=_clean_errors(cmd_search))
 
     p = sub.add_parser("train", help="round-robin training of M models on digits")
     _scheme_args(p)
-    p.set_defaults(n=8, jobs=120)
+    p.set_defaults(n=8, jobs=120, s=1, lam=3)  # small-n defaults (the paper's lam=27 needs n > 27)
     p.add_argument("--models", type=int, default=4, help="M >= T + 1")
     p.add_argument("--unit", type=int, default=4, help="samples per smallest piece")
     p.add_argument("--backend", choices=["virtual", "ray"], default="virtual")
@@ -217,11 +230,11 @@ def register(subparsers) -> None:
     p.add_argument("--c0", type=float, default=0.05)
     p.add_argument("--c1", type=float, default=0.5)
     p.add_argument("--plot", default=None, help="loss vs time per model (.png)")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_clean_errors(cmd_train))
 
     p = sub.add_parser("bench", help="paired comparison on a few seeds (virtual clock)")
     _scheme_args(p)
     p.add_argument("--trace", default="ge", help="ge | iid")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--plot", default=None, help="jobs completed vs time for seed 0 (.png)")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=_clean_errors(cmd_bench))

@@ -33,27 +33,56 @@ class TrainConfig:
         self.lrs = list(np.linspace(self.lr_min, self.lr_max, self.models))
 
 
-class DigitsWorkload:
-    """scikit-learn digits, M MLPs as flat float64 vectors, seeded batches. Picklable (Ray)."""
+class TorchWorkload:
+    """Any torch classifier and dataset: M copies of ``model_fn()`` (float64, seeded per model) as
+    flat vectors, seeded batches of the training arrays. Picklable (Ray ships it to actors; the
+    module is rebuilt there). ``loss_fn(outputs, y) -> per-sample losses`` (default cross-entropy).
+    """
 
-    def __init__(self, config: TrainConfig, job_size: int) -> None:
-        from sklearn.datasets import load_digits
+    def __init__(self, config: TrainConfig, job_size: int, *, model_fn, Xtr, ytr, Xte, yte, loss_fn=None) -> None:
+        import torch
 
         self.config, self.job_size = config, job_size
-        X, y = load_digits(return_X_y=True)
-        rng = np.random.default_rng(config.seed)
-        perm = rng.permutation(len(y))
-        k = int(len(y) * (1 - config.test_frac))
-        X = X / 16.0
-        self.Xtr, self.ytr = X[perm[:k]], y[perm[:k]]
-        self.Xte, self.yte = X[perm[k:]], y[perm[k:]]
-        h = config.hidden
-        self.shapes = [(64, h), (h,), (h, 10), (10,)]
+        self.model_fn, self.loss_fn = model_fn, loss_fn
+        self.Xtr, self.ytr = np.asarray(Xtr, dtype=np.float64), np.asarray(ytr)
+        self.Xte, self.yte = np.asarray(Xte, dtype=np.float64), np.asarray(yte)
+        if len(self.Xtr) != len(self.ytr) or len(self.Xtr) == 0:
+            raise ValueError(f"need as many training inputs as labels (> 0), got {len(self.Xtr)} and {len(self.ytr)}")
+        self._net = None
         self.params = []
         for m in range(config.models):
-            r = np.random.default_rng([config.seed, 1000 + m])
-            parts = [r.normal(0, 1 / np.sqrt(64), (64, h)), np.zeros(h), r.normal(0, 1 / np.sqrt(h), (h, 10)), np.zeros(10)]
-            self.params.append(np.concatenate([p.ravel() for p in parts]))
+            torch.manual_seed(config.seed * 1000 + m)
+            net = model_fn().double()
+            self.params.append(torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy().copy())
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_net"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def _forward(self, p, x):
+        """Outputs of the model with flat parameters ``p`` (P,) on inputs ``x`` (k, ...)."""
+        import torch
+
+        if self._net is None:
+            self._net = self.model_fn().double()
+        shapes = [(name, t.shape) for name, t in self._net.named_parameters()]
+        params, o = {}, 0
+        for name, sh in shapes:
+            k = int(np.prod(sh))
+            params[name] = p[o : o + k].view(sh)
+            o += k
+        return torch.func.functional_call(self._net, params, (x,))
+
+    def _losses(self, out, y):
+        import torch
+
+        if self.loss_fn is not None:
+            return self.loss_fn(out, y)
+        return torch.nn.functional.cross_entropy(out, y, reduction="none")  # (k,)
 
     def model_of(self, job: int) -> int:
         return job % self.config.models
@@ -66,25 +95,15 @@ class DigitsWorkload:
         return rng.choice(n, size, replace=size > n)
 
     # ---- worker side ---------------------------------------------------------------------
-    def _split(self, p):
-        out, o = [], 0
-        for sh in self.shapes:
-            k = int(np.prod(sh))
-            out.append(p[o : o + k].view(*sh))
-            o += k
-        return out
-
     def grad_sum(self, params: np.ndarray, idx: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
-        """sum_k weight_k * grad of the cross-entropy of sample idx[k], float64, shape (P,)."""
+        """sum_k weight_k * grad of the loss of training sample idx[k], float64, shape (P,)."""
         import torch
 
         torch.set_num_threads(1)
         p = torch.tensor(params, dtype=torch.float64, requires_grad=True)
-        W1, b1, W2, b2 = self._split(p)
-        x = torch.tensor(self.Xtr[idx], dtype=torch.float64)  # (k, 64)
-        y = torch.tensor(self.ytr[idx], dtype=torch.long)  # (k,)
-        logits = torch.relu(x @ W1 + b1) @ W2 + b2  # (k, 10)
-        losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")  # (k,)
+        x = torch.tensor(self.Xtr[idx], dtype=torch.float64)  # (k, ...)
+        y = torch.as_tensor(self.ytr[idx])  # (k,)
+        losses = self._losses(self._forward(p, x), y)  # (k,)
         loss = losses.sum() if weight is None else (losses * torch.tensor(weight)).sum()
         (g,) = torch.autograd.grad(loss, p)
         return g.numpy()
@@ -117,11 +136,36 @@ class DigitsWorkload:
 
         X, y = (self.Xte, self.yte) if split == "test" else (self.Xtr, self.ytr)
         with torch.no_grad():
-            W1, b1, W2, b2 = self._split(torch.tensor(self.params[m]))
-            logits = torch.relu(torch.tensor(X) @ W1 + b1) @ W2 + b2
-            loss = torch.nn.functional.cross_entropy(logits, torch.tensor(y)).item()
-            acc = (logits.argmax(1).numpy() == y).mean()
+            out = self._forward(torch.tensor(self.params[m]), torch.tensor(X))
+            loss = self._losses(out, torch.as_tensor(y)).mean().item()
+            acc = (out.argmax(1).numpy() == y).mean()
         return float(loss), float(acc)
+
+
+class _MLP:
+    """Picklable factory of the default digits MLP 64 -> hidden -> 10."""
+
+    def __init__(self, hidden: int) -> None:
+        self.hidden = hidden
+
+    def __call__(self):
+        import torch
+
+        return torch.nn.Sequential(torch.nn.Linear(64, self.hidden), torch.nn.ReLU(), torch.nn.Linear(self.hidden, 10))
+
+
+class DigitsWorkload(TorchWorkload):
+    """scikit-learn digits (scaled to [0, 1], seeded train/test split) and an MLP per model."""
+
+    def __init__(self, config: TrainConfig, job_size: int) -> None:
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        perm = np.random.default_rng(config.seed).permutation(len(y))
+        k = int(len(y) * (1 - config.test_frac))
+        X = X / 16.0
+        super().__init__(config, job_size, model_fn=_MLP(config.hidden), Xtr=X[perm[:k]], ytr=y[perm[:k]],
+                         Xte=X[perm[k:]], yte=y[perm[k:]])
 
 
 def check_round_robin(models: int, T: int) -> None:
@@ -130,23 +174,26 @@ def check_round_robin(models: int, T: int) -> None:
                          f"pass models >= {T + 1}")
 
 
-def reference_train(config: TrainConfig, job_size: int, n_jobs: int) -> DigitsWorkload:
-    """Uncoded twin: apply the exact batch gradient of every job in job order."""
-    w = DigitsWorkload(config, job_size)
+def reference_train(config: TrainConfig, job_size: int, n_jobs: int, workload_fn=None) -> TorchWorkload:
+    """Uncoded twin: apply the exact batch gradient of every job in job order.
+
+    ``workload_fn(config, job_size) -> TorchWorkload`` defaults to ``DigitsWorkload``."""
+    w = (workload_fn or DigitsWorkload)(config, job_size)
     for j in range(n_jobs):
         w.apply(j, w.grad_sum(w.params[w.model_of(j)], w.batch(j)))
     return w
 
 
-def train(scheme, backend_factory, config: TrainConfig, master_config=None, progress=None):
+def train(scheme, backend_factory, config: TrainConfig, master_config=None, progress=None, workload_fn=None):
     """Train M models round-robin with ``scheme`` on a backend built by ``backend_factory(workload)``.
 
+    ``workload_fn(config, job_size) -> TorchWorkload`` picks the model and data (default digits MLP).
     Returns (RunResult, workload, curve) with curve = [(time, model, train loss)] per decoded job.
     """
     from plait.sgc.master import Master
 
     check_round_robin(config.models, scheme.T)
-    work = DigitsWorkload(config, scheme.job_size)
+    work = (workload_fn or DigitsWorkload)(config, scheme.job_size)
     backend = backend_factory(work)
     curve: list[tuple[int, int, float]] = []
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from plait.cli import main
 
 
@@ -37,6 +35,8 @@ def test_search_and_bench(capsys, tmp_path) -> None:
     assert "gc(s=15)/paper" in _json(capsys)
 
 
-def test_bad_input_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="divide W - 1"):
-        main(["sgc", "simulate", "--n", "16", "--jobs", "10", "--scheme", "sr-sgc", "--B", "2", "--W", "4"])
+def test_bad_input_is_a_clear_error(capsys) -> None:
+    assert main(["sgc", "simulate", "--n", "16", "--jobs", "10", "--scheme", "sr-sgc", "--B", "2", "--W", "4"]) == 2
+    assert "divide W - 1" in capsys.readouterr().err
+    assert main(["sgc", "simulate", "--n", "8", "--jobs", "10", "--scheme", "m-sgc"]) == 2  # lam=27 >= n
+    assert "lambda < n" in capsys.readouterr().err

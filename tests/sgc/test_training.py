@@ -42,3 +42,30 @@ def test_round_robin_needs_enough_models() -> None:
         train(sc, lambda w: None, TrainConfig(models=2))
     with pytest.raises(ValueError):
         TrainConfig(models=0)
+
+
+def test_any_torch_model_and_dataset() -> None:
+    import torch
+
+    from plait.sgc.training import TorchWorkload, TrainConfig, reference_train, train
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 1, 8, 8)), rng.integers(0, 3, size=200)
+
+    def make(cfg, size):
+        def cnn():
+            return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                       torch.nn.Linear(72, 3))
+        return TorchWorkload(cfg, size, model_fn=cnn, Xtr=X[:150], ytr=y[:150], Xte=X[150:], yte=y[150:])
+
+    sc = make_scheme("sr-sgc", 5, 10, B=1, W=2, lam=2, unit=3)
+    cfg = TrainConfig(models=2, lr_min=0.1, lr_max=0.2)
+    tr = gilbert_elliott_trace(5, sc.n_rounds, seed=2, p_enter_normal=0.3)
+    res, work, _ = train(sc, lambda w: VirtualBackend(tr, VirtualConfig(), workload=w), cfg, plait_rules(),
+                         workload_fn=make)
+    ref = reference_train(cfg, sc.job_size, 10, workload_fn=make)
+    for m in range(2):
+        assert np.abs(work.params[m] - ref.params[m]).max() <= 1e-10
+    assert any(lg.stragglers for lg in res.rounds)
+    with pytest.raises(ValueError, match="as many"):
+        TorchWorkload(cfg, 4, model_fn=lambda: torch.nn.Linear(2, 2), Xtr=X[:3], ytr=y[:2], Xte=X, yte=y)
