@@ -62,10 +62,17 @@ def part_mask(n_target: int, block_mask: bool, device: str, forward: bool) -> di
            "entry_exit_bytes_int64": 2 * 8 * n, "entry_exit_bytes_int32": 2 * 4 * n,
            "dense_bool_bytes": n * n, "release_float32_bytes": 4 * n * n}
     if block_mask:
+        cuda = device.startswith("cuda")
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
         start = time.perf_counter()
         bm = ancestor_block_mask(row.entry.to(device), row.exit.to(device))
         out["block_mask_bytes"] = block_mask_nbytes(bm)
         out["block_mask_build_s"] = round(time.perf_counter() - start, 2)
+        if cuda:
+            out["block_mask_build_peak_cuda_mb"] = round(
+                (torch.cuda.max_memory_allocated() - base) / 2**20, 1)
     if forward:
         model = tiny_model(512, device)
         before = rss_mb()

@@ -61,9 +61,10 @@ def ancestor_block_mask(entry: torch.Tensor, exit: torch.Tensor, block_size: int
     from torch.nn.attention.flex_attention import create_block_mask
 
     n = entry.shape[0]
+    # NOTE: compiled on CUDA so the N x N mask is never materialised while building the tables
     return create_block_mask(
         ancestor_mask_mod(entry, exit), B=None, H=None, Q_LEN=n, KV_LEN=n,
-        device=entry.device, BLOCK_SIZE=block_size,
+        device=entry.device, BLOCK_SIZE=block_size, _compile=entry.is_cuda,
     )
 
 
