@@ -60,3 +60,18 @@ def test_zero_advantages_give_zero_gradient_and_validation(model: DecoderLM) -> 
     with pytest.raises(ValueError, match="one advantage per trajectory"):
         broadcast_pg_loss(model, [t.units], [1.0, 2.0])
     assert len(rl_units(t.units)) == len(t.units) - 1
+
+
+def test_rewards_to_advantages_to_loss_pipeline(model: DecoderLM) -> None:
+    from plait.threads.reward import RewardConfig, group_advantages, reward
+
+    rng = random.Random(5)
+    group = [random_trajectory(rng, vocab=VOCAB, blocks=2) for _ in range(4)]
+    etas = [1 - (len(t.response) - sum(sum(x) - max(x) for x in t.thread_lengths)) / len(t.response)
+            for t in group]
+    rewards = [reward(True, e, RewardConfig()).total for e in etas]
+    adv = group_advantages(rewards)
+    assert abs(sum(adv)) < 1e-9
+    loss, info = broadcast_pg_loss(model, [t.units for t in group], adv)
+    manual = -sum(a * lp for a, lp in zip(adv, info.logp)) / info.tokens
+    assert abs(float(loss) - manual) < 1e-5
