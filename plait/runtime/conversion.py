@@ -22,7 +22,7 @@ from plait.runtime.bundled import BundledModel, fingerprint, part_paths, resolve
 from plait.runtime.cache_dir import CACHE_FORMAT, META_FILE, atomic_dir, models_dir, read_meta
 from plait.runtime.config import ModelConfig
 from plait.runtime.tokenizer import eos_token_ids
-from plait.runtime.weights import SINGLE_FILE, check_finite, write_safetensors
+from plait.runtime.weights import SINGLE_FILE, check_finite, one_thread, write_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def convert_gguf(gguf_path: Path, entry: Path, name: str, source: dict[str, Any]
     """Dequantise `gguf_path` into the cache entry `entry` (replacing any old one atomically)."""
     log.info("converting %s into %s (first load only)", gguf_path, entry)
     fix = f"the GGUF file {gguf_path} is corrupt; download or reinstall it"
-    with atomic_dir(entry) as tmp:
+    with atomic_dir(entry) as tmp, one_thread():
         reader = gguf_file.open_gguf(gguf_path)
         hf_cfg = gguf_file.hf_config(gguf_path, reader)
         ModelConfig.from_hf(hf_cfg)  # refuse unsupported models before writing gigabytes

@@ -31,7 +31,7 @@ from plait.runtime.errors import (
 from plait.runtime.model import DecoderLM, hf_to_plait_state_dict
 from plait.runtime.rope import Rope
 from plait.runtime.tokenizer import Messages, chat_prompt_ids, eos_token_ids, load_tokenizer
-from plait.runtime.weights import read_safetensors_dir
+from plait.runtime.weights import one_thread, read_safetensors_dir
 
 log = logging.getLogger(__name__)
 
@@ -142,20 +142,15 @@ def build_model(
     with torch.device("meta"):
         model = DecoderLM(cfg)
     model.rope = Rope(cfg.rope, cfg.head_dim)  # built on meta above; rebuild on the CPU
-    threads = torch.get_num_threads()
-    # NOTE: copies are memory-bound; with 2 intra-op threads on a busy 2-core machine
-    # torch.cat ran 20x slower than with one (measured 1.7 s vs 0.06 s for SmolLM2).
-    torch.set_num_threads(1)
     try:
-        cast = {k: v.to(device=device, dtype=dtype) for k, v in sd.items()}
-        own = hf_to_plait_state_dict(cast, cfg)
-        if model.lm_head is None:
-            own.pop("lm_head.weight", None)
-        missing, unexpected = model.load_state_dict(own, strict=False, assign=True)
+        with one_thread():
+            cast = {k: v.to(device=device, dtype=dtype) for k, v in sd.items()}
+            own = hf_to_plait_state_dict(cast, cfg)
+            if model.lm_head is None:
+                own.pop("lm_head.weight", None)
+            missing, unexpected = model.load_state_dict(own, strict=False, assign=True)
     except (ValueError, RuntimeError, KeyError) as exc:
         raise CorruptModelError(f"weights do not fit config.json: {exc}; {fix}") from exc
-    finally:
-        torch.set_num_threads(threads)
     if missing or unexpected:
         raise CorruptModelError(
             f"weights do not fit config.json: missing {missing[:5]}, unexpected {unexpected[:5]}; {fix}"
