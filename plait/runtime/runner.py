@@ -58,6 +58,7 @@ class StepPlan:
     starts: list[int]  # first flat row of each stream
     lengths: list[int]  # new tokens per stream
     write_slots: list[int]  # first slot written in each stream's write_to
+    arena_slots: torch.Tensor  # (T,) arena slot of every new token (filled after reserve)
     positions: torch.Tensor  # (T,) query positions in their stream's view
     key_cos: torch.Tensor  # (T, 1, R) rotation of new keys at segment-local positions
     key_sin: torch.Tensor
@@ -142,7 +143,8 @@ class Runner:
             at = r.span[1]
         qcos, qsin = rope.cos_sin(torch.cat([r.rel for r in reads]), self.model.dtype)  # (N, R)
         ids = torch.tensor([t for inp in inputs for t in inp.tokens], device=device)
-        return StepPlan(ids, starts, lengths, slots, positions, kcos[:, None], ksin[:, None], reads,
+        return StepPlan(ids, starts, lengths, slots, torch.empty(0, dtype=torch.long), positions,
+                        kcos[:, None], ksin[:, None], reads,
                         torch.cat([r.rows for r in reads]), qcos[:, None], qsin[:, None],
                         single_read=all(len(inp.view) == 1 for inp in inputs))
 
@@ -168,6 +170,10 @@ class Runner:
         plan = self.plan(inputs, instant)
         for inp in inputs:
             self.store.reserve(inp.write_to, len(inp.tokens))
+        plan.arena_slots = torch.cat([
+            torch.arange(inp.write_to.base + slot, inp.write_to.base + slot + n)
+            for inp, slot, n in zip(inputs, plan.write_slots, plan.lengths)
+        ]).to(self.store.device)
         ctx: _StepAttention | ReferenceAttention
         if self.attention == "reference":
             ctx = ReferenceAttention(self.store, self.model.rope, inputs, plan, instant)
@@ -208,11 +214,9 @@ class _StepAttention:
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         plan = self.plan
         T, Hq, D = q.shape
-        # 1) rotate new keys at segment-local positions and write every stream's K/V
+        # 1) rotate new keys at segment-local positions and write every stream's K/V (one copy)
         k = apply_rotary(k, plan.key_cos, plan.key_sin)  # (T, Hkv, D)
-        for inp, a, n, slot in zip(self.inputs, plan.starts, plan.lengths, plan.write_slots):
-            self.store.write(inp.write_to, layer, slot, k[a : a + n].transpose(0, 1),
-                             v[a : a + n].transpose(0, 1))
+        self.store.write_slots(layer, plan.arena_slots, k, v)
         # 2) each segment once, for all its readers' queries; queries of all reads are rotated and
         #    regrouped (Hkv, N*G, D) at once, so a read is a column slice of one tensor
         N, Hkv = plan.read_rows.shape[0], k.shape[1]

@@ -1,10 +1,13 @@
 """Shared KV segments: append-only runs of tokens that several streams read in different orders.
 
 A `Segment` holds, for every layer, K and V of its tokens with keys RoPE-rotated at
-segment-local positions 0..len-1. Storage is preallocated with a capacity; appending writes into
-the free tail and never copies stored tokens. Exceeding the capacity reallocates once with
-doubling (amortised O(1); counted in `KVStore.stats.regrowths` so tests and benchmarks can assert
-that a correctly sized segment never moves).
+segment-local positions 0..len-1. All segments of a store live in one preallocated arena per
+K and V, shape (L, Hkv, slots, D); a segment is a contiguous range of slots (its capacity), and
+`Segment.k`/`.v` are views of its range. Appending writes into the free tail and never copies
+stored tokens, and one step writes every stream's new K/V with a single indexed copy per layer.
+Exceeding a segment's capacity moves it once to a range twice as large (amortised O(1); counted in
+`KVStore.stats.regrowths`, so tests and benchmarks can assert that a correctly sized segment never
+moves); a full arena grows by doubling (`stats.arena_growths`).
 
 `KVStore.move(src, dst)` appends src's tokens to dst with one relative rotation of the moved keys
 (positions shift by dst's length) and empties src: O(len(src)), never a copy of dst.
@@ -29,6 +32,7 @@ class StoreStats:
 
     regrowths: int = 0  # reallocations caused by exceeding a segment's capacity
     moved_tokens: int = 0  # tokens moved between segments by `move`
+    arena_growths: int = 0  # reallocations of the whole arena (all slots in use)
 
 
 @dataclass(eq=False)
@@ -39,8 +43,9 @@ class Segment:
     """
 
     name: str
-    k: torch.Tensor
+    k: torch.Tensor  # view of the store's arena: (L, Hkv, capacity, D)
     v: torch.Tensor
+    base: int = 0  # first arena slot of this segment
     length: int = 0
     tokens: list[int] = field(default_factory=list)
     id: int = field(default_factory=lambda: next(_ids))
@@ -61,59 +66,94 @@ class Segment:
 
 
 class KVStore:
-    """Owns all segments of one model (same dtype and device)."""
+    """Owns all segments of one model (same dtype and device) in one K and one V arena.
+
+    Args:
+        config: the model's config (layers, KV heads, head dim).
+        dtype, device: storage dtype and device (the model's).
+        rope: the model's `Rope` (for relative shifts in `move`).
+        slots: initial arena size in tokens; it doubles when full.
+    """
 
     def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu", rope: Rope | None = None) -> None:
+                 device: torch.device | str = "cpu", rope: Rope | None = None, slots: int = 1024) -> None:
         self.config = config
         self.dtype = dtype
         self.device = torch.device(device)
         self.rope = rope or Rope(config.rope, config.head_dim)
         self.segments: list[Segment] = []
         self.stats = StoreStats()
+        self.k = torch.zeros(self._shape(max(slots, 1)), dtype=dtype, device=self.device)
+        self.v = torch.zeros_like(self.k)
+        self.top = 0  # first unallocated slot (bump allocator)
+
+    def _shape(self, slots: int) -> tuple[int, int, int, int]:
+        c = self.config
+        return (c.num_layers, c.num_kv_heads, slots, c.head_dim)
+
+    def _allocate(self, capacity: int) -> int:
+        if self.top + capacity > self.k.shape[2]:
+            size = max(2 * self.k.shape[2], self.top + capacity)
+            k = torch.zeros(self._shape(size), dtype=self.dtype, device=self.device)
+            v = torch.zeros_like(k)
+            k[:, :, : self.top] = self.k[:, :, : self.top]
+            v[:, :, : self.top] = self.v[:, :, : self.top]
+            self.k, self.v = k, v
+            for seg in self.segments:
+                self._bind(seg, seg.base, seg.capacity)
+            self.stats.arena_growths += 1
+        base = self.top
+        self.top += capacity
+        return base
+
+    def _bind(self, seg: Segment, base: int, capacity: int) -> None:
+        seg.base = base
+        seg.k = self.k[:, :, base : base + capacity]
+        seg.v = self.v[:, :, base : base + capacity]
 
     def new_segment(self, capacity: int = 256, name: str = "") -> Segment:
         """Allocate an empty segment with room for `capacity` tokens."""
         if capacity < 1:
             raise ValueError(f"segment capacity must be >= 1, got {capacity}")
-        shape = self._shape(capacity)
-        seg = Segment(name=name or f"seg{len(self.segments)}",
-                      k=torch.zeros(shape, dtype=self.dtype, device=self.device),
-                      v=torch.zeros(shape, dtype=self.dtype, device=self.device))
+        base = self._allocate(capacity)
+        seg = Segment(name=name or f"seg{len(self.segments)}", k=self.k[:, :, :0], v=self.v[:, :, :0])
+        self._bind(seg, base, capacity)
         self.segments.append(seg)
         return seg
 
     def free(self, seg: Segment) -> None:
-        """Release a segment's storage (it must no longer be in any view)."""
+        """Drop a segment (it must no longer be in any view); the last-allocated range is reused."""
         self.segments = [s for s in self.segments if s is not seg]
-        seg.k = seg.k[:, :, :0]
-        seg.v = seg.v[:, :, :0]
+        if seg.base + seg.capacity == self.top:
+            self.top = seg.base
+        seg.k, seg.v = seg.k[:, :, :0], seg.v[:, :, :0]
         seg.length, seg.tokens = 0, []
 
     def nbytes(self) -> int:
-        """Bytes of K/V storage held by all live segments (allocated capacity)."""
+        """Bytes of K/V storage reserved by live segments (their capacities)."""
         return sum(s.k.nbytes + s.v.nbytes for s in self.segments)
+
+    def arena_bytes(self) -> int:
+        """Bytes allocated for the arena (reserved or not)."""
+        return self.k.nbytes + self.v.nbytes
 
     def used_bytes(self) -> int:
         """Bytes of K/V storage occupied by stored tokens."""
         per_token = 2 * self.config.num_layers * self.config.num_kv_heads * self.config.head_dim
         return sum(s.length for s in self.segments) * per_token * self.dtype.itemsize
 
-    def _shape(self, capacity: int) -> tuple[int, int, int, int]:
-        c = self.config
-        return (c.num_layers, c.num_kv_heads, capacity, c.head_dim)
-
     def reserve(self, seg: Segment, extra: int) -> None:
-        """Ensure room for `extra` more tokens (reallocates with doubling if needed)."""
+        """Ensure room for `extra` more tokens (moves the segment to a doubled range if needed)."""
         need = seg.length + extra
         if need <= seg.capacity:
             return
         cap = max(need, 2 * seg.capacity)
-        k = torch.zeros(self._shape(cap), dtype=self.dtype, device=self.device)
-        v = torch.zeros_like(k)
-        k[:, :, : seg.length] = seg.k[:, :, : seg.length]
-        v[:, :, : seg.length] = seg.v[:, :, : seg.length]
-        seg.k, seg.v = k, v
+        base = self._allocate(cap)  # may grow the arena and rebind seg
+        old = seg.base
+        n = seg.length
+        self.k[:, :, base : base + n] = self.k[:, :, old : old + n]
+        self.v[:, :, base : base + n] = self.v[:, :, old : old + n]
+        self._bind(seg, base, cap)
         self.stats.regrowths += 1
 
     def write(self, seg: Segment, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -121,6 +161,11 @@ class KVStore:
         n = k.shape[1]
         seg.k[layer, :, start : start + n] = k
         seg.v[layer, :, start : start + n] = v
+
+    def write_slots(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store rows of k and v, each (T, Hkv, D), at arena slots (T,) in one copy each."""
+        self.k[layer].index_copy_(1, slots, k.transpose(0, 1))
+        self.v[layer].index_copy_(1, slots, v.transpose(0, 1))
 
     def move(self, src: Segment, dst: Segment) -> None:
         """Append all of src's tokens to dst (one rotation of the moved keys), then empty src."""

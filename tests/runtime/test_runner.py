@@ -154,3 +154,34 @@ def test_bad_step_inputs_are_clear_errors():
         runner.prefill(a, [1] * (model.config.max_position + 1), chunk=4096)
     with pytest.raises(ValueError, match="attention must be"):
         Runner(model, store, attention="flash")  # type: ignore[arg-type]
+
+
+def test_arena_and_segment_growth_keep_results():
+    """A tiny arena that must grow, and segments that outgrow their capacity, give the same logits."""
+    model = tiny_model("qwen2", seed=6)
+    ids = list(range(3, 40))
+
+    def run(slots: int, capacity: int):
+        store = KVStore(model.config, slots=slots)
+        runner = Runner(model, store)
+        pre = store.new_segment(capacity)
+        runner.prefill(pre, ids[:20], chunk=6)
+        own = [store.new_segment(capacity) for _ in range(3)]
+        out = [runner.step([StreamInput([t + i], [pre, s], s) for i, s in enumerate(own)]) for t in ids[20:]]
+        return torch.cat(out), store
+
+    big, s_big = run(4096, 64)
+    small, s_small = run(8, 2)
+    assert torch.allclose(big, small, atol=1e-5)
+    assert s_big.stats.regrowths == 0 and s_big.stats.arena_growths == 0
+    assert s_small.stats.regrowths > 0 and s_small.stats.arena_growths > 0
+
+
+def test_freed_top_segment_is_reused():
+    model = tiny_model("llama")
+    store = KVStore(model.config, slots=64)
+    a = store.new_segment(16)
+    b = store.new_segment(16)
+    store.free(b)
+    c = store.new_segment(16)
+    assert c.base == b.base and store.top == 32 and a.base == 0
