@@ -1,0 +1,123 @@
+"""Hogwild! decode throughput: tokens/s for W = 1, 2, 4 workers at a given shared context.
+
+The full engine runs (combined layout, instant visibility, paragraph rule, sampling, transcript
+bookkeeping): the prompt is padded to the context length, then `--passes` generation passes are
+timed one by one (on_pass hook) and the median pass time gives tokens/s = W / median. W = 1 is
+the single-worker baseline measured in the same run (the same path as plain decoding of one
+sequence, which `tests/hogwild/test_equivalence.py` shows is exact). `--profile` adds a torch
+profiler breakdown (attention vs the rest) of a few passes per W.
+
+    flock /tmp/plait-bench.lock python benchmarks/bench_hogwild.py --contexts 1024 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, save, table  # noqa: E402
+
+from plait.hogwild.config import HogwildConfig  # noqa: E402
+from plait.hogwild.engine import HogwildEngine  # noqa: E402
+
+FILLER = "The quick brown fox counts apples in the orchard and writes the numbers down. "
+
+
+def padded_problem(engine: HogwildEngine, context: int) -> str:
+    """A problem whose prompt is about `context` tokens long."""
+    base = len(engine.encode(engine.prompt_text("Q")))
+    per = len(engine.encode(FILLER))
+    text = FILLER * max(0, (context - base) // per)
+    return text + "What is 2 + 3?"
+
+
+def measure(model, tokenizer, workers: int, context: int, passes: int, profile: bool) -> dict:  # noqa: ANN001
+    cfg = HogwildConfig(workers=workers, budgets=(passes + 2,), finisher=False, stop_on_answer=False,
+                        interjection_every=0)
+    times: list[float] = []
+    last = [0.0]
+
+    def on_pass(problem, index, feeds, streams, logits) -> None:  # noqa: ANN001
+        now = time.perf_counter()
+        if index > 2:  # pass 1 feeds the seeds; pass 2 may include first-step effects
+            times.append(now - last[0])
+        last[0] = now
+
+    eng = HogwildEngine(model, tokenizer, cfg, on_pass=on_pass)
+    problem = padded_problem(eng, context)
+    ctx_tokens = len(eng.encode(eng.prompt_text(problem)))
+    t0 = time.perf_counter()
+    prof_rows = None
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as tprofile
+
+        with tprofile(activities=[ProfilerActivity.CPU]) as prof:
+            eng.solve(problem)
+        prof_rows = _breakdown(prof)
+    else:
+        eng.solve(problem)
+    med = statistics.median(times)
+    return {"workers": workers, "context": ctx_tokens, "passes": len(times), "ms_per_pass": 1000 * med,
+            "tokens_per_s": workers / med, "total_s": time.perf_counter() - t0, "profile": prof_rows}
+
+
+def _breakdown(prof) -> dict:  # noqa: ANN001
+    """Self CPU time grouped into attention kernels, linear layers and the rest (ms, whole run)."""
+    groups = {"attention": 0.0, "linear": 0.0, "other": 0.0}
+    for e in prof.key_averages():
+        t = e.self_cpu_time_total / 1000
+        name = e.key
+        if "attention" in name or "softmax" in name or "bmm" in name or "baddbmm" in name:
+            groups["attention"] += t
+        elif name in ("aten::linear", "aten::addmm", "aten::mm", "aten::matmul"):
+            groups["linear"] += t
+        else:
+            groups["other"] += t
+    return groups
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="qwen2.5-0.5b")
+    ap.add_argument("--dtype", default="bf16")
+    ap.add_argument("--contexts", type=int, nargs="+", default=[1024, 4096])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--passes", type=int, default=24)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: on a shared, oversubscribed 2-core machine every "
+                         "parallel op with 2 threads can stall tens of ms waiting for the second core)")
+    ap.add_argument("--out", default="hogwild_cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from plait.runtime.loader import load_model
+
+    lm = load_model(args.model, dtype=args.dtype)
+    rows = []
+    for ctx in args.contexts:
+        base = None
+        for w in args.workers:
+            r = measure(lm.model, lm.tokenizer, w, ctx, args.passes, args.profile)
+            base = base or r["tokens_per_s"] if w == 1 else base
+            r["speedup_vs_w1"] = r["tokens_per_s"] / base if base else None
+            rows.append(r)
+            print(f"ctx {r['context']} W={w}: {r['ms_per_pass']:.1f} ms/pass, {r['tokens_per_s']:.2f} tok/s",
+                  file=sys.stderr)
+    print(table(rows, ["context", "workers", "ms_per_pass", "tokens_per_s", "speedup_vs_w1", "passes"]))
+    payload = {"benchmark": "hogwild_decode", "model": lm.name, "dtype": args.dtype, "machine": machine(),
+               "threads": args.threads, "passes_timed": args.passes,
+               "goal": "W=2 >= 1.9x and W=4 >= 3.5x the W=1 tokens/s", "rows": rows}
+    save(args.out, payload)
+    print(json.dumps(payload))
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    main()
