@@ -39,8 +39,8 @@ def columns(texts: list[str], names: list[str], width: int, height: int) -> list
 class LiveView:
     """Side-by-side live columns of the workers of one problem."""
 
-    def __init__(self, names: tuple[str, ...], out: TextIO = sys.stdout, interval: float = 0.2) -> None:
-        self.names, self.out, self.interval = list(names), out, interval
+    def __init__(self, names: tuple[str, ...], out: TextIO | None = None, interval: float = 0.2) -> None:
+        self.names, self.out, self.interval = list(names), out or sys.stdout, interval
         self.texts = ["" for _ in names]
         self.status = ""
         self._last = 0.0
@@ -71,8 +71,8 @@ class LiveView:
 class PlainView:
     """Prints finished steps and snapshots as lines (for pipes and logs)."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, StepEvent):

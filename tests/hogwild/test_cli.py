@@ -1,0 +1,70 @@
+"""`plait hogwild`, `plait demo` and `plait eval hogwild` through the real argument parser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from plait.cli import build_parser, main
+
+from .conftest import ToyTokenizer, tiny_model
+
+
+@pytest.fixture
+def fake_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = SimpleNamespace(model=tiny_model("qwen3"), tokenizer=ToyTokenizer(), name="tiny-qwen3")
+    monkeypatch.setattr("plait.runtime.loader.load_model", lambda *a, **k: tiny)
+
+
+def test_subcommands_are_registered() -> None:
+    p = build_parser()
+    args = p.parse_args(["hogwild", "2+2?", "--workers", "3", "--budgets", "64", "128", "--layout", "interleaved"])
+    assert args.workers == 3 and args.budgets == [64, 128] and args.layout == "interleaved"
+    assert p.parse_args(["demo"]).model == "qwen2.5-0.5b"
+    e = p.parse_args(["eval", "hogwild", "--dataset", "aime2025", "--methods", "sequential", "hogwild-4"])
+    assert e.methods == ["sequential", "hogwild-4"] and e.budgets == [128, 256, 512, 1024]
+
+
+def test_hogwild_command_writes_a_json_transcript(fake_load: None, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    out = tmp_path / "t.json"
+    rc = main(["hogwild", "What is 2 + 2?", "--workers", "3", "--budgets", "6", "12", "--no-live",
+               "--finisher-tokens", "2", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["workers"] == ["Alice", "Bob", "Carol"] and [s["budget"] for s in data["snapshots"]] == [6, 12]
+    assert data["config"]["workers"] == 3 and data["tokens"] > 0
+    assert "answer:" in capsys.readouterr().out
+
+
+def test_demo_runs(fake_load: None, capsys) -> None:  # noqa: ANN001
+    assert main(["demo", "--budgets", "5", "--no-live", "--finisher-tokens", "2"]) == 0
+    assert "bakery" in capsys.readouterr().out
+
+
+def test_bad_arguments_are_clear_errors(fake_load: None) -> None:
+    with pytest.raises(ValueError, match="workers must be"):
+        main(["hogwild", "x", "--workers", "0", "--no-live"])
+    with pytest.raises(ValueError, match="budgets must be positive"):
+        main(["hogwild", "x", "--budgets", "0", "--no-live"])
+    with pytest.raises(ValueError, match="unknown layout"):
+        main(["hogwild", "x", "--layout", "spiral", "--no-live"])
+
+
+def test_live_columns_layout() -> None:
+    from plait.hogwild.live import columns
+
+    rows = columns(["hello world " * 5, "short"], ["Alice", "Bob"], width=40, height=3)
+    assert rows[0].startswith("Alice") and "Bob" in rows[0]
+    assert all(len(r) <= 40 for r in rows)
+
+
+@pytest.mark.model
+def test_demo_on_the_bundled_model(capsys) -> None:  # noqa: ANN001
+    """The README's main job, shortened: two workers of Qwen2.5-0.5B for a few passes."""
+    pytest.importorskip("plait.runtime.loader")
+    assert main(["demo", "--budgets", "12", "--no-live"]) == 0
+    out = capsys.readouterr().out
+    assert "**Alice [1]:**" in out or "answer:" in out
