@@ -39,8 +39,13 @@ def padded_problem(engine: HogwildEngine, context: int) -> str:
 
 
 def measure(model, tokenizer, workers: int, context: int, passes: int, profile: bool) -> dict:  # noqa: ANN001
-    cfg = HogwildConfig(workers=workers, budgets=(passes + 2,), finisher=False, stop_on_answer=False,
-                        interjection_every=0)
+    cfg = HogwildConfig(
+        workers=workers,
+        budgets=(passes + 2,),
+        finisher=False,
+        stop_on_answer=False,
+        interjection_every=0,
+    )
     times: list[float] = []
     last = [0.0]
 
@@ -56,7 +61,8 @@ def measure(model, tokenizer, workers: int, context: int, passes: int, profile: 
     t0 = time.perf_counter()
     prof_rows = None
     if profile:
-        from torch.profiler import ProfilerActivity, profile as tprofile
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as tprofile
 
         with tprofile(activities=[ProfilerActivity.CPU]) as prof:
             eng.solve(problem)
@@ -64,8 +70,15 @@ def measure(model, tokenizer, workers: int, context: int, passes: int, profile: 
     else:
         eng.solve(problem)
     med = statistics.median(times)
-    return {"workers": workers, "context": ctx_tokens, "passes": len(times), "ms_per_pass": 1000 * med,
-            "tokens_per_s": workers / med, "total_s": time.perf_counter() - t0, "profile": prof_rows}
+    return {
+        "workers": workers,
+        "context": ctx_tokens,
+        "passes": len(times),
+        "ms_per_pass": 1000 * med,
+        "tokens_per_s": workers / med,
+        "total_s": time.perf_counter() - t0,
+        "profile": prof_rows,
+    }
 
 
 def _breakdown(prof) -> dict:  # noqa: ANN001
@@ -91,9 +104,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--passes", type=int, default=24)
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: on a shared, oversubscribed 2-core machine every "
-                         "parallel op with 2 threads can stall tens of ms waiting for the second core)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared, oversubscribed 2-core machine every "
+        "parallel op with 2 threads can stall tens of ms waiting for the second core)",
+    )
     ap.add_argument("--out", default="hogwild_cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -108,12 +125,25 @@ def main() -> None:
             base = base or r["tokens_per_s"] if w == 1 else base
             r["speedup_vs_w1"] = r["tokens_per_s"] / base if base else None
             rows.append(r)
-            print(f"ctx {r['context']} W={w}: {r['ms_per_pass']:.1f} ms/pass, {r['tokens_per_s']:.2f} tok/s",
-                  file=sys.stderr)
-    print(table(rows, ["context", "workers", "ms_per_pass", "tokens_per_s", "speedup_vs_w1", "passes"]))
-    payload = {"benchmark": "hogwild_decode", "model": lm.name, "dtype": args.dtype, "machine": machine(),
-               "threads": args.threads, "passes_timed": args.passes,
-               "goal": "W=2 >= 1.9x and W=4 >= 3.5x the W=1 tokens/s", "rows": rows}
+            print(
+                f"ctx {r['context']} W={w}: {r['ms_per_pass']:.1f} ms/pass, {r['tokens_per_s']:.2f} tok/s",
+                file=sys.stderr,
+            )
+    print(
+        table(
+            rows, ["context", "workers", "ms_per_pass", "tokens_per_s", "speedup_vs_w1", "passes"]
+        )
+    )
+    payload = {
+        "benchmark": "hogwild_decode",
+        "model": lm.name,
+        "dtype": args.dtype,
+        "machine": machine(),
+        "threads": args.threads,
+        "passes_timed": args.passes,
+        "goal": "W=2 >= 1.9x and W=4 >= 3.5x the W=1 tokens/s",
+        "rows": rows,
+    }
     save(args.out, payload)
     print(json.dumps(payload))
 

@@ -38,12 +38,36 @@ from plait.runtime.runner import Runner, StreamInput, _StepAttention  # noqa: E4
 from plait.runtime.segments import KVStore  # noqa: E402
 
 SHAPES = {
-    "7b": dict(hidden_size=3584, intermediate_size=18944, num_layers=28, num_heads=28, num_kv_heads=4,
-               head_dim=128, vocab_size=152064, qkv_bias=True),
-    "32b": dict(hidden_size=5120, intermediate_size=27648, num_layers=64, num_heads=40, num_kv_heads=8,
-                head_dim=128, vocab_size=152064, qkv_bias=True),
-    "tiny": dict(hidden_size=128, intermediate_size=256, num_layers=2, num_heads=8, num_kv_heads=2,
-                 head_dim=16, vocab_size=512, qkv_bias=True),
+    "7b": dict(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_layers=28,
+        num_heads=28,
+        num_kv_heads=4,
+        head_dim=128,
+        vocab_size=152064,
+        qkv_bias=True,
+    ),
+    "32b": dict(
+        hidden_size=5120,
+        intermediate_size=27648,
+        num_layers=64,
+        num_heads=40,
+        num_kv_heads=8,
+        head_dim=128,
+        vocab_size=152064,
+        qkv_bias=True,
+    ),
+    "tiny": dict(
+        hidden_size=128,
+        intermediate_size=256,
+        num_layers=2,
+        num_heads=8,
+        num_kv_heads=2,
+        head_dim=16,
+        vocab_size=512,
+        qkv_bias=True,
+    ),
 }
 
 
@@ -51,8 +75,13 @@ def make_model(shape: str, layers: int | None, dev: torch.device, dtype: torch.d
     kw = dict(SHAPES[shape])
     if layers:
         kw["num_layers"] = layers
-    cfg = ModelConfig(family="qwen2", max_position=65536, tie_embeddings=False,
-                      rope=RopeConfig(theta=1e6, rotary_dim=kw["head_dim"]), **kw)
+    cfg = ModelConfig(
+        family="qwen2",
+        max_position=65536,
+        tie_embeddings=False,
+        rope=RopeConfig(theta=1e6, rotary_dim=kw["head_dim"]),
+        **kw,
+    )
     with torch.device(dev):
         m = DecoderLM(cfg).to(dtype)
     with torch.no_grad():
@@ -77,8 +106,14 @@ def fill(seg, n: int, store: KVStore, gen: torch.Generator) -> None:  # noqa: AN
 def workspace(model: DecoderLM, W: int, context: int, own: int, dev: torch.device):  # noqa: ANN201
     store = KVStore(model.config, dtype=model.dtype, device=dev, rope=model.rope)
     gen = torch.Generator().manual_seed(0)
-    ws = Workspace(store, get_layout("combined"), W, capacity=own + 256, instant=True,
-                   prompt_capacity=context + 16)
+    ws = Workspace(
+        store,
+        get_layout("combined"),
+        W,
+        capacity=own + 256,
+        instant=True,
+        prompt_capacity=context + 16,
+    )
     fill(ws.common, context, store, gen)
     for seg in ws.shared.values():
         fill(seg, 8, store, gen)
@@ -87,7 +122,9 @@ def workspace(model: DecoderLM, W: int, context: int, own: int, dev: torch.devic
     return store, ws
 
 
-def decode(model: DecoderLM, W: int, context: int, own: int, passes: int, dev: torch.device) -> dict:
+def decode(
+    model: DecoderLM, W: int, context: int, own: int, passes: int, dev: torch.device
+) -> dict:
     store, ws = workspace(model, W, context, own, dev)
     runner = Runner(model, store)
     runner.allow_beyond_context = True
@@ -111,7 +148,9 @@ def decode(model: DecoderLM, W: int, context: int, own: int, passes: int, dev: t
     return {"W": W, "context": context, "ms_per_pass": med * 1e3, "tokens_per_s": W / med}
 
 
-def attention_overhead(model: DecoderLM, W: int, context: int, own: int, dev: torch.device, reps: int) -> dict:
+def attention_overhead(
+    model: DecoderLM, W: int, context: int, own: int, dev: torch.device, reps: int
+) -> dict:
     store, ws = workspace(model, W, context, own, dev)
     runner = Runner(model, store)
     runner.allow_beyond_context = True
@@ -122,8 +161,9 @@ def attention_overhead(model: DecoderLM, W: int, context: int, own: int, dev: to
     for inp in inputs:
         store.reserve(inp.write_to, 1)
     if hasattr(plan, "arena_slots"):  # NOTE: mirrors Runner.step (the store is one slot arena)
-        plan.arena_slots = torch.tensor([inp.write_to.base + slot for inp, slot in zip(inputs, plan.write_slots)],
-                                        device=dev)
+        plan.arena_slots = torch.tensor(
+            [inp.write_to.base + slot for inp, slot in zip(inputs, plan.write_slots)], device=dev
+        )
     ctx = _StepAttention(store, plan, inputs, runner.impl)
     g = torch.Generator().manual_seed(1)
     q = torch.randn(W, cfg.num_heads, cfg.head_dim, generator=g).to(dev, model.dtype)
@@ -150,15 +190,22 @@ def attention_overhead(model: DecoderLM, W: int, context: int, own: int, dev: to
     with torch.inference_mode():
         t_h = timed(lambda: ctx.attend(0, q, k, v))
         t_s = timed(lambda: F.scaled_dot_product_attention(q1, K1, V1, enable_gqa=True))
-    return {"W": W, "keys_per_view": n_keys, "hogwild_us": t_h * 1e6, "sdpa_one_seq_us": t_s * 1e6,
-            "overhead": t_h / t_s - 1.0}
+    return {
+        "W": W,
+        "keys_per_view": n_keys,
+        "hogwild_us": t_h * 1e6,
+        "sdpa_one_seq_us": t_s * 1e6,
+        "overhead": t_h / t_s - 1.0,
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", nargs="+", default=None, help="7b 32b (default), tiny on CPU")
     ap.add_argument("--layers-32b", type=int, default=16, help="layers of the 32B shape (full: 64)")
-    ap.add_argument("--context", type=int, default=None, help="shared history tokens (default 16384; CPU 512)")
+    ap.add_argument(
+        "--context", type=int, default=None, help="shared history tokens (default 16384; CPU 512)"
+    )
     ap.add_argument("--own", type=int, default=64, help="tokens in each worker's current step")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--passes", type=int, default=20)
@@ -169,11 +216,24 @@ def main() -> int:
     dtype = torch.bfloat16 if cuda else torch.float32
     shapes = args.shapes or (["7b", "32b"] if cuda else ["tiny"])
     context = args.context or (16384 if cuda else 512)
-    out_path = Path(args.out) if args.out else (
-        Path(os.environ["OUT"]) / "gpu_hogwild.json" if os.environ.get("OUT")
-        else Path(__file__).resolve().parent / "results" / "hogwild_gpu.json")
-    result = {"benchmark": "gpu_hogwild", "machine": machine(), "device": str(dev), "dtype": str(dtype),
-              "context": context, "own_step_tokens": args.own, "shapes": {}}
+    out_path = (
+        Path(args.out)
+        if args.out
+        else (
+            Path(os.environ["OUT"]) / "gpu_hogwild.json"
+            if os.environ.get("OUT")
+            else Path(__file__).resolve().parent / "results" / "hogwild_gpu.json"
+        )
+    )
+    result = {
+        "benchmark": "gpu_hogwild",
+        "machine": machine(),
+        "device": str(dev),
+        "dtype": str(dtype),
+        "context": context,
+        "own_step_tokens": args.own,
+        "shapes": {},
+    }
     for shape in shapes:
         layers = args.layers_32b if shape == "32b" else None
         t0 = time.perf_counter()
@@ -183,8 +243,12 @@ def main() -> int:
         for r in rows:
             r["ratio_vs_w1"] = r["tokens_per_s"] / base if base else None
         attn = [attention_overhead(model, w, context, args.own, dev, reps=50) for w in args.workers]
-        result["shapes"][shape] = {"layers": model.config.num_layers, "decode": rows, "attention": attn,
-                                   "seconds": time.perf_counter() - t0}
+        result["shapes"][shape] = {
+            "layers": model.config.num_layers,
+            "decode": rows,
+            "attention": attn,
+            "seconds": time.perf_counter() - t0,
+        }
         print(f"== {shape} ({model.config.num_layers} layers), context {context}")
         print(table(rows, ["W", "ms_per_pass", "tokens_per_s", "ratio_vs_w1"]))
         print(table(attn, ["W", "keys_per_view", "hogwild_us", "sdpa_one_seq_us", "overhead"]))
@@ -193,7 +257,10 @@ def main() -> int:
             torch.cuda.empty_cache()
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(result, indent=2))
-    result["goals"] = {"tokens_ratio": "W=2 >= 1.9x, W=4 >= 3.5x", "attention_overhead": "W=2 <= 15%, W=4 <= 25%"}
+    result["goals"] = {
+        "tokens_ratio": "W=2 >= 1.9x, W=4 >= 3.5x",
+        "attention_overhead": "W=2 <= 15%, W=4 <= 25%",
+    }
     out_path.write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0

@@ -76,9 +76,16 @@ class BudgetTable:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for m, row in self.cells.items():
-            out[m] = {str(b): {"accuracy": c.accuracy, "correct": c.correct, "total": c.total,
-                               "ci95": wilson(c.correct, c.total), "early_stops": c.early_stops}
-                      for b, c in sorted(row.items())}
+            out[m] = {
+                str(b): {
+                    "accuracy": c.accuracy,
+                    "correct": c.correct,
+                    "total": c.total,
+                    "ci95": wilson(c.correct, c.total),
+                    "early_stops": c.early_stops,
+                }
+                for b, c in sorted(row.items())
+            }
         return out
 
     def format(self) -> str:
@@ -86,7 +93,10 @@ class BudgetTable:
         budgets = self.budgets
         lines = ["method".ljust(16) + "".join(f"{b:>12}" for b in budgets)]
         for m, row in self.cells.items():
-            cells = [f"{100 * row[b].accuracy:6.1f}% ({row[b].total:>2})" if b in row else " " * 12 for b in budgets]
+            cells = [
+                f"{100 * row[b].accuracy:6.1f}% ({row[b].total:>2})" if b in row else " " * 12
+                for b in budgets
+            ]
             lines.append(m.ljust(16) + "".join(f"{c:>12}" for c in cells))
         return "\n".join(lines)
 
@@ -100,4 +110,8 @@ def append_records(path: Path, records: list[Record]) -> None:
 def read_records(path: Path) -> list[Record]:
     if not path.is_file():
         return []
-    return [Record(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        Record(**json.loads(line))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]

@@ -49,14 +49,19 @@ def _read_jsonl(path: Path) -> list[dict]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n} is not valid JSON ({exc}); one JSON object per line") from exc
+                    raise ValueError(
+                        f"{path}:{n} is not valid JSON ({exc}); one JSON object per line"
+                    ) from exc
     return rows
 
 
 def load_gsm8k(limit: int | None = None, offset: int = 0) -> list[Problem]:
     rows = _read_jsonl(package_data() / "gsm8k" / "test.jsonl")
     rows = rows[offset : None if limit is None else offset + limit]
-    return [Problem(f"gsm8k-{offset + i}", r["question"], gsm8k_answer(r["answer"])) for i, r in enumerate(rows)]
+    return [
+        Problem(f"gsm8k-{offset + i}", r["question"], gsm8k_answer(r["answer"]))
+        for i, r in enumerate(rows)
+    ]
 
 
 def load_aime2025(limit: int | None = None, offset: int = 0) -> list[Problem]:
@@ -67,23 +72,39 @@ def load_aime2025(limit: int | None = None, offset: int = 0) -> list[Problem]:
     return out[offset : None if limit is None else offset + limit]
 
 
-def load_jsonl(path: str | Path, question_key: str = "question", answer_key: str = "answer",
-               limit: int | None = None, offset: int = 0) -> list[Problem]:
+def load_jsonl(
+    path: str | Path,
+    question_key: str = "question",
+    answer_key: str = "answer",
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Problem]:
     """User problems: one JSON object per line with a question and an answer field."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass a JSONL file with '{question_key}' and '{answer_key}'")
+        raise FileNotFoundError(
+            f"{path} does not exist; pass a JSONL file with '{question_key}' and '{answer_key}'"
+        )
     out = []
     for i, r in enumerate(_read_jsonl(path)):
         if question_key not in r or answer_key not in r:
-            raise ValueError(f"{path} line {i + 1} lacks '{question_key}' or '{answer_key}'; "
-                             "set --question-key / --answer-key to the field names used")
-        out.append(Problem(str(r.get("id", f"{path.stem}-{i}")), str(r[question_key]), str(r[answer_key])))
+            raise ValueError(
+                f"{path} line {i + 1} lacks '{question_key}' or '{answer_key}'; "
+                "set --question-key / --answer-key to the field names used"
+            )
+        out.append(
+            Problem(str(r.get("id", f"{path.stem}-{i}")), str(r[question_key]), str(r[answer_key]))
+        )
     return out[offset : None if limit is None else offset + limit]
 
 
-def load(name: str, limit: int | None = None, offset: int = 0, question_key: str = "question",
-         answer_key: str = "answer") -> list[Problem]:
+def load(
+    name: str,
+    limit: int | None = None,
+    offset: int = 0,
+    question_key: str = "question",
+    answer_key: str = "answer",
+) -> list[Problem]:
     """Load 'gsm8k', 'aime2025' or a path to a JSONL file."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
@@ -93,4 +114,6 @@ def load(name: str, limit: int | None = None, offset: int = 0, question_key: str
         return load_aime2025(limit, offset)
     if name.endswith(".jsonl") or Path(name).is_file():
         return load_jsonl(name, question_key, answer_key, limit, offset)
-    raise ValueError(f"unknown dataset {name!r}: use one of {list(DATASETS)} or a path to a .jsonl file")
+    raise ValueError(
+        f"unknown dataset {name!r}: use one of {list(DATASETS)} or a path to a .jsonl file"
+    )

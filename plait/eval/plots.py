@@ -20,7 +20,9 @@ def plot_budget_curves(table: BudgetTable, path: str | Path, title: str = "") ->
         acc = [100 * row[b].accuracy for b in budgets]
         lo_hi = [wilson(row[b].correct, row[b].total) for b in budgets]
         ax.plot(budgets, acc, marker="o", label=f"{method} (n={row[budgets[0]].total})")
-        ax.fill_between(budgets, [100 * lo for lo, _ in lo_hi], [100 * hi for _, hi in lo_hi], alpha=0.12)
+        ax.fill_between(
+            budgets, [100 * lo for lo, _ in lo_hi], [100 * hi for _, hi in lo_hi], alpha=0.12
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(table.budgets, [str(b) for b in table.budgets])
     ax.set_xlabel("budget (sequential forward passes)")

@@ -64,9 +64,13 @@ class HogwildConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}; use workers=2 for two workers")
+            raise ValueError(
+                f"workers must be an integer >= 1, got {self.workers!r}; use workers=2 for two workers"
+            )
         if self.sequential and self.workers != 1:
-            raise ValueError("sequential=True is the one-worker baseline: set workers=1 (or sequential=False)")
+            raise ValueError(
+                "sequential=True is the one-worker baseline: set workers=1 (or sequential=False)"
+            )
         names = tuple(self.names) or DEFAULT_NAMES[: self.workers]
         if len(names) < self.workers:
             raise ValueError(
@@ -78,7 +82,9 @@ class HogwildConfig:
         self.resolved_names = tuple(names[: self.workers])
         budgets = tuple(int(b) for b in self.budgets)
         if not budgets or any(b <= 0 for b in budgets):
-            raise ValueError(f"budgets must be positive numbers of forward passes, got {self.budgets!r}; e.g. budgets=(256, 512)")
+            raise ValueError(
+                f"budgets must be positive numbers of forward passes, got {self.budgets!r}; e.g. budgets=(256, 512)"
+            )
         self.budgets = tuple(sorted(set(budgets)))
         if self.interjection_every < 0:
             raise ValueError("interjection_every must be >= 0 (0 disables the interjection)")
@@ -96,7 +102,9 @@ class HogwildConfig:
             from plait.hogwild.layouts import LAYOUTS
 
             if self.layout not in LAYOUTS:
-                raise ValueError(f"unknown layout {self.layout!r}: use one of {sorted(LAYOUTS)} or pass a Layout object")
+                raise ValueError(
+                    f"unknown layout {self.layout!r}: use one of {sorted(LAYOUTS)} or pass a Layout object"
+                )
 
     @property
     def max_budget(self) -> int:

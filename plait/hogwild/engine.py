@@ -47,11 +47,18 @@ class HogwildEngine:
             logits (S_problem, V) of those streams); tests use it to replay the schedule.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, config: HogwildConfig, sampling: Any = None,
-                 attention: str = "fast", prompt_format: PromptFormat | None = None,
-                 choose: Callable[[int, int, torch.Tensor], int] | None = None,
-                 step_rule: StepRule | None = None,
-                 on_pass: Callable[..., None] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: HogwildConfig,
+        sampling: Any = None,
+        attention: str = "fast",
+        prompt_format: PromptFormat | None = None,
+        choose: Callable[[int, int, torch.Tensor], int] | None = None,
+        step_rule: StepRule | None = None,
+        on_pass: Callable[..., None] | None = None,
+    ) -> None:
         self.model, self.tokenizer, self.cfg = model, tokenizer, config
         self.layout = get_layout(config.layout)
         self.store = KVStore(model.config, dtype=model.dtype, device=model.device, rope=model.rope)
@@ -77,16 +84,26 @@ class HogwildEngine:
 
     def prompt_text(self, problem: str) -> str:
         c = self.cfg
-        return common_prompt(self.tokenizer, problem, c.resolved_names, self.format, sequential=c.sequential,
-                             tips=c.collaboration_tips, few_shot=c.few_shot,
-                             past_steps=self.layout.merges_steps, instructions=c.instructions)
+        return common_prompt(
+            self.tokenizer,
+            problem,
+            c.resolved_names,
+            self.format,
+            sequential=c.sequential,
+            tips=c.collaboration_tips,
+            few_shot=c.few_shot,
+            past_steps=self.layout.merges_steps,
+            instructions=c.instructions,
+        )
 
     # ------------------------------------------------------------------ setup
 
     def _start(self, index: int, problem: str) -> ProblemRun:
         c = self.cfg
         if not isinstance(problem, str) or not problem.strip():
-            raise ValueError(f"problem {index} is empty; pass the problem statement as a non-empty string")
+            raise ValueError(
+                f"problem {index} is empty; pass the problem statement as a non-empty string"
+            )
         prompt = self.prompt_text(problem)
         ids = self.encode(prompt)
         seeds = [self.encode(seed_step(i, n, c.sequential)) for i, n in enumerate(c.resolved_names)]
@@ -99,18 +116,39 @@ class HogwildEngine:
                 "shorten the problem, drop few_shot/collaboration_tips, or use fewer workers"
             )
         if need + c.workers * (c.max_budget + 16) > limit:
-            warnings.warn(f"problem {index}: {c.workers} workers x {c.max_budget} passes may exceed the "
-                          f"model's {limit}-token context; lower the budget or the number of workers",
-                          stacklevel=3)
-        ws = Workspace(self.store, self.layout, c.workers, capacity=min(c.capacity, 1024), instant=c.instant,
-                       prompt_capacity=len(ids) + c.workers * c.max_budget + 64)
+            warnings.warn(
+                f"problem {index}: {c.workers} workers x {c.max_budget} passes may exceed the "
+                f"model's {limit}-token context; lower the budget or the number of workers",
+                stacklevel=3,
+            )
+        ws = Workspace(
+            self.store,
+            self.layout,
+            c.workers,
+            capacity=min(c.capacity, 1024),
+            instant=c.instant,
+            prompt_capacity=len(ids) + c.workers * c.max_budget + 64,
+        )
         self.runner.prefill(ws.common, ids)
         for seg, text, view in ws.shared_prefill_views():
             self.runner.prefill(seg, self.encode(text), view=view)
-        sampler = WorkerSampler(c.workers, self.sampling, self.suppress, seed=c.seed * 1_000_003 + index)
+        sampler = WorkerSampler(
+            c.workers, self.sampling, self.suppress, seed=c.seed * 1_000_003 + index
+        )
         choose = (lambda w, row: self.choose(index, w, row)) if self.choose else sampler
-        return ProblemRun(index, problem, prompt, ws, c, seeds, self.decode, self.encode, choose,
-                          self.eos, self.step_rule)
+        return ProblemRun(
+            index,
+            problem,
+            prompt,
+            ws,
+            c,
+            seeds,
+            self.decode,
+            self.encode,
+            choose,
+            self.eos,
+            self.step_rule,
+        )
 
     # ------------------------------------------------------------------ loop
 
@@ -159,10 +197,19 @@ class HogwildEngine:
         reqs = [FinisherRequest(view=r.ws.reader_view()) for r in runs]
 
         def step(items: list[tuple[list[int], list[Any], Any]]) -> torch.Tensor:
-            return self.runner.step([StreamInput(t, v, w) for t, v, w in items], instant=self.cfg.instant)
+            return self.runner.step(
+                [StreamInput(t, v, w) for t, v, w in items], instant=self.cfg.instant
+            )
 
-        outs = run_finishers(step, self.store, reqs, self.encode, self.decode, self.cfg.task,
-                             self.cfg.finisher_max_tokens)
+        outs = run_finishers(
+            step,
+            self.store,
+            reqs,
+            self.encode,
+            self.decode,
+            self.cfg.task,
+            self.cfg.finisher_max_tokens,
+        )
         for r, (answer, text) in zip(runs, outs):
             for snap in r.pending_finishers():
                 snap.answer, snap.finisher_text = answer, text
@@ -177,8 +224,13 @@ class HogwildEngine:
             yield DoneEvent(r.index, self.result(r))
 
     def result(self, r: ProblemRun) -> ProblemResult:
-        return ProblemResult(problem=r.problem, prompt=r.prompt, workers=self.cfg.resolved_names,
-                             layout=self.layout.name, snapshots=list(r.snapshots))
+        return ProblemResult(
+            problem=r.problem,
+            prompt=r.prompt,
+            workers=self.cfg.resolved_names,
+            layout=self.layout.name,
+            snapshots=list(r.snapshots),
+        )
 
     # ------------------------------------------------------------------ API
 

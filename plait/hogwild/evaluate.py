@@ -36,13 +36,25 @@ class Method:
             return Method("sequential", 1, True)
         if spec.startswith("hogwild-") and spec[8:].isdigit() and int(spec[8:]) >= 1:
             return Method(spec, int(spec[8:]), False)
-        raise ValueError(f"unknown method {spec!r}: use 'sequential' or 'hogwild-W' such as 'hogwild-2'")
+        raise ValueError(
+            f"unknown method {spec!r}: use 'sequential' or 'hogwild-W' such as 'hogwild-2'"
+        )
 
 
-def evaluate(model: Any, tokenizer: Any, problems: Sequence[Problem], methods: Sequence[Method],
-             budgets: Sequence[int], out_dir: str | Path, batch: int = 4, progress: bool = True,
-             layout: str = "combined", finisher_max_tokens: int = 16, title: str = "",
-             **config: Any) -> BudgetTable:
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    problems: Sequence[Problem],
+    methods: Sequence[Method],
+    budgets: Sequence[int],
+    out_dir: str | Path,
+    batch: int = 4,
+    progress: bool = True,
+    layout: str = "combined",
+    finisher_max_tokens: int = 16,
+    title: str = "",
+    **config: Any,
+) -> BudgetTable:
     """Run every method on every problem; write records.jsonl, table.json and curve.png in `out_dir`."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1 problem, got {batch}")
@@ -51,9 +63,21 @@ def evaluate(model: Any, tokenizer: Any, problems: Sequence[Problem], methods: S
     rec_path = out / "records.jsonl"
     done = {(r.method, r.problem) for r in read_records(rec_path)}
     timings: dict[str, float] = {m.name: 0.0 for m in methods}
-    engines = {m.name: HogwildEngine(model, tokenizer, HogwildConfig(
-        workers=m.workers, sequential=m.sequential, budgets=tuple(budgets), layout=layout,
-        finisher_max_tokens=finisher_max_tokens, **config)) for m in methods}
+    engines = {
+        m.name: HogwildEngine(
+            model,
+            tokenizer,
+            HogwildConfig(
+                workers=m.workers,
+                sequential=m.sequential,
+                budgets=tuple(budgets),
+                layout=layout,
+                finisher_max_tokens=finisher_max_tokens,
+                **config,
+            ),
+        )
+        for m in methods
+    }
     bar = _bar(len(problems) * len(methods), "problems x methods", progress)
     # NOTE: batches outer, methods inner: an interrupted run has every method on the same problems.
     for i in range(0, len(problems), batch):
@@ -66,9 +90,20 @@ def evaluate(model: Any, tokenizer: Any, problems: Sequence[Problem], methods: S
             t0 = time.perf_counter()
             results = engines[m.name].solve_batch([p.question for p in todo])
             timings[m.name] += time.perf_counter() - t0
-            recs = [Record(method=m.name, problem=p.id, budget=s.budget, answer=s.answer, gold=p.answer,
-                           correct=is_correct(s.answer, p.answer), source=s.answer_source, passes=s.passes)
-                    for p, res in zip(todo, results) for s in res.snapshots]
+            recs = [
+                Record(
+                    method=m.name,
+                    problem=p.id,
+                    budget=s.budget,
+                    answer=s.answer,
+                    gold=p.answer,
+                    correct=is_correct(s.answer, p.answer),
+                    source=s.answer_source,
+                    passes=s.passes,
+                )
+                for p, res in zip(todo, results)
+                for s in res.snapshots
+            ]
             append_records(rec_path, recs)
             bar.update(len(todo))
     bar.close()
@@ -76,9 +111,18 @@ def evaluate(model: Any, tokenizer: Any, problems: Sequence[Problem], methods: S
     ids = {p.id for p in problems}
     records = [r for r in read_records(rec_path) if r.method in wanted and r.problem in ids]
     table = BudgetTable.from_records(records)
-    (out / "table.json").write_text(json.dumps({"table": table.to_json(), "seconds": timings,
-                                                "problems": len(problems), "budgets": list(budgets)},
-                                               indent=2), encoding="utf-8")
+    (out / "table.json").write_text(
+        json.dumps(
+            {
+                "table": table.to_json(),
+                "seconds": timings,
+                "problems": len(problems),
+                "budgets": list(budgets),
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     plot_budget_curves(table, out / "curve.png", title=title)
     return table
 

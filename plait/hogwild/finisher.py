@@ -61,7 +61,9 @@ def run_finishers(
         step: runs one forward over [(tokens, view, write_to)] and returns last-token logits (S, V).
     """
     prompt = encode(finisher_text(task))
-    readers = [store.new_segment(capacity=len(prompt) + max_tokens + 1, name="reader") for _ in requests]
+    readers = [
+        store.new_segment(capacity=len(prompt) + max_tokens + 1, name="reader") for _ in requests
+    ]
     generated: list[list[int]] = [[] for _ in requests]
     answers: list[str | None] = [None] * len(requests)
     feeds = [list(prompt) for _ in requests]

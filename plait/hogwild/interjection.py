@@ -25,9 +25,13 @@ class InterjectionPolicy:
         seed: int = 0,
     ) -> None:
         if workers < 1 or every < 0:
-            raise ValueError(f"need workers >= 1 and every >= 0, got workers={workers}, every={every}")
+            raise ValueError(
+                f"need workers >= 1 and every >= 0, got workers={workers}, every={every}"
+            )
         if policy not in ("global", "per_worker", "random_worker"):
-            raise ValueError(f"policy must be 'global', 'per_worker' or 'random_worker', got {policy!r}")
+            raise ValueError(
+                f"policy must be 'global', 'per_worker' or 'random_worker', got {policy!r}"
+            )
         self.workers, self.every, self.policy = workers, every, policy
         self._counts = [0] * (workers if policy == "per_worker" else 1)
         self._due: set[int] = set()

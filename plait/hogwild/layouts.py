@@ -97,9 +97,15 @@ def _contiguous_views(state: LayoutState) -> list[list]:
     return views
 
 
-COMBINED = Layout(name="combined", shared=_combined_shared, views=_combined_views, merges_steps=True)
-INTERLEAVED = Layout(name="interleaved", shared=lambda w: [], views=_interleaved_views, merges_steps=True)
-CONTIGUOUS = Layout(name="contiguous", shared=_contiguous_shared, views=_contiguous_views, merges_steps=False)
+COMBINED = Layout(
+    name="combined", shared=_combined_shared, views=_combined_views, merges_steps=True
+)
+INTERLEAVED = Layout(
+    name="interleaved", shared=lambda w: [], views=_interleaved_views, merges_steps=True
+)
+CONTIGUOUS = Layout(
+    name="contiguous", shared=_contiguous_shared, views=_contiguous_views, merges_steps=False
+)
 
 LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (COMBINED, INTERLEAVED, CONTIGUOUS)}
 
@@ -109,7 +115,9 @@ def get_layout(layout: str | Layout) -> Layout:
     if isinstance(layout, Layout):
         return layout
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}: use one of {sorted(LAYOUTS)} or pass a Layout object")
+        raise ValueError(
+            f"unknown layout {layout!r}: use one of {sorted(LAYOUTS)} or pass a Layout object"
+        )
     return LAYOUTS[layout]
 
 
@@ -121,9 +129,15 @@ def check_views(views: list[list], state: LayoutState) -> None:
     """
     w = len(state.current)
     if len(views) != w:
-        raise ValueError(f"layout returned {len(views)} views for {w} workers; return one view per worker")
+        raise ValueError(
+            f"layout returned {len(views)} views for {w} workers; return one view per worker"
+        )
     for i, view in enumerate(views):
         if not view or view[-1] is not state.current[i]:
-            raise ValueError(f"view {i} must end with worker {i}'s own segment (it receives the new tokens)")
+            raise ValueError(
+                f"view {i} must end with worker {i}'s own segment (it receives the new tokens)"
+            )
         if len({id(s) for s in view}) != len(view):
-            raise ValueError(f"view {i} lists a segment twice; use a separate shared segment per position")
+            raise ValueError(
+                f"view {i} lists a segment twice; use a separate shared segment per position"
+            )

@@ -39,7 +39,9 @@ def columns(texts: list[str], names: list[str], width: int, height: int) -> list
 class LiveView:
     """Side-by-side live columns of the workers of one problem."""
 
-    def __init__(self, names: tuple[str, ...], out: TextIO | None = None, interval: float = 0.2) -> None:
+    def __init__(
+        self, names: tuple[str, ...], out: TextIO | None = None, interval: float = 0.2
+    ) -> None:
         self.names, self.out, self.interval = list(names), out or sys.stdout, interval
         self.texts = ["" for _ in names]
         self.status = ""
@@ -79,5 +81,7 @@ class PlainView:
             self.out.write(event.text.rstrip() + "\n\n")
         elif isinstance(event, SnapshotEvent):
             s = event.snapshot
-            self.out.write(f"[budget {s.budget}, {s.passes} passes] answer: {s.answer!r} ({s.answer_source})\n")
+            self.out.write(
+                f"[budget {s.budget}, {s.passes} passes] answer: {s.answer!r} ({s.answer_source})\n"
+            )
         self.out.flush()

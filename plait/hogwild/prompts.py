@@ -65,11 +65,18 @@ Rules:
     if tips:
         text += "\n\n" + TIPS.format(first=names[0])
     if few_shot and w > 1:
-        text += "\n\nHere is a short example of good teamwork:\n" + EXAMPLE.format(a=names[0], b=names[1])
-    return text + f"\n\nSolve the following problem together, keep track of who does what, and talk to each other."
+        text += "\n\nHere is a short example of good teamwork:\n" + EXAMPLE.format(
+            a=names[0], b=names[1]
+        )
+    return (
+        text
+        + "\n\nSolve the following problem together, keep track of who does what, and talk to each other."
+    )
 
 
-SEQUENTIAL_INSTRUCTIONS = "Solve the following problem step by step. Put the final answer in \\boxed{}."
+SEQUENTIAL_INSTRUCTIONS = (
+    "Solve the following problem step by step. Put the final answer in \\boxed{}."
+)
 SEQUENTIAL_SEED = "Let's solve this step by step."
 
 
@@ -94,7 +101,10 @@ def render_chat(tokenizer: Any, instructions: str, problem: str, fmt: PromptForm
     if fmt.system_in_user:
         messages = [{"role": "user", "content": f"{instructions}\n\n{problem}"}]
     else:
-        messages = [{"role": "system", "content": instructions}, {"role": "user", "content": problem}]
+        messages = [
+            {"role": "system", "content": instructions},
+            {"role": "user", "content": problem},
+        ]
     template = getattr(tokenizer, "chat_template", None)
     if fmt.chat_template and template:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -118,7 +128,9 @@ def common_prompt(
     """The text that opens the shared history (`instructions` replaces the built-in text)."""
     if sequential:
         return render_chat(tokenizer, instructions or SEQUENTIAL_INSTRUCTIONS, problem, fmt)
-    text = render_chat(tokenizer, instructions or system_prompt(names, tips, few_shot), problem, fmt)
+    text = render_chat(
+        tokenizer, instructions or system_prompt(names, tips, few_shot), problem, fmt
+    )
     return text + (PAST_STEPS if past_steps else "\n")
 
 

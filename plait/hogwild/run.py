@@ -37,15 +37,35 @@ class WorkerState:
 class ProblemRun:
     """State of one problem: its workspace, workers, budgets, snapshots and pending events."""
 
-    def __init__(self, index: int, problem: str, prompt: str, ws: Workspace, cfg: HogwildConfig,
-                 seeds: list[list[int]], decode: Callable[[list[int]], str],
-                 encode: Callable[[str], list[int]], choose: TokenChooser,
-                 eos: frozenset[int], step_rule: StepRule = step_ends) -> None:
+    def __init__(
+        self,
+        index: int,
+        problem: str,
+        prompt: str,
+        ws: Workspace,
+        cfg: HogwildConfig,
+        seeds: list[list[int]],
+        decode: Callable[[list[int]], str],
+        encode: Callable[[str], list[int]],
+        choose: TokenChooser,
+        eos: frozenset[int],
+        step_rule: StepRule = step_ends,
+    ) -> None:
         self.index, self.problem, self.prompt, self.ws, self.cfg = index, problem, prompt, ws, cfg
-        self.decode, self.encode, self.choose, self.eos, self.step_rule = decode, encode, choose, eos, step_rule
-        self.workers = [WorkerState(name=n, feed=Feed(cur=list(s))) for n, s in zip(cfg.resolved_names, seeds)]
+        self.decode, self.encode, self.choose, self.eos, self.step_rule = (
+            decode,
+            encode,
+            choose,
+            eos,
+            step_rule,
+        )
+        self.workers = [
+            WorkerState(name=n, feed=Feed(cur=list(s))) for n, s in zip(cfg.resolved_names, seeds)
+        ]
         every = 0 if cfg.sequential else cfg.interjection_every
-        self.interjection = InterjectionPolicy(cfg.workers, every, cfg.interjection_policy, cfg.seed)
+        self.interjection = InterjectionPolicy(
+            cfg.workers, every, cfg.interjection_policy, cfg.seed
+        )
         self.history: list[StepText] = []
         self.passes = 0
         self.answer: tuple[str, str] | None = None  # (answer, worker name)
@@ -65,8 +85,10 @@ class ProblemRun:
 
     def steps(self) -> list[StepText]:
         """The transcript: finished steps in KV order, then every worker's current step."""
-        cur = [StepText(worker=i, name=w.name, step=w.step, text=w.step_text, finished=False)
-               for i, w in enumerate(self.workers)]
+        cur = [
+            StepText(worker=i, name=w.name, step=w.step, text=w.step_text, finished=False)
+            for i, w in enumerate(self.workers)
+        ]
         return [*self.history, *cur]
 
     def next_header(self, i: int) -> str:
@@ -111,11 +133,15 @@ class ProblemRun:
             before = w.step_text
             w.step_tokens.append(t)
             w.step_text = self.decode(w.step_tokens)
-            self.events.append(TokenEvent(self.index, i, self.passes, t, w.step_text[len(before):]))
+            self.events.append(
+                TokenEvent(self.index, i, self.passes, t, w.step_text[len(before) :])
+            )
 
     def _finish_step(self, i: int) -> None:
         w = self.workers[i]
-        self.history.append(StepText(worker=i, name=w.name, step=w.step, text=w.step_text, finished=True))
+        self.history.append(
+            StepText(worker=i, name=w.name, step=w.step, text=w.step_text, finished=True)
+        )
         self.events.append(StepEvent(self.index, i, w.step, w.step_text))
         w.step += 1
         w.step_tokens, w.step_text = [], ""
@@ -127,7 +153,7 @@ class ProblemRun:
         if tok in self.eos:
             w.done, w.feed = True, None
             return
-        piece = self.decode([*w.step_tokens, tok])[len(w.step_text):]
+        piece = self.decode([*w.step_tokens, tok])[len(w.step_text) :]
         if self.step_rule(w.step_text, piece):
             w.feed = Feed(cur=[tok], switch=True, nxt=self.encode(self.next_header(i)))
         else:
@@ -147,15 +173,18 @@ class ProblemRun:
     def _snapshot_due(self) -> None:
         """Record snapshots for every budget reached (all remaining ones when the run stops)."""
         stop = self.answer is not None or all(w.done for w in self.workers)
-        for b in self.cfg.budgets[len(self.snapshots):]:
+        for b in self.cfg.budgets[len(self.snapshots) :]:
             if b > self.passes and not stop:
                 break
             if self.answer:
                 ans, src = self.answer[0], f"worker:{self.answer[1]}"
             else:
                 ans, src = None, "pending" if self.cfg.finisher else "none"
-            self.snapshots.append(Snapshot(budget=b, passes=self.passes, answer=ans, answer_source=src,
-                                           steps=self.steps()))
+            self.snapshots.append(
+                Snapshot(
+                    budget=b, passes=self.passes, answer=ans, answer_source=src, steps=self.steps()
+                )
+            )
 
     def pending_finishers(self) -> list[Snapshot]:
         """Snapshots taken this pass that still need the finisher."""

@@ -27,8 +27,11 @@ def suppressed_ids(tokenizer: Any, texts: Sequence[str], vocab_size: int) -> lis
     vocab = tokenizer.convert_ids_to_tokens(list(range(min(vocab_size, len(tokenizer)))))
     for text in texts:
         if text == "#":
-            ids.update(i for i, tok in enumerate(vocab)
-                       if tok and tok.strip(_SPACE_MARKS) and set(tok.strip(_SPACE_MARKS)) == {"#"})
+            ids.update(
+                i
+                for i, tok in enumerate(vocab)
+                if tok and tok.strip(_SPACE_MARKS) and set(tok.strip(_SPACE_MARKS)) == {"#"}
+            )
             continue
         enc = tokenizer.encode(text, add_special_tokens=False)
         if len(enc) == 1:
@@ -51,8 +54,10 @@ class WorkerSampler:
         base = dict(temperature=0.0, top_k=0, top_p=1.0)
         if params is not None:
             base = {k: getattr(params, k, v) for k, v in base.items()}
-        per_worker = [SamplingParams(**base, suppress_tokens=tuple(suppress), seed=seed * 7919 + w)
-                      for w in range(workers)]
+        per_worker = [
+            SamplingParams(**base, suppress_tokens=tuple(suppress), seed=seed * 7919 + w)
+            for w in range(workers)
+        ]
         self.sampler = Sampler(per_worker)
 
     def __call__(self, worker: int, logits: torch.Tensor) -> int:

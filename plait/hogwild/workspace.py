@@ -45,21 +45,34 @@ class PlannedStream:
 class Workspace:
     """Segments and view plans of one problem (W workers, one layout) inside a `KVStore`."""
 
-    def __init__(self, store: Any, layout: Layout, workers: int, capacity: int, instant: bool,
-                 prompt_capacity: int) -> None:
+    def __init__(
+        self,
+        store: Any,
+        layout: Layout,
+        workers: int,
+        capacity: int,
+        instant: bool,
+        prompt_capacity: int,
+    ) -> None:
         self.store, self.layout, self.w, self.instant = store, layout, workers, instant
         self.common = store.new_segment(capacity=prompt_capacity, name="common")
         self.shared: dict[str, Any] = {}
         self.shared_texts = layout.shared(workers)
         for key, _ in self.shared_texts:
             self.shared[key] = store.new_segment(capacity=16, name=key)
-        self.current = [store.new_segment(capacity=capacity, name=f"w{i}.a") for i in range(workers)]
+        self.current = [
+            store.new_segment(capacity=capacity, name=f"w{i}.a") for i in range(workers)
+        ]
         self.spare = [store.new_segment(capacity=capacity, name=f"w{i}.b") for i in range(workers)]
 
     # ------------------------------------------------------------------ views
 
-    def state(self, history: list[Any] | None = None, current: list[Any] | None = None) -> LayoutState:
-        return LayoutState(history=history or [self.common], current=current or self.current, shared=self.shared)
+    def state(
+        self, history: list[Any] | None = None, current: list[Any] | None = None
+    ) -> LayoutState:
+        return LayoutState(
+            history=history or [self.common], current=current or self.current, shared=self.shared
+        )
 
     def views(self, state: LayoutState | None = None) -> list[list[Any]]:
         state = state or self.state()

@@ -44,8 +44,17 @@ def test_user_jsonl(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("pred", "gold", "ok"),
-    [("18", "18", True), ("18.00", "18", True), ("\\frac{1}{2}", "0.5", True), ("1,234", "1234", True),
-     ("\\$18", "18", True), ("17", "18", False), (None, "3", False), ("", "3", False), ("2\\sqrt{2}", "\\sqrt{8}", True)],
+    [
+        ("18", "18", True),
+        ("18.00", "18", True),
+        ("\\frac{1}{2}", "0.5", True),
+        ("1,234", "1234", True),
+        ("\\$18", "18", True),
+        ("17", "18", False),
+        (None, "3", False),
+        ("", "3", False),
+        ("2\\sqrt{2}", "\\sqrt{8}", True),
+    ],
 )
 def test_is_correct(pred: str | None, gold: str, ok: bool) -> None:
     assert is_correct(pred, gold) is ok
@@ -56,9 +65,16 @@ def test_normalise() -> None:
 
 
 def test_budget_table_records_and_plot(tmp_path: Path) -> None:
-    recs = [Record("sequential", f"p{i}", b, "1", "1" if i % 2 else "2", i % 2 == 1, "finisher", b)
-            for i in range(4) for b in (128, 256)]
-    recs += [Record("hogwild-2", f"p{i}", b, "1", "1", True, "worker:Alice", 10) for i in range(4) for b in (128, 256)]
+    recs = [
+        Record("sequential", f"p{i}", b, "1", "1" if i % 2 else "2", i % 2 == 1, "finisher", b)
+        for i in range(4)
+        for b in (128, 256)
+    ]
+    recs += [
+        Record("hogwild-2", f"p{i}", b, "1", "1", True, "worker:Alice", 10)
+        for i in range(4)
+        for b in (128, 256)
+    ]
     path = tmp_path / "r.jsonl"
     append_records(path, recs[:5])
     append_records(path, recs[5:])
@@ -81,8 +97,14 @@ def test_evaluate_driver_resumes_and_writes_table(tmp_path: Path) -> None:
 
     problems = [Problem(f"p{i}", f"What is {i} + 1?", str(i + 1)) for i in range(3)]
     methods = [Method.parse("sequential"), Method.parse("hogwild-2")]
-    kw = dict(budgets=[4, 8], out_dir=tmp_path, batch=2, progress=False, finisher_max_tokens=2,
-              instructions="Be brief.")
+    kw = dict(
+        budgets=[4, 8],
+        out_dir=tmp_path,
+        batch=2,
+        progress=False,
+        finisher_max_tokens=2,
+        instructions="Be brief.",
+    )
     model, tok = tiny_model("llama"), ToyTokenizer()
     table = evaluate(model, tok, problems, methods, **kw)
     lines = (tmp_path / "records.jsonl").read_text().splitlines()

@@ -24,7 +24,9 @@ class ToyTokenizer:
 
     def __init__(self) -> None:
         base = SPECIALS + MULTI + CHARS
-        self.vocab = base + [f"<u{i}>" for i in range(len(base), VOCAB)]  # fill the model's vocabulary
+        self.vocab = base + [
+            f"<u{i}>" for i in range(len(base), VOCAB)
+        ]  # fill the model's vocabulary
         self.index = {t: i for i, t in enumerate(self.vocab)}
         self.longest = max(len(t) for t in MULTI)
 
@@ -59,9 +61,19 @@ def tiny_hf(family: str, seed: int = 0, dtype: torch.dtype = torch.float32):
     """A 2-layer random transformers causal LM of the given family."""
     import transformers as tf
 
-    common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
-                  initializer_range=0.1, eos_token_id=1, tie_word_embeddings=False)
+    common = dict(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=4096,
+        initializer_range=0.1,
+        eos_token_id=1,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(seed)
     if family == "llama":
         cfg, cls = tf.LlamaConfig(**common), tf.LlamaForCausalLM
@@ -75,7 +87,11 @@ def tiny_hf(family: str, seed: int = 0, dtype: torch.dtype = torch.float32):
     if family == "qwen2":  # give the q/k/v biases non-zero values so they are exercised
         with torch.no_grad():
             for layer in model.model.layers:
-                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                for proj in (
+                    layer.self_attn.q_proj,
+                    layer.self_attn.k_proj,
+                    layer.self_attn.v_proj,
+                ):
                     proj.bias.normal_(0, 0.1)
     return model
 

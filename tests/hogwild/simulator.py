@@ -23,7 +23,9 @@ class Tok:
     v: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
-def _rope(x: torch.Tensor, pos: torch.Tensor, inv_freq: torch.Tensor, factor: float) -> torch.Tensor:
+def _rope(
+    x: torch.Tensor, pos: torch.Tensor, inv_freq: torch.Tensor, factor: float
+) -> torch.Tensor:
     """x (N, H, D) rotated at positions pos (N,) with rotate-half pairs, float64."""
     r = inv_freq.shape[0] * 2
     ang = pos.double()[:, None] * inv_freq.double()[None]  # (N, R/2)
@@ -61,7 +63,12 @@ class _Ctx:
             keys, vals = keys.repeat_interleave(g, 1), vals.repeat_interleave(g, 1)  # (P, Hq, D)
             for tok in stream.new:
                 pos = where[id(tok)]
-                qr = _rope(q[row : row + 1].double(), torch.tensor([pos]), self.sim.inv_freq, self.sim.factor)[0]
+                qr = _rope(
+                    q[row : row + 1].double(),
+                    torch.tensor([pos]),
+                    self.sim.inv_freq,
+                    self.sim.factor,
+                )[0]
                 scores = torch.einsum("hd,phd->hp", qr, keys[: pos + 1]) / D**0.5  # (Hq, P)
                 out[row] = torch.einsum("hp,phd->hd", scores.softmax(-1), vals[: pos + 1])
                 row += 1
@@ -143,7 +150,11 @@ class Simulator:
         new_ids = {id(t) for _, toks, _ in entries for t in toks}
         streams = []
         for i, toks, role in entries:
-            view = self.view(i, hist_after, cur_after) if role == "nxt" else self.view(i, self.history, self.cur)
+            view = (
+                self.view(i, hist_after, cur_after)
+                if role == "nxt"
+                else self.view(i, self.history, self.cur)
+            )
             if not self.instant:  # others' same-pass tokens are not visible
                 own = {id(t) for t in toks}
                 view = [t for t in view if id(t) not in new_ids or id(t) in own]

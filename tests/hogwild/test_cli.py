@@ -21,20 +21,40 @@ def fake_load(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_subcommands_are_registered() -> None:
     p = build_parser()
-    args = p.parse_args(["hogwild", "2+2?", "--workers", "3", "--budgets", "64", "128", "--layout", "interleaved"])
+    args = p.parse_args(
+        ["hogwild", "2+2?", "--workers", "3", "--budgets", "64", "128", "--layout", "interleaved"]
+    )
     assert args.workers == 3 and args.budgets == [64, 128] and args.layout == "interleaved"
     assert p.parse_args(["demo"]).model == "qwen2.5-0.5b"
-    e = p.parse_args(["eval", "hogwild", "--dataset", "aime2025", "--methods", "sequential", "hogwild-4"])
+    e = p.parse_args(
+        ["eval", "hogwild", "--dataset", "aime2025", "--methods", "sequential", "hogwild-4"]
+    )
     assert e.methods == ["sequential", "hogwild-4"] and e.budgets == [128, 256, 512, 1024]
 
 
 def test_hogwild_command_writes_a_json_transcript(fake_load: None, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     out = tmp_path / "t.json"
-    rc = main(["hogwild", "What is 2 + 2?", "--workers", "3", "--budgets", "6", "12", "--no-live",
-               "--finisher-tokens", "2", "--json", str(out)])
+    rc = main(
+        [
+            "hogwild",
+            "What is 2 + 2?",
+            "--workers",
+            "3",
+            "--budgets",
+            "6",
+            "12",
+            "--no-live",
+            "--finisher-tokens",
+            "2",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     data = json.loads(out.read_text())
-    assert data["workers"] == ["Alice", "Bob", "Carol"] and [s["budget"] for s in data["snapshots"]] == [6, 12]
+    assert data["workers"] == ["Alice", "Bob", "Carol"] and [
+        s["budget"] for s in data["snapshots"]
+    ] == [6, 12]
     assert data["config"]["workers"] == 3 and data["tokens"] > 0
     assert "answer:" in capsys.readouterr().out
 

@@ -22,8 +22,15 @@ from .simulator import Simulator
 PROBLEM = "Add 2 and 3."
 
 
-def run_against_simulator(family: str, workers: int, instant: bool, layout: str, seed: int,
-                          attention: str = "fast", passes: int = 24) -> int:
+def run_against_simulator(
+    family: str,
+    workers: int,
+    instant: bool,
+    layout: str,
+    seed: int,
+    attention: str = "fast",
+    passes: int = 24,
+) -> int:
     tok = ToyTokenizer()
     model = tiny_model(family, seed=seed)
     rng = random.Random(seed)
@@ -35,22 +42,39 @@ def run_against_simulator(family: str, workers: int, instant: bool, layout: str,
     def rule(step_text: str, piece: str) -> bool:
         return rng.random() < 0.25
 
-    cfg = HogwildConfig(instructions="Work as a team.", workers=workers, layout=layout, instant=instant, budgets=(passes,), finisher=False,
-                        suppress_eos=False, stop_on_answer=False, interjection_every=7)
+    cfg = HogwildConfig(
+        instructions="Work as a team.",
+        workers=workers,
+        layout=layout,
+        instant=instant,
+        budgets=(passes,),
+        finisher=False,
+        suppress_eos=False,
+        stop_on_answer=False,
+        interjection_every=7,
+    )
     sim = Simulator(model, layout, workers, instant)
     checked = []
 
     def on_pass(problem: int, index: int, feeds, streams, logits: torch.Tensor) -> None:  # noqa: ANN001
         expected = sim.step(feeds).float()
         assert [s.worker for s in streams] == [
-            i for i, f in enumerate(feeds) if f is not None
-            for _ in range(1 + (f.switch and bool(f.nxt) and instant and layout != "contiguous" and bool(f.cur)))
+            i
+            for i, f in enumerate(feeds)
+            if f is not None
+            for _ in range(
+                1
+                + (f.switch and bool(f.nxt) and instant and layout != "contiguous" and bool(f.cur))
+            )
         ]
-        torch.testing.assert_close(logits, expected, atol=2e-4, rtol=1e-4,
-                                   msg=lambda m: f"pass {index}: {m}")
+        torch.testing.assert_close(
+            logits, expected, atol=2e-4, rtol=1e-4, msg=lambda m: f"pass {index}: {m}"
+        )
         checked.append(len(streams))
 
-    eng = HogwildEngine(model, tok, cfg, attention=attention, choose=choose, step_rule=rule, on_pass=on_pass)
+    eng = HogwildEngine(
+        model, tok, cfg, attention=attention, choose=choose, step_rule=rule, on_pass=on_pass
+    )
     shared = [(k, eng.encode(t)) for k, t in eng.layout.shared(workers)]
     sim.prefill(eng.encode(eng.prompt_text(PROBLEM)), shared)
     eng.solve(PROBLEM)
@@ -61,7 +85,9 @@ def run_against_simulator(family: str, workers: int, instant: bool, layout: str,
 @pytest.mark.parametrize("instant", [True, False], ids=["instant", "step-start"])
 @pytest.mark.parametrize("workers", [2, 3, 4])
 def test_combined_matches_simulator(family: str, workers: int, instant: bool) -> None:
-    streams = run_against_simulator(family, workers, instant, "combined", seed=workers * 10 + instant)
+    streams = run_against_simulator(
+        family, workers, instant, "combined", seed=workers * 10 + instant
+    )
     assert streams > 24  # several streams per pass on average
 
 
@@ -88,12 +114,13 @@ def test_simulator_detects_a_wrong_view() -> None:
         v[i], v[j] = v[j], v[i]
         return views
 
-    layouts.COMBINED.__class__  # the registered object is frozen: patch through the registry
-    patched = layouts.Layout(name="combined", shared=layouts._combined_shared, views=swapped, merges_steps=True)
+    patched = layouts.Layout(
+        name="combined", shared=layouts._combined_shared, views=swapped, merges_steps=True
+    )
     saved = layouts.LAYOUTS["combined"]
     layouts.LAYOUTS["combined"] = patched
     try:
-        with pytest.raises(AssertionError):
+        with pytest.raises(AssertionError, match="pass"):
             run_against_simulator("llama", 3, True, "combined", seed=5, passes=10)
     finally:
         layouts.LAYOUTS["combined"] = saved

@@ -46,15 +46,23 @@ def test_one_worker_equals_plain_greedy_decoding(family: str) -> None:
             if s.logits:
                 sampled_from.append(len(fed))
 
-    cfg = HogwildConfig(workers=1, instructions="Be brief.", budgets=(40,), finisher=False, suppress=(),
-                        stop_on_answer=False)
+    cfg = HogwildConfig(
+        workers=1,
+        instructions="Be brief.",
+        budgets=(40,),
+        finisher=False,
+        suppress=(),
+        stop_on_answer=False,
+    )
     eng = HogwildEngine(model, tok, cfg, step_rule=lambda a, b: rng.random() < 0.3, on_pass=on_pass)
     prompt = eng.encode(eng.prompt_text("Count."))
     res = eng.solve("Count.")
     ref = causal_logits(model, prompt + fed)
     for n, row in rows:  # every stream's last-token logits equal the plain forward's
         torch.testing.assert_close(row, ref[len(prompt) + n - 1], atol=1e-4, rtol=1e-4)
-    for n, nxt in zip(sampled_from, firsts[1:]):  # greedy: each token is the plain argmax (EOS banned)
+    for n, nxt in zip(
+        sampled_from, firsts[1:]
+    ):  # greedy: each token is the plain argmax (EOS banned)
         row = ref[len(prompt) + n - 1].clone()
         row[tok.eos_token_id] = -torch.inf
         assert nxt == int(row.argmax())
@@ -94,9 +102,13 @@ def test_turn_taking_equals_causal_decoding_of_kv_order(family: str) -> None:
             chunk = step[i : min(i + n, len(step) - 1)]
             got = _run(runner, ws, [Feed(cur=chunk) if j == w else None for j in range(3)])[w]
             transcript += chunk
-            torch.testing.assert_close(got, causal_logits(model, transcript)[-1], atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(
+                got, causal_logits(model, transcript)[-1], atol=1e-4, rtol=1e-4
+            )
             i += len(chunk)
-        got = _run(runner, ws, [Feed(cur=step[-1:], switch=True) if j == w else None for j in range(3)])[w]
+        got = _run(
+            runner, ws, [Feed(cur=step[-1:], switch=True) if j == w else None for j in range(3)]
+        )[w]
         transcript += step[-1:]
         torch.testing.assert_close(got, causal_logits(model, transcript)[-1], atol=1e-4, rtol=1e-4)
     assert ws.common.tokens == transcript
@@ -105,9 +117,15 @@ def test_turn_taking_equals_causal_decoding_of_kv_order(family: str) -> None:
 def test_contiguous_turn_taking_without_separator() -> None:
     """Views [prompt, other, own]: B writes while A idles, then A; A's logits = causal forward."""
     model = tiny_model("qwen2", seed=13)
-    lay = Layout(name="plain-contiguous", shared=lambda w: [],
-                 views=lambda s: [[*s.history, s.current[1], s.current[0]], [*s.history, s.current[0], s.current[1]]],
-                 merges_steps=False)
+    lay = Layout(
+        name="plain-contiguous",
+        shared=lambda w: [],
+        views=lambda s: [
+            [*s.history, s.current[1], s.current[0]],
+            [*s.history, s.current[0], s.current[1]],
+        ],
+        merges_steps=False,
+    )
     rng = random.Random(2)
     prompt = [rng.randrange(2, 100) for _ in range(12)]
     runner, ws = _setup(model, lay, 2, prompt)
@@ -116,7 +134,9 @@ def test_contiguous_turn_taking_without_separator() -> None:
     a = [rng.randrange(2, 100) for _ in range(4)]
     for k in range(len(a)):
         got = _run(runner, ws, [Feed(cur=[a[k]]), None])[0]
-        torch.testing.assert_close(got, causal_logits(model, prompt + b + a[: k + 1])[-1], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            got, causal_logits(model, prompt + b + a[: k + 1])[-1], atol=1e-4, rtol=1e-4
+        )
 
 
 def test_merged_step_equals_tokens_placed_in_history(family: str) -> None:
@@ -138,7 +158,9 @@ def test_merged_step_equals_tokens_placed_in_history(family: str) -> None:
     assert ws_a.common.tokens == ws_b.common.tokens == prompt + step
     assert ws_a.current[0].length == 0
     n = ws_a.common.length
-    torch.testing.assert_close(ws_a.common.k[:, :, :n], ws_b.common.k[:, :, :n], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        ws_a.common.k[:, :, :n], ws_b.common.k[:, :, :n], atol=1e-5, rtol=1e-5
+    )
     torch.testing.assert_close(ws_a.common.v[:, :, :n], ws_b.common.v[:, :, :n])
     for t in future:  # both workers continue; every future logit agrees
         la = _run(runner_a, ws_a, [Feed(cur=[t]), Feed(cur=[t + 1])])

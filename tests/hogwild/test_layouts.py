@@ -24,7 +24,10 @@ def state(w: int, layout: str) -> LayoutState:
 
 def test_combined_two_workers_matches_paper() -> None:
     views = get_layout("combined").views(state(2, "combined"))
-    assert views == [["H", "others", "c1", "marker0", "own", "c0"], ["H", "others", "c0", "marker0", "own", "c1"]]
+    assert views == [
+        ["H", "others", "c1", "marker0", "own", "c0"],
+        ["H", "others", "c0", "marker0", "own", "c1"],
+    ]
 
 
 @pytest.mark.parametrize("w", [3, 4, 6])
@@ -42,7 +45,11 @@ def test_combined_others_ascending_with_markers(w: int) -> None:
 
 
 def test_interleaved_and_contiguous() -> None:
-    assert get_layout("interleaved").views(state(3, "interleaved")) == [["H", "c0"], ["H", "c1"], ["H", "c2"]]
+    assert get_layout("interleaved").views(state(3, "interleaved")) == [
+        ["H", "c0"],
+        ["H", "c1"],
+        ["H", "c2"],
+    ]
     views = get_layout("contiguous").views(state(3, "contiguous"))
     assert views[1] == ["H", "c0", "sep0", "c2", "sep1", "c1"]
     assert not get_layout("contiguous").merges_steps and get_layout("combined").merges_steps
@@ -59,8 +66,12 @@ def test_single_worker_combined_is_history_then_own() -> None:
 
 
 def test_user_defined_layout_is_accepted_and_checked() -> None:
-    mine = Layout(name="own-only", shared=lambda w: [], views=lambda s: [[*s.history, c] for c in s.current],
-                  merges_steps=True)
+    mine = Layout(
+        name="own-only",
+        shared=lambda w: [],
+        views=lambda s: [[*s.history, c] for c in s.current],
+        merges_steps=True,
+    )
     assert get_layout(mine) is mine
     HogwildConfig(layout=mine)  # type: ignore[arg-type]
     st = state(2, "interleaved")

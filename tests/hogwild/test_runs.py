@@ -33,7 +33,10 @@ def engine(model, **kw) -> HogwildEngine:  # noqa: ANN001
 
 
 def summary(res) -> list[tuple]:  # noqa: ANN001
-    return [(s.budget, s.passes, s.answer, s.answer_source, s.finisher_text, s.transcript()) for s in res.snapshots]
+    return [
+        (s.budget, s.passes, s.answer, s.answer_source, s.finisher_text, s.transcript())
+        for s in res.snapshots
+    ]
 
 
 def test_budget_snapshots_equal_separate_runs(model) -> None:  # noqa: ANN001
@@ -69,7 +72,9 @@ def test_batch_of_problems_equals_solo_runs_and_uses_one_forward_per_pass(model)
     passes = [c for c in calls if c >= 6]  # generation passes carry all 3 problems x 2 workers
     assert len(passes) == 9
     for p, res in zip(problems, batch):
-        assert summary(engine(model, workers=2, budgets=(9,), finisher_max_tokens=3).solve(p)) == summary(res)
+        assert summary(
+            engine(model, workers=2, budgets=(9,), finisher_max_tokens=3).solve(p)
+        ) == summary(res)
 
 
 def test_stops_on_a_valid_answer_and_copies_it_to_later_budgets(model) -> None:  # noqa: ANN001
@@ -82,7 +87,9 @@ def test_stops_on_a_valid_answer_and_copies_it_to_later_budgets(model) -> None: 
             return script[0].pop(0)
         return 40
 
-    res = engine(model, workers=2, budgets=(30, 60), choose=choose, step_rule=lambda a, b: False).solve("Half?")
+    res = engine(
+        model, workers=2, budgets=(30, 60), choose=choose, step_rule=lambda a, b: False
+    ).solve("Half?")
     assert [s.answer for s in res.snapshots] == ["\\frac{1}{2}", "\\frac{1}{2}"]
     assert res.snapshots[0].answer_source == "worker:Bob"
     assert res.snapshots[0].passes == res.snapshots[1].passes < 30  # stopped early
@@ -103,9 +110,18 @@ def test_finisher_reads_the_last_workers_view_without_writing(model) -> None:  #
 
     eng.runner.step = spy  # type: ignore[method-assign]
     res = eng.solve("Add.")
-    assert seen["views"][0] == ["common", "others", "w0.a", "marker0", "own", "w1.a", "reader"] or \
-        seen["views"][0][-2].startswith("w1")
-    assert all(lengths == seen["lengths"][0] for lengths in seen["lengths"])  # no worker segment grew
+    assert seen["views"][0] == [
+        "common",
+        "others",
+        "w0.a",
+        "marker0",
+        "own",
+        "w1.a",
+        "reader",
+    ] or seen["views"][0][-2].startswith("w1")
+    assert all(
+        lengths == seen["lengths"][0] for lengths in seen["lengths"]
+    )  # no worker segment grew
     assert ToyTokenizer().decode(seen["first"]) == MATH_FINISHER
     assert res.final.answer_source in ("finisher", "none")
 
@@ -119,12 +135,16 @@ def test_stream_yields_tokens_steps_snapshots_and_done(model) -> None:  # noqa: 
 
 
 def test_interjection_appears_in_headers_at_the_cadence(model) -> None:  # noqa: ANN001
-    res = engine(model, workers=2, budgets=(40,), finisher=False, interjection_every=10).solve("Add.")
+    res = engine(model, workers=2, budgets=(40,), finisher=False, interjection_every=10).solve(
+        "Add."
+    )
     steps = [s for s in res.final.steps if s.finished]
     marked = [s for s in steps if "Quick check: am I doing redundant work? (yes/no): " in s.text]
     assert marked and len(marked) < len(steps)
     assert all(s.text.startswith(f"**{s.name} [{s.step}]:** Quick check") for s in marked)
-    none = engine(model, workers=2, budgets=(40,), finisher=False, interjection_every=0).solve("Add.")
+    none = engine(model, workers=2, budgets=(40,), finisher=False, interjection_every=0).solve(
+        "Add."
+    )
     assert not any("Quick check" in s.text for s in none.final.steps)
 
 
@@ -154,8 +174,10 @@ def test_kv_history_and_transcript_agree(model) -> None:  # noqa: ANN001
     res = eng.solve("Add.")
     prompt = eng.encode(eng.prompt_text("Add."))
     history = "".join(s.text for s in res.final.steps if s.finished)
-    assert eng.decode(captured["common"][len(prompt):]) == history
-    assert "**Bob [2]:**" in history and ".\n\n**Bob [2]:**" in history  # ending token closes its step
+    assert eng.decode(captured["common"][len(prompt) :]) == history
+    assert (
+        "**Bob [2]:**" in history and ".\n\n**Bob [2]:**" in history
+    )  # ending token closes its step
     assert all(s.text.endswith(".\n\n") for s in res.final.steps if s.finished)
 
 

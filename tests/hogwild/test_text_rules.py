@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from plait.hogwild.answers import boxed_contents, final_answer, last_boxed, last_code_block, match_brace
+from plait.hogwild.answers import (
+    boxed_contents,
+    final_answer,
+    last_boxed,
+    last_code_block,
+    match_brace,
+)
 from plait.hogwild.finisher import finisher_answer, finisher_text
 from plait.hogwild.interjection import InterjectionPolicy
 from plait.hogwild.paragraph import ends_sentence, header, open_blocks, step_ends
@@ -34,7 +40,12 @@ def test_step_rule(step: str, token: str, ends: bool) -> None:
 
 def test_sentence_and_blocks_helpers() -> None:
     assert ends_sentence('He said "yes."') and ends_sentence("ok!**") and not ends_sentence("x = 1")
-    assert open_blocks("```py\n") and not open_blocks("```py\n```") and open_blocks("~~~") and not open_blocks("\\$\\$")
+    assert (
+        open_blocks("```py\n")
+        and not open_blocks("```py\n```")
+        and open_blocks("~~~")
+        and not open_blocks("\\$\\$")
+    )
 
 
 def test_header() -> None:
