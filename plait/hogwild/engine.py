@@ -135,7 +135,8 @@ class HogwildEngine:
         sampler = WorkerSampler(
             c.workers, self.sampling, self.suppress, seed=c.seed * 1_000_003 + index
         )
-        choose = (lambda w, row: self.choose(index, w, row)) if self.choose else sampler
+        override = self.choose
+        choose = (lambda w, row: override(index, w, row)) if override is not None else sampler
         return ProblemRun(
             index,
             problem,
@@ -180,6 +181,7 @@ class HogwildEngine:
         inputs = [StreamInput(s.tokens, s.view, s.write_to) for _, _, ps in streams for s in ps]
         # 2) one forward for all problems and workers
         logits = self.runner.step(inputs, instant=self.cfg.instant)  # (S, V)
+        assert isinstance(logits, torch.Tensor)
         # 3) sample, paragraph rule, moves
         row = 0
         for r, feeds, ps in streams:
@@ -189,7 +191,8 @@ class HogwildEngine:
             by_worker = {s.worker: rows[k] for k, s in enumerate(ps) if s.logits}
             row += len(ps)
             r.advance(feeds, by_worker)
-            yield from r.events
+            events: list[Event] = r.events  # type: ignore[assignment]
+            yield from events
             r.events.clear()
 
     def _finish(self, runs: list[ProblemRun]) -> None:
@@ -197,9 +200,11 @@ class HogwildEngine:
         reqs = [FinisherRequest(view=r.ws.reader_view()) for r in runs]
 
         def step(items: list[tuple[list[int], list[Any], Any]]) -> torch.Tensor:
-            return self.runner.step(
+            logits = self.runner.step(
                 [StreamInput(t, v, w) for t, v, w in items], instant=self.cfg.instant
             )
+            assert isinstance(logits, torch.Tensor)
+            return logits
 
         outs = run_finishers(
             step,

@@ -51,11 +51,18 @@ class WorkerSampler:
     """
 
     def __init__(self, workers: int, params: Any, suppress: Sequence[int], seed: int = 0) -> None:
-        base = dict(temperature=0.0, top_k=0, top_p=1.0)
-        if params is not None:
-            base = {k: getattr(params, k, v) for k, v in base.items()}
+        has = params is not None
+        temperature = float(getattr(params, "temperature", 0.0)) if has else 0.0
+        top_k = int(getattr(params, "top_k", 0)) if has else 0
+        top_p = float(getattr(params, "top_p", 1.0)) if has else 1.0
         per_worker = [
-            SamplingParams(**base, suppress_tokens=tuple(suppress), seed=seed * 7919 + w)
+            SamplingParams(
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                suppress_tokens=tuple(suppress),
+                seed=seed * 7919 + w,
+            )
             for w in range(workers)
         ]
         self.sampler = Sampler(per_worker)

@@ -84,9 +84,10 @@ class Workspace:
         """The finisher's view: the last worker's view of the current state."""
         return self.views()[-1]
 
-    def shared_prefill_views(self) -> list[tuple[Any, list[int] | str, list[Any]]]:
+    def shared_prefill_views(self) -> list[tuple[Any, str, list[Any]]]:
         """(segment, text, view) to prefill shared segments: each sees the prompt and those before."""
-        out, before = [], [self.common]
+        out: list[tuple[Any, str, list[Any]]] = []
+        before = [self.common]
         for key, text in self.shared_texts:
             seg = self.shared[key]
             out.append((seg, text, [*before, seg]))
