@@ -107,6 +107,8 @@ class ProblemRun:
             if f is None:
                 continue
             self._record_fed(i, f.cur)
+        # NOTE: check before steps move: an answer may close in the token that ends the step
+        self._check_answer()
         moved = self.ws.commit(feeds)
         for i, f in enumerate(feeds):
             if f is None:

@@ -95,6 +95,22 @@ def test_stops_on_a_valid_answer_and_copies_it_to_later_budgets(model) -> None: 
     assert res.snapshots[0].passes == res.snapshots[1].passes < 30  # stopped early
 
 
+def test_answer_closed_by_the_step_ending_token_is_found(model) -> None:  # noqa: ANN001
+    tok = ToyTokenizer()
+    script = list(tok.encode("\\boxed{7}"))
+
+    def choose(problem: int, worker: int, row: torch.Tensor) -> int:
+        return script.pop(0) if worker == 0 and script else 40
+
+    def rule(step: str, piece: str) -> bool:  # the closing brace ends the step (and is merged)
+        return piece == "}"
+
+    res = engine(model, workers=2, budgets=(40,), choose=choose, step_rule=rule).solve("Seven?")
+    assert res.final.answer == "7" and res.final.answer_source == "worker:Alice"
+    assert res.final.passes < 40
+    assert any(s.finished and s.text.endswith("\\boxed{7}") for s in res.final.steps)
+
+
 def test_finisher_reads_the_last_workers_view_without_writing(model) -> None:  # noqa: ANN001
     eng = engine(model, workers=2, budgets=(6,), finisher_max_tokens=5)
     seen = {}
