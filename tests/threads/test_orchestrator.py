@@ -111,6 +111,13 @@ def test_thread_length_cap_closes_and_continues(char_fmt):
     assert f.decode(run.response).endswith("<Thread>\n1: abcd\n</Thread>\n</Parallel>\ndone<|eos|>")
     assert run.stop_reason == "eos" and len(run.calls) == 3
     assert validate(run.tokens, f, prompt_len=len(prompt)) == []
+    units = extract_units(run.tokens, f, prompt_len=len(prompt), inserted=run.inserted)
+    assert [c.context for c in run.calls] == [u.context for u in units if u.kind != "full"]
+    (thread,) = [u for u in units if u.kind == "thread"]
+    assert (
+        f.decode(thread.completion) == " abcd\n</Thread>"
+        and thread.generated == [True] * 5 + [False] * 2
+    )
 
 
 def test_duplicate_and_missing_numbers(char_fmt):
