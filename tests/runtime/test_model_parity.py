@@ -76,3 +76,15 @@ def test_unsupported_model_type_is_a_clear_error():
 
     with pytest.raises(ValueError, match="not supported"):
         ModelConfig.from_hf(Fake())
+
+
+def test_small_row_linear_fast_path_equals_f_linear():
+    from plait.runtime.model import linear
+
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(300, 64, generator=g), torch.randn(300, generator=g)
+    for rows in range(1, 10):
+        x = torch.randn(rows, 64, generator=g)
+        ref = torch.nn.functional.linear(x, w, b)
+        assert torch.allclose(linear(x, w, b), ref, atol=1e-5)
+        assert torch.allclose(linear(x, w), torch.nn.functional.linear(x, w), atol=1e-5)
