@@ -23,10 +23,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# llama-cpp-python[server] for the OpenAI-compatible server tests (about 3 minutes to build once).
+# llama-cpp-python[server] for the OpenAI-compatible server tests. Built from source without
+# -march=native (a native build crashes on AMX CPUs) into a wheel cache outside the clone, so the
+# long CPU build happens once per machine; the marker records that the portable build is installed.
+LLAMA_VERSION := 0.3.36
+LLAMA_WHEELS ?= $(HOME)/.cache/plait/wheels
+LLAMA_SERVER_DEPS := "uvicorn>=0.22.0" "fastapi>=0.100.0" "pydantic-settings>=2.0.1" \
+                     "sse-starlette>=1.6.1" "starlette-context>=0.3.6,<0.4" "PyYAML>=5.1"
 server: $(STAMP)
-	$(BIN)/python -c "import llama_cpp, llama_cpp.server" 2>/dev/null || \
-	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -q --no-binary llama-cpp-python "llama-cpp-python[server]>=0.3"
+	$(BIN)/python -m pip install -q $(LLAMA_SERVER_DEPS)
+	test -f $(VENV)/.llama-portable || { \
+	  ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
+	    CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel -q \
+	      --no-deps --no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_WHEELS) \
+	      "llama-cpp-python==$(LLAMA_VERSION)"; \
+	  $(BIN)/python -m pip install -q --force-reinstall --no-deps \
+	    $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl && touch $(VENV)/.llama-portable; }
 
 demo: $(STAMP)
 	$(BIN)/plait demo
