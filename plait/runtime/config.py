@@ -8,7 +8,7 @@ ValueError that says what is unsupported.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 Family = Literal["llama", "qwen2", "qwen3"]
 RopeKind = Literal["default", "linear", "llama3", "yarn"]
@@ -151,7 +151,7 @@ def _rope_from_hf(hf: Any, head_dim: int) -> RopeConfig:
         orig = getattr(hf, "max_position_embeddings", None)
     return RopeConfig(
         theta=theta,
-        kind=kind,
+        kind=cast(RopeKind, kind),
         rotary_dim=rotary_dim,
         factor=float(params.get("factor", 1.0) or 1.0),
         original_max_position=int(orig) if orig else None,

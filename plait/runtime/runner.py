@@ -18,7 +18,7 @@ layer); `instant=False` limits other segments to their length at the start of th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -126,7 +126,9 @@ class Runner:
                     f"{self.max_position} tokens; shorten the prompt or lower the budget"
                 )
             positions = torch.arange(base, base + n, device=device)  # (n,)
-            starts.append(row), lengths.append(n), slots.append(inp.write_to.length)
+            starts.append(row)
+            lengths.append(n)
+            slots.append(inp.write_to.length)
             pos_list.append(positions)
             local_list.append(torch.arange(inp.write_to.length, inp.write_to.length + n, device=device))
             for seg in inp.view:
@@ -165,8 +167,9 @@ class Runner:
 
     @torch.inference_mode()
     def step(self, inputs: list[StreamInput], instant: bool = True,
-             all_logits: bool = False) -> torch.Tensor | list[torch.Tensor]:
-        """Run one forward pass; return last-token logits (S, V), or per-stream (T_i, V) lists."""
+             all_logits: bool = False) -> Any:
+        """Run one forward pass; return last-token logits (S, V) as a Tensor, or, with
+        `all_logits`, a list of per-stream (T_i, V) tensors."""
         plan = self.plan(inputs, instant)
         for inp in inputs:
             self.store.reserve(inp.write_to, len(inp.tokens))

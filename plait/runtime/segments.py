@@ -167,6 +167,13 @@ class KVStore:
         self.k[layer].index_copy_(1, slots, k.transpose(0, 1))
         self.v[layer].index_copy_(1, slots, v.transpose(0, 1))
 
+    def truncate(self, seg: Segment, n: int) -> None:
+        """Keep only the first n tokens of a segment (drop a diverging tail); O(1), no copy."""
+        if not 0 <= n <= seg.length:
+            raise ValueError(f"cannot truncate {seg.name!r} of length {seg.length} to {n} tokens")
+        seg.length = n
+        del seg.tokens[n:]
+
     def move(self, src: Segment, dst: Segment) -> None:
         """Append all of src's tokens to dst (one rotation of the moved keys), then empty src."""
         if src is dst:

@@ -185,3 +185,19 @@ def test_freed_top_segment_is_reused():
     store.free(b)
     c = store.new_segment(16)
     assert c.base == b.base and store.top == 32 and a.base == 0
+
+
+def test_truncate_then_continue_equals_fresh_decode():
+    model = tiny_model("qwen3", seed=7)
+    store = KVStore(model.config)
+    runner = Runner(model, store)
+    seg = store.new_segment(32)
+    runner.prefill(seg, [5, 6, 7, 8, 9, 10])
+    store.truncate(seg, 4)
+    assert seg.tokens == [5, 6, 7, 8]
+    a = runner.step([StreamInput([42, 43], [seg], seg)])
+    seq = torch.tensor([5, 6, 7, 8, 42, 43])
+    b = model(seq, causal_context(model.rope, 6), torch.tensor([5]))
+    assert torch.allclose(a, b, atol=1e-4)
+    with pytest.raises(ValueError, match="cannot truncate"):
+        store.truncate(seg, 99)
