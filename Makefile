@@ -28,7 +28,7 @@ install: $(STAMP)
 # long CPU build happens once per machine; the marker records that the portable build is installed.
 LLAMA_VERSION := 0.3.36
 LLAMA_WHEELS ?= $(HOME)/.cache/plait/wheels
-LLAMA_SERVER_DEPS := "uvicorn>=0.22.0" "fastapi>=0.100.0" "pydantic-settings>=2.0.1" \
+LLAMA_SERVER_DEPS := "diskcache>=5.6.1" "uvicorn>=0.22.0" "fastapi>=0.100.0" "pydantic-settings>=2.0.1" \
                      "sse-starlette>=1.6.1" "starlette-context>=0.3.6,<0.4" "PyYAML>=5.1"
 server: $(STAMP)
 	$(BIN)/python -m pip install -q $(LLAMA_SERVER_DEPS)
