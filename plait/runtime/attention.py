@@ -123,6 +123,49 @@ def _fused(qg, k, v, limit, G):  # noqa: ANN001, ANN202 - internal
     return out, lse
 
 
+def batched_attention(
+    qb: torch.Tensor, kb: torch.Tensor, vb: torch.Tensor, bias: torch.Tensor | None,
+    empty: torch.Tensor | None, impl: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Several segments at once (equal query counts), grouped layout.
+
+    Args:
+        qb: (B, Hkv, MG, D) queries; kb, vb: (B, Hkv, L, D) keys/values (may be strided views).
+        bias: (B, 1, MG, L) additive mask or None; empty: (B, MG) rows that see no key, or None.
+    Returns:
+        out (B, Hkv, MG, D) and lse (B, Hkv, MG) float32.
+    """
+    if impl == "auto":
+        impl = "fused" if qb.device.type in ("cpu", "cuda") else "math"
+    if impl == "math":
+        scores = (qb.float() @ kb.float().transpose(-1, -2)) * qb.shape[-1] ** -0.5  # (B, Hkv, MG, L)
+        if bias is not None:
+            scores = scores + bias.float()
+        lse = torch.logsumexp(scores, dim=-1)
+        safe = torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)
+        out = (torch.exp(scores - safe[..., None]) @ vb.float()).to(qb.dtype)
+    elif qb.device.type == "cpu":
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            qb, kb, vb, 0.0, False, attn_mask=bias)
+        lse = lse.float()
+    elif bias is None and qb.dtype in (torch.float16, torch.bfloat16):
+        res = torch.ops.aten._scaled_dot_product_flash_attention(qb, kb.contiguous(), vb.contiguous())
+        out, lse = res[0], res[1].float()
+    else:
+        if bias is not None:
+            L = kb.shape[2]
+            padded = bias.new_zeros(*bias.shape[:-1], -(-L // 16) * 16)
+            padded[..., :L] = bias
+            bias = padded[..., :L].expand(bias.shape[0], kb.shape[1], *bias.shape[2:])
+        res = torch.ops.aten._scaled_dot_product_efficient_attention(
+            qb, kb.contiguous(), vb.contiguous(), bias, True)
+        out, lse = res[0], res[1][..., : qb.shape[2]].float()
+    if empty is not None:
+        out = torch.where(empty[:, None, :, None], torch.zeros_like(out), out)
+        lse = torch.where(empty[:, None, :], torch.full_like(lse, -math.inf), lse)
+    return out, lse
+
+
 def merge_partials(
     total_rows: int,
     rows: torch.Tensor,

@@ -22,7 +22,13 @@ from typing import Any, Literal
 
 import torch
 
-from plait.runtime.attention import from_groups, grouped_attention, merge_partials, to_groups
+from plait.runtime.attention import (
+    batched_attention,
+    from_groups,
+    grouped_attention,
+    merge_partials,
+    to_groups,
+)
 from plait.runtime.model import DecoderLM
 from plait.runtime.reference import ReferenceAttention
 from plait.runtime.rope import apply_rotary
@@ -51,6 +57,23 @@ class SegmentRead:
 
 
 @dataclass(slots=True)
+class ReadBatch:
+    """Reads of equally sized segments at evenly spaced arena slots, attended in one call.
+
+    The segments' K/V are one strided view of the arena: (B, Hkv, L, D) starting at slot `base`
+    with `stride` slots between segments; no copy.
+    """
+
+    first: int  # index of the first read in plan.reads (the batch's reads are consecutive)
+    count: int  # B
+    base: int  # arena slot of the first segment
+    stride: int  # slots between consecutive segments (their common capacity)
+    length: int  # L: keys read per segment (max visible)
+    bias: torch.Tensor | None  # (B, 1, M*G, L) additive mask, None if every key is visible
+    empty: torch.Tensor | None  # (B, M*G) rows with no visible key, None if none
+
+
+@dataclass(slots=True)
 class StepPlan:
     """Everything index-related about one step, computed once and reused by every layer."""
 
@@ -67,6 +90,7 @@ class StepPlan:
     read_cos: torch.Tensor  # (N, 1, R) per-read query rotations, stacked
     read_sin: torch.Tensor
     single_read: bool  # every row reads exactly one segment (no merge needed)
+    batches: list[ReadBatch]  # groups of reads attended in one call (others: one call each)
 
 
 class Runner:
@@ -107,6 +131,8 @@ class Runner:
                     f"{inp.write_to.name!r}; give each stream its own segment"
                 )
             writers[id(inp.write_to)] = s
+        for inp in inputs:  # NOTE: before any slot arithmetic: reserving may move a segment
+            self.store.reserve(inp.write_to, len(inp.tokens))
         device, rope = self.store.device, self.model.rope
         new_len = {id(inp.write_to): len(inp.tokens) for inp in inputs}
         starts, lengths, slots, pos_list, local_list = [], [], [], [], []
@@ -139,6 +165,7 @@ class Runner:
         positions = torch.cat(pos_list)
         kcos, ksin = rope.cos_sin(torch.cat(local_list), self.model.dtype)  # (T, R)
         reads = [self._read(segs[key], entries) for key, entries in per_seg.items()]
+        reads, batches = self._batch_reads(reads)
         at = 0
         for r in reads:
             r.span = (at, at + r.rows.shape[0])
@@ -148,7 +175,46 @@ class Runner:
         return StepPlan(ids, starts, lengths, slots, torch.empty(0, dtype=torch.long), positions,
                         kcos[:, None], ksin[:, None], reads,
                         torch.cat([r.rows for r in reads]), qcos[:, None], qsin[:, None],
-                        single_read=all(len(inp.view) == 1 for inp in inputs))
+                        single_read=all(len(inp.view) == 1 for inp in inputs), batches=batches)
+
+    def _batch_reads(self, reads: list[SegmentRead]) -> tuple[list[SegmentRead], list[ReadBatch]]:
+        """Order reads so that runs of evenly spaced, equally sized segments with the same number
+        of queries sit together, and describe each run of >= 2 as one `ReadBatch`."""
+        keyed: dict[tuple[int, int], list[SegmentRead]] = {}
+        for r in reads:
+            keyed.setdefault((r.rows.shape[0], r.segment.capacity), []).append(r)
+        ordered: list[SegmentRead] = []
+        batches: list[ReadBatch] = []
+        for (_, cap), group in keyed.items():
+            group.sort(key=lambda r: r.segment.base)
+            run: list[SegmentRead] = []
+            for r in [*group, None]:
+                if r is not None and run and r.segment.base == run[-1].segment.base + cap:
+                    run.append(r)
+                    continue
+                if len(run) >= 2:
+                    batches.append(self._read_batch(run, len(ordered)))
+                ordered.extend(run)
+                run = [r] if r is not None else []
+        return ordered, batches
+
+    def _read_batch(self, run: list[SegmentRead], first: int) -> ReadBatch:
+        cfg = self.model.config
+        G = cfg.num_heads // cfg.num_kv_heads
+        length = max(r.visible for r in run)
+        device = self.store.device
+        bias = empty = None
+        if any(r.limit is not None or r.visible < length for r in run):
+            lims = torch.stack([
+                (r.limit if r.limit is not None else torch.full_like(r.rel, r.visible - 1))
+                .clamp(max=r.visible - 1).repeat_interleave(G) for r in run])  # (B, M*G)
+            allowed = torch.arange(length, device=device)[None, None, :] <= lims[..., None]
+            zero = torch.zeros((), dtype=self.model.dtype, device=device)
+            bias = torch.where(allowed, zero, torch.full((), float("-inf"), dtype=self.model.dtype,
+                                                         device=device))[:, None]  # (B, 1, M*G, L)
+            empty = lims < 0 if bool((lims < 0).any()) else None
+        return ReadBatch(first, len(run), run[0].segment.base, run[0].segment.capacity, length,
+                         bias, empty)
 
     def _read(self, seg: Segment, entries: list[tuple[int, torch.Tensor, int, int]]) -> SegmentRead:
         rows, rel, limits = [], [], []
@@ -171,8 +237,6 @@ class Runner:
         """Run one forward pass; return last-token logits (S, V) as a Tensor, or, with
         `all_logits`, a list of per-stream (T_i, V) tensors."""
         plan = self.plan(inputs, instant)
-        for inp in inputs:
-            self.store.reserve(inp.write_to, len(inp.tokens))
         plan.arena_slots = torch.cat([
             torch.arange(inp.write_to.base + slot, inp.write_to.base + slot + n)
             for inp, slot, n in zip(inputs, plan.write_slots, plan.lengths)
@@ -226,12 +290,26 @@ class _StepAttention:
         G = Hq // Hkv
         qg = to_groups(apply_rotary(q[plan.read_rows], plan.read_cos, plan.read_sin), Hkv)
         outs, lses = [], []
-        for r in plan.reads:
+        batch_at = {b.first: b for b in plan.batches}
+        i = 0
+        while i < len(plan.reads):
+            if i in batch_at:  # evenly spaced segments: one call over a strided arena view
+                bt = batch_at[i]
+                a, b = plan.reads[i].span[0], plan.reads[i + bt.count - 1].span[1]
+                qb = qg[:, a * G : b * G].reshape(Hkv, bt.count, -1, D).transpose(0, 1)
+                kb, vb = (self._strided(arena[layer], bt) for arena in (self.store.k, self.store.v))
+                out, lse = batched_attention(qb, kb, vb, bt.bias, bt.empty, self.impl)
+                outs.append(out.transpose(0, 1).reshape(Hkv, -1, D))  # (Hkv, B*M*G, D)
+                lses.append(lse.transpose(0, 1).reshape(Hkv, -1))
+                i += bt.count
+                continue
+            r = plan.reads[i]
             a, b = r.span
             out, lse = grouped_attention(qg[:, a * G : b * G], r.segment.keys(layer, r.visible),
                                          r.segment.values(layer, r.visible), r.limit, G, self.impl)
             outs.append(out)
             lses.append(lse)
+            i += 1
         out_n = from_groups(torch.cat(outs, dim=1), N, Hq)  # (N, Hq, D)
         # 3) exact merge
         if plan.single_read:
@@ -241,3 +319,11 @@ class _StepAttention:
             lse_n = from_groups(torch.cat(lses, dim=1), N, Hq)  # (N, Hq)
             out = merge_partials(T, plan.read_rows, out_n, lse_n, q.dtype)
         return out.reshape(T, Hq * D)
+
+    @staticmethod
+    def _strided(arena: torch.Tensor, bt: ReadBatch) -> torch.Tensor:
+        """(Hkv, slots, D) arena of one layer -> (B, Hkv, L, D) view of a batch's segments."""
+        s_head, s_slot, s_dim = arena.stride()
+        return arena.as_strided((bt.count, arena.shape[0], bt.length, arena.shape[2]),
+                                (bt.stride * s_slot, s_head, s_slot, s_dim),
+                                arena.storage_offset() + bt.base * s_slot)
