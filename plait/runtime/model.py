@@ -20,7 +20,6 @@ from torch import nn
 from plait.runtime.config import ModelConfig
 from plait.runtime.rope import Rope
 
-
 # NOTE: on CPU, fp32 `F.linear` with 2..4 rows takes a GEMM path that re-packs the weight and
 # costs several times a single-row product (measured on the 2-core dev box: 9728x896 weight,
 # 2 rows 27 ms vs 1 row 3-7 ms); `(W @ x.T).T` streams the weight once. Set to 0 to disable.

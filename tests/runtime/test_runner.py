@@ -220,7 +220,7 @@ def test_batched_reads_of_evenly_spaced_segments_equal_reference(family, instant
         for i, seg in enumerate(own):  # ragged stored lengths
             runner.step([StreamInput([rng.randrange(100) for _ in range(i + 1)], [prefix, seg], seg)])
         out, batches = [], 0
-        for step in range(3):
+        for _ in range(3):
             # every stream reads all own segments; its own sits first for even i: later segments
             # are then beyond its queries (rows that see nothing of them)
             inputs = []
