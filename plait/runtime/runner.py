@@ -187,15 +187,16 @@ class Runner:
         batches: list[ReadBatch] = []
         for (_, cap), group in keyed.items():
             group.sort(key=lambda r: r.segment.base)
-            run: list[SegmentRead] = []
-            for r in [*group, None]:
-                if r is not None and run and r.segment.base == run[-1].segment.base + cap:
-                    run.append(r)
-                    continue
+            runs: list[list[SegmentRead]] = []
+            for r in group:  # split into runs of consecutive ranges (base steps by capacity)
+                if runs and r.segment.base == runs[-1][-1].segment.base + cap:
+                    runs[-1].append(r)
+                else:
+                    runs.append([r])
+            for run in runs:
                 if len(run) >= 2:
                     batches.append(self._read_batch(run, len(ordered)))
                 ordered.extend(run)
-                run = [r] if r is not None else []
         return ordered, batches
 
     def _read_batch(self, run: list[SegmentRead], first: int) -> ReadBatch:
