@@ -70,7 +70,31 @@ class IgnoreStragglers(Uncoded):
         return [(MiniTask(job, 0, int(i)), self.n / len(rows)) for i in rows]
 
 
-class GC(Scheme):
+class GCDecoding:
+    """One (n, s) gradient code over a single group: pieces, decodability, decoding coefficients
+    and load, shared by GC and SR-SGC (whose jobs are each one GC-coded gradient)."""
+
+    code: GradientCode
+    unit: int
+    s: int
+    n: int
+    got: dict
+
+    def pieces(self, task: MiniTask) -> list[tuple[int, int, float]]:
+        return gc_pieces(self.code, task.chunk, 0, self.unit)
+
+    def job_ok(self, job: int, got: list[np.ndarray]) -> bool:
+        return self.code.decodable(got[0])
+
+    def decode_coeffs(self, job: int) -> list[tuple[MiniTask, float]]:
+        a = self.code.decode_vector(self.got[job][0])
+        return [(MiniTask(job, 0, int(i)), float(a[i])) for i in np.flatnonzero(a)]
+
+    def load(self) -> Fraction:
+        return Fraction(self.s + 1, self.n)
+
+
+class GC(GCDecoding, Scheme):
     """(n, s) gradient coding every round: job r is decodable from any n - s rows (FRC: from one
     row per group). Load (s + 1) / n, T = 0."""
 
@@ -99,18 +123,6 @@ class GC(Scheme):
             return [[] for _ in range(self.n)]
         return [[MiniTask(r, 0, i)] for i in range(self.n)]
 
-    def pieces(self, task: MiniTask) -> list[tuple[int, int, float]]:
-        return gc_pieces(self.code, task.chunk, 0, self.unit)
-
-    def job_ok(self, job: int, got: list[np.ndarray]) -> bool:
-        return self.code.decodable(got[0])
-
-    def decode_coeffs(self, job: int) -> list[tuple[MiniTask, float]]:
-        a = self.code.decode_vector(self.got[job][0])
-        return [(MiniTask(job, 0, int(i)), float(a[i])) for i in np.flatnonzero(a)]
-
-    def load(self) -> Fraction:
-        return Fraction(self.s + 1, self.n)
 
 
 def gc_pieces(code: GradientCode, row: int, offset: int, unit: int) -> list[tuple[int, int, float]]:

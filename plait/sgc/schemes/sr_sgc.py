@@ -9,13 +9,11 @@ r), then by index. Load (s + 1) / n, delay T = B. Requires B | (W - 1).
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 
 from plait.sgc.codes import GradientCode
 from plait.sgc.schemes.base import MiniTask, RoundPlan, Scheme
-from plait.sgc.schemes.simple import gc_pieces
+from plait.sgc.schemes.simple import GCDecoding
 from plait.sgc.stragglers import BurstyModel
 
 
@@ -24,7 +22,7 @@ def sr_sgc_s(B: int, W: int, lam: int) -> int:
     return -(-B * lam // (W - 1 + B))
 
 
-class SRSGC(Scheme):
+class SRSGC(GCDecoding, Scheme):
     name = "sr-sgc"
 
     def __init__(self, n: int, n_jobs: int, *, B: int, W: int, lam: int, unit: int = 1,
@@ -87,18 +85,6 @@ class SRSGC(Scheme):
     def _is_reattempt(self, r: int, t: MiniTask) -> bool:
         return t.job < r
 
-    def pieces(self, task: MiniTask) -> list[tuple[int, int, float]]:
-        return gc_pieces(self.code, task.chunk, 0, self.unit)
-
-    def job_ok(self, job: int, got: list[np.ndarray]) -> bool:
-        return self.code.decodable(got[0])
-
-    def decode_coeffs(self, job: int) -> list[tuple[MiniTask, float]]:
-        a = self.code.decode_vector(self.got[job][0])
-        return [(MiniTask(job, 0, int(i)), float(a[i])) for i in np.flatnonzero(a)]
-
-    def load(self) -> Fraction:
-        return Fraction(self.s + 1, self.n)
 
     # ---- bookkeeping for the two admissibility modes ---------------------------------------
     def _clean_after(self, r: int, rows_r: np.ndarray | None) -> bool:
