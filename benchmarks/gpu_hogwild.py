@@ -29,70 +29,21 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import machine, table  # noqa: E402
+from gpu_runtime import config as shape_config  # noqa: E402
+from gpu_runtime import random_model, sync  # noqa: E402
 
 from plait.hogwild.layouts import get_layout  # noqa: E402
 from plait.hogwild.workspace import Feed, Workspace  # noqa: E402
-from plait.runtime.config import ModelConfig, RopeConfig  # noqa: E402
 from plait.runtime.model import DecoderLM  # noqa: E402
 from plait.runtime.runner import Runner, StreamInput, _StepAttention  # noqa: E402
 from plait.runtime.segments import KVStore  # noqa: E402
 
-SHAPES = {
-    "7b": dict(
-        hidden_size=3584,
-        intermediate_size=18944,
-        num_layers=28,
-        num_heads=28,
-        num_kv_heads=4,
-        head_dim=128,
-        vocab_size=152064,
-        qkv_bias=True,
-    ),
-    "32b": dict(
-        hidden_size=5120,
-        intermediate_size=27648,
-        num_layers=64,
-        num_heads=40,
-        num_kv_heads=8,
-        head_dim=128,
-        vocab_size=152064,
-        qkv_bias=True,
-    ),
-    "tiny": dict(
-        hidden_size=128,
-        intermediate_size=256,
-        num_layers=2,
-        num_heads=8,
-        num_kv_heads=2,
-        head_dim=16,
-        vocab_size=512,
-        qkv_bias=True,
-    ),
-}
+# Shapes and random models come from the runtime GPU benchmark (one definition for both).
+SHAPES = {"7b": "qwen2.5-7b", "32b": "qwen2.5-32b", "tiny": "tiny"}
 
 
 def make_model(shape: str, layers: int | None, dev: torch.device, dtype: torch.dtype) -> DecoderLM:
-    kw = dict(SHAPES[shape])
-    if layers:
-        kw["num_layers"] = layers
-    cfg = ModelConfig(
-        family="qwen2",
-        max_position=65536,
-        tie_embeddings=False,
-        rope=RopeConfig(theta=1e6, rotary_dim=kw["head_dim"]),
-        **kw,
-    )
-    with torch.device(dev):
-        m = DecoderLM(cfg).to(dtype)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.02)
-    return m.eval()
-
-
-def sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+    return random_model(shape_config(SHAPES[shape], layers, max_position=65536), dev, dtype)
 
 
 def fill(seg, n: int, store: KVStore, gen: torch.Generator) -> None:  # noqa: ANN001

@@ -44,12 +44,12 @@ SHAPES = {
 }
 
 
-def config(shape: str, layers: int | None = None) -> ModelConfig:
+def config(shape: str, layers: int | None = None, max_position: int = 32768) -> ModelConfig:
     kw = dict(SHAPES[shape])
     if layers:
         kw["num_layers"] = layers
-    return ModelConfig(family="qwen2", max_position=32768, rope=RopeConfig(theta=1e6, rotary_dim=kw["head_dim"]),
-                       tie_embeddings=False, **kw)
+    return ModelConfig(family="qwen2", max_position=max_position,
+                       rope=RopeConfig(theta=1e6, rotary_dim=kw["head_dim"]), tie_embeddings=False, **kw)
 
 
 def random_model(cfg: ModelConfig, dev: torch.device, dtype: torch.dtype) -> DecoderLM:
