@@ -56,5 +56,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# CPU benchmarks (long; each prints a table and a JSON last line, results in benchmarks/results/)
+bench: $(STAMP)
+	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_runtime.py
+	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_hogwild.py --threads 2
+	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_threads_packing.py
+	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_threads_decode.py --trials 2
+	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_sgc.py
+	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_sgc_ray.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info
