@@ -11,18 +11,13 @@ from plait.sgc.schemes.base import MiniTask, Scheme
 from plait.sgc.stragglers import PerRoundModel
 
 
-class Uncoded(Scheme):
-    """Worker i computes partition i of job r in round r; the job needs all n partitions."""
+class OneJobPerRound:
+    """Round r serves job r only: worker i gets chunk i of it (one group of n). Shared by
+    Uncoded (and IgnoreStragglers) and GC; `_model` is the scheme's straggler model."""
 
-    name = "uncoded"
-
-    def __init__(self, n: int, n_jobs: int, *, unit: int = 1) -> None:
-        super().__init__(n, n_jobs)
-        if unit < 1:
-            raise ValueError(f"unit (samples per partition) must be >= 1, got {unit}")
-        self.unit = unit
-        self.job_size = n * unit
-        self._model = PerRoundModel(s=0)
+    n: int
+    n_jobs: int
+    _model: PerRoundModel
 
     @property
     def model(self):
@@ -35,6 +30,20 @@ class Uncoded(Scheme):
         if r >= self.n_jobs:
             return [[] for _ in range(self.n)]
         return [[MiniTask(r, 0, i)] for i in range(self.n)]
+
+
+class Uncoded(OneJobPerRound, Scheme):
+    """Worker i computes partition i of job r in round r; the job needs all n partitions."""
+
+    name = "uncoded"
+
+    def __init__(self, n: int, n_jobs: int, *, unit: int = 1) -> None:
+        super().__init__(n, n_jobs)
+        if unit < 1:
+            raise ValueError(f"unit (samples per partition) must be >= 1, got {unit}")
+        self.unit = unit
+        self.job_size = n * unit
+        self._model = PerRoundModel(s=0)
 
     def pieces(self, task: MiniTask) -> list[tuple[int, int, float]]:
         return [(task.chunk * self.unit, (task.chunk + 1) * self.unit, 1.0)]
@@ -94,7 +103,7 @@ class GCDecoding:
         return Fraction(self.s + 1, self.n)
 
 
-class GC(GCDecoding, Scheme):
+class GC(OneJobPerRound, GCDecoding, Scheme):
     """(n, s) gradient coding every round: job r is decodable from any n - s rows (FRC: from one
     row per group). Load (s + 1) / n, T = 0."""
 
@@ -110,18 +119,6 @@ class GC(GCDecoding, Scheme):
         self.unit = unit
         self.job_size = n * unit
         self._model = PerRoundModel(s=s)
-
-    @property
-    def model(self):
-        return self._model
-
-    def group_sizes(self) -> list[int]:
-        return [self.n]
-
-    def _assign(self, r: int) -> list[list[MiniTask]]:
-        if r >= self.n_jobs:
-            return [[] for _ in range(self.n)]
-        return [[MiniTask(r, 0, i)] for i in range(self.n)]
 
 
 
