@@ -1,7 +1,7 @@
 """Fixtures for Hogwild tests: a toy character tokenizer and tiny random Llama / Qwen2 / Qwen3 models.
 
-Models are built from transformers configs with random weights (hidden 64, 4 heads, 2 KV heads,
-head_dim 16, 2 layers) and converted with `DecoderLM.from_hf`; nothing is downloaded.
+Models come from `tests.tiny` (random transformers weights, hidden 64, 4 heads, 2 KV heads,
+head_dim 16, 2 layers, converted with `DecoderLM.from_hf`); nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -57,49 +57,11 @@ class ToyTokenizer:
 VOCAB = 128
 
 
-def tiny_hf(family: str, seed: int = 0, dtype: torch.dtype = torch.float32):
-    """A 2-layer random transformers causal LM of the given family."""
-    import transformers as tf
-
-    common = dict(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=4096,
-        initializer_range=0.1,
-        eos_token_id=1,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(seed)
-    if family == "llama":
-        cfg, cls = tf.LlamaConfig(**common), tf.LlamaForCausalLM
-    elif family == "qwen2":
-        cfg, cls = tf.Qwen2Config(**common), tf.Qwen2ForCausalLM
-    elif family == "qwen3":
-        cfg, cls = tf.Qwen3Config(**common), tf.Qwen3ForCausalLM
-    else:
-        raise ValueError(family)
-    model = cls(cfg).to(dtype).eval()
-    if family == "qwen2":  # give the q/k/v biases non-zero values so they are exercised
-        with torch.no_grad():
-            for layer in model.model.layers:
-                for proj in (
-                    layer.self_attn.q_proj,
-                    layer.self_attn.k_proj,
-                    layer.self_attn.v_proj,
-                ):
-                    proj.bias.normal_(0, 0.1)
-    return model
-
-
 def tiny_model(family: str, seed: int = 0, dtype: torch.dtype = torch.float32):
-    from plait.runtime.model import DecoderLM
+    """A 2-layer random plait model of the given family over the toy vocabulary (`tests.tiny`)."""
+    from tests.tiny import tiny_model as build
 
-    return DecoderLM.from_hf(tiny_hf(family, seed, dtype))
+    return build(family, seed, dtype, vocab=VOCAB, intermediate=128, max_position=4096, eos=1)
 
 
 @pytest.fixture(scope="session")

@@ -44,32 +44,22 @@ def tiny_tokenizer() -> Any:
 
 
 def tiny_hf_model(family: str = "llama", tie: bool = True, seed: int = 0, vocab: int = 260) -> Any:
-    """A random transformers causal LM (2 layers, 4 query heads, 2 KV heads, head dim 16)."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    """A random transformers causal LM (2 layers, 4 query heads, 2 KV heads, head dim 16) whose
+    special token ids match `tiny_tokenizer`; built by `tests.tiny`."""
+    from tests.tiny import tiny_hf
 
-    common = dict(
-        vocab_size=vocab,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=tie,
-        bos_token_id=257,
-        eos_token_id=259,
+    theta = 10000.0 if family == "llama" else 1000000.0
+    return tiny_hf(
+        family,
+        seed,
+        vocab=vocab,
+        tie=tie,
+        intermediate=128,
+        max_position=256,
+        rope_theta=theta,
+        bos=257,
+        eos=259,
     )
-    torch.manual_seed(seed)
-    if family == "llama":
-        model = LlamaForCausalLM(LlamaConfig(**common, rope_theta=10000.0))
-    else:
-        model = Qwen2ForCausalLM(Qwen2Config(**common, rope_theta=1000000.0))
-    with torch.no_grad():  # random biases, so a dropped bias shows in the logits
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0, 0.5)
-    return model.float().eval()
 
 
 def save_hf_dir(model: Any, tokenizer: Any, path: Path) -> Path:
