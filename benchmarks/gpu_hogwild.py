@@ -35,7 +35,7 @@ from gpu_runtime import random_model, sync  # noqa: E402
 from plait.hogwild.layouts import get_layout  # noqa: E402
 from plait.hogwild.workspace import Feed, Workspace  # noqa: E402
 from plait.runtime.model import DecoderLM  # noqa: E402
-from plait.runtime.runner import Runner, StreamInput, _StepAttention  # noqa: E402
+from plait.runtime.runner import Runner, StreamInput  # noqa: E402
 from plait.runtime.segments import KVStore  # noqa: E402
 
 # Shapes and random models come from the runtime GPU benchmark (one definition for both).
@@ -108,14 +108,7 @@ def attention_overhead(
     cfg = model.config
     feeds = [Feed(cur=[1]) for _ in range(W)]
     inputs = [StreamInput(s.tokens, s.view, s.write_to) for s in ws.plan(feeds)]
-    plan = runner.plan(inputs, instant=True)
-    for inp in inputs:
-        store.reserve(inp.write_to, 1)
-    if hasattr(plan, "arena_slots"):  # NOTE: mirrors Runner.step (the store is one slot arena)
-        plan.arena_slots = torch.tensor(
-            [inp.write_to.base + slot for inp, slot in zip(inputs, plan.write_slots)], device=dev
-        )
-    ctx = _StepAttention(store, plan, inputs, runner.impl)
+    _, ctx = runner.attention_context(inputs, instant=True)
     g = torch.Generator().manual_seed(1)
     q = torch.randn(W, cfg.num_heads, cfg.head_dim, generator=g).to(dev, model.dtype)
     k = torch.randn(W, cfg.num_kv_heads, cfg.head_dim, generator=g).to(dev, model.dtype)

@@ -29,7 +29,7 @@ from plait.runtime.attention import (
     merge_partials,
     to_groups,
 )
-from plait.runtime.model import DecoderLM
+from plait.runtime.model import AttentionContext, DecoderLM
 from plait.runtime.reference import ReferenceAttention
 from plait.runtime.rope import apply_rotary
 from plait.runtime.segments import KVStore, Segment
@@ -232,21 +232,26 @@ class Runner:
 
     # ------------------------------------------------------------------ run
 
-    @torch.inference_mode()
-    def step(self, inputs: list[StreamInput], instant: bool = True,
-             all_logits: bool = False) -> Any:
-        """Run one forward pass; return last-token logits (S, V) as a Tensor, or, with
-        `all_logits`, a list of per-stream (T_i, V) tensors."""
+    def attention_context(self, inputs: list[StreamInput],
+                          instant: bool = True) -> tuple[StepPlan, AttentionContext]:
+        """Plan one step (reserving its slots) and build the attention context `step` runs the
+        model with; exposed so benchmarks can time attention alone. Calling `attend` on every
+        layer writes the new K/V, but segment lengths only advance in `step`."""
         plan = self.plan(inputs, instant)
         plan.arena_slots = torch.cat([
             torch.arange(inp.write_to.base + slot, inp.write_to.base + slot + n)
             for inp, slot, n in zip(inputs, plan.write_slots, plan.lengths)
         ]).to(self.store.device)
-        ctx: _StepAttention | ReferenceAttention
         if self.attention == "reference":
-            ctx = ReferenceAttention(self.store, self.model.rope, inputs, plan, instant)
-        else:
-            ctx = _StepAttention(self.store, plan, inputs, self.impl)
+            return plan, ReferenceAttention(self.store, self.model.rope, inputs, plan, instant)
+        return plan, _StepAttention(self.store, plan, inputs, self.impl)
+
+    @torch.inference_mode()
+    def step(self, inputs: list[StreamInput], instant: bool = True,
+             all_logits: bool = False) -> Any:
+        """Run one forward pass; return last-token logits (S, V) as a Tensor, or, with
+        `all_logits`, a list of per-stream (T_i, V) tensors."""
+        plan, ctx = self.attention_context(inputs, instant)
         rows = None if all_logits else torch.tensor(
             [a + n - 1 for a, n in zip(plan.starts, plan.lengths)], device=self.store.device)
         logits = self.model(plan.input_ids, ctx, rows)
