@@ -33,7 +33,10 @@ PROMPT = 32
 
 def bench_decode(lm, batch: int, steps: int, repeats: int) -> dict:
     model = lm.model
-    ids = [int(x) for x in torch.randint(100, 1000, (PROMPT,), generator=torch.Generator().manual_seed(0))]
+    ids = [
+        int(x)
+        for x in torch.randint(100, 1000, (PROMPT,), generator=torch.Generator().manual_seed(0))
+    ]
 
     def plait_run(n: int) -> None:
         store = KVStore(model.config, model.dtype, model.device, rope=model.rope)
@@ -50,8 +53,14 @@ def bench_decode(lm, batch: int, steps: int, repeats: int) -> dict:
     x = torch.tensor([ids] * batch)
 
     def hf_run(n: int) -> None:
-        hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n + 1, min_new_tokens=n + 1,
-                    do_sample=False, pad_token_id=0)
+        hf.generate(
+            x,
+            attention_mask=torch.ones_like(x),
+            max_new_tokens=n + 1,
+            min_new_tokens=n + 1,
+            do_sample=False,
+            pad_token_id=0,
+        )
 
     out = {}
     with torch.inference_mode():
@@ -59,13 +68,19 @@ def bench_decode(lm, batch: int, steps: int, repeats: int) -> dict:
             full = median_time(lambda fn=fn: fn(steps), repeats, warmup=1)
             base = median_time(lambda fn=fn: fn(0), repeats, warmup=0)
             out[name] = batch * steps / max(full - base, 1e-9)
-    return {"plait_tok_s": out["plait"], "hf_tok_s": out["transformers"],
-            "speedup": out["plait"] / out["transformers"]}
+    return {
+        "plait_tok_s": out["plait"],
+        "hf_tok_s": out["transformers"],
+        "speedup": out["plait"] / out["transformers"],
+    }
 
 
 def bench_prefix(lm, W: int, context: int, steps: int) -> dict:
     model = lm.model
-    ctx_ids = [int(x) for x in torch.randint(100, 1000, (context,), generator=torch.Generator().manual_seed(1))]
+    ctx_ids = [
+        int(x)
+        for x in torch.randint(100, 1000, (context,), generator=torch.Generator().manual_seed(1))
+    ]
     store = KVStore(model.config, model.dtype, model.device, rope=model.rope)
     runner = Runner(model, store)
     prefix = store.new_segment(context)
@@ -95,13 +110,20 @@ def bench_prefix(lm, W: int, context: int, steps: int) -> dict:
     with torch.inference_mode():
         ts = median_time(shared_step, repeats=steps, warmup=2)
         ti = median_time(independent_step, repeats=steps, warmup=2)
-    return {"prefill_s": prefill_s, "shared_ms": ts * 1e3, "independent_ms": ti * 1e3,
-            "ratio": ts / ti, "prefix_bytes_shared": bytes_shared,
-            "prefix_bytes_independent": ind.used_bytes() - W * 0}
+    return {
+        "prefill_s": prefill_s,
+        "shared_ms": ts * 1e3,
+        "independent_ms": ti * 1e3,
+        "ratio": ts / ti,
+        "prefix_bytes_shared": bytes_shared,
+        "prefix_bytes_independent": ind.used_bytes() - W * 0,
+    }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--models", nargs="+", default=["qwen2.5-0.5b", "smollm2-135m"])
     ap.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"])
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
@@ -121,14 +143,24 @@ def main() -> int:
             for dt in args.dtypes:
                 lm = load_model(name, dtype=dt)
                 for b in args.batches:
-                    r = {"model": name, "dtype": dt, "batch": b, **bench_decode(lm, b, args.steps, args.repeats)}
+                    r = {
+                        "model": name,
+                        "dtype": dt,
+                        "batch": b,
+                        **bench_decode(lm, b, args.steps, args.repeats),
+                    }
                     decode_rows.append(r)
                     print(table([r], list(r)), flush=True)
     if not args.decode_only:
         lm = load_model(args.models[0], dtype=args.dtypes[0])
         for ctx in args.contexts:
-            r = {"model": args.models[0], "dtype": args.dtypes[0], "W": args.workers, "context": ctx,
-                 **bench_prefix(lm, args.workers, ctx, args.steps)}
+            r = {
+                "model": args.models[0],
+                "dtype": args.dtypes[0],
+                "W": args.workers,
+                "context": ctx,
+                **bench_prefix(lm, args.workers, ctx, args.steps),
+            }
             prefix_rows.append(r)
             print(table([r], list(r)), flush=True)
     print()
@@ -136,11 +168,35 @@ def main() -> int:
         print("decode tokens/s (plait vs transformers generate)")
         print(table(decode_rows, ["model", "dtype", "batch", "plait_tok_s", "hf_tok_s", "speedup"]))
     if prefix_rows:
-        print(f"\nW={args.workers} streams over a shared prefix vs {args.workers} independent sequences (step ms)")
-        print(table(prefix_rows, ["model", "dtype", "context", "shared_ms", "independent_ms", "ratio",
-                                  "prefix_bytes_shared", "prefix_bytes_independent"]))
-    payload = {"benchmark": "runtime", "machine": machine(), "decode": decode_rows, "shared_prefix": prefix_rows,
-               "goals": {"decode_batch8_speedup": 1.1, "decode_batch1_speedup": 1.0, "shared_prefix_ratio": 1.1}}
+        print(
+            f"\nW={args.workers} streams over a shared prefix vs {args.workers} independent sequences (step ms)"
+        )
+        print(
+            table(
+                prefix_rows,
+                [
+                    "model",
+                    "dtype",
+                    "context",
+                    "shared_ms",
+                    "independent_ms",
+                    "ratio",
+                    "prefix_bytes_shared",
+                    "prefix_bytes_independent",
+                ],
+            )
+        )
+    payload = {
+        "benchmark": "runtime",
+        "machine": machine(),
+        "decode": decode_rows,
+        "shared_prefix": prefix_rows,
+        "goals": {
+            "decode_batch8_speedup": 1.1,
+            "decode_batch1_speedup": 1.0,
+            "shared_prefix_ratio": 1.1,
+        },
+    }
     save(f"runtime_{args.tag}", payload)
     print(json.dumps(payload))
     return 0

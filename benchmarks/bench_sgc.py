@@ -29,8 +29,11 @@ SEARCHED = [("gc", dict(s=3)), ("sr-sgc", dict(B=1, W=3, lam=3))]
 
 
 def arms() -> list[Arm]:
-    out = [Arm(scheme="ignore", rules="plait"), Arm(scheme="uncoded", rules="paper"),
-           Arm(scheme="uncoded", rules="plait")]
+    out = [
+        Arm(scheme="ignore", rules="plait"),
+        Arm(scheme="uncoded", rules="paper"),
+        Arm(scheme="uncoded", rules="plait"),
+    ]
     for name, key in (("gc", "gc"), ("sr-sgc", "sr"), ("m-sgc", "m")):
         for rules in ("paper", "earliest-model", "plait"):
             out.append(Arm(scheme=name, params=PAPER[key], rules=rules))
@@ -52,43 +55,74 @@ def main() -> None:
     args = ap.parse_args()
     A = arms()
     base = Arm(scheme="gc", params=PAPER["gc"], rules="paper").label
-    report: dict = dict(machine=f"{platform.node()} {platform.machine()} 2-core CPU, no GPU (shared; other work may run)",
-                        python=platform.python_version(), numpy=np.__version__,
-                        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                        settings=vars(args), baseline=base, kinds={})
-    md = [f"# SGC paired comparison (virtual clock)\n\n{report['machine']}; {report['date']}; "
-          f"n={args.n}, jobs={args.jobs}, rounds={args.rounds}, mu={args.mu}, seeds={args.seeds}, "
-          f"latency = c0 + c1*load + delay with c0={args.c0} s, c1={args.c1} s.\n"]
+    report: dict = dict(
+        machine=f"{platform.node()} {platform.machine()} 2-core CPU, no GPU (shared; other work may run)",
+        python=platform.python_version(),
+        numpy=np.__version__,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        settings=vars(args),
+        baseline=base,
+        kinds={},
+    )
+    md = [
+        f"# SGC paired comparison (virtual clock)\n\n{report['machine']}; {report['date']}; "
+        f"n={args.n}, jobs={args.jobs}, rounds={args.rounds}, mu={args.mu}, seeds={args.seeds}, "
+        f"latency = c0 + c1*load + delay with c0={args.c0} s, c1={args.c1} s.\n"
+    ]
     bar = tqdm(total=2 * args.seeds * len(A), desc="sgc bench")
     for kind in ("ge", "iid"):
-        res = paired_comparison(A, kind=kind, n=args.n, n_jobs=args.jobs, rounds=args.rounds,
-                                seeds=list(range(args.seeds)), mu=args.mu, c0=args.c0, c1=args.c1,
-                                progress=bar.update)
+        res = paired_comparison(
+            A,
+            kind=kind,
+            n=args.n,
+            n_jobs=args.jobs,
+            rounds=args.rounds,
+            seeds=list(range(args.seeds)),
+            mu=args.mu,
+            c0=args.c0,
+            c1=args.c1,
+            progress=bar.update,
+        )
         table = summarize(res, base)
-        m_paper = np.array([r["runtime"] for r in res[Arm(scheme="m-sgc", params=PAPER["m"], rules="paper").label]])
-        m_plait = np.array([r["runtime"] for r in res[Arm(scheme="m-sgc", params=PAPER["m"], rules="plait").label]])
+        m_paper = np.array(
+            [r["runtime"] for r in res[Arm(scheme="m-sgc", params=PAPER["m"], rules="paper").label]]
+        )
+        m_plait = np.array(
+            [r["runtime"] for r in res[Arm(scheme="m-sgc", params=PAPER["m"], rules="plait").label]]
+        )
         searched = {Arm(scheme=nm, params=p, rules="plait").label for nm, p in SEARCHED}
-        plait_arms = {k: v for k, v in table.items()
-                      if k.endswith("/plait") and not k.startswith("ignore") and k not in searched}
+        plait_arms = {
+            k: v
+            for k, v in table.items()
+            if k.endswith("/plait") and not k.startswith("ignore") and k not in searched
+        }
         best = min(plait_arms, key=lambda k: plait_arms[k]["mean"])
-        best_any = min((k for k in table if k.endswith("/plait") and not k.startswith("ignore")),
-                       key=lambda k: table[k]["mean"])
+        best_any = min(
+            (k for k in table if k.endswith("/plait") and not k.startswith("ignore")),
+            key=lambda k: table[k]["mean"],
+        )
         gc_plait = table[Arm(scheme="gc", params=PAPER["gc"], rules="plait").label]["mean"]
-        goals = dict(best_plait_arm=best,
-                     best_plait_over_gc_paper=plait_arms[best]["mean"] / table[base]["mean"],
-                     best_plait_over_gc_plait=plait_arms[best]["mean"] / gc_plait,
-                     goal1_met=bool(plait_arms[best]["mean"] <= 0.85 * table[base]["mean"]),
-                     best_plait_arm_incl_searched=best_any,
-                     best_incl_searched_over_gc_paper=table[best_any]["mean"] / table[base]["mean"],
-                     goal1_met_incl_searched=bool(table[best_any]["mean"] <= 0.85 * table[base]["mean"]),
-                     m_sgc_plait_speedup_vs_paper=float(1 - m_plait.mean() / m_paper.mean()),
-                     m_sgc_paired_speedup_min=float((1 - m_plait / m_paper).min()),
-                     goal2_met=bool(m_plait.mean() <= 0.9 * m_paper.mean()))
-        report["kinds"][kind] = dict(table=table, goals=goals, trace_stats=make_trace_stats_note(kind, args.n, args.rounds))
+        goals = dict(
+            best_plait_arm=best,
+            best_plait_over_gc_paper=plait_arms[best]["mean"] / table[base]["mean"],
+            best_plait_over_gc_plait=plait_arms[best]["mean"] / gc_plait,
+            goal1_met=bool(plait_arms[best]["mean"] <= 0.85 * table[base]["mean"]),
+            best_plait_arm_incl_searched=best_any,
+            best_incl_searched_over_gc_paper=table[best_any]["mean"] / table[base]["mean"],
+            goal1_met_incl_searched=bool(table[best_any]["mean"] <= 0.85 * table[base]["mean"]),
+            m_sgc_plait_speedup_vs_paper=float(1 - m_plait.mean() / m_paper.mean()),
+            m_sgc_paired_speedup_min=float((1 - m_plait / m_paper).min()),
+            goal2_met=bool(m_plait.mean() <= 0.9 * m_paper.mean()),
+        )
+        report["kinds"][kind] = dict(
+            table=table, goals=goals, trace_stats=make_trace_stats_note(kind, args.n, args.rounds)
+        )
         text = format_table(table, base)
         tqdm.write(f"\n== {kind} traces ==\n{text}\n{json.dumps(goals)}")
-        md += [f"\n## {kind} traces\n\nTrace statistics (seed 0, load 0, mu rule): "
-               f"`{json.dumps(report['kinds'][kind]['trace_stats'])}`\n\n```\n{text}\n```\n\nGoals: `{json.dumps(goals)}`\n"]
+        md += [
+            f"\n## {kind} traces\n\nTrace statistics (seed 0, load 0, mu rule): "
+            f"`{json.dumps(report['kinds'][kind]['trace_stats'])}`\n\n```\n{text}\n```\n\nGoals: `{json.dumps(goals)}`\n"
+        ]
     bar.close()
     Path(args.out + ".json").write_text(json.dumps(report, indent=1))
     Path(args.out + ".md").write_text("\n".join(md))

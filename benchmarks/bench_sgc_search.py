@@ -37,27 +37,52 @@ def main() -> None:
     for kind in ("ge", "iid"):
         for seed in range(args.seeds):
             tr = make_trace(kind, args.n, args.jobs + 4, seed)
-            base = run_arm(Arm(scheme="gc", params=dict(s=15), rules="paper"), tr, args.jobs)["runtime"]
+            base = run_arm(Arm(scheme="gc", params=dict(s=15), rules="paper"), tr, args.jobs)[
+                "runtime"
+            ]
             pts = probe_then_switch(tr, probe=args.probe, n_jobs=args.jobs, progress=bar.update)
-            orc = oracle_best(tr, n_jobs=args.jobs, max_delay=3, lams=ORACLE_LAMS, progress=bar.update)
+            orc = oracle_best(
+                tr, n_jobs=args.jobs, max_delay=3, lams=ORACLE_LAMS, progress=bar.update
+            )
             top = sorted(orc["scores"].items(), key=lambda kv: kv[1])[:8]
-            rows.append(dict(kind=kind, seed=seed, gc_paper=base, probe_then_switch=pts["total"],
-                             probe_choice=pts["choice"], oracle=orc["total"], oracle_choice=orc["choice"],
-                             oracle_top=top, pts_over_gc_paper=pts["total"] / base, oracle_over_gc_paper=orc["total"] / base))
+            rows.append(
+                dict(
+                    kind=kind,
+                    seed=seed,
+                    gc_paper=base,
+                    probe_then_switch=pts["total"],
+                    probe_choice=pts["choice"],
+                    oracle=orc["total"],
+                    oracle_choice=orc["choice"],
+                    oracle_top=top,
+                    pts_over_gc_paper=pts["total"] / base,
+                    oracle_over_gc_paper=orc["total"] / base,
+                )
+            )
             tqdm.write(json.dumps({k: v for k, v in rows[-1].items() if k != "oracle_top"}))
     bar.close()
-    report = dict(machine=f"{platform.node()} 2-core CPU, no GPU (shared; other work may run)",
-                  date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  settings=vars(args), rows=rows)
+    report = dict(
+        machine=f"{platform.node()} 2-core CPU, no GPU (shared; other work may run)",
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        settings=vars(args),
+        rows=rows,
+    )
     Path(args.out + ".json").write_text(json.dumps(report, indent=1))
-    lines = ["| trace | seed | GC s=15 paper (s) | probe-then-switch (s) | choice | oracle-best (s) | choice |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| trace | seed | GC s=15 paper (s) | probe-then-switch (s) | choice | oracle-best (s) | choice |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['kind']} | {r['seed']} | {r['gc_paper']:.1f} | {r['probe_then_switch']:.1f} "
-                     f"({r['pts_over_gc_paper']:.3f}x) | {r['probe_choice']} | {r['oracle']:.1f} "
-                     f"({r['oracle_over_gc_paper']:.3f}x) | {r['oracle_choice']} |")
-    Path(args.out + ".md").write_text(f"# SGC parameter search ({report['date']})\n\n{report['machine']}\n\n"
-                                      + "\n".join(lines) + "\n\nOracle top-8 per trace in the .json.\n")
+        lines.append(
+            f"| {r['kind']} | {r['seed']} | {r['gc_paper']:.1f} | {r['probe_then_switch']:.1f} "
+            f"({r['pts_over_gc_paper']:.3f}x) | {r['probe_choice']} | {r['oracle']:.1f} "
+            f"({r['oracle_over_gc_paper']:.3f}x) | {r['oracle_choice']} |"
+        )
+    Path(args.out + ".md").write_text(
+        f"# SGC parameter search ({report['date']})\n\n{report['machine']}\n\n"
+        + "\n".join(lines)
+        + "\n\nOracle top-8 per trace in the .json.\n"
+    )
     print("\n".join(lines))
     print(json.dumps([{k: v for k, v in r.items() if k != "oracle_top"} for r in rows]))
 

@@ -41,9 +41,15 @@ def load(name: str, device: str, dtype: str):  # noqa: ANN201
         from plait.runtime.model import DecoderLM
 
         cfg = transformers.LlamaConfig(
-            vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-            num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-            rope_theta=100000.0, tie_word_embeddings=True,
+            vocab_size=49152,
+            hidden_size=576,
+            intermediate_size=1536,
+            num_hidden_layers=30,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            max_position_embeddings=8192,
+            rope_theta=100000.0,
+            tie_word_embeddings=True,
         )
         torch.manual_seed(0)
         hf = transformers.LlamaForCausalLM(cfg)
@@ -51,7 +57,9 @@ def load(name: str, device: str, dtype: str):  # noqa: ANN201
         return model
     from plait.runtime.loader import load_model
 
-    return load_model(name, dtype={"float32": "fp32", "bfloat16": "bf16"}[dtype], device=device).model
+    return load_model(
+        name, dtype={"float32": "fp32", "bfloat16": "bf16"}[dtype], device=device
+    ).model
 
 
 _ORIG_LINEAR = None
@@ -91,7 +99,11 @@ def run_threaded(model, t: RandomTrajectory) -> tuple[float, dict]:  # noqa: ANN
     calls = t.calls
     groups: list[list] = []  # consecutive thread calls with the same block form one batch
     for u in calls:
-        if u.name.startswith("b") and groups and groups[-1][0].name.split("t")[0] == u.name.split("t")[0]:
+        if (
+            u.name.startswith("b")
+            and groups
+            and groups[-1][0].name.split("t")[0] == u.name.split("t")[0]
+        ):
             groups[-1].append(u)
         else:
             groups.append([u])
@@ -105,16 +117,21 @@ def run_threaded(model, t: RandomTrajectory) -> tuple[float, dict]:  # noqa: ANN
     sync(model)
     took = time.perf_counter() - start
     s = engine.stats
-    return took, {"decode_steps": s.decode_steps, "prefilled": s.prefilled_tokens,
-                  "moved": s.moved_tokens, "batches": len(groups)}
+    return took, {
+        "decode_steps": s.decode_steps,
+        "prefilled": s.prefilled_tokens,
+        "moved": s.moved_tokens,
+        "batches": len(groups),
+    }
 
 
 def run_sequential(model, t: RandomTrajectory) -> float:  # noqa: ANN001
     engine = RuntimeEngine(model=model, script=lambda r: t.response)
     sync(model)
     start = time.perf_counter()
-    (o,) = asyncio.run(engine.complete([CompletionRequest(context=t.prompt,
-                                                          max_tokens=len(t.response))]))
+    (o,) = asyncio.run(
+        engine.complete([CompletionRequest(context=t.prompt, max_tokens=len(t.response))])
+    )
     sync(model)
     assert o.tokens == t.response
     return time.perf_counter() - start
@@ -137,12 +154,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--torch-threads", type=int, default=1)
     ap.add_argument("--out", default="", help="write the JSON result here")
-    ap.add_argument("--small-m-matmul", action="store_true",
-                    help="CPU: also measure with the proposed (W @ x.T).T kernel for 2..8-row "
-                         "linears (interleaved with the stock kernel)")
-    ap.add_argument("--trials", type=int, default=1,
-                    help="interleaved timings per mode and trajectory; the minimum is kept "
-                         "(least interference from other jobs on a shared machine)")
+    ap.add_argument(
+        "--small-m-matmul",
+        action="store_true",
+        help="CPU: also measure with the proposed (W @ x.T).T kernel for 2..8-row "
+        "linears (interleaved with the stock kernel)",
+    )
+    ap.add_argument(
+        "--trials",
+        type=int,
+        default=1,
+        help="interleaved timings per mode and trajectory; the minimum is kept "
+        "(least interference from other jobs on a shared machine)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
     model = load(args.model, args.device, args.dtype)
@@ -151,8 +175,13 @@ def main(argv: list[str] | None = None) -> dict:
     lo_b, hi_b = (int(x) for x in args.body.split(","))
     rows = []
     for rep in range(args.repeats):
-        t = random_trajectory(random.Random(rep), vocab=vocab, blocks=args.blocks,
-                              threads=(lo_t, hi_t), body=(lo_b, hi_b))
+        t = random_trajectory(
+            random.Random(rep),
+            vocab=vocab,
+            blocks=args.blocks,
+            threads=(lo_t, hi_t),
+            body=(lo_b, hi_b),
+        )
         pad_rng = random.Random(1000 + rep)
         pad = [pad_rng.randrange(20, vocab) for _ in range(args.prompt_pad)]
         t.prompt = pad + t.prompt
@@ -170,46 +199,80 @@ def main(argv: list[str] | None = None) -> dict:
                 times[f"{v}_thr"].append(took)
         set_small_m_linear(False)
         best = {k: min(x) for k, x in times.items()}
-        row = {"total": len(t.response), "critical": cp, "cp_speedup": len(t.response) / cp,
-               "seq_s": best["stock_seq"], "thr_s": best["stock_thr"],
-               "wall_speedup": best["stock_seq"] / best["stock_thr"], **info}
+        row = {
+            "total": len(t.response),
+            "critical": cp,
+            "cp_speedup": len(t.response) / cp,
+            "seq_s": best["stock_seq"],
+            "thr_s": best["stock_thr"],
+            "wall_speedup": best["stock_seq"] / best["stock_thr"],
+            **info,
+        }
         if args.small_m_matmul:
-            row.update(small_m_seq_s=best["small_m_seq"], small_m_thr_s=best["small_m_thr"],
-                       small_m_wall_speedup=best["small_m_seq"] / best["small_m_thr"])
+            row.update(
+                small_m_seq_s=best["small_m_seq"],
+                small_m_thr_s=best["small_m_thr"],
+                small_m_wall_speedup=best["small_m_seq"] / best["small_m_thr"],
+            )
         rows.append(row)
         r = rows[-1]
-        print(f"rep {rep}: {r['total']} tokens, critical {cp}: seq {r['seq_s']:.2f}s, threaded "
-              f"{r['thr_s']:.2f}s -> wall {r['wall_speedup']:.2f}x vs critical-path "
-              f"{r['cp_speedup']:.2f}x"
-              + (f"; small-M kernel: wall {r['small_m_wall_speedup']:.2f}x"
-                 if args.small_m_matmul else ""))
-    med = {k: statistics.median(r[k] for r in rows)
-           for k in ("cp_speedup", "wall_speedup", "seq_s", "thr_s")}
+        print(
+            f"rep {rep}: {r['total']} tokens, critical {cp}: seq {r['seq_s']:.2f}s, threaded "
+            f"{r['thr_s']:.2f}s -> wall {r['wall_speedup']:.2f}x vs critical-path "
+            f"{r['cp_speedup']:.2f}x"
+            + (
+                f"; small-M kernel: wall {r['small_m_wall_speedup']:.2f}x"
+                if args.small_m_matmul
+                else ""
+            )
+        )
+    med = {
+        k: statistics.median(r[k] for r in rows)
+        for k in ("cp_speedup", "wall_speedup", "seq_s", "thr_s")
+    }
     ratio = statistics.median(r["wall_speedup"] / r["cp_speedup"] for r in rows)
     extra = {}
     if args.small_m_matmul:
         extra = {
-            "small_m_median_wall_speedup": round(statistics.median(
-                r["small_m_wall_speedup"] for r in rows), 3),
-            "small_m_median_wall_over_cp": round(statistics.median(
-                r["small_m_wall_speedup"] / r["cp_speedup"] for r in rows), 3),
+            "small_m_median_wall_speedup": round(
+                statistics.median(r["small_m_wall_speedup"] for r in rows), 3
+            ),
+            "small_m_median_wall_over_cp": round(
+                statistics.median(r["small_m_wall_speedup"] / r["cp_speedup"] for r in rows), 3
+            ),
         }
-    dev = torch.cuda.get_device_name() if model.device.type == "cuda" else platform.processor() or platform.machine()
+    dev = (
+        torch.cuda.get_device_name()
+        if model.device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
     out = {
-        "bench": "threads_decode", "model": args.model, "device": f"{model.device.type}: {dev}",
-        "dtype": args.dtype, "torch": torch.__version__, "torch_threads": args.torch_threads,
+        "bench": "threads_decode",
+        "model": args.model,
+        "device": f"{model.device.type}: {dev}",
+        "dtype": args.dtype,
+        "torch": torch.__version__,
+        "torch_threads": args.torch_threads,
         "small_m_matmul": args.small_m_matmul,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "blocks": args.blocks, "threads": args.threads, "body": args.body,
+        "blocks": args.blocks,
+        "threads": args.threads,
+        "body": args.body,
         "median_cp_speedup": round(med["cp_speedup"], 3),
         "median_wall_speedup": round(med["wall_speedup"], 3),
-        "median_wall_over_cp": round(ratio, 3), "goal_wall_over_cp": 0.9,
-        "median_seq_s": round(med["seq_s"], 3), "median_threaded_s": round(med["thr_s"], 3),
-        "trials": args.trials, **extra, "runs": rows,
+        "median_wall_over_cp": round(ratio, 3),
+        "goal_wall_over_cp": 0.9,
+        "median_seq_s": round(med["seq_s"], 3),
+        "median_threaded_s": round(med["thr_s"], 3),
+        "trials": args.trials,
+        **extra,
+        "runs": rows,
     }
-    print(f"| mode | median s |\n|---|---|\n| sequential | {med['seq_s']:.2f} |\n"
-          f"| threaded | {med['thr_s']:.2f} |\ncritical-path speedup {med['cp_speedup']:.2f}x, "
-          f"wall-clock {med['wall_speedup']:.2f}x, ratio {ratio:.2f} (goal >= 0.9)")
+    print(
+        f"| mode | median s |\n|---|---|\n| sequential | {med['seq_s']:.2f} |\n"
+        f"| threaded | {med['thr_s']:.2f} |\ncritical-path speedup {med['cp_speedup']:.2f}x, "
+        f"wall-clock {med['wall_speedup']:.2f}x, ratio {ratio:.2f} (goal >= 0.9)"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
     print(json.dumps({k: v for k, v in out.items() if k != "runs"}))

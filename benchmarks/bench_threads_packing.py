@@ -40,9 +40,15 @@ def tiny_model(vocab: int, device: str):  # noqa: ANN201
 
     from plait.runtime.model import DecoderLM
 
-    cfg = transformers.Qwen2Config(vocab_size=vocab, hidden_size=64, intermediate_size=256,
-                                   num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, max_position_embeddings=65536)
+    cfg = transformers.Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=65536,
+    )
     torch.manual_seed(0)
     return DecoderLM.from_hf(transformers.Qwen2ForCausalLM(cfg).float()).to(device)
 
@@ -57,10 +63,16 @@ def part_mask(n_target: int, block_mask: bool, device: str, forward: bool) -> di
     rows, report = pack_rows([t.units], n_target, pad_to_length=False)
     row = rows[0]
     n = row.length
-    out = {"tokens": n, "full_trajectory_tokens": len(t.units[0].tokens),
-           "units": len(t.units), "dropped_units": report.n_dropped_units,
-           "entry_exit_bytes_int64": 2 * 8 * n, "entry_exit_bytes_int32": 2 * 4 * n,
-           "dense_bool_bytes": n * n, "release_float32_bytes": 4 * n * n}
+    out = {
+        "tokens": n,
+        "full_trajectory_tokens": len(t.units[0].tokens),
+        "units": len(t.units),
+        "dropped_units": report.n_dropped_units,
+        "entry_exit_bytes_int64": 2 * 8 * n,
+        "entry_exit_bytes_int32": 2 * 4 * n,
+        "dense_bool_bytes": n * n,
+        "release_float32_bytes": 4 * n * n,
+    }
     if block_mask:
         cuda = device.startswith("cuda")
         if cuda:
@@ -72,7 +84,8 @@ def part_mask(n_target: int, block_mask: bool, device: str, forward: bool) -> di
         out["block_mask_build_s"] = round(time.perf_counter() - start, 2)
         if cuda:
             out["block_mask_build_peak_cuda_mb"] = round(
-                (torch.cuda.max_memory_allocated() - base) / 2**20, 1)
+                (torch.cuda.max_memory_allocated() - base) / 2**20, 1
+            )
     if forward:
         model = tiny_model(512, device)
         before = rss_mb()
@@ -111,8 +124,10 @@ def part_flex_train(n_target: int, device: str) -> dict:
 
 def part_train(n_traj: int, repeats: int, device: str) -> dict:
     rng = random.Random(1)
-    trajs = [random_trajectory(rng, vocab=512, blocks=3, threads=(2, 4), body=(20, 80)).units
-             for _ in range(n_traj)]
+    trajs = [
+        random_trajectory(rng, vocab=512, blocks=3, threads=(2, 4), body=(20, 80)).units
+        for _ in range(n_traj)
+    ]
     rows, report = pack_rows(trajs, row_length=2048, pad_to_length=False)
     model = tiny_model(512, device)
     unit_tokens = sum(len(u.tokens) for t in trajs for u in t)
@@ -134,20 +149,29 @@ def part_train(n_traj: int, repeats: int, device: str) -> dict:
     packed_step(), per_unit_step()  # warm-up
     tp = [timed(packed_step) for _ in range(repeats)]
     tu = [timed(per_unit_step) for _ in range(repeats)]
-    return {"trajectories": n_traj, "units": sum(len(t) for t in trajs),
-            "packed_tokens": report.tokens, "per_unit_tokens": unit_tokens,
-            "token_ratio": round(unit_tokens / report.tokens, 3), "rows": report.rows,
-            "trie_sizes": [len(build_trie(t)) for t in trajs][:4],
-            "packed_step_s": round(statistics.median(tp), 3),
-            "per_unit_step_s": round(statistics.median(tu), 3),
-            "time_ratio": round(statistics.median(tu) / statistics.median(tp), 3)}
+    return {
+        "trajectories": n_traj,
+        "units": sum(len(t) for t in trajs),
+        "packed_tokens": report.tokens,
+        "per_unit_tokens": unit_tokens,
+        "token_ratio": round(unit_tokens / report.tokens, 3),
+        "rows": report.rows,
+        "trie_sizes": [len(build_trie(t)) for t in trajs][:4],
+        "packed_step_s": round(statistics.median(tp), 3),
+        "per_unit_step_s": round(statistics.median(tu), 3),
+        "time_ratio": round(statistics.median(tu) / statistics.median(tp), 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=40960)
-    ap.add_argument("--block-mask", action=argparse.BooleanOptionalAction, default=None,
-                    help="build the FlexAttention BlockMask (default: only on cuda; slow on CPU)")
+    ap.add_argument(
+        "--block-mask",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="build the FlexAttention BlockMask (default: only on cuda; slow on CPU)",
+    )
     ap.add_argument("--forward", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--trajectories", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
@@ -162,25 +186,38 @@ def main(argv: list[str] | None = None) -> dict:
     flex = part_flex_train(args.tokens, args.device) if args.device.startswith("cuda") else None
     mb = 1 / 2**20
     print(f"| mask form (N = {mask['tokens']}) | MiB |\n|---|---|")
-    print(f"| entry/exit int64 (chunked, flex mask_mod) | {mask['entry_exit_bytes_int64'] * mb:.2f} |")
+    print(
+        f"| entry/exit int64 (chunked, flex mask_mod) | {mask['entry_exit_bytes_int64'] * mb:.2f} |"
+    )
     if "block_mask_bytes" in mask:
         print(f"| FlexAttention BlockMask tables | {mask['block_mask_bytes'] * mb:.2f} |")
     print(f"| dense N x N bool | {mask['dense_bool_bytes'] * mb:.0f} |")
     print(f"| release (1,1,N,N) float32 | {mask['release_float32_bytes'] * mb:.0f} |")
-    print(f"\npacked vs per-unit: {train['packed_tokens']} vs {train['per_unit_tokens']} tokens "
-          f"({train['token_ratio']}x), step {train['packed_step_s']}s vs "
-          f"{train['per_unit_step_s']}s ({train['time_ratio']}x)")
+    print(
+        f"\npacked vs per-unit: {train['packed_tokens']} vs {train['per_unit_tokens']} tokens "
+        f"({train['token_ratio']}x), step {train['packed_step_s']}s vs "
+        f"{train['per_unit_step_s']}s ({train['time_ratio']}x)"
+    )
     state = mask["entry_exit_bytes_int64"] + mask.get("block_mask_bytes", 0)
-    out = {"bench": "threads_packing", "device": args.device,
-           "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-           "torch_threads": args.torch_threads,
-           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "mask": mask, "mask_state_bytes": state, "goal_mask_state_bytes": 10_000_000,
-           "train": train, "flex_train_40k": flex}
+    out = {
+        "bench": "threads_packing",
+        "device": args.device,
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "torch_threads": args.torch_threads,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "mask": mask,
+        "mask_state_bytes": state,
+        "goal_mask_state_bytes": 10_000_000,
+        "train": train,
+        "flex_train_40k": flex,
+    }
     if flex:
-        print(f"flex fwd+bwd over {flex['tokens']} tokens: {flex['flex_fwd_bwd_timed_s']}s, peak "
-              f"{flex['flex_peak_cuda_mb']} MiB, max |flex - chunked| log-prob "
-              f"{flex['flex_vs_chunked_max_abs_logprob_diff']:.2e}")
+        print(
+            f"flex fwd+bwd over {flex['tokens']} tokens: {flex['flex_fwd_bwd_timed_s']}s, peak "
+            f"{flex['flex_peak_cuda_mb']} MiB, max |flex - chunked| log-prob "
+            f"{flex['flex_vs_chunked_max_abs_logprob_diff']:.2e}"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
     print(json.dumps(out))

@@ -35,12 +35,36 @@ from plait.runtime.runner import Runner, StreamInput  # noqa: E402
 from plait.runtime.segments import KVStore  # noqa: E402
 
 SHAPES = {
-    "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_layers=28, num_heads=28,
-                       num_kv_heads=4, head_dim=128, vocab_size=152064, qkv_bias=True),
-    "qwen2.5-32b": dict(hidden_size=5120, intermediate_size=27648, num_layers=64, num_heads=40,
-                        num_kv_heads=8, head_dim=128, vocab_size=152064, qkv_bias=True),
-    "tiny": dict(hidden_size=128, intermediate_size=256, num_layers=2, num_heads=8, num_kv_heads=2,
-                 head_dim=16, vocab_size=512, qkv_bias=True),
+    "qwen2.5-7b": dict(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_layers=28,
+        num_heads=28,
+        num_kv_heads=4,
+        head_dim=128,
+        vocab_size=152064,
+        qkv_bias=True,
+    ),
+    "qwen2.5-32b": dict(
+        hidden_size=5120,
+        intermediate_size=27648,
+        num_layers=64,
+        num_heads=40,
+        num_kv_heads=8,
+        head_dim=128,
+        vocab_size=152064,
+        qkv_bias=True,
+    ),
+    "tiny": dict(
+        hidden_size=128,
+        intermediate_size=256,
+        num_layers=2,
+        num_heads=8,
+        num_kv_heads=2,
+        head_dim=16,
+        vocab_size=512,
+        qkv_bias=True,
+    ),
 }
 
 
@@ -48,8 +72,13 @@ def config(shape: str, layers: int | None = None, max_position: int = 32768) -> 
     kw = dict(SHAPES[shape])
     if layers:
         kw["num_layers"] = layers
-    return ModelConfig(family="qwen2", max_position=max_position,
-                       rope=RopeConfig(theta=1e6, rotary_dim=kw["head_dim"]), tie_embeddings=False, **kw)
+    return ModelConfig(
+        family="qwen2",
+        max_position=max_position,
+        rope=RopeConfig(theta=1e6, rotary_dim=kw["head_dim"]),
+        tie_embeddings=False,
+        **kw,
+    )
 
 
 def random_model(cfg: ModelConfig, dev: torch.device, dtype: torch.dtype) -> DecoderLM:
@@ -88,11 +117,15 @@ def correctness(dev: torch.device) -> dict:
     m = tiny_model("qwen3", seed=0).to(dev)
     fast = random_schedule(m, "fast", 0, True)
     ref = random_schedule(m, "reference", 0, True)
-    out["fast_vs_reference_fp32_max_abs"] = max((a - b).abs().max().item() for a, b in zip(fast, ref))
+    out["fast_vs_reference_fp32_max_abs"] = max(
+        (a - b).abs().max().item() for a, b in zip(fast, ref)
+    )
     mb = tiny_model("qwen2", seed=1, head_dim=64).to(dev, torch.bfloat16)  # bf16: flash kernels
     fast = random_schedule(mb, "fast", 1, True)
     ref = random_schedule(mb, "reference", 1, True)
-    out["fast_vs_reference_bf16_max_abs"] = max((a - b).abs().max().item() for a, b in zip(fast, ref))
+    out["fast_vs_reference_bf16_max_abs"] = max(
+        (a - b).abs().max().item() for a, b in zip(fast, ref)
+    )
     out["bf16_logit_scale"] = max(b.abs().max().item() for b in ref)
     g = torch.Generator(device="cpu").manual_seed(0)
     q = torch.randn(5, 16, 128, generator=g).to(dev, torch.bfloat16)
@@ -110,10 +143,17 @@ def correctness(dev: torch.device) -> dict:
 def decode(cfg: ModelConfig, dev, dtype, batch: int, steps: int) -> dict:
     from transformers import AutoModelForCausalLM, Qwen2Config
 
-    hf_cfg = Qwen2Config(hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-                         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                         num_key_value_heads=cfg.num_kv_heads, vocab_size=cfg.vocab_size,
-                         max_position_embeddings=32768, rope_theta=1e6, tie_word_embeddings=False)
+    hf_cfg = Qwen2Config(
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        vocab_size=cfg.vocab_size,
+        max_position_embeddings=32768,
+        rope_theta=1e6,
+        tie_word_embeddings=False,
+    )
     with torch.device(dev):
         hf = AutoModelForCausalLM.from_config(hf_cfg, dtype=dtype).eval()
     model = DecoderLM.from_hf(hf)
@@ -129,8 +169,14 @@ def decode(cfg: ModelConfig, dev, dtype, batch: int, steps: int) -> dict:
             logits = r.step([StreamInput([t], [s], s) for t, s in zip(nxt, segs)])
 
     def hf_run(n):
-        hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n + 1, min_new_tokens=n + 1,
-                    do_sample=False, pad_token_id=0)
+        hf.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=n + 1,
+            min_new_tokens=n + 1,
+            do_sample=False,
+            pad_token_id=0,
+        )
 
     res = {}
     with torch.inference_mode():
@@ -138,7 +184,12 @@ def decode(cfg: ModelConfig, dev, dtype, batch: int, steps: int) -> dict:
             full = timed(lambda fn=fn: fn(steps), dev, repeats=3, warmup=1)
             base = timed(lambda fn=fn: fn(0), dev, repeats=3, warmup=1)
             res[name] = batch * steps / max(full - base, 1e-9)
-    return {"batch": batch, "plait_tok_s": res["plait"], "hf_tok_s": res["hf"], "speedup": res["plait"] / res["hf"]}
+    return {
+        "batch": batch,
+        "plait_tok_s": res["plait"],
+        "hf_tok_s": res["hf"],
+        "speedup": res["plait"] / res["hf"],
+    }
 
 
 def shared_prefix(model: DecoderLM, dev, dtype, W: int, context: int, steps: int) -> dict:
@@ -147,7 +198,9 @@ def shared_prefix(model: DecoderLM, dev, dtype, W: int, context: int, steps: int
     r = Runner(model, store)
     prefix = store.new_segment(context)
     with torch.inference_mode():
-        r.prefill(prefix, torch.randint(0, min(1000, cfg.vocab_size), (context,)).tolist(), chunk=4096)
+        r.prefill(
+            prefix, torch.randint(0, min(1000, cfg.vocab_size), (context,)).tolist(), chunk=4096
+        )
         own = [store.new_segment(steps + 8) for _ in range(W)]
         ind = KVStore(cfg, dtype, dev, rope=model.rope)
         ri = Runner(model, ind)
@@ -158,10 +211,26 @@ def shared_prefix(model: DecoderLM, dev, dtype, W: int, context: int, steps: int
             s.v[:, :, :context] = prefix.v[:, :, :context]
             s.length = context
             copies.append(s)
-        ts = timed(lambda: r.step([StreamInput([7], [prefix, s], s) for s in own]), dev, repeats=steps, warmup=3)
-        ti = timed(lambda: ri.step([StreamInput([7], [s], s) for s in copies]), dev, repeats=steps, warmup=3)
+        ts = timed(
+            lambda: r.step([StreamInput([7], [prefix, s], s) for s in own]),
+            dev,
+            repeats=steps,
+            warmup=3,
+        )
+        ti = timed(
+            lambda: ri.step([StreamInput([7], [s], s) for s in copies]),
+            dev,
+            repeats=steps,
+            warmup=3,
+        )
     del store, ind
-    return {"W": W, "context": context, "shared_ms": ts * 1e3, "independent_ms": ti * 1e3, "ratio": ts / ti}
+    return {
+        "W": W,
+        "context": context,
+        "shared_ms": ts * 1e3,
+        "independent_ms": ti * 1e3,
+        "ratio": ts / ti,
+    }
 
 
 def attention_only(cfg: ModelConfig, dev, dtype, W: int, context: int, own_len: int = 64) -> dict:
@@ -172,8 +241,13 @@ def attention_only(cfg: ModelConfig, dev, dtype, W: int, context: int, own_len: 
     g = torch.Generator(device="cpu").manual_seed(0)
     K = torch.randn(Hkv, context, D, generator=g).to(dev, dtype)
     V = torch.randn(Hkv, context, D, generator=g).to(dev, dtype)
-    own = [(torch.randn(Hkv, own_len, D, generator=g).to(dev, dtype),
-            torch.randn(Hkv, own_len, D, generator=g).to(dev, dtype)) for _ in range(W)]
+    own = [
+        (
+            torch.randn(Hkv, own_len, D, generator=g).to(dev, dtype),
+            torch.randn(Hkv, own_len, D, generator=g).to(dev, dtype),
+        )
+        for _ in range(W)
+    ]
     q = torch.randn(W, Hq, D, generator=g).to(dev, dtype)
     rows = torch.arange(W, device=dev)
 
@@ -197,12 +271,19 @@ def attention_only(cfg: ModelConfig, dev, dtype, W: int, context: int, own_len: 
     with torch.inference_mode():
         tp = timed(plait_attn, dev, repeats=50, warmup=10)
         ts = timed(sdpa_one, dev, repeats=50, warmup=10)
-    return {"W": W, "context": context, "plait_us": tp * 1e6, "sdpa_one_seq_us": ts * 1e6,
-            "overhead": tp / ts - 1.0}
+    return {
+        "W": W,
+        "context": context,
+        "plait_us": tp * 1e6,
+        "sdpa_one_seq_us": ts * 1e6,
+        "overhead": tp / ts - 1.0,
+    }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--tiny", action="store_true", help="small shapes (CPU test of the script)")
     ap.add_argument("--layers32", type=int, default=16, help="layers of the 32B-shaped model")
     ap.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "gpu_runtime.json"))
@@ -221,13 +302,20 @@ def main() -> int:
     result["correctness"] = correctness(dev)
     print("correctness", result["correctness"], flush=True)
     dump()
-    shapes = [("tiny", None)] if args.tiny else [("qwen2.5-7b", None), ("qwen2.5-32b", args.layers32)]
+    shapes = (
+        [("tiny", None)] if args.tiny else [("qwen2.5-7b", None), ("qwen2.5-32b", args.layers32)]
+    )
     contexts = [256, 1024] if args.tiny else [1024, 4096, 16384]
     if not args.skip_decode:
         cfg = config(shapes[0][0])
-        result["decode"] = [decode(cfg, dev, dtype, b, 8 if args.tiny else 32) | {"shape": shapes[0][0]}
-                            for b in (1, 8)]
-        print(table(result["decode"], ["shape", "batch", "plait_tok_s", "hf_tok_s", "speedup"]), flush=True)
+        result["decode"] = [
+            decode(cfg, dev, dtype, b, 8 if args.tiny else 32) | {"shape": shapes[0][0]}
+            for b in (1, 8)
+        ]
+        print(
+            table(result["decode"], ["shape", "batch", "plait_tok_s", "hf_tok_s", "speedup"]),
+            flush=True,
+        )
         dump()
     result["shared_prefix"], result["attention"] = [], []
     for shape, layers in shapes:
@@ -235,7 +323,10 @@ def main() -> int:
         model = random_model(cfg, dev, dtype)
         for ctx in contexts:
             for W in (2, 4):
-                row = shared_prefix(model, dev, dtype, W, ctx, 10) | {"shape": shape, "layers": cfg.num_layers}
+                row = shared_prefix(model, dev, dtype, W, ctx, 10) | {
+                    "shape": shape,
+                    "layers": cfg.num_layers,
+                }
                 result["shared_prefix"].append(row)
                 print(table([row], list(row)), flush=True)
                 dump()

@@ -29,8 +29,13 @@ def build_model(hidden: int, layers: int, vocab: int, seed: int):  # noqa: ANN20
     from plait.runtime.model import DecoderLM
 
     cfg = transformers.Qwen2Config(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
@@ -57,7 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--train-size", type=int, default=3000, help="distinct training problems")
     ap.add_argument("--eval", type=int, default=40, help="held-out problems to decode")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy machine)"
+    )
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--out", default="", help="also write the JSON result to this file")
     args = ap.parse_args(argv)
@@ -93,13 +100,15 @@ def main(argv: list[str] | None = None) -> dict:
     # 2) SFT with trie packing
     model = build_model(args.hidden, args.layers, vocab, args.seed)
     n_params = sum(p.numel() for p in model.parameters())
-    res = sft_train(model, batches(), SFTConfig(lr=args.lr, steps=args.steps),
-                    progress=not args.no_progress)
+    res = sft_train(
+        model, batches(), SFTConfig(lr=args.lr, steps=args.steps), progress=not args.no_progress
+    )
 
     # 3) inference through the orchestrator on plait's runtime (greedy)
     engine = RuntimeEngine(model=model)
-    orch = Orchestrator(engine, fmt, OrchestratorConfig(max_total_tokens=160,
-                                                         max_thread_tokens=24, max_threads=6))
+    orch = Orchestrator(
+        engine, fmt, OrchestratorConfig(max_total_tokens=160, max_thread_tokens=24, max_threads=6)
+    )
     rows = []
     t0 = time.perf_counter()
     for p in held:
@@ -109,41 +118,62 @@ def main(argv: list[str] | None = None) -> dict:
         threads_ok = [
             fmt.decode(run.tokens[t.body[0] : t.body[1]]).split(":", 1)[-1].strip()
             == f"{a}*{b}={a * b}"
-            for blk in run.tree.blocks[:1] for t, (a, b) in zip(blk.threads, p.terms)
+            for blk in run.tree.blocks[:1]
+            for t, (a, b) in zip(blk.threads, p.terms)
         ]
-        rows.append({
-            "valid": not errors, "blocks": st.blocks, "threads": st.threads,
-            "n_terms": len(p.terms), "self_parallelism": st.self_parallelism,
-            "total": st.total_tokens, "critical": st.critical_path,
-            "correct": parse_answer(fmt.decode(run.response)) == p.answer,
-            "threads_right": sum(threads_ok), "threads_match_terms": st.threads == len(p.terms),
-        })
+        rows.append(
+            {
+                "valid": not errors,
+                "blocks": st.blocks,
+                "threads": st.threads,
+                "n_terms": len(p.terms),
+                "self_parallelism": st.self_parallelism,
+                "total": st.total_tokens,
+                "critical": st.critical_path,
+                "correct": parse_answer(fmt.decode(run.response)) == p.answer,
+                "threads_right": sum(threads_ok),
+                "threads_match_terms": st.threads == len(p.terms),
+            }
+        )
     eval_s = time.perf_counter() - t0
     n = max(len(rows), 1)
     out = {
         "example": "threads_sft_synthetic",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()} CPU (2 cores shared), torch threads={args.threads}",
-        "hidden": args.hidden, "layers": args.layers,
-        "torch": torch.__version__, "params": n_params, "steps": args.steps,
-        "batch": args.batch, "train_seconds": round(res.seconds, 1),
-        "first_loss": round(res.losses[0], 4), "final_loss": round(sum(res.losses[-10:]) / len(res.losses[-10:]), 4),
-        "packed_tokens": stats["packed_tokens"], "unit_tokens": stats["unit_tokens"],
-        "dropped_units": stats["dropped_units"], "eval_problems": len(rows),
+        "hidden": args.hidden,
+        "layers": args.layers,
+        "torch": torch.__version__,
+        "params": n_params,
+        "steps": args.steps,
+        "batch": args.batch,
+        "train_seconds": round(res.seconds, 1),
+        "first_loss": round(res.losses[0], 4),
+        "final_loss": round(sum(res.losses[-10:]) / len(res.losses[-10:]), 4),
+        "packed_tokens": stats["packed_tokens"],
+        "unit_tokens": stats["unit_tokens"],
+        "dropped_units": stats["dropped_units"],
+        "eval_problems": len(rows),
         "valid_rate": sum(r["valid"] for r in rows) / n,
         "activation_ratio": sum(r["blocks"] > 0 for r in rows) / n,
         "thread_count_match_rate": sum(r["threads_match_terms"] for r in rows) / n,
         "mean_self_parallelism": sum(r["self_parallelism"] for r in rows) / n,
-        "thread_accuracy": sum(r["threads_right"] for r in rows) / max(1, sum(r["n_terms"] for r in rows)),
+        "thread_accuracy": sum(r["threads_right"] for r in rows)
+        / max(1, sum(r["n_terms"] for r in rows)),
         "answer_accuracy": sum(r["correct"] for r in rows) / n,
-        "eval_seconds": round(eval_s, 1), "engine_decode_steps": engine.stats.decode_steps,
+        "eval_seconds": round(eval_s, 1),
+        "engine_decode_steps": engine.stats.decode_steps,
         "engine_generated_tokens": engine.stats.generated_tokens,
     }
-    print(f"trained {args.steps} steps in {res.seconds:.1f}s, loss {out['first_loss']} -> "
-          f"{out['final_loss']}; packed {out['packed_tokens']} vs per-unit {out['unit_tokens']} tokens")
-    print(f"held-out {len(rows)}: valid {out['valid_rate']:.2f}, activation {out['activation_ratio']:.2f}, "
-          f"self-parallelism {out['mean_self_parallelism']:.2f}, threads right "
-          f"{out['thread_accuracy']:.2f}, answers right {out['answer_accuracy']:.2f}")
+    print(
+        f"trained {args.steps} steps in {res.seconds:.1f}s, loss {out['first_loss']} -> "
+        f"{out['final_loss']}; packed {out['packed_tokens']} vs per-unit {out['unit_tokens']} tokens"
+    )
+    print(
+        f"held-out {len(rows)}: valid {out['valid_rate']:.2f}, activation {out['activation_ratio']:.2f}, "
+        f"self-parallelism {out['mean_self_parallelism']:.2f}, threads right "
+        f"{out['thread_accuracy']:.2f}, answers right {out['answer_accuracy']:.2f}"
+    )
     if args.out:
         from pathlib import Path
 

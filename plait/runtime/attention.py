@@ -124,8 +124,12 @@ def _fused(qg, k, v, limit, G):  # noqa: ANN001, ANN202 - internal
 
 
 def batched_attention(
-    qb: torch.Tensor, kb: torch.Tensor, vb: torch.Tensor, bias: torch.Tensor | None,
-    empty: torch.Tensor | None, impl: str = "auto",
+    qb: torch.Tensor,
+    kb: torch.Tensor,
+    vb: torch.Tensor,
+    bias: torch.Tensor | None,
+    empty: torch.Tensor | None,
+    impl: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Several segments at once (equal query counts), grouped layout.
 
@@ -138,7 +142,9 @@ def batched_attention(
     if impl == "auto":
         impl = "fused" if qb.device.type in ("cpu", "cuda") else "math"
     if impl == "math":
-        scores = (qb.float() @ kb.float().transpose(-1, -2)) * qb.shape[-1] ** -0.5  # (B, Hkv, MG, L)
+        scores = (qb.float() @ kb.float().transpose(-1, -2)) * qb.shape[
+            -1
+        ] ** -0.5  # (B, Hkv, MG, L)
         if bias is not None:
             scores = scores + bias.float()
         lse = torch.logsumexp(scores, dim=-1)
@@ -146,10 +152,13 @@ def batched_attention(
         out = (torch.exp(scores - safe[..., None]) @ vb.float()).to(qb.dtype)
     elif qb.device.type == "cpu":
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            qb, kb, vb, 0.0, False, attn_mask=bias)
+            qb, kb, vb, 0.0, False, attn_mask=bias
+        )
         lse = lse.float()
     elif bias is None and qb.dtype in (torch.float16, torch.bfloat16):
-        res = torch.ops.aten._scaled_dot_product_flash_attention(qb, kb.contiguous(), vb.contiguous())
+        res = torch.ops.aten._scaled_dot_product_flash_attention(
+            qb, kb.contiguous(), vb.contiguous()
+        )
         out, lse = res[0], res[1].float()
     else:
         if bias is not None:
@@ -158,7 +167,8 @@ def batched_attention(
             padded[..., :L] = bias
             bias = padded[..., :L].expand(bias.shape[0], kb.shape[1], *bias.shape[2:])
         res = torch.ops.aten._scaled_dot_product_efficient_attention(
-            qb, kb.contiguous(), vb.contiguous(), bias, True)
+            qb, kb.contiguous(), vb.contiguous(), bias, True
+        )
         out, lse = res[0], res[1][..., : qb.shape[2]].float()
     if empty is not None:
         out = torch.where(empty[:, None, :, None], torch.zeros_like(out), out)
@@ -188,7 +198,9 @@ def merge_partials(
     m.scatter_reduce_(0, idx, lse, reduce="amax")
     m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
     w = torch.exp(lse - m[rows])  # (N, H)
-    acc = torch.zeros(total_rows, H, D, device=out.device).index_add_(0, rows, out.float() * w[..., None])
+    acc = torch.zeros(total_rows, H, D, device=out.device).index_add_(
+        0, rows, out.float() * w[..., None]
+    )
     den = torch.zeros(total_rows, H, device=out.device).index_add_(0, rows, w)
     den = torch.where(den == 0, torch.ones_like(den), den)
     return (acc / den[..., None]).to(dtype)  # (T, H, D)

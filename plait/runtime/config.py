@@ -76,8 +76,15 @@ class ModelConfig:
     eos_token_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-                     "num_kv_heads", "head_dim"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_layers",
+            "num_heads",
+            "num_kv_heads",
+            "head_dim",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.num_heads % self.num_kv_heads:
@@ -105,7 +112,9 @@ class ModelConfig:
         head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
         rope = _rope_from_hf(hf, head_dim)
         eos = getattr(hf, "eos_token_id", None)
-        eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else ((eos,) if eos is not None else ())
+        eos_ids = (
+            tuple(eos) if isinstance(eos, (list, tuple)) else ((eos,) if eos is not None else ())
+        )
         if family == "qwen2":
             qkv_bias = True
         else:
@@ -144,7 +153,9 @@ def _rope_from_hf(hf: Any, head_dim: int) -> RopeConfig:
             "the sequence length, which breaks position-shifted caches); use default, linear, "
             "llama3 or yarn"
         )
-    partial = float(params.get("partial_rotary_factor", getattr(hf, "partial_rotary_factor", 1.0) or 1.0))
+    partial = float(
+        params.get("partial_rotary_factor", getattr(hf, "partial_rotary_factor", 1.0) or 1.0)
+    )
     rotary_dim = int(head_dim * partial)
     orig = params.get("original_max_position_embeddings")
     if kind == "yarn" and orig is None:

@@ -23,12 +23,16 @@ class DenseContext:
         mask: (T, T) bool, True where query i may attend key j; None means causal.
     """
 
-    def __init__(self, rope: Rope, positions: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, rope: Rope, positions: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> None:
         if positions.dim() != 1:
             raise ValueError(f"positions must be 1-D (T,), got shape {tuple(positions.shape)}")
         T = positions.shape[0]
         if mask is not None and tuple(mask.shape) != (T, T):
-            raise ValueError(f"mask must have shape ({T}, {T}) to match positions, got {tuple(mask.shape)}")
+            raise ValueError(
+                f"mask must have shape ({T}, {T}) to match positions, got {tuple(mask.shape)}"
+            )
         self.rope = rope
         self.positions = positions
         self.mask = mask
@@ -57,6 +61,8 @@ class DenseContext:
         return out.transpose(0, 1).reshape(T, Hq * D)  # (T, Hq*D)
 
 
-def causal_context(rope: Rope, length: int, device: torch.device | str = "cpu", start: int = 0) -> DenseContext:
+def causal_context(
+    rope: Rope, length: int, device: torch.device | str = "cpu", start: int = 0
+) -> DenseContext:
     """A causal context for one sequence of `length` tokens at positions start..start+length-1."""
     return DenseContext(rope, torch.arange(start, start + length, device=device))

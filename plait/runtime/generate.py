@@ -66,19 +66,25 @@ def stream_text(tokenizer: Any, tokens: Iterable[int], skip_special: bool = True
         text = tokenizer.decode(ids, skip_special_tokens=skip_special)
         if text.endswith("\ufffd"):
             continue  # an incomplete multi-byte character: wait for the next token
-        yield text[len(printed):]
+        yield text[len(printed) :]
         printed = text
 
 
 @torch.inference_mode()
-def greedy(model: DecoderLM, prompt_ids: list[int], max_new_tokens: int,
-           stop_ids: Iterable[int] = ()) -> list[int]:
+def greedy(
+    model: DecoderLM, prompt_ids: list[int], max_new_tokens: int, stop_ids: Iterable[int] = ()
+) -> list[int]:
     """Greedy continuation as a list (convenience for tests and scripts)."""
     return list(generate_tokens(model, prompt_ids, max_new_tokens, SamplingParams(), stop_ids))
 
 
-def generate(loaded: Any, prompt: str, max_new_tokens: int = 256,
-             sampling: SamplingParams | None = None, chat: bool = True) -> Iterator[str]:
+def generate(
+    loaded: Any,
+    prompt: str,
+    max_new_tokens: int = 256,
+    sampling: SamplingParams | None = None,
+    chat: bool = True,
+) -> Iterator[str]:
     """Stream text for a prompt with a `LoadedModel` (chat template applied unless `chat=False`).
 
     Generation stops at any of the model's end-of-sequence tokens.
@@ -89,5 +95,7 @@ def generate(loaded: Any, prompt: str, max_new_tokens: int = 256,
         ids = loaded.chat_prompt_ids(prompt)
     else:
         ids = loaded.tokenizer.encode(prompt, add_special_tokens=False)
-    tokens = generate_tokens(loaded.model, ids, max_new_tokens, sampling, stop_ids=loaded.eos_token_ids)
+    tokens = generate_tokens(
+        loaded.model, ids, max_new_tokens, sampling, stop_ids=loaded.eos_token_ids
+    )
     yield from stream_text(loaded.tokenizer, tokens)

@@ -28,8 +28,12 @@ SMALL_ROWS_TRANSPOSED = 4
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.linear` with the small-row CPU fp32 fast path above (same result to rounding)."""
-    if (1 < x.shape[0] <= SMALL_ROWS_TRANSPOSED and x.dim() == 2 and x.device.type == "cpu"
-            and x.dtype == torch.float32):
+    if (
+        1 < x.shape[0] <= SMALL_ROWS_TRANSPOSED
+        and x.dim() == 2
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+    ):
         y = (weight @ x.T).T
         return y if bias is None else y + bias
     return F.linear(x, weight, bias)
@@ -82,7 +86,9 @@ class DecoderLayer(nn.Module):
         if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         h = h + linear(ctx.attend(index, q, k, v), self.o.weight, self.o.bias)
-        gate, up = linear(self.post_norm(h), self.gate_up.weight, self.gate_up.bias).chunk(2, dim=-1)
+        gate, up = linear(self.post_norm(h), self.gate_up.weight, self.gate_up.bias).chunk(
+            2, dim=-1
+        )
         return h + linear(F.silu(gate) * up, self.down.weight, self.down.bias)
 
 
@@ -95,7 +101,9 @@ class DecoderLM(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_eps)
-        self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.lm_head = (
+            None if cfg.tie_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        )
         self.rope = Rope(cfg.rope, cfg.head_dim)
 
     @property
@@ -160,13 +168,17 @@ class DecoderLM(nn.Module):
         return model.eval()
 
 
-def hf_to_plait_state_dict(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def hf_to_plait_state_dict(
+    sd: dict[str, torch.Tensor], cfg: ModelConfig
+) -> dict[str, torch.Tensor]:
     """Map transformers parameter names to plait's fused layout."""
     out: dict[str, torch.Tensor] = {}
 
     def get(name: str) -> torch.Tensor:
         if name not in sd:
-            raise ValueError(f"checkpoint is missing {name!r}; the weights are incomplete or corrupt")
+            raise ValueError(
+                f"checkpoint is missing {name!r}; the weights are incomplete or corrupt"
+            )
         return sd[name]
 
     out["embed.weight"] = get("model.embed_tokens.weight")
@@ -184,10 +196,14 @@ def hf_to_plait_state_dict(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> dic
         out[o + "o.weight"] = get(a + "o_proj.weight")
         if cfg.o_bias:
             out[o + "o.bias"] = get(a + "o_proj.bias")
-        out[o + "gate_up.weight"] = torch.cat([get(m + "gate_proj.weight"), get(m + "up_proj.weight")])
+        out[o + "gate_up.weight"] = torch.cat(
+            [get(m + "gate_proj.weight"), get(m + "up_proj.weight")]
+        )
         out[o + "down.weight"] = get(m + "down_proj.weight")
         if cfg.mlp_bias:
-            out[o + "gate_up.bias"] = torch.cat([get(m + "gate_proj.bias"), get(m + "up_proj.bias")])
+            out[o + "gate_up.bias"] = torch.cat(
+                [get(m + "gate_proj.bias"), get(m + "up_proj.bias")]
+            )
             out[o + "down.bias"] = get(m + "down_proj.bias")
         if cfg.qk_norm:
             out[o + "q_norm.weight"] = get(a + "q_norm.weight")

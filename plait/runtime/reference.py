@@ -23,9 +23,16 @@ if TYPE_CHECKING:
 class ReferenceAttention:
     """Attention context that materialises views (same write semantics as the fast path)."""
 
-    def __init__(self, store: KVStore, rope: Rope, inputs: list[StreamInput], plan: StepPlan,
-                 instant: bool) -> None:
-        self.store, self.rope, self.inputs, self.plan, self.instant = store, rope, inputs, plan, instant
+    def __init__(
+        self, store: KVStore, rope: Rope, inputs: list[StreamInput], plan: StepPlan, instant: bool
+    ) -> None:
+        self.store, self.rope, self.inputs, self.plan, self.instant = (
+            store,
+            rope,
+            inputs,
+            plan,
+            instant,
+        )
         self.new_len = {id(inp.write_to): len(inp.tokens) for inp in inputs}
 
     def _visible(self, seg, inp) -> int:  # noqa: ANN001 - internal
@@ -37,15 +44,22 @@ class ReferenceAttention:
         T, Hq, D = q.shape
         k = apply_rotary(k, plan.key_cos, plan.key_sin)  # (T, Hkv, D) at segment-local positions
         for inp, a, n, slot in zip(self.inputs, plan.starts, plan.lengths, plan.write_slots):
-            self.store.write(inp.write_to, layer, slot, k[a : a + n].transpose(0, 1),
-                             v[a : a + n].transpose(0, 1))
+            self.store.write(
+                inp.write_to,
+                layer,
+                slot,
+                k[a : a + n].transpose(0, 1),
+                v[a : a + n].transpose(0, 1),
+            )
         out = torch.empty(T, Hq, D, dtype=torch.float64, device=q.device)
         for inp, a, n in zip(self.inputs, plan.starts, plan.lengths):
             keys, values, key_pos, off = [], [], [], 0
             for seg in inp.view:
                 vis = self._visible(seg, inp)
                 kk = seg.k[layer, :, :vis].double()  # (Hkv, vis, D)
-                cos, sin = self.rope.shift_cos_sin(torch.tensor([off], device=q.device), torch.float64)
+                cos, sin = self.rope.shift_cos_sin(
+                    torch.tensor([off], device=q.device), torch.float64
+                )
                 keys.append(apply_rotary(kk, cos, sin))
                 values.append(seg.v[layer, :, :vis].double())
                 key_pos.append(torch.arange(off, off + vis, device=q.device))

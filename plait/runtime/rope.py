@@ -40,7 +40,9 @@ def _llama3(inv_freq: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
     high_wavelen = old_len / cfg.high_freq_factor
     wavelen = 2 * math.pi / inv_freq
     scaled = torch.where(wavelen > low_wavelen, inv_freq / cfg.factor, inv_freq)
-    smooth = (old_len / wavelen - cfg.low_freq_factor) / (cfg.high_freq_factor - cfg.low_freq_factor)
+    smooth = (old_len / wavelen - cfg.low_freq_factor) / (
+        cfg.high_freq_factor - cfg.low_freq_factor
+    )
     smoothed = (1 - smooth) * scaled / cfg.factor + smooth * scaled
     medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
     return torch.where(medium, smoothed, scaled)
@@ -99,7 +101,9 @@ class Rope:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled tables for absolute rotation at `positions`: each (..., rotary_dim)."""
         ang = self._angles(positions, exact=dtype == torch.float64)
-        return (ang.cos() * self.attention_factor).to(dtype), (ang.sin() * self.attention_factor).to(dtype)
+        return (ang.cos() * self.attention_factor).to(dtype), (
+            ang.sin() * self.attention_factor
+        ).to(dtype)
 
     def shift_cos_sin(
         self, delta: torch.Tensor, dtype: torch.dtype = torch.float32

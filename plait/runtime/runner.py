@@ -103,8 +103,13 @@ class Runner:
         impl: kernel choice for the fast path: "auto", "fused" or "math".
     """
 
-    def __init__(self, model: DecoderLM, store: KVStore,
-                 attention: Literal["fast", "reference"] = "fast", impl: str = "auto") -> None:
+    def __init__(
+        self,
+        model: DecoderLM,
+        store: KVStore,
+        attention: Literal["fast", "reference"] = "fast",
+        impl: str = "auto",
+    ) -> None:
         if attention not in ("fast", "reference"):
             raise ValueError(f"attention must be 'fast' or 'reference', got {attention!r}")
         self.model, self.store, self.attention, self.impl = model, store, attention, impl
@@ -122,7 +127,9 @@ class Runner:
             if not inp.tokens:
                 raise ValueError(f"stream {s} has no new tokens; drop it from this step")
             if not any(seg is inp.write_to for seg in inp.view):
-                raise ValueError(f"stream {s}: write_to {inp.write_to.name!r} must be part of its view")
+                raise ValueError(
+                    f"stream {s}: write_to {inp.write_to.name!r} must be part of its view"
+                )
             if len({id(seg) for seg in inp.view}) != len(inp.view):
                 raise ValueError(f"stream {s}: a segment appears twice in its view")
             if id(inp.write_to) in writers:
@@ -144,7 +151,11 @@ class Runner:
             offsets, off = {}, 0
             for seg in inp.view:
                 offsets[id(seg)] = off
-                off += seg.length + new_len.get(id(seg), 0) if (instant or seg is inp.write_to) else seg.length
+                off += (
+                    seg.length + new_len.get(id(seg), 0)
+                    if (instant or seg is inp.write_to)
+                    else seg.length
+                )
             base = offsets[id(inp.write_to)] + inp.write_to.length
             if base + n > self.max_position and not self.allow_beyond_context:
                 raise ValueError(
@@ -156,9 +167,13 @@ class Runner:
             lengths.append(n)
             slots.append(inp.write_to.length)
             pos_list.append(positions)
-            local_list.append(torch.arange(inp.write_to.length, inp.write_to.length + n, device=device))
+            local_list.append(
+                torch.arange(inp.write_to.length, inp.write_to.length + n, device=device)
+            )
             for seg in inp.view:
-                visible = seg.length + (new_len.get(id(seg), 0) if (instant or seg is inp.write_to) else 0)
+                visible = seg.length + (
+                    new_len.get(id(seg), 0) if (instant or seg is inp.write_to) else 0
+                )
                 per_seg.setdefault(id(seg), []).append((row, positions, offsets[id(seg)], visible))
                 segs[id(seg)] = seg
             row += n
@@ -172,10 +187,22 @@ class Runner:
             at = r.span[1]
         qcos, qsin = rope.cos_sin(torch.cat([r.rel for r in reads]), self.model.dtype)  # (N, R)
         ids = torch.tensor([t for inp in inputs for t in inp.tokens], device=device)
-        return StepPlan(ids, starts, lengths, slots, torch.empty(0, dtype=torch.long), positions,
-                        kcos[:, None], ksin[:, None], reads,
-                        torch.cat([r.rows for r in reads]), qcos[:, None], qsin[:, None],
-                        single_read=all(len(inp.view) == 1 for inp in inputs), batches=batches)
+        return StepPlan(
+            ids,
+            starts,
+            lengths,
+            slots,
+            torch.empty(0, dtype=torch.long),
+            positions,
+            kcos[:, None],
+            ksin[:, None],
+            reads,
+            torch.cat([r.rows for r in reads]),
+            qcos[:, None],
+            qsin[:, None],
+            single_read=all(len(inp.view) == 1 for inp in inputs),
+            batches=batches,
+        )
 
     def _batch_reads(self, reads: list[SegmentRead]) -> tuple[list[SegmentRead], list[ReadBatch]]:
         """Order reads so that runs of evenly spaced, equally sized segments with the same number
@@ -206,16 +233,23 @@ class Runner:
         device = self.store.device
         bias = empty = None
         if any(r.limit is not None or r.visible < length for r in run):
-            lims = torch.stack([
-                (r.limit if r.limit is not None else torch.full_like(r.rel, r.visible - 1))
-                .clamp(max=r.visible - 1).repeat_interleave(G) for r in run])  # (B, M*G)
+            lims = torch.stack(
+                [
+                    (r.limit if r.limit is not None else torch.full_like(r.rel, r.visible - 1))
+                    .clamp(max=r.visible - 1)
+                    .repeat_interleave(G)
+                    for r in run
+                ]
+            )  # (B, M*G)
             allowed = torch.arange(length, device=device)[None, None, :] <= lims[..., None]
             zero = torch.zeros((), dtype=self.model.dtype, device=device)
-            bias = torch.where(allowed, zero, torch.full((), float("-inf"), dtype=self.model.dtype,
-                                                         device=device))[:, None]  # (B, 1, M*G, L)
+            bias = torch.where(
+                allowed, zero, torch.full((), float("-inf"), dtype=self.model.dtype, device=device)
+            )[:, None]  # (B, 1, M*G, L)
             empty = lims < 0 if bool((lims < 0).any()) else None
-        return ReadBatch(first, len(run), run[0].segment.base, run[0].segment.capacity, length,
-                         bias, empty)
+        return ReadBatch(
+            first, len(run), run[0].segment.base, run[0].segment.capacity, length, bias, empty
+        )
 
     def _read(self, seg: Segment, entries: list[tuple[int, torch.Tensor, int, int]]) -> SegmentRead:
         rows, rel, limits = [], [], []
@@ -232,28 +266,37 @@ class Runner:
 
     # ------------------------------------------------------------------ run
 
-    def attention_context(self, inputs: list[StreamInput],
-                          instant: bool = True) -> tuple[StepPlan, AttentionContext]:
+    def attention_context(
+        self, inputs: list[StreamInput], instant: bool = True
+    ) -> tuple[StepPlan, AttentionContext]:
         """Plan one step (reserving its slots) and build the attention context `step` runs the
         model with; exposed so benchmarks can time attention alone. Calling `attend` on every
         layer writes the new K/V, but segment lengths only advance in `step`."""
         plan = self.plan(inputs, instant)
-        plan.arena_slots = torch.cat([
-            torch.arange(inp.write_to.base + slot, inp.write_to.base + slot + n)
-            for inp, slot, n in zip(inputs, plan.write_slots, plan.lengths)
-        ]).to(self.store.device)
+        plan.arena_slots = torch.cat(
+            [
+                torch.arange(inp.write_to.base + slot, inp.write_to.base + slot + n)
+                for inp, slot, n in zip(inputs, plan.write_slots, plan.lengths)
+            ]
+        ).to(self.store.device)
         if self.attention == "reference":
             return plan, ReferenceAttention(self.store, self.model.rope, inputs, plan, instant)
         return plan, _StepAttention(self.store, plan, inputs, self.impl)
 
     @torch.inference_mode()
-    def step(self, inputs: list[StreamInput], instant: bool = True,
-             all_logits: bool = False) -> Any:
+    def step(
+        self, inputs: list[StreamInput], instant: bool = True, all_logits: bool = False
+    ) -> Any:
         """Run one forward pass; return last-token logits (S, V) as a Tensor, or, with
         `all_logits`, a list of per-stream (T_i, V) tensors."""
         plan, ctx = self.attention_context(inputs, instant)
-        rows = None if all_logits else torch.tensor(
-            [a + n - 1 for a, n in zip(plan.starts, plan.lengths)], device=self.store.device)
+        rows = (
+            None
+            if all_logits
+            else torch.tensor(
+                [a + n - 1 for a, n in zip(plan.starts, plan.lengths)], device=self.store.device
+            )
+        )
         logits = self.model(plan.input_ids, ctx, rows)
         for inp in inputs:
             inp.write_to.length += len(inp.tokens)
@@ -262,8 +305,13 @@ class Runner:
             return [logits[a : a + n] for a, n in zip(plan.starts, plan.lengths)]
         return logits
 
-    def prefill(self, segment: Segment, tokens: list[int], view: list[Segment] | None = None,
-                chunk: int = 512) -> torch.Tensor:
+    def prefill(
+        self,
+        segment: Segment,
+        tokens: list[int],
+        view: list[Segment] | None = None,
+        chunk: int = 512,
+    ) -> torch.Tensor:
         """Append a long token run to `segment` in chunks; returns the last token's logits (V,)."""
         if not tokens:
             raise ValueError("prefill needs at least one token")
@@ -281,7 +329,9 @@ class Runner:
 class _StepAttention:
     """The fast path's attention context for one step (see the module docstring)."""
 
-    def __init__(self, store: KVStore, plan: StepPlan, inputs: list[StreamInput], impl: str) -> None:
+    def __init__(
+        self, store: KVStore, plan: StepPlan, inputs: list[StreamInput], impl: str
+    ) -> None:
         self.store, self.plan, self.inputs, self.impl = store, plan, inputs, impl
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -311,8 +361,14 @@ class _StepAttention:
                 continue
             r = plan.reads[i]
             a, b = r.span
-            out, lse = grouped_attention(qg[:, a * G : b * G], r.segment.keys(layer, r.visible),
-                                         r.segment.values(layer, r.visible), r.limit, G, self.impl)
+            out, lse = grouped_attention(
+                qg[:, a * G : b * G],
+                r.segment.keys(layer, r.visible),
+                r.segment.values(layer, r.visible),
+                r.limit,
+                G,
+                self.impl,
+            )
             outs.append(out)
             lses.append(lse)
             i += 1
@@ -330,6 +386,8 @@ class _StepAttention:
     def _strided(arena: torch.Tensor, bt: ReadBatch) -> torch.Tensor:
         """(Hkv, slots, D) arena of one layer -> (B, Hkv, L, D) view of a batch's segments."""
         s_head, s_slot, s_dim = arena.stride()
-        return arena.as_strided((bt.count, arena.shape[0], bt.length, arena.shape[2]),
-                                (bt.stride * s_slot, s_head, s_slot, s_dim),
-                                arena.storage_offset() + bt.base * s_slot)
+        return arena.as_strided(
+            (bt.count, arena.shape[0], bt.length, arena.shape[2]),
+            (bt.stride * s_slot, s_head, s_slot, s_dim),
+            arena.storage_offset() + bt.base * s_slot,
+        )

@@ -60,7 +60,9 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 class Sampler:
     """Samples one token per stream from logits (S, V)."""
 
-    def __init__(self, params: list[SamplingParams] | SamplingParams, streams: int | None = None) -> None:
+    def __init__(
+        self, params: list[SamplingParams] | SamplingParams, streams: int | None = None
+    ) -> None:
         if isinstance(params, SamplingParams):
             params = [params] * (streams or 1)
         self.params = list(params)

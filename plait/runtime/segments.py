@@ -75,8 +75,14 @@ class KVStore:
         slots: initial arena size in tokens; it doubles when full.
     """
 
-    def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu", rope: Rope | None = None, slots: int = 1024) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+        rope: Rope | None = None,
+        slots: int = 1024,
+    ) -> None:
         self.config = config
         self.dtype = dtype
         self.device = torch.device(device)
@@ -116,7 +122,9 @@ class KVStore:
         if capacity < 1:
             raise ValueError(f"segment capacity must be >= 1, got {capacity}")
         base = self._allocate(capacity)
-        seg = Segment(name=name or f"seg{len(self.segments)}", k=self.k[:, :, :0], v=self.v[:, :, :0])
+        seg = Segment(
+            name=name or f"seg{len(self.segments)}", k=self.k[:, :, :0], v=self.v[:, :, :0]
+        )
         self._bind(seg, base, capacity)
         self.segments.append(seg)
         return seg
@@ -162,7 +170,9 @@ class KVStore:
         seg.k[layer, :, start : start + n] = k
         seg.v[layer, :, start : start + n] = v
 
-    def write_slots(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    def write_slots(
+        self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> None:
         """Store rows of k and v, each (T, Hkv, D), at arena slots (T,) in one copy each."""
         self.k[layer].index_copy_(1, slots, k.transpose(0, 1))
         self.v[layer].index_copy_(1, slots, v.transpose(0, 1))

@@ -13,5 +13,17 @@ from plait.sgc.stragglers import BurstyModel, PerRoundModel
 from plait.sgc.traces import Trace
 from plait.sgc.virtual import VirtualBackend, VirtualConfig
 
-__all__ = ["BurstyModel", "GradientCode", "Master", "MasterConfig", "MiniTask", "PerRoundModel", "Trace",
-           "VirtualBackend", "VirtualConfig", "make_scheme", "paper_rules", "plait_rules"]
+__all__ = [
+    "BurstyModel",
+    "GradientCode",
+    "Master",
+    "MasterConfig",
+    "MiniTask",
+    "PerRoundModel",
+    "Trace",
+    "VirtualBackend",
+    "VirtualConfig",
+    "make_scheme",
+    "paper_rules",
+    "plait_rules",
+]

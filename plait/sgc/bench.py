@@ -18,7 +18,9 @@ from plait.sgc.virtual import VirtualBackend, VirtualConfig
 
 RULES = {
     "paper": paper_rules,
-    "earliest-model": lambda mu=1.0: MasterConfig(mu=mu, cut="earliest", admissibility="model", exemption=True),
+    "earliest-model": lambda mu=1.0: MasterConfig(
+        mu=mu, cut="earliest", admissibility="model", exemption=True
+    ),
     "plait": plait_rules,
 }
 
@@ -49,21 +51,46 @@ def make_trace(kind: str, n: int, rounds: int, seed: int) -> Trace:
     return Trace.load(kind)
 
 
-def run_arm(arm: Arm, trace: Trace, n_jobs: int, *, mu: float = 1.0, c0: float = 0.56,
-            c1: float = 2.2013, log: list | None = None) -> dict:
+def run_arm(
+    arm: Arm,
+    trace: Trace,
+    n_jobs: int,
+    *,
+    mu: float = 1.0,
+    c0: float = 0.56,
+    c1: float = 2.2013,
+    log: list | None = None,
+) -> dict:
     sc = make_scheme(arm.scheme, trace.n, n_jobs, **arm.params)
     res = Master(RULES[arm.rules](mu)).run(sc, VirtualBackend(trace, VirtualConfig(c0=c0, c1=c1)))
     if log is not None:
         log.extend(dict(arm=arm.label, **rec) for rec in res.records())
         if hasattr(sc, "code"):
             log.append(dict(arm=arm.label, code=sc.code.conditioning()))
-    return dict(runtime=res.total_time, wait_outs=res.wait_outs, extended=res.extended,
-                load=float(sc.load()), measured_load=res.max_samples() / sc.job_size,
-                rounds=len(res.rounds), done=[res.job_done[j] for j in sorted(res.job_done)])
+    return dict(
+        runtime=res.total_time,
+        wait_outs=res.wait_outs,
+        extended=res.extended,
+        load=float(sc.load()),
+        measured_load=res.max_samples() / sc.job_size,
+        rounds=len(res.rounds),
+        done=[res.job_done[j] for j in sorted(res.job_done)],
+    )
 
 
-def paired_comparison(arms: list[Arm], *, kind: str, n: int, n_jobs: int, rounds: int, seeds: list[int],
-                      mu: float = 1.0, c0: float = 0.56, c1: float = 2.2013, progress=None) -> dict:
+def paired_comparison(
+    arms: list[Arm],
+    *,
+    kind: str,
+    n: int,
+    n_jobs: int,
+    rounds: int,
+    seeds: list[int],
+    mu: float = 1.0,
+    c0: float = 0.56,
+    c1: float = 2.2013,
+    progress=None,
+) -> dict:
     """Run every arm on the trace of every seed. Returns {label: [per-seed result dicts]}."""
     out: dict[str, list[dict]] = {a.label: [] for a in arms}
     for seed in seeds:
@@ -80,19 +107,27 @@ def summarize(results: dict[str, list[dict]], baseline: str) -> dict[str, dict]:
     table = {}
     for label, rs in results.items():
         t = np.array([r["runtime"] for r in rs])
-        table[label] = dict(mean=float(t.mean()), std=float(t.std(ddof=1)) if len(t) > 1 else 0.0,
-                            ratio_vs_baseline=float(t.mean() / base.mean()),
-                            paired_diff_mean=float((t - base).mean()),
-                            wait_outs=float(np.mean([r["wait_outs"] for r in rs])),
-                            extended=float(np.mean([r["extended"] for r in rs])),
-                            load=rs[0]["load"], measured_load=rs[0]["measured_load"])
+        table[label] = dict(
+            mean=float(t.mean()),
+            std=float(t.std(ddof=1)) if len(t) > 1 else 0.0,
+            ratio_vs_baseline=float(t.mean() / base.mean()),
+            paired_diff_mean=float((t - base).mean()),
+            wait_outs=float(np.mean([r["wait_outs"] for r in rs])),
+            extended=float(np.mean([r["extended"] for r in rs])),
+            load=rs[0]["load"],
+            measured_load=rs[0]["measured_load"],
+        )
     return table
 
 
 def format_table(table: dict[str, dict], baseline: str) -> str:
-    lines = [f"{'arm':44s} {'runtime (s)':>18s} {'x ' + baseline.split('/')[0]:>9s} {'wait-outs':>9s} "
-             f"{'extended':>8s} {'load':>8s}"]
+    lines = [
+        f"{'arm':44s} {'runtime (s)':>18s} {'x ' + baseline.split('/')[0]:>9s} {'wait-outs':>9s} "
+        f"{'extended':>8s} {'load':>8s}"
+    ]
     for label, r in sorted(table.items(), key=lambda kv: kv[1]["mean"]):
-        lines.append(f"{label:44s} {r['mean']:9.1f} ± {r['std']:6.1f} {r['ratio_vs_baseline']:9.3f} "
-                     f"{r['wait_outs']:9.1f} {r['extended']:8.1f} {r['load']:8.5f}")
+        lines.append(
+            f"{label:44s} {r['mean']:9.1f} ± {r['std']:6.1f} {r['ratio_vs_baseline']:9.3f} "
+            f"{r['wait_outs']:9.1f} {r['extended']:8.1f} {r['load']:8.5f}"
+        )
     return "\n".join(lines)

@@ -64,8 +64,10 @@ def cmd_simulate(args) -> int:
         arm = Arm(scheme=args.scheme, params=_params(args), rules=rules)
         r = run_arm(arm, tr, args.jobs, mu=args.mu, c0=args.c0, c1=args.c1, log=log)
         out[arm.label] = {k: v for k, v in r.items() if k != "done"}
-        lines.append(f"{arm.label:44s} runtime {r['runtime']:9.1f} s  wait-outs {r['wait_outs']:4d}  "
-                     f"extended {r['extended']:4d}  load {r['load']:.5f}")
+        lines.append(
+            f"{arm.label:44s} runtime {r['runtime']:9.1f} s  wait-outs {r['wait_outs']:4d}  "
+            f"extended {r['extended']:4d}  load {r['load']:.5f}"
+        )
         out[arm.label]["_done"] = r["done"]
     if log is not None:
         with open(args.log, "w") as f:
@@ -73,7 +75,9 @@ def cmd_simulate(args) -> int:
     if args.plot:
         from plait.sgc.plots import jobs_vs_time
 
-        jobs_vs_time({k: v["_done"] for k, v in out.items()}, args.plot, f"{args.trace} trace, n={args.n}")
+        jobs_vs_time(
+            {k: v["_done"] for k, v in out.items()}, args.plot, f"{args.trace} trace, n={args.n}"
+        )
     for v in out.values():
         v.pop("_done")
     return _emit(args, out, "\n".join(lines))
@@ -86,14 +90,32 @@ def cmd_search(args) -> int:
     from plait.sgc.search import grid, oracle_best, probe_then_switch
 
     tr = make_trace(args.trace, args.n, args.jobs + args.max_delay, args.seed)
-    bar = tqdm(total=len(grid(args.n, args.max_delay)) * (1 + args.oracle), desc="search",
-               disable=args.json, file=sys.stderr)
+    bar = tqdm(
+        total=len(grid(args.n, args.max_delay)) * (1 + args.oracle),
+        desc="search",
+        disable=args.json,
+        file=sys.stderr,
+    )
     kw = dict(mu=args.mu, c0=args.c0, c1=args.c1)
-    res = probe_then_switch(tr, probe=args.probe, n_jobs=args.jobs, max_delay=args.max_delay,
-                            rules=args.rules, progress=bar.update, **kw)
+    res = probe_then_switch(
+        tr,
+        probe=args.probe,
+        n_jobs=args.jobs,
+        max_delay=args.max_delay,
+        rules=args.rules,
+        progress=bar.update,
+        **kw,
+    )
     out = dict(probe_then_switch={k: v for k, v in res.items() if k != "probe_scores"})
     if args.oracle:
-        o = oracle_best(tr, n_jobs=args.jobs, max_delay=args.max_delay, rules=args.rules, progress=bar.update, **kw)
+        o = oracle_best(
+            tr,
+            n_jobs=args.jobs,
+            max_delay=args.max_delay,
+            rules=args.rules,
+            progress=bar.update,
+            **kw,
+        )
         out["oracle_best"] = dict(choice=o["choice"], total=o["total"])
     bar.close()
     if args.plot:
@@ -126,13 +148,21 @@ def cmd_train(args) -> int:
     params = _params(args)
     sc = make_scheme(args.scheme, args.n, args.jobs, unit=args.unit, **params)
     cfg = TrainConfig(models=args.models, seed=args.seed, lr_min=args.lr_min, lr_max=args.lr_max)
-    tr = gilbert_elliott_trace(args.n, sc.n_rounds + 1, seed=args.seed, jitter=0.02 * args.scale,
-                               slow=(0.3 * args.scale, 1.0 * args.scale), tail_prob=0.0)
+    tr = gilbert_elliott_trace(
+        args.n,
+        sc.n_rounds + 1,
+        seed=args.seed,
+        jitter=0.02 * args.scale,
+        slow=(0.3 * args.scale, 1.0 * args.scale),
+        tail_prob=0.0,
+    )
     if args.backend == "ray":
         from plait.sgc.ray_backend import RayBackend
 
         def factory(w):
-            return RayBackend(args.n, tr, w, address=args.address, cpus_per_actor=args.cpus_per_actor)
+            return RayBackend(
+                args.n, tr, w, address=args.address, cpus_per_actor=args.cpus_per_actor
+            )
     else:
         from plait.sgc.virtual import VirtualBackend, VirtualConfig
 
@@ -140,14 +170,24 @@ def cmd_train(args) -> int:
             return VirtualBackend(tr, VirtualConfig(c0=args.c0, c1=args.c1), workload=w)
 
     bar = tqdm(total=sc.n_rounds, desc=f"train {sc.name}", disable=args.json, file=sys.stderr)
-    res, work, curve = train(sc, factory, cfg, RULES[args.rules](args.mu), progress=lambda r: bar.update())
+    res, work, curve = train(
+        sc, factory, cfg, RULES[args.rules](args.mu), progress=lambda r: bar.update()
+    )
     bar.close()
     ref = reference_train(cfg, sc.job_size, args.jobs)
     acc = [work.evaluate(m)[1] for m in range(cfg.models)]
     ref_acc = [ref.evaluate(m)[1] for m in range(cfg.models)]
-    out = dict(scheme=sc.name, params=params, backend=args.backend, total_time=res.total_time,
-               accuracy=acc, uncoded_reference_accuracy=ref_acc, equal_to_reference=acc == ref_acc,
-               wait_outs=res.wait_outs, extended=res.extended)
+    out = dict(
+        scheme=sc.name,
+        params=params,
+        backend=args.backend,
+        total_time=res.total_time,
+        accuracy=acc,
+        uncoded_reference_accuracy=ref_acc,
+        equal_to_reference=acc == ref_acc,
+        wait_outs=res.wait_outs,
+        extended=res.extended,
+    )
     if args.plot:
         from plait.sgc.plots import loss_vs_time
 
@@ -165,8 +205,16 @@ def cmd_bench(args) -> int:
     for name, key in (("gc", "gc"), ("sr-sgc", "sr"), ("m-sgc", "m")):
         arms += [Arm(scheme=name, params=P[key], rules=r) for r in ("paper", "plait")]
     bar = tqdm(total=len(arms) * args.seeds, desc="bench", disable=args.json, file=sys.stderr)
-    res = paired_comparison(arms, kind=args.trace, n=args.n, n_jobs=args.jobs, rounds=args.jobs + 4,
-                            seeds=list(range(args.seeds)), mu=args.mu, progress=bar.update)
+    res = paired_comparison(
+        arms,
+        kind=args.trace,
+        n=args.n,
+        n_jobs=args.jobs,
+        rounds=args.jobs + 4,
+        seeds=list(range(args.seeds)),
+        mu=args.mu,
+        progress=bar.update,
+    )
     bar.close()
     base = Arm(scheme="gc", params=P["gc"], rules="paper").label
     table = summarize(res, base)
@@ -198,7 +246,9 @@ def register(subparsers) -> None:
     p = sub.add_parser("simulate", help="one scheme on a trace, paper vs plait rules")
     _scheme_args(p)
     _trace_args(p)
-    p.add_argument("--rules", default="paper,plait", help="comma list of paper | earliest-model | plait")
+    p.add_argument(
+        "--rules", default="paper,plait", help="comma list of paper | earliest-model | plait"
+    )
     p.add_argument("--save-trace", default=None, help="write the trace used to this .npz")
     p.add_argument("--log", default=None, help="per-round log (JSON lines; code conditioning last)")
     p.add_argument("--plot", default=None, help="jobs completed vs time (.png)")

@@ -91,7 +91,9 @@ class GradientCode:
             sol, *_ = np.linalg.lstsq(self.B[rows].T, np.ones(self.n), rcond=None)
             resid = np.abs(self.B[rows].T @ sol - 1.0).max()
             if resid > 1e-8:
-                raise RuntimeError(f"cyclic code decode residual {resid:.2e}: rows are rank deficient")
+                raise RuntimeError(
+                    f"cyclic code decode residual {resid:.2e}: rows are rank deficient"
+                )
             a[rows] = sol
         self._cache[key] = a
         return a
@@ -106,17 +108,26 @@ class GradientCode:
     def conditioning(self, max_sets: int = 20) -> dict:
         """Condition numbers and largest |coefficient| over (up to ``max_sets``) cached decodes."""
         keys = list(self._cache)[:max_sets]
-        conds = [self.condition(np.unpackbits(np.frombuffer(k, np.uint8))[: self.n].astype(bool)) for k in keys]
+        conds = [
+            self.condition(np.unpackbits(np.frombuffer(k, np.uint8))[: self.n].astype(bool))
+            for k in keys
+        ]
         coef = [float(np.abs(self._cache[k]).max()) for k in keys]
-        return dict(kind=self.kind, sets=len(self._cache), max_condition=max(conds, default=1.0),
-                    max_abs_coefficient=max(coef, default=1.0))
+        return dict(
+            kind=self.kind,
+            sets=len(self._cache),
+            max_condition=max(conds, default=1.0),
+            max_abs_coefficient=max(coef, default=1.0),
+        )
 
     def decode(self, results: dict[int, np.ndarray]) -> np.ndarray:
         """Sum of partial gradients from worker -> coded vector (float64)."""
         mask = np.zeros(self.n, dtype=bool)
         mask[list(results)] = True
         a = self.decode_vector(mask)
-        return sum(a[i] * np.asarray(v, dtype=np.float64) for i, v in results.items() if a[i] != 0.0)
+        return sum(
+            a[i] * np.asarray(v, dtype=np.float64) for i, v in results.items() if a[i] != 0.0
+        )
 
 
 def _cyclic_matrix(n: int, s: int, seed: int) -> np.ndarray:

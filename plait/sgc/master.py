@@ -37,7 +37,9 @@ class MasterConfig:
         if self.cut not in ("paper", "earliest"):
             raise ValueError(f"cut must be 'paper' or 'earliest', got {self.cut!r}")
         if self.admissibility not in ("model", "decodable"):
-            raise ValueError(f"admissibility must be 'model' or 'decodable', got {self.admissibility!r}")
+            raise ValueError(
+                f"admissibility must be 'model' or 'decodable', got {self.admissibility!r}"
+            )
 
 
 def paper_rules(mu: float = 1.0) -> MasterConfig:
@@ -93,11 +95,24 @@ class RunResult:
         out = []
         for lg in self.rounds:
             arr = [None if not np.isfinite(a) else round(float(a), 6) for a in lg.arrivals]
-            out.append(dict(round=lg.round, start=lg.start, t_cut=lg.t_cut, close=lg.close,
-                            arrivals=arr, stragglers=lg.stragglers, wait_out=lg.wait_out,
-                            extended=lg.extended, reattempts=lg.reattempts,
-                            samples=lg.samples.tolist(), decoded=lg.decoded, decode_s=lg.decode_s,
-                            redispatched=lg.redispatched, dead=lg.dead))
+            out.append(
+                dict(
+                    round=lg.round,
+                    start=lg.start,
+                    t_cut=lg.t_cut,
+                    close=lg.close,
+                    arrivals=arr,
+                    stragglers=lg.stragglers,
+                    wait_out=lg.wait_out,
+                    extended=lg.extended,
+                    reattempts=lg.reattempts,
+                    samples=lg.samples.tolist(),
+                    decoded=lg.decoded,
+                    decode_s=lg.decode_s,
+                    redispatched=lg.redispatched,
+                    dead=lg.dead,
+                )
+            )
         return out
 
 
@@ -110,8 +125,9 @@ def admissible(scheme: Scheme, plan: RoundPlan, missing: np.ndarray, cfg: Master
     return scheme.restart_ok(plan.round, missing)
 
 
-def cut_from_times(scheme: Scheme, plan: RoundPlan, rel: np.ndarray, cfg: MasterConfig
-                   ) -> tuple[float, np.ndarray, bool, bool]:
+def cut_from_times(
+    scheme: Scheme, plan: RoundPlan, rel: np.ndarray, cfg: MasterConfig
+) -> tuple[float, np.ndarray, bool, bool]:
     """Cut with every arrival time known (virtual clock). Binary search over the arrival prefix,
     valid because admissibility is monotone in the missing set (fewer missing never hurts).
 
@@ -145,8 +161,9 @@ def cut_from_times(scheme: Scheme, plan: RoundPlan, rel: np.ndarray, cfg: Master
     return float(t[lo - 1]), ~missing_after(lo), False, True
 
 
-def cut_online(scheme: Scheme, plan: RoundPlan, source, cfg: MasterConfig
-               ) -> tuple[float, np.ndarray, bool, bool, np.ndarray, dict, list[int], int]:
+def cut_online(
+    scheme: Scheme, plan: RoundPlan, source, cfg: MasterConfig
+) -> tuple[float, np.ndarray, bool, bool, np.ndarray, dict, list[int], int]:
     """Cut by consuming arrivals one at a time from ``source`` (Ray or a replayed trace).
 
     ``source.next(deadline)`` returns (worker, rel_time, payload, ok) or None when nothing
@@ -239,7 +256,9 @@ class Master:
                 arr, payloads, red = src.times, src.payloads(delivered), 0
                 dead: list[int] = []
             else:
-                close, delivered, wo, ext, arr, payloads, dead, red = cut_online(scheme, plan, src, cfg)
+                close, delivered, wo, ext, arr, payloads, dead, red = cut_online(
+                    scheme, plan, src, cfg
+                )
             src.cancel()
             declared = ~delivered
             # 3) commit, decode, apply
@@ -255,19 +274,36 @@ class Master:
                     grad = scheme.decode(j, store.pop(j).__getitem__)
                     if not scheme.exact and hasattr(backend, "true_grad"):
                         ref = backend.true_grad(j, scheme)
-                        errors.append(float(np.linalg.norm(grad - ref)) / max(1e-300, float(np.linalg.norm(ref))))
+                        errors.append(
+                            float(np.linalg.norm(grad - ref))
+                            / max(1e-300, float(np.linalg.norm(ref)))
+                        )
                 if on_job is not None:
                     on_job(j, grad, r)
             dec_s = time.perf_counter() - t0
             now += close
             for j in decoded:
                 done[j] = now
-            logs.append(RoundLog(round=r, start=now - close, arrivals=np.asarray(arr, float),
-                                 t_cut=(1 + cfg.mu) * float(np.nanmin(arr)) if np.isfinite(np.nanmin(arr)) else float("nan"),
-                                 close=close, stragglers=[int(i) for i in np.flatnonzero(declared)],
-                                 wait_out=wo, extended=ext, reattempts=plan.reattempts,
-                                 samples=plan.samples, decoded=decoded, decode_s=dec_s,
-                                 redispatched=red, dead=list(dead)))
+            logs.append(
+                RoundLog(
+                    round=r,
+                    start=now - close,
+                    arrivals=np.asarray(arr, float),
+                    t_cut=(1 + cfg.mu) * float(np.nanmin(arr))
+                    if np.isfinite(np.nanmin(arr))
+                    else float("nan"),
+                    close=close,
+                    stragglers=[int(i) for i in np.flatnonzero(declared)],
+                    wait_out=wo,
+                    extended=ext,
+                    reattempts=plan.reattempts,
+                    samples=plan.samples,
+                    decoded=decoded,
+                    decode_s=dec_s,
+                    redispatched=red,
+                    dead=list(dead),
+                )
+            )
             if progress is not None:
                 progress(r)
         return RunResult(scheme=scheme.name, rounds=logs, job_done=done, grad_error=errors)

@@ -30,11 +30,15 @@ def jobs_vs_time(runs: dict[str, list[float]], path: str | Path, title: str = ""
     plt.close(fig)
 
 
-def loss_vs_time(curves: dict[str, list[tuple[float, int, float]]], path: str | Path, title: str = "") -> None:
+def loss_vs_time(
+    curves: dict[str, list[tuple[float, int, float]]], path: str | Path, title: str = ""
+) -> None:
     """curves: scheme -> [(time, model, loss)]; one panel per model, one line per scheme."""
     plt = _plt()
     models = sorted({m for c in curves.values() for _, m, _ in c})
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(3.2 * max(1, len(models)), 3.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(models)), figsize=(3.2 * max(1, len(models)), 3.2), squeeze=False
+    )
     for k, m in enumerate(models):
         ax = axes[0][k]
         for label, c in curves.items():
@@ -51,7 +55,9 @@ def loss_vs_time(curves: dict[str, list[tuple[float, int, float]]], path: str | 
     plt.close(fig)
 
 
-def runtime_vs_load(points: list[tuple[str, float, float]], path: str | Path, title: str = "") -> None:
+def runtime_vs_load(
+    points: list[tuple[str, float, float]], path: str | Path, title: str = ""
+) -> None:
     """points: (scheme, load, runtime)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))

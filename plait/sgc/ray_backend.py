@@ -38,8 +38,12 @@ def _actor_class():
 
             async def run(self, items, params, delay: float):
                 await asyncio.sleep(delay)  # injected straggle; cancellable
-                return [self.workload.piece_vector(job, size, pieces, None if params is None else params[m])
-                        for job, m, size, pieces in items]
+                return [
+                    self.workload.piece_vector(
+                        job, size, pieces, None if params is None else params[m]
+                    )
+                    for job, m, size, pieces in items
+                ]
 
             def pid(self) -> int:
                 import os
@@ -51,7 +55,9 @@ def _actor_class():
 
 
 class _RaySource:
-    def __init__(self, backend: RayBackend, plan: RoundPlan, scheme: Scheme, delays: np.ndarray) -> None:
+    def __init__(
+        self, backend: RayBackend, plan: RoundPlan, scheme: Scheme, delays: np.ndarray
+    ) -> None:
         import ray
 
         self.ray, self.b, self.plan, self.scheme = ray, backend, plan, scheme
@@ -68,7 +74,10 @@ class _RaySource:
     def _items(self, w: int):
         wl = self.b.workload
         model = getattr(wl, "model_of", lambda j: 0)
-        return [(t.job, model(t.job), self.scheme.job_size, self.scheme.pieces(t)) for t in self.plan.tasks[w]]
+        return [
+            (t.job, model(t.job), self.scheme.job_size, self.scheme.pieces(t))
+            for t in self.plan.tasks[w]
+        ]
 
     def _send(self, w: int, delay: float) -> None:
         ref = self.b.actors[w].run.remote(self._items(w), self.params_ref, delay)
@@ -80,8 +89,9 @@ class _RaySource:
         left = deadline - (time.perf_counter() - self.t0)
         if np.isfinite(deadline) and left <= 0:
             left = 0.0
-        ready, _ = self.ray.wait(list(self.pending), num_returns=1,
-                                 timeout=None if not np.isfinite(deadline) else left)
+        ready, _ = self.ray.wait(
+            list(self.pending), num_returns=1, timeout=None if not np.isfinite(deadline) else left
+        )
         if not ready:
             return None
         ref = ready[0]
@@ -104,15 +114,26 @@ class _RaySource:
 class RayBackend:
     """Ray actors on this machine (``ray.init(num_cpus=...)``) or a cluster (``address=``)."""
 
-    def __init__(self, n: int, trace: Trace, workload, *, address: str | None = None,
-                 num_cpus: int = 2, cpus_per_actor: float = 0.1, time_scale: float = 1.0,
-                 faults: dict[int, list[int]] | None = None) -> None:
+    def __init__(
+        self,
+        n: int,
+        trace: Trace,
+        workload,
+        *,
+        address: str | None = None,
+        num_cpus: int = 2,
+        cpus_per_actor: float = 0.1,
+        time_scale: float = 1.0,
+        faults: dict[int, list[int]] | None = None,
+    ) -> None:
         import ray
 
         if n < 1:
             raise ValueError(f"need n >= 1 actors, got {n}")
         if trace.n != n:
-            raise ValueError(f"trace has {trace.n} workers but the backend has n={n}; regenerate the trace")
+            raise ValueError(
+                f"trace has {trace.n} workers but the backend has n={n}; regenerate the trace"
+            )
         if not ray.is_initialized():
             if address:
                 ray.init(address=address)
@@ -122,8 +143,12 @@ class RayBackend:
         self.faults = dict(faults or {})  # round -> actors to kill mid-call (fault injection)
         self.fault_after = 0.2  # seconds after dispatch at which injected faults fire
         cls = _actor_class()
-        self.actors = [cls.options(num_cpus=cpus_per_actor, max_restarts=-1, max_task_retries=0,
-                                   max_concurrency=64).remote(workload) for _ in range(n)]
+        self.actors = [
+            cls.options(
+                num_cpus=cpus_per_actor, max_restarts=-1, max_task_retries=0, max_concurrency=64
+            ).remote(workload)
+            for _ in range(n)
+        ]
         ray.get([a.pid.remote() for a in self.actors])  # wait until all actors are up
 
     def dispatch(self, plan: RoundPlan, now: float, scheme: Scheme) -> _RaySource:

@@ -23,7 +23,9 @@ def grid(n: int, max_delay: int = 4, lams: tuple[int, ...] = LAMS) -> list[tuple
     for B in range(1, max_delay + 1):
         for k in range(1, 4):
             W = k * B + 1
-            out += [("sr-sgc", dict(B=B, W=W, lam=lam)) for lam in lam_ok if sr_sgc_s(B, W, lam) < n]
+            out += [
+                ("sr-sgc", dict(B=B, W=W, lam=lam)) for lam in lam_ok if sr_sgc_s(B, W, lam) < n
+            ]
     for B in range(1, max_delay + 1):
         for W in range(B + 1, max_delay + 3):
             if max_delay >= W - 2 + B:
@@ -35,7 +37,9 @@ def _slice(trace: Trace, a: int, b: int) -> Trace:
     return Trace(delays=trace.delays[:, a:b], meta=dict(trace.meta, sliced=[a, b]))
 
 
-def _best(cands, trace: Trace, n_jobs: int, rules: str, progress=None, **kw) -> tuple[tuple[str, dict], dict]:
+def _best(
+    cands, trace: Trace, n_jobs: int, rules: str, progress=None, **kw
+) -> tuple[tuple[str, dict], dict]:
     scores = {}
     for name, p in cands:
         res = run_arm(Arm(scheme=name, params=p, rules=rules), trace, n_jobs, **kw)
@@ -46,8 +50,17 @@ def _best(cands, trace: Trace, n_jobs: int, rules: str, progress=None, **kw) -> 
     return (name, dict(items)), {f"{k[0]}{dict(k[1])}": v for k, v in scores.items()}
 
 
-def probe_then_switch(trace: Trace, *, probe: int, n_jobs: int, max_delay: int = 4, rules: str = "plait",
-                      progress=None, lams: tuple[int, ...] = LAMS, **kw) -> dict:
+def probe_then_switch(
+    trace: Trace,
+    *,
+    probe: int,
+    n_jobs: int,
+    max_delay: int = 4,
+    rules: str = "plait",
+    progress=None,
+    lams: tuple[int, ...] = LAMS,
+    **kw,
+) -> dict:
     """Probe = ``probe`` uncoded rounds (they also complete ``probe`` jobs); choose on the probe,
     run the choice for the remaining jobs on the following rounds. Returns a dict of results."""
     if probe < max_delay + 2:
@@ -55,20 +68,38 @@ def probe_then_switch(trace: Trace, *, probe: int, n_jobs: int, max_delay: int =
     if probe >= n_jobs:
         raise ValueError(f"probe ({probe}) must be shorter than the run ({n_jobs} jobs)")
     if trace.rounds < n_jobs + max_delay:
-        raise ValueError(f"trace has {trace.rounds} rounds; need >= n_jobs + max_delay = {n_jobs + max_delay}")
+        raise ValueError(
+            f"trace has {trace.rounds} rounds; need >= n_jobs + max_delay = {n_jobs + max_delay}"
+        )
     cands = grid(trace.n, max_delay, lams)
     head = _slice(trace, 0, probe)
     probe_res = run_arm(Arm(scheme="uncoded", rules=rules), head, probe, **kw)
     choice, scores = _best(cands, head, probe - max_delay, rules, progress, **kw)
     rest = _slice(trace, probe, trace.rounds)
-    after = run_arm(Arm(scheme=choice[0], params=choice[1], rules=rules), rest, n_jobs - probe, **kw)
-    return dict(choice=dict(scheme=choice[0], **choice[1]), probe_time=probe_res["runtime"],
-                rest_time=after["runtime"], total=probe_res["runtime"] + after["runtime"],
-                probe_scores=scores)
+    after = run_arm(
+        Arm(scheme=choice[0], params=choice[1], rules=rules), rest, n_jobs - probe, **kw
+    )
+    return dict(
+        choice=dict(scheme=choice[0], **choice[1]),
+        probe_time=probe_res["runtime"],
+        rest_time=after["runtime"],
+        total=probe_res["runtime"] + after["runtime"],
+        probe_scores=scores,
+    )
 
 
-def oracle_best(trace: Trace, *, n_jobs: int, max_delay: int = 4, rules: str = "plait", progress=None,
-                lams: tuple[int, ...] = LAMS, **kw) -> dict:
+def oracle_best(
+    trace: Trace,
+    *,
+    n_jobs: int,
+    max_delay: int = 4,
+    rules: str = "plait",
+    progress=None,
+    lams: tuple[int, ...] = LAMS,
+    **kw,
+) -> dict:
     """Best grid point with hindsight on the whole trace."""
     choice, scores = _best(grid(trace.n, max_delay, lams), trace, n_jobs, rules, progress, **kw)
-    return dict(choice=dict(scheme=choice[0], **choice[1]), total=min(scores.values()), scores=scores)
+    return dict(
+        choice=dict(scheme=choice[0], **choice[1]), total=min(scores.values()), scores=scores
+    )

@@ -103,7 +103,10 @@ class ArbitraryModel:
         P = np.asarray(pattern, dtype=bool)
         for end in range(P.shape[0]):
             win = P[max(0, end - self.W + 1) : end + 1]
-            if int(win.any(axis=0).sum()) > self.lam or int(win.sum(axis=0).max(initial=0)) > self.N:
+            if (
+                int(win.any(axis=0).sum()) > self.lam
+                or int(win.sum(axis=0).max(initial=0)) > self.N
+            ):
                 return False
         return True
 

@@ -58,27 +58,52 @@ class Trace:
     def load(cls, path: str | Path) -> Trace:
         with np.load(path, allow_pickle=False) as z:
             if "delays" not in z:
-                raise ValueError(f"{path}: not a trace file (no 'delays' array); save with Trace.save")
+                raise ValueError(
+                    f"{path}: not a trace file (no 'delays' array); save with Trace.save"
+                )
             meta = json.loads(str(z["meta"])) if "meta" in z else {}
             return cls(delays=z["delays"], meta=meta)
 
 
-def iid_trace(n: int, rounds: int, *, seed: int, shift: float = 0.0, scale: float = 0.19,
-              tail_prob: float = 0.00005, tail: tuple[float, float] = (20.0, 38.0)) -> Trace:
+def iid_trace(
+    n: int,
+    rounds: int,
+    *,
+    seed: int,
+    shift: float = 0.0,
+    scale: float = 0.19,
+    tail_prob: float = 0.00005,
+    tail: tuple[float, float] = (20.0, 38.0),
+) -> Trace:
     """i.i.d. shifted-exponential delays, plus a rare uniform huge tail per cell."""
     rng = np.random.default_rng(seed)
     d = shift + rng.exponential(scale, size=(n, rounds))
     hit = rng.random((n, rounds)) < tail_prob
     d[hit] += rng.uniform(*tail, size=int(hit.sum()))
-    return Trace(delays=d, meta=dict(source="iid", seed=seed, shift=shift, scale=scale,
-                                     tail_prob=tail_prob, tail=list(tail)))
+    return Trace(
+        delays=d,
+        meta=dict(
+            source="iid", seed=seed, shift=shift, scale=scale, tail_prob=tail_prob, tail=list(tail)
+        ),
+    )
 
 
-def gilbert_elliott_trace(n: int, rounds: int, *, seed: int, prone_frac: float = 0.25,
-                          p_enter_prone: float = 0.12, p_enter_normal: float = 0.02,
-                          p_exit: float = 0.92, storm_prob: float = 0.05, storm_mult: float = 4.0,
-                          jitter: float = 0.08, slow: tuple[float, float] = (0.6, 2.5),
-                          tail_prob: float = 0.00005, tail: tuple[float, float] = (20.0, 38.0)) -> Trace:
+def gilbert_elliott_trace(
+    n: int,
+    rounds: int,
+    *,
+    seed: int,
+    prone_frac: float = 0.25,
+    p_enter_prone: float = 0.12,
+    p_enter_normal: float = 0.02,
+    p_exit: float = 0.92,
+    storm_prob: float = 0.05,
+    storm_mult: float = 4.0,
+    jitter: float = 0.08,
+    slow: tuple[float, float] = (0.6, 2.5),
+    tail_prob: float = 0.00005,
+    tail: tuple[float, float] = (20.0, 38.0),
+) -> Trace:
     """Per-worker two-state (good/bad) Markov chains: a fraction ``prone_frac`` of workers enter
     the bad state more often; bad cells add ``slow`` seconds (a rare ``tail`` instead); ``storm``
     rounds multiply entry probabilities (over-dispersed straggler counts). Defaults are calibrated
@@ -96,14 +121,28 @@ def gilbert_elliott_trace(n: int, rounds: int, *, seed: int, prone_frac: float =
         d[bad, r] += rng.uniform(*slow, size=k)
     cells = rng.random((n, rounds)) < tail_prob
     d[cells] += rng.uniform(*tail, size=int(cells.sum()))
-    return Trace(delays=d, meta=dict(source="gilbert-elliott", seed=seed, prone_frac=prone_frac,
-                                     p_enter_prone=p_enter_prone, p_enter_normal=p_enter_normal,
-                                     p_exit=p_exit, storm_prob=storm_prob, storm_mult=storm_mult,
-                                     jitter=jitter, slow=list(slow), tail_prob=tail_prob, tail=list(tail)))
+    return Trace(
+        delays=d,
+        meta=dict(
+            source="gilbert-elliott",
+            seed=seed,
+            prone_frac=prone_frac,
+            p_enter_prone=p_enter_prone,
+            p_enter_normal=p_enter_normal,
+            p_exit=p_exit,
+            storm_prob=storm_prob,
+            storm_mult=storm_mult,
+            jitter=jitter,
+            slow=list(slow),
+            tail_prob=tail_prob,
+            tail=list(tail),
+        ),
+    )
 
 
-def adversarial_pattern(n: int, rounds: int, model: BurstyModel, *, seed: int,
-                        density: float = 1.0) -> np.ndarray:
+def adversarial_pattern(
+    n: int, rounds: int, model: BurstyModel, *, seed: int, density: float = 1.0
+) -> np.ndarray:
     """A random (B, W, lambda)-admissible pattern (R, n), greedy: each round, try workers in random
     order and add a burst start when the oracle still accepts; bursts continue up to B rounds."""
     rng = np.random.default_rng(seed)
@@ -140,7 +179,9 @@ def violating_pattern(n: int, rounds: int, model: BurstyModel, *, seed: int) -> 
 def pattern_to_trace(pattern: np.ndarray, *, fast: float = 0.01, slow: float = 0.5) -> Trace:
     """Delays with a large gap: ``slow`` where the pattern (R, n) straggles, ``fast`` elsewhere."""
     P = np.asarray(pattern, dtype=bool)
-    return Trace(delays=np.where(P.T, slow, fast), meta=dict(source="pattern", fast=fast, slow=slow))
+    return Trace(
+        delays=np.where(P.T, slow, fast), meta=dict(source="pattern", fast=fast, slow=slow)
+    )
 
 
 def straggler_stats(trace: Trace, *, mu: float = 1.0, base: float = 0.56) -> dict:
@@ -159,10 +200,16 @@ def straggler_stats(trace: Trace, *, mu: float = 1.0, base: float = 0.56) -> dic
                 bursts[run] = bursts.get(run, 0) + 1
                 run = 0
     two = (S[:, 1:] | S[:, :-1]).sum(axis=0)
-    return dict(mean=float(per.mean()), median=float(np.median(per)), max=int(per.max()),
-                bursts={int(k): v for k, v in sorted(bursts.items())},
-                distinct_2win_mean=float(two.mean()), distinct_2win_max=int(two.max()),
-                median_latency=float(np.median(lat)), max_latency=float(lat.max()))
+    return dict(
+        mean=float(per.mean()),
+        median=float(np.median(per)),
+        max=int(per.max()),
+        bursts={int(k): v for k, v in sorted(bursts.items())},
+        distinct_2win_mean=float(two.mean()),
+        distinct_2win_max=int(two.max()),
+        median_latency=float(np.median(lat)),
+        max_latency=float(lat.max()),
+    )
 
 
 def make_trace_stats_note(kind: str, n: int, rounds: int, seed: int = 0) -> dict:

@@ -39,7 +39,9 @@ class TorchWorkload:
     module is rebuilt there). ``loss_fn(outputs, y) -> per-sample losses`` (default cross-entropy).
     """
 
-    def __init__(self, config: TrainConfig, job_size: int, *, model_fn, Xtr, ytr, Xte, yte, loss_fn=None) -> None:
+    def __init__(
+        self, config: TrainConfig, job_size: int, *, model_fn, Xtr, ytr, Xte, yte, loss_fn=None
+    ) -> None:
         import torch
 
         self.config, self.job_size = config, job_size
@@ -47,13 +49,17 @@ class TorchWorkload:
         self.Xtr, self.ytr = np.asarray(Xtr, dtype=np.float64), np.asarray(ytr)
         self.Xte, self.yte = np.asarray(Xte, dtype=np.float64), np.asarray(yte)
         if len(self.Xtr) != len(self.ytr) or len(self.Xtr) == 0:
-            raise ValueError(f"need as many training inputs as labels (> 0), got {len(self.Xtr)} and {len(self.ytr)}")
+            raise ValueError(
+                f"need as many training inputs as labels (> 0), got {len(self.Xtr)} and {len(self.ytr)}"
+            )
         self._net = None
         self.params = []
         for m in range(config.models):
             torch.manual_seed(config.seed * 1000 + m)
             net = model_fn().double()
-            self.params.append(torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy().copy())
+            self.params.append(
+                torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy().copy()
+            )
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -95,7 +101,9 @@ class TorchWorkload:
         return rng.choice(n, size, replace=size > n)
 
     # ---- worker side ---------------------------------------------------------------------
-    def grad_sum(self, params: np.ndarray, idx: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    def grad_sum(
+        self, params: np.ndarray, idx: np.ndarray, weight: np.ndarray | None = None
+    ) -> np.ndarray:
         """sum_k weight_k * grad of the loss of training sample idx[k], float64, shape (P,)."""
         import torch
 
@@ -121,7 +129,9 @@ class TorchWorkload:
         return {self.model_of(j): self.params[self.model_of(j)].copy() for j in jobs}
 
     def task_vector(self, task, scheme) -> np.ndarray:
-        return self.piece_vector(task.job, scheme.job_size, scheme.pieces(task), self.params[self.model_of(task.job)])
+        return self.piece_vector(
+            task.job, scheme.job_size, scheme.pieces(task), self.params[self.model_of(task.job)]
+        )
 
     def true_grad(self, job: int, scheme) -> np.ndarray:
         return self.grad_sum(self.params[self.model_of(job)], self.batch(job))
@@ -151,7 +161,9 @@ class _MLP:
     def __call__(self):
         import torch
 
-        return torch.nn.Sequential(torch.nn.Linear(64, self.hidden), torch.nn.ReLU(), torch.nn.Linear(self.hidden, 10))
+        return torch.nn.Sequential(
+            torch.nn.Linear(64, self.hidden), torch.nn.ReLU(), torch.nn.Linear(self.hidden, 10)
+        )
 
 
 class DigitsWorkload(TorchWorkload):
@@ -164,17 +176,28 @@ class DigitsWorkload(TorchWorkload):
         perm = np.random.default_rng(config.seed).permutation(len(y))
         k = int(len(y) * (1 - config.test_frac))
         X = X / 16.0
-        super().__init__(config, job_size, model_fn=_MLP(config.hidden), Xtr=X[perm[:k]], ytr=y[perm[:k]],
-                         Xte=X[perm[k:]], yte=y[perm[k:]])
+        super().__init__(
+            config,
+            job_size,
+            model_fn=_MLP(config.hidden),
+            Xtr=X[perm[:k]],
+            ytr=y[perm[:k]],
+            Xte=X[perm[k:]],
+            yte=y[perm[k:]],
+        )
 
 
 def check_round_robin(models: int, T: int) -> None:
     if models < T + 1:
-        raise ValueError(f"round-robin training needs M >= T + 1 models, got M={models}, T={T}; "
-                         f"pass models >= {T + 1}")
+        raise ValueError(
+            f"round-robin training needs M >= T + 1 models, got M={models}, T={T}; "
+            f"pass models >= {T + 1}"
+        )
 
 
-def reference_train(config: TrainConfig, job_size: int, n_jobs: int, workload_fn=None) -> TorchWorkload:
+def reference_train(
+    config: TrainConfig, job_size: int, n_jobs: int, workload_fn=None
+) -> TorchWorkload:
     """Uncoded twin: apply the exact batch gradient of every job in job order.
 
     ``workload_fn(config, job_size) -> TorchWorkload`` defaults to ``DigitsWorkload``."""
@@ -184,7 +207,14 @@ def reference_train(config: TrainConfig, job_size: int, n_jobs: int, workload_fn
     return w
 
 
-def train(scheme, backend_factory, config: TrainConfig, master_config=None, progress=None, workload_fn=None):
+def train(
+    scheme,
+    backend_factory,
+    config: TrainConfig,
+    master_config=None,
+    progress=None,
+    workload_fn=None,
+):
     """Train M models round-robin with ``scheme`` on a backend built by ``backend_factory(workload)``.
 
     ``workload_fn(config, job_size) -> TorchWorkload`` picks the model and data (default digits MLP).

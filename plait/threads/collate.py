@@ -39,8 +39,11 @@ class TrieBatch:
         allowed = torch.stack(masks)[:, None]  # (B, 1, L, L)
         additive = torch.zeros(allowed.shape, dtype=torch.float32)
         additive.masked_fill_(~allowed, torch.finfo(torch.float32).min)
-        return {"input_ids": self.input_ids, "position_ids": self.position_ids,
-                "attention_mask": additive}
+        return {
+            "input_ids": self.input_ids,
+            "position_ids": self.position_ids,
+            "attention_mask": additive,
+        }
 
     def loss_from_logits(self, logits: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy from full (B, L, V) logits: target t at (b, r) uses logits[b, r]."""

@@ -63,16 +63,30 @@ def ancestor_block_mask(entry: torch.Tensor, exit: torch.Tensor, block_size: int
     n = entry.shape[0]
     # NOTE: compiled on CUDA so the N x N mask is never materialised while building the tables
     return create_block_mask(
-        ancestor_mask_mod(entry, exit), B=None, H=None, Q_LEN=n, KV_LEN=n,
-        device=entry.device, BLOCK_SIZE=block_size, _compile=entry.is_cuda,
+        ancestor_mask_mod(entry, exit),
+        B=None,
+        H=None,
+        Q_LEN=n,
+        KV_LEN=n,
+        device=entry.device,
+        BLOCK_SIZE=block_size,
+        _compile=entry.is_cuda,
     )
 
 
 def block_mask_nbytes(block_mask: object) -> int:
     """Bytes of tensor state held by a BlockMask (its block index tables)."""
     total = 0
-    for name in ("kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices",
-                 "q_num_blocks", "q_indices", "full_q_num_blocks", "full_q_indices"):
+    for name in (
+        "kv_num_blocks",
+        "kv_indices",
+        "full_kv_num_blocks",
+        "full_kv_indices",
+        "q_num_blocks",
+        "q_indices",
+        "full_q_num_blocks",
+        "full_q_indices",
+    ):
         t = getattr(block_mask, name, None)
         if isinstance(t, torch.Tensor):
             total += t.numel() * t.element_size()

@@ -43,8 +43,13 @@ class PackedRow:
         return int(self.input_ids.shape[0])
 
 
-def pack_row(tries: Sequence[FlatTrie], length: int | None = None, *, pad_id: int = 0,
-             doc_ids: Sequence[int] | None = None) -> PackedRow:
+def pack_row(
+    tries: Sequence[FlatTrie],
+    length: int | None = None,
+    *,
+    pad_id: int = 0,
+    doc_ids: Sequence[int] | None = None,
+) -> PackedRow:
     """Concatenate flattened tries into one row, padded to `length` (default: no padding)."""
     used = sum(len(t) for t in tries)
     length = used if length is None else length
@@ -111,8 +116,13 @@ class PackReport:
         return sum(len(v) for v in self.dropped_units.values())
 
 
-def pack_rows(trajectories: Sequence[Sequence[object]], row_length: int, *, pad_id: int = 0,
-              pad_to_length: bool = True) -> tuple[list[PackedRow], PackReport]:
+def pack_rows(
+    trajectories: Sequence[Sequence[object]],
+    row_length: int,
+    *,
+    pad_id: int = 0,
+    pad_to_length: bool = True,
+) -> tuple[list[PackedRow], PackReport]:
     """Build one trie per trajectory (whole units dropped on overflow) and first-fit them into rows.
 
     Args:
@@ -151,8 +161,12 @@ def pack_rows(trajectories: Sequence[Sequence[object]], row_length: int, *, pad_
             free.append(row_length - n)
     rows = []
     for members in bins:
-        row = pack_row([t for _, t in members], row_length if pad_to_length else None,
-                       pad_id=pad_id, doc_ids=[ti for ti, _ in members])
+        row = pack_row(
+            [t for _, t in members],
+            row_length if pad_to_length else None,
+            pad_id=pad_id,
+            doc_ids=[ti for ti, _ in members],
+        )
         rows.append(row)
         report.tokens += row.used
         report.padding += row.length - row.used

@@ -29,8 +29,11 @@ from plait.threads.trie import build_trie
 
 def rl_units(units: Sequence[object]) -> list[object]:
     """The engine calls of a trajectory: drops a full-trajectory unit (kind/name "full")."""
-    return [u for u in units
-            if getattr(u, "kind", None) != "full" and getattr(u, "name", None) != "full"]
+    return [
+        u
+        for u in units
+        if getattr(u, "kind", None) != "full" and getattr(u, "name", None) != "full"
+    ]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -44,9 +47,13 @@ class PGLossInfo:
     unit_tokens: int  # tokens the release's one-row-per-call layout would run
 
 
-def broadcast_pg_loss(model: DecoderLM, trajectories: Sequence[Sequence[object]],
-                      advantages: Sequence[float] | torch.Tensor, *,
-                      backend: Backend = "chunked") -> tuple[torch.Tensor, PGLossInfo]:
+def broadcast_pg_loss(
+    model: DecoderLM,
+    trajectories: Sequence[Sequence[object]],
+    advantages: Sequence[float] | torch.Tensor,
+    *,
+    backend: Backend = "chunked",
+) -> tuple[torch.Tensor, PGLossInfo]:
     """Broadcast token-mean policy-gradient loss (see the module docstring).
 
     Args:
@@ -82,5 +89,10 @@ def broadcast_pg_loss(model: DecoderLM, trajectories: Sequence[Sequence[object]]
     if n == 0:
         raise ValueError("no model-generated tokens in the batch; nothing to train")
     loss = -torch.stack(terms).sum() / n
-    return loss, PGLossInfo(tokens=n, logp=logps, tokens_per_trajectory=counts,
-                            packed_tokens=packed, unit_tokens=unit_tokens)
+    return loss, PGLossInfo(
+        tokens=n,
+        logp=logps,
+        tokens_per_trajectory=counts,
+        packed_tokens=packed,
+        unit_tokens=unit_tokens,
+    )

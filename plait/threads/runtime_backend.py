@@ -74,8 +74,9 @@ class RuntimeEngine:
     def __post_init__(self) -> None:
         if self.prefill_chunk < 1:
             raise ValueError(f"prefill_chunk must be >= 1, got {self.prefill_chunk}")
-        self.store = KVStore(self.model.config, self.model.dtype, self.model.device,
-                             rope=self.model.rope)
+        self.store = KVStore(
+            self.model.config, self.model.dtype, self.model.device, rope=self.model.rope
+        )
         self.runner = Runner(self.model, self.store, attention=self.attention)  # type: ignore[arg-type]
         self.shared: Segment | None = None
         self._last: list[Segment] = []  # previous batch's stream segments
@@ -141,11 +142,17 @@ class RuntimeEngine:
         shared = self.shared
         assert shared is not None
         budgets = [min(r.max_tokens, limit - len(r.context)) for r in requests]
-        segs = [self.store.new_segment(len(c) - p + b, name=f"stream{i}")
-                for i, (c, b) in enumerate(zip(ctxs, budgets))]
+        segs = [
+            self.store.new_segment(len(c) - p + b, name=f"stream{i}")
+            for i, (c, b) in enumerate(zip(ctxs, budgets))
+        ]
         views = [[shared, s] if shared.length else [s] for s in segs]
-        sampler = Sampler([SamplingParams(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p,
-                                          seed=r.seed) for r in requests])
+        sampler = Sampler(
+            [
+                SamplingParams(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p, seed=r.seed)
+                for r in requests
+            ]
+        )
         scripts = [self.script(r) for r in requests] if self.script is not None else None
         out: list[list[int]] = [[] for _ in requests]
         lps: list[list[float]] = [[] for _ in requests]
@@ -174,8 +181,9 @@ class RuntimeEngine:
                     reasons[i] = "stop"
                 elif tok in r.eos_token_ids:
                     reasons[i] = "eos"
-                elif len(out[i]) >= budgets[i] or (scripts is not None and
-                                                   len(out[i]) >= len(scripts[i])):
+                elif len(out[i]) >= budgets[i] or (
+                    scripts is not None and len(out[i]) >= len(scripts[i])
+                ):
                     reasons[i] = "length"
                 else:
                     feed[i] = [tok]
@@ -183,10 +191,16 @@ class RuntimeEngine:
         self._last = segs
         self._last_base = (shared.id, shared.length)
         took = time.perf_counter() - start
-        return [Completion(tokens=o, finish_reason=reason,  # type: ignore[arg-type]
-                           logprobs=lp if r.logprobs else None, cached_tokens=cached,
-                           latency_s=took)
-                for o, reason, lp, r in zip(out, reasons, lps, requests)]
+        return [
+            Completion(
+                tokens=o,
+                finish_reason=reason,  # type: ignore[arg-type]
+                logprobs=lp if r.logprobs else None,
+                cached_tokens=cached,
+                latency_s=took,
+            )
+            for o, reason, lp, r in zip(out, reasons, lps, requests)
+        ]
 
     def _fresh_empty(self) -> int:
         for seg in self._last:

@@ -85,7 +85,9 @@ def random_trajectory(
         lengths.append([len(c) for c in bodies])
         # 3) join: thread 1 keeps "\n<Thread>\n1:", later ones touch as "</Thread><Thread>\ni:"
         for i, comp in enumerate(bodies, start=1):
-            emit([NL, THR, NL, DIGIT0 + i, COLON] if i == 1 else [THR, NL, DIGIT0 + i, COLON], False)
+            emit(
+                [NL, THR, NL, DIGIT0 + i, COLON] if i == 1 else [THR, NL, DIGIT0 + i, COLON], False
+            )
             emit(comp, True)
         emit([NL], False)
     tail = [END_PAR, NL] + _text(rng, vocab, 1, 4) + [EOS]
@@ -126,8 +128,10 @@ class ProductSum:
         for a, b in self.terms[1:]:
             lines.append(f"{acc}+{a * b}={acc + a * b}")
             acc += a * b
-        return [BlockSpec(outlines=outl, threads=bodies),
-                "\n" + "\n".join(lines) + f"\nA: {self.answer}"]
+        return [
+            BlockSpec(outlines=outl, threads=bodies),
+            "\n" + "\n".join(lines) + f"\nA: {self.answer}",
+        ]
 
 
 def sample_problem(rng: random.Random, terms: tuple[int, int] = (2, 4)) -> ProductSum:
@@ -144,8 +148,12 @@ def problem_units(problem: ProductSum, fmt: object) -> tuple[list[int], list[obj
     resp, gen = encode_pieces(fmt, problem.parts())  # type: ignore[arg-type]
     resp, gen = resp + list(fmt.eos_ids[:1]), gen + [True]  # type: ignore[attr-defined]
     tokens = prompt + resp
-    units = extract_units(tokens, fmt, prompt_len=len(prompt),  # type: ignore[arg-type]
-                          inserted=[not g for g in gen])
+    units = extract_units(
+        tokens,
+        fmt,  # type: ignore[arg-type]
+        prompt_len=len(prompt),
+        inserted=[not g for g in gen],
+    )
     return tokens, list(units)
 
 

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -38,9 +39,17 @@ class TrieContext:
         key_start: (T,) first row of each token's document (skips other tries' keys).
     """
 
-    def __init__(self, rope: Rope, positions: torch.Tensor, entry: torch.Tensor,
-                 exit: torch.Tensor, *, backend: Backend = "chunked", chunk: int = 512,
-                 key_start: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        rope: Rope,
+        positions: torch.Tensor,
+        entry: torch.Tensor,
+        exit: torch.Tensor,
+        *,
+        backend: Backend = "chunked",
+        chunk: int = 512,
+        key_start: torch.Tensor | None = None,
+    ) -> None:
         if not positions.shape == entry.shape == exit.shape or positions.dim() != 1:
             raise ValueError(
                 "positions, entry and exit must be 1-D and equally long, got "
@@ -52,10 +61,17 @@ class TrieContext:
         self._tables: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def for_row(cls, rope: Rope, row: PackedRow, device: torch.device | str = "cpu",
-                **kw: object) -> TrieContext:
-        return cls(rope, row.positions.to(device), row.entry.to(device), row.exit.to(device),
-                   key_start=row.key_start.to(device), **kw)  # type: ignore[arg-type]
+    def for_row(
+        cls, rope: Rope, row: PackedRow, device: torch.device | str = "cpu", **kw: Any
+    ) -> TrieContext:
+        return cls(
+            rope,
+            row.positions.to(device),
+            row.entry.to(device),
+            row.exit.to(device),
+            key_start=row.key_start.to(device),
+            **kw,
+        )
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if q.dtype not in self._tables:
@@ -65,13 +81,22 @@ class TrieContext:
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # (T, H, D)
         if self.backend == "flex" and self._block_mask is None:
             self._block_mask = ancestor_block_mask(self.entry, self.exit)
-        return ancestor_attention(q, k, v, self.entry, self.exit, backend=self.backend,
-                                  chunk=self.chunk, key_start=self.key_start,
-                                  block_mask=self._block_mask)  # (T, Hq*D)
+        return ancestor_attention(
+            q,
+            k,
+            v,
+            self.entry,
+            self.exit,
+            backend=self.backend,
+            chunk=self.chunk,
+            key_start=self.key_start,
+            block_mask=self._block_mask,
+        )  # (T, Hq*D)
 
 
-def packed_token_logprobs(model: DecoderLM, row: PackedRow, *, backend: Backend = "chunked",
-                          chunk: int = 512) -> torch.Tensor:
+def packed_token_logprobs(
+    model: DecoderLM, row: PackedRow, *, backend: Backend = "chunked", chunk: int = 512
+) -> torch.Tensor:
     """(M,) log p(target | ancestors) for every trained node of the row, from one forward."""
     dev = model.device
     ctx = TrieContext.for_row(model.rope, row, dev, backend=backend, chunk=chunk)
@@ -82,8 +107,9 @@ def packed_token_logprobs(model: DecoderLM, row: PackedRow, *, backend: Backend 
     return logp.gather(1, row.loss_targets.to(dev)[:, None])[:, 0]  # (M,)
 
 
-def packed_loss(model: DecoderLM, row: PackedRow, *, reduction: str = "sum",
-                **kw: object) -> torch.Tensor:
+def packed_loss(
+    model: DecoderLM, row: PackedRow, *, reduction: str = "sum", **kw: object
+) -> torch.Tensor:
     """Cross-entropy over every trained node of the row, each counted once ("sum" or "mean")."""
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
@@ -145,11 +171,17 @@ def _lr_at(step: int, cfg: SFTConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def sft_train(model: DecoderLM, batches: Iterable[Sequence[PackedRow]], cfg: SFTConfig,
-              *, progress: bool = False) -> SFTResult:
+def sft_train(
+    model: DecoderLM,
+    batches: Iterable[Sequence[PackedRow]],
+    cfg: SFTConfig,
+    *,
+    progress: bool = False,
+) -> SFTResult:
     """Train on batches of packed rows; loss = mean over all trained nodes of a batch."""
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
-                            weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+    )
     res = SFTResult()
     model.train()
     start = time.perf_counter()
@@ -185,6 +217,11 @@ def sft_train(model: DecoderLM, batches: Iterable[Sequence[PackedRow]], cfg: SFT
 
 
 __all__ = [
-    "TrieContext", "packed_token_logprobs", "packed_loss", "unit_token_logprobs",
-    "SFTConfig", "SFTResult", "sft_train",
+    "TrieContext",
+    "packed_token_logprobs",
+    "packed_loss",
+    "unit_token_logprobs",
+    "SFTConfig",
+    "SFTResult",
+    "sft_train",
 ]

@@ -158,7 +158,9 @@ class TokenTrie:
         trained: list[bool] = []
         exit_: list[int] = []
         # stack of (node id, parent flat index, is_exit_marker)
-        stack: list[tuple[int, int, bool]] = [(r, -1, False) for r in reversed(self._roots.values())]
+        stack: list[tuple[int, int, bool]] = [
+            (r, -1, False) for r in reversed(self._roots.values())
+        ]
         while stack:
             node_id, par, is_exit = stack.pop()
             if is_exit:

@@ -35,12 +35,19 @@ def test_random_segmentations_merge_exactly(impl, seed):
     partials = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         lim = limit - a  # local limits; rows whose limit < a see none of this segment
-        out, lse = partial_attention(q, k[:, a:b], v[:, a:b], lim.clamp(max=max(b - a - 1, -1)), impl)
+        out, lse = partial_attention(
+            q, k[:, a:b], v[:, a:b], lim.clamp(max=max(b - a - 1, -1)), impl
+        )
         assert not torch.isnan(out).any()
         partials.append((torch.arange(M), out, lse))
     rows = torch.cat([p[0] for p in partials])
-    merged = merge_partials(M, rows, torch.cat([p[1] for p in partials]),
-                            torch.cat([p[2] for p in partials]), torch.float32)
+    merged = merge_partials(
+        M,
+        rows,
+        torch.cat([p[1] for p in partials]),
+        torch.cat([p[2] for p in partials]),
+        torch.float32,
+    )
     ref = monolithic(q, k, v, limit)
     assert torch.allclose(merged.double(), ref, atol=1e-5)
     assert torch.all(merged[0] == 0)  # fully masked row: zeros, no NaN
@@ -48,7 +55,11 @@ def test_random_segmentations_merge_exactly(impl, seed):
 
 def test_partial_lse_is_logsumexp():
     g = torch.Generator().manual_seed(0)
-    q, k, v = torch.randn(3, 4, 8, generator=g), torch.randn(2, 10, 8, generator=g), torch.randn(2, 10, 8, generator=g)
+    q, k, v = (
+        torch.randn(3, 4, 8, generator=g),
+        torch.randn(2, 10, 8, generator=g),
+        torch.randn(2, 10, 8, generator=g),
+    )
     for impl in ("math", "fused"):
         _, lse = partial_attention(q, k, v, None, impl)
         s = torch.einsum("mhd,hld->mhl", q, k.repeat_interleave(2, 0)) / math.sqrt(8)

@@ -38,15 +38,25 @@ def test_seeded_sampling_is_deterministic_and_per_stream():
     # a stream's draws do not depend on the other streams in the batch
     logits = torch.randn(3, 50)
     one = Sampler([SamplingParams(temperature=1.0, seed=3)])(logits[:1])
-    three = Sampler([SamplingParams(temperature=1.0, seed=3), SamplingParams(temperature=1.0, seed=4),
-                     SamplingParams(temperature=1.0, seed=5)])(logits)
+    three = Sampler(
+        [
+            SamplingParams(temperature=1.0, seed=3),
+            SamplingParams(temperature=1.0, seed=4),
+            SamplingParams(temperature=1.0, seed=5),
+        ]
+    )(logits)
     assert one[0] == three[0]
 
 
 def test_filters_top_k_top_p_and_suppression():
     x = torch.tensor([0.0, 3.0, 2.0, 1.0, -1.0])
     assert torch.isinf(filter_logits(x, SamplingParams(temperature=1.0, top_k=2))).tolist() == [
-        True, False, False, True, True]
+        True,
+        False,
+        False,
+        True,
+        True,
+    ]
     probs = torch.softmax(x, -1)  # top token holds ~0.64 of the mass
     kept = ~torch.isinf(filter_logits(x, SamplingParams(temperature=1.0, top_p=0.5)))
     assert kept.tolist() == [False, True, False, False, False] and probs[1] > 0.5

@@ -14,8 +14,13 @@ from plait.runtime.segments import KVStore
 from tests.tiny import tiny_pair
 
 YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 512}
-LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-          "original_max_position_embeddings": 64}
+LLAMA3 = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}
 
 CASES = [
     # family, heads, kv_heads, head_dim, tie, bias, rope_scaling
@@ -43,8 +48,16 @@ def _decode_logits(model, ids: list[int], n_prefill: int) -> torch.Tensor:
 @pytest.mark.parametrize("case,seed", list(itertools.product(CASES, [0, 1])))
 def test_logits_match_transformers(case, seed):
     family, heads, kv, hd, tie, bias, scaling = case
-    hf, model = tiny_pair(family, seed, heads=heads, kv_heads=kv, head_dim=hd, tie=tie, bias=bias,
-                          rope_scaling=scaling)
+    hf, model = tiny_pair(
+        family,
+        seed,
+        heads=heads,
+        kv_heads=kv,
+        head_dim=hd,
+        tie=tie,
+        bias=bias,
+        rope_scaling=scaling,
+    )
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, hf.config.vocab_size, (48,), generator=g)
     with torch.no_grad():
@@ -64,9 +77,18 @@ def test_config_reads_family_features():
 def test_greedy_generation_equals_transformers_generate():
     for family in ("llama", "qwen2", "qwen3"):
         hf, model = tiny_pair(family, seed=3)
-        ids = torch.randint(0, hf.config.vocab_size, (1, 10), generator=torch.Generator().manual_seed(3))
-        ref = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=24,
-                          min_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=0)
+        ids = torch.randint(
+            0, hf.config.vocab_size, (1, 10), generator=torch.Generator().manual_seed(3)
+        )
+        ref = hf.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=24,
+            min_new_tokens=24,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
         assert greedy(model, ids[0].tolist(), 24) == ref[0, 10:].tolist()
 
 

@@ -59,7 +59,9 @@ def test_scaled_shift_does_not_rescale():
     x = torch.randn(3, 16, dtype=torch.float64)
     # a pure rotation preserves the norm; re-applying the YaRN factor would scale it
     assert torch.allclose(shift(r, x, 17).norm(dim=-1), x.norm(dim=-1))
-    assert torch.allclose(rope_at(r, x, torch.arange(3)).norm(dim=-1), x.norm(dim=-1) * r.attention_factor)
+    assert torch.allclose(
+        rope_at(r, x, torch.arange(3)).norm(dim=-1), x.norm(dim=-1) * r.attention_factor
+    )
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
@@ -73,21 +75,35 @@ def test_query_rotation_identity(cfg):
         assert torch.allclose(a, b, atol=1e-9)
 
 
-@pytest.mark.parametrize("scaling", [
-    {"rope_type": "default"},
-    {"rope_type": "linear", "factor": 2.0},
-    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-     "original_max_position_embeddings": 64},
-    {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256},
-])
+@pytest.mark.parametrize(
+    "scaling",
+    [
+        {"rope_type": "default"},
+        {"rope_type": "linear", "factor": 2.0},
+        {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64,
+        },
+        {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256},
+    ],
+)
 def test_frequencies_match_transformers(scaling):
     from transformers import LlamaConfig
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
     from plait.runtime.config import ModelConfig
 
-    hf = LlamaConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                     max_position_embeddings=1024, rope_scaling=dict(scaling))
+    hf = LlamaConfig(
+        hidden_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=1024,
+        rope_scaling=dict(scaling),
+    )
     ours, factor = inverse_frequencies(ModelConfig.from_hf(hf).rope)
     kind = scaling["rope_type"]
     if kind == "default":

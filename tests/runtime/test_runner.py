@@ -13,7 +13,9 @@ from plait.runtime.segments import KVStore
 from tests.tiny import tiny_model
 
 
-def random_schedule(model, attention: str, seed: int, instant: bool, steps: int = 4) -> list[torch.Tensor]:
+def random_schedule(
+    model, attention: str, seed: int, instant: bool, steps: int = 4
+) -> list[torch.Tensor]:
     """Random segments, views, write targets and ragged inputs; returns every step's logits."""
     rng = random.Random(seed)
     store = KVStore(model.config, model.dtype, model.device)
@@ -33,8 +35,10 @@ def random_schedule(model, attention: str, seed: int, instant: bool, steps: int 
     out = []
     for _ in range(steps):
         active = [i for i in range(len(own)) if rng.random() < 0.8] or [0]
-        inputs = [StreamInput([rng.randrange(V) for _ in range(rng.randint(1, 3))], views[i], own[i])
-                  for i in active]
+        inputs = [
+            StreamInput([rng.randrange(V) for _ in range(rng.randint(1, 3))], views[i], own[i])
+            for i in active
+        ]
         out.extend(runner.step(inputs, instant=instant, all_logits=True))
         if rng.random() < 0.3:  # a finished run moves into a shared segment
             i = rng.randrange(len(own))
@@ -64,7 +68,9 @@ def test_instant_switch_changes_what_is_seen():
         a, b = store.new_segment(8), store.new_segment(8)
         runner.step([StreamInput([3], [b], b)])
         runner.step([StreamInput([1, 2], [b, a], a)])
-        out = runner.step([StreamInput([5], [b, a], a), StreamInput([6], [a, b], b)], instant=instant)
+        out = runner.step(
+            [StreamInput([5], [b, a], a), StreamInput([6], [a, b], b)], instant=instant
+        )
         logits[instant] = out
     assert not torch.allclose(logits[True], logits[False])
     # instant=False: stream a sees b only as it was before the step (1 token), a == [b, a] causal
@@ -75,7 +81,9 @@ def test_instant_switch_changes_what_is_seen():
 
 def test_contiguous_view_equals_plain_causal_decoding():
     model = tiny_model("qwen3", seed=2)
-    ids = torch.randint(0, model.config.vocab_size, (40,), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        0, model.config.vocab_size, (40,), generator=torch.Generator().manual_seed(0)
+    )
     store = KVStore(model.config)
     runner = Runner(model, store)
     segs = [store.new_segment(16) for _ in range(4)]
@@ -103,7 +111,7 @@ def test_move_equals_tokens_placed_in_history():
     a = runner.step([StreamInput(future, [hist, cur], cur)], all_logits=True)[0]
     # (b) reference: the same tokens in one causal sequence
     seq = torch.tensor(prompt + step_tokens + future)
-    b = model(seq, causal_context(model.rope, len(seq)))[-len(future):]
+    b = model(seq, causal_context(model.rope, len(seq)))[-len(future) :]
     assert (a - b).abs().max().item() < 1e-4
     assert store.stats.moved_tokens == 3 and store.stats.regrowths == 0
     assert max(future) < V
@@ -167,7 +175,10 @@ def test_arena_and_segment_growth_keep_results():
         pre = store.new_segment(capacity)
         runner.prefill(pre, ids[:20], chunk=6)
         own = [store.new_segment(capacity) for _ in range(3)]
-        out = [runner.step([StreamInput([t + i], [pre, s], s) for i, s in enumerate(own)]) for t in ids[20:]]
+        out = [
+            runner.step([StreamInput([t + i], [pre, s], s) for i, s in enumerate(own)])
+            for t in ids[20:]
+        ]
         return torch.cat(out), store
 
     big, s_big = run(4096, 64)
@@ -218,7 +229,9 @@ def test_batched_reads_of_evenly_spaced_segments_equal_reference(family, instant
         runner.prefill(prefix, [rng.randrange(100) for _ in range(9)])
         own = [store.new_segment(12) for _ in range(5)]  # evenly spaced: batchable
         for i, seg in enumerate(own):  # ragged stored lengths
-            runner.step([StreamInput([rng.randrange(100) for _ in range(i + 1)], [prefix, seg], seg)])
+            runner.step(
+                [StreamInput([rng.randrange(100) for _ in range(i + 1)], [prefix, seg], seg)]
+            )
         out, batches = [], 0
         for _ in range(3):
             # every stream reads all own segments; its own sits first for even i: later segments

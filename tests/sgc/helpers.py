@@ -20,7 +20,9 @@ def admissible_patterns(model, n: int, rounds: int):
         if len(prefix) == rounds:
             yield np.array(prefix, dtype=bool).reshape(rounds, n)
             return
-        prev = np.array(prefix[-model.lookback :] if model.lookback else [], dtype=bool).reshape(-1, n)
+        prev = np.array(prefix[-model.lookback :] if model.lookback else [], dtype=bool).reshape(
+            -1, n
+        )
         for row in rows:
             if model.window_ok(prev, row):
                 yield from rec(prefix + [row])
@@ -28,8 +30,9 @@ def admissible_patterns(model, n: int, rounds: int):
     yield from rec([])
 
 
-def run_pattern(name: str, n: int, jobs: int, params: dict, pattern: np.ndarray, cfg: MasterConfig,
-                **kw):
+def run_pattern(
+    name: str, n: int, jobs: int, params: dict, pattern: np.ndarray, cfg: MasterConfig, **kw
+):
     """Run with stragglers exactly where ``pattern`` (R, n) is True; return (scheme, result, errs)."""
     sc = make_scheme(name, n, jobs, **params)
     R = sc.n_rounds
@@ -41,7 +44,9 @@ def run_pattern(name: str, n: int, jobs: int, params: dict, pattern: np.ndarray,
 
     def on_job(j, g, r):
         assert r <= j + sc.T, f"job {j} decoded in round {r} > {j} + T"
-        errs.append(float(np.abs(g - work.true_grad(j, sc)).max() / np.abs(work.true_grad(j, sc)).max()))
+        errs.append(
+            float(np.abs(g - work.true_grad(j, sc)).max() / np.abs(work.true_grad(j, sc)).max())
+        )
 
     res = Master(cfg).run(sc, be, on_job=on_job)
     assert sorted(res.job_done) == list(range(jobs))

@@ -65,8 +65,16 @@ def test_decode_vectors_are_cached() -> None:
     assert code.decode_vector(alive) is code.decode_vector(alive.copy())
 
 
-@pytest.mark.parametrize("bad", [dict(n=0, s=0), dict(n=4, s=4), dict(n=4, s=-1), dict(n=6, s=3, kind="frc"),
-                                 dict(n=4, s=1, kind="mds")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(n=0, s=0),
+        dict(n=4, s=4),
+        dict(n=4, s=-1),
+        dict(n=6, s=3, kind="frc"),
+        dict(n=4, s=1, kind="mds"),
+    ],
+)
 def test_bad_code_params(bad: dict) -> None:
     with pytest.raises(ValueError):
         GradientCode(**bad)

@@ -13,14 +13,24 @@ from plait.sgc.schemes import make_scheme
 from plait.sgc.traces import gilbert_elliott_trace, iid_trace
 from plait.sgc.virtual import SyntheticWorkload, VirtualBackend, VirtualConfig
 
-CASES = [("gc", dict(s=2)), ("sr-sgc", dict(B=1, W=2, lam=3)), ("sr-sgc", dict(B=2, W=3, lam=3)),
-         ("m-sgc", dict(B=1, W=2, lam=2)), ("m-sgc", dict(B=2, W=4, lam=3)), ("uncoded", {}),
-         ("ignore", {})]
+CASES = [
+    ("gc", dict(s=2)),
+    ("sr-sgc", dict(B=1, W=2, lam=3)),
+    ("sr-sgc", dict(B=2, W=3, lam=3)),
+    ("m-sgc", dict(B=1, W=2, lam=2)),
+    ("m-sgc", dict(B=2, W=4, lam=3)),
+    ("uncoded", {}),
+    ("ignore", {}),
+]
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.sampled_from(CASES), st.integers(0, 10**6), st.sampled_from(["model", "decodable"]),
-       st.booleans())
+@given(
+    st.sampled_from(CASES),
+    st.integers(0, 10**6),
+    st.sampled_from(["model", "decodable"]),
+    st.booleans(),
+)
 def test_earliest_cut_never_later_than_paper(case, seed, adm, ge) -> None:
     name, params = case
     n = 6
@@ -43,8 +53,12 @@ def test_earliest_cut_never_later_than_paper(case, seed, adm, ge) -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.sampled_from(CASES), st.integers(0, 10**6), st.sampled_from(["paper", "earliest"]),
-       st.sampled_from(["model", "decodable"]))
+@given(
+    st.sampled_from(CASES),
+    st.integers(0, 10**6),
+    st.sampled_from(["paper", "earliest"]),
+    st.sampled_from(["model", "decodable"]),
+)
 def test_fast_cut_equals_online_cut_and_decodes_exactly(case, seed, cut, adm) -> None:
     name, params = case
     n = 7
@@ -53,21 +67,28 @@ def test_fast_cut_equals_online_cut_and_decodes_exactly(case, seed, cut, adm) ->
     for online in (False, True):
         sc = make_scheme(name, n, 12, **params)
         work = SyntheticWorkload(seed=seed)
-        be = VirtualBackend(iid_trace(n, sc.n_rounds, seed=seed, scale=0.5), VirtualConfig(c0=0.2, online=online),
-                            workload=work)
+        be = VirtualBackend(
+            iid_trace(n, sc.n_rounds, seed=seed, scale=0.5),
+            VirtualConfig(c0=0.2, online=online),
+            workload=work,
+        )
         grads = {}
         res = Master(cfg).run(sc, be, on_job=lambda j, g, r, d=grads: d.__setitem__(j, g))
         for j, g in grads.items():
             truth = work.true_grad(j, sc)
             if sc.exact:
                 assert np.abs(g - truth).max() <= 1e-9 * np.abs(truth).max()
-        out.append((sc.ledger, [lg.close for lg in res.rounds], [lg.stragglers for lg in res.rounds]))
+        out.append(
+            (sc.ledger, [lg.close for lg in res.rounds], [lg.stragglers for lg in res.rounds])
+        )
     assert out[0] == out[1]
 
 
 def test_ignore_reports_gradient_error() -> None:
     sc = make_scheme("ignore", 8, 10)
-    be = VirtualBackend(iid_trace(8, 10, seed=1, scale=1.0), VirtualConfig(c0=0.1), workload=SyntheticWorkload())
+    be = VirtualBackend(
+        iid_trace(8, 10, seed=1, scale=1.0), VirtualConfig(c0=0.1), workload=SyntheticWorkload()
+    )
     res = Master(plait_rules()).run(sc, be)
     assert len(res.grad_error) == 10 and max(res.grad_error) > 0
 

@@ -28,7 +28,9 @@ def backend():
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    be = RayBackend(N, pattern_to_trace(np.zeros((1, N), dtype=bool)), WORK)  # actors shared by tests
+    be = RayBackend(
+        N, pattern_to_trace(np.zeros((1, N), dtype=bool)), WORK
+    )  # actors shared by tests
     yield be
     be.shutdown()
     ray.shutdown()
@@ -46,7 +48,9 @@ def test_ray_matches_virtual_straggler_sets(backend) -> None:
     rv = Master(plait_rules()).run(sv, VirtualBackend(tr, VirtualConfig(c0=0.0, c1=0.0)))
     assert [lg.stragglers for lg in res.rounds] == [lg.stragglers for lg in rv.rounds]
     assert any(lg.stragglers for lg in res.rounds)
-    assert max(lg.close for lg in res.rounds) < 1.5  # 3 s stragglers were cancelled, never waited for
+    assert (
+        max(lg.close for lg in res.rounds) < 1.5
+    )  # 3 s stragglers were cancelled, never waited for
     for j in range(jobs):
         assert np.allclose(grads[j], work.true_grad(j, sc), rtol=1e-9)
 
@@ -83,4 +87,6 @@ def test_actor_killed_mid_call_is_redispatched(backend, name, params) -> None:
         assert np.allclose(grads[j], work.true_grad(j, sc), rtol=1e-9)
     dead = [lg for lg in res.rounds if lg.dead]
     assert dead and all(set(lg.dead) == {2} for lg in dead)  # a re-send may also hit the restart
-    assert sum(lg.redispatched for lg in res.rounds) >= 1  # its result was needed: re-sent, not lost
+    assert (
+        sum(lg.redispatched for lg in res.rounds) >= 1
+    )  # its result was needed: re-sent, not lost

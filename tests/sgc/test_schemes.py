@@ -48,8 +48,15 @@ def test_exhaustive_admissible_patterns_decode_exactly(case) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.sampled_from(["sr-sgc", "m-sgc"]), st.integers(4, 8), st.integers(1, 2), st.integers(1, 2),
-       st.integers(1, 4), st.integers(0, 10**6), st.sampled_from(sorted(MODES)))
+@given(
+    st.sampled_from(["sr-sgc", "m-sgc"]),
+    st.integers(4, 8),
+    st.integers(1, 2),
+    st.integers(1, 2),
+    st.integers(1, 4),
+    st.integers(0, 10**6),
+    st.sampled_from(sorted(MODES)),
+)
 def test_property_admissible_patterns(name, n, B, k, lam, seed, mode) -> None:
     W = k * B + 1 if name == "sr-sgc" else B + k
     lam = min(lam, n - 1)
@@ -61,8 +68,12 @@ def test_property_admissible_patterns(name, n, B, k, lam, seed, mode) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.sampled_from(["sr-sgc", "m-sgc", "gc"]), st.integers(4, 7), st.integers(0, 10**6),
-       st.sampled_from(sorted(MODES)))
+@given(
+    st.sampled_from(["sr-sgc", "m-sgc", "gc"]),
+    st.integers(4, 7),
+    st.integers(0, 10**6),
+    st.sampled_from(sorted(MODES)),
+)
 def test_violating_patterns_fall_back_and_decode(name, n, seed, mode) -> None:
     params = dict(s=1) if name == "gc" else dict(B=1, W=3, lam=2)
     model = BurstyModel(B=1, W=3, lam=2 if name != "gc" else 1)
@@ -71,11 +82,19 @@ def test_violating_patterns_fall_back_and_decode(name, n, seed, mode) -> None:
     assert max(errs) <= 1e-9
 
 
-@pytest.mark.parametrize("name,params", [
-    ("uncoded", {}), ("gc", dict(s=3)), ("gc", dict(s=2)), ("sr-sgc", dict(B=1, W=2, lam=3)),
-    ("sr-sgc", dict(B=2, W=5, lam=5)), ("m-sgc", dict(B=1, W=2, lam=2)), ("m-sgc", dict(B=2, W=4, lam=3)),
-    ("m-sgc", dict(B=1, W=3, lam=5)),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("uncoded", {}),
+        ("gc", dict(s=3)),
+        ("gc", dict(s=2)),
+        ("sr-sgc", dict(B=1, W=2, lam=3)),
+        ("sr-sgc", dict(B=2, W=5, lam=5)),
+        ("m-sgc", dict(B=1, W=2, lam=2)),
+        ("m-sgc", dict(B=2, W=4, lam=3)),
+        ("m-sgc", dict(B=1, W=3, lam=5)),
+    ],
+)
 def test_measured_max_load_equals_formula(name, params) -> None:
     n = 6
     sc = make_scheme(name, n, 12, unit=2, **params)
@@ -85,7 +104,9 @@ def test_measured_max_load_equals_formula(name, params) -> None:
     if name == "m-sgc":
         B, W, lam = params["B"], params["W"], params["lam"]
         assert sc.load() == Fraction((lam + 1) * (W - 1 + B), n * (B + (W - 1) * (lam + 1)))
-        assert res.rounds[0].samples.max() < res.max_samples() or W - 1 + B == 1  # warm-up is lighter
+        assert (
+            res.rounds[0].samples.max() < res.max_samples() or W - 1 + B == 1
+        )  # warm-up is lighter
     if name == "sr-sgc":
         assert sc.load() == Fraction(sr_sgc_s(params["B"], params["W"], params["lam"]) + 1, n)
 
@@ -110,15 +131,18 @@ def test_determinism_identical_ledger() -> None:
     assert out[0] == out[1]
 
 
-@pytest.mark.parametrize("name,params,msg", [
-    ("sr-sgc", dict(B=2, W=4, lam=3), "divide W - 1"),
-    ("sr-sgc", dict(B=1, W=1, lam=3), "B < W"),
-    ("sr-sgc", dict(B=1, W=2, lam=40), "lower lambda"),
-    ("m-sgc", dict(B=3, W=3, lam=1), "B < W"),
-    ("m-sgc", dict(B=1, W=2, lam=8), "lambda < n"),
-    ("gc", dict(s=8), "s < n"),
-    ("nope", {}, "valid"),
-])
+@pytest.mark.parametrize(
+    "name,params,msg",
+    [
+        ("sr-sgc", dict(B=2, W=4, lam=3), "divide W - 1"),
+        ("sr-sgc", dict(B=1, W=1, lam=3), "B < W"),
+        ("sr-sgc", dict(B=1, W=2, lam=40), "lower lambda"),
+        ("m-sgc", dict(B=3, W=3, lam=1), "B < W"),
+        ("m-sgc", dict(B=1, W=2, lam=8), "lambda < n"),
+        ("gc", dict(s=8), "s < n"),
+        ("nope", {}, "valid"),
+    ],
+)
 def test_bad_scheme_params(name, params, msg) -> None:
     with pytest.raises(ValueError, match=msg):
         make_scheme(name, 8, 10, **params)

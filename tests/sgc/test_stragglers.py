@@ -50,7 +50,9 @@ def test_bursty_incremental_equals_definition(B: int, extra: int, lam: int, data
 @given(st.integers(0, 3), st.integers(1, 4), st.integers(0, 4), st.data())
 def test_other_models_incremental(N: int, W: int, lam: int, data) -> None:
     R, n = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4))
-    P = np.array(data.draw(st.lists(st.booleans(), min_size=R * n, max_size=R * n)), bool).reshape(R, n)
+    P = np.array(data.draw(st.lists(st.booleans(), min_size=R * n, max_size=R * n)), bool).reshape(
+        R, n
+    )
     for m in (ArbitraryModel(N=N, W=W, lam=lam), PerRoundModel(s=lam)):
         assert m.admissible(P) == admissible_incremental(m, P)
 
@@ -93,7 +95,9 @@ def test_calibration_close_to_lambda_profile() -> None:
     assert 0.55 <= st_["median_latency"] <= 0.75  # reference: 0.64 s
 
 
-@pytest.mark.parametrize("bad", [dict(B=0, W=2, lam=1), dict(B=2, W=2, lam=1), dict(B=1, W=2, lam=-1)])
+@pytest.mark.parametrize(
+    "bad", [dict(B=0, W=2, lam=1), dict(B=2, W=2, lam=1), dict(B=1, W=2, lam=-1)]
+)
 def test_bad_model(bad: dict) -> None:
     with pytest.raises(ValueError):
         BurstyModel(**bad)

@@ -17,15 +17,22 @@ VOCAB = 48
 def test_collator_batches_and_hf_loss_matches_packed_loss() -> None:
     import transformers
 
-    cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
-                                   num_attention_heads=4, num_key_value_heads=2,
-                                   num_hidden_layers=2)
+    cfg = transformers.LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+    )
     torch.manual_seed(0)
     hf = transformers.LlamaForCausalLM(cfg).float().eval()
     model = DecoderLM.from_hf(hf)
     rng = random.Random(0)
     data = [random_trajectory(rng, vocab=VOCAB, blocks=2) for _ in range(4)]
-    loader = torch.utils.data.DataLoader(data, batch_size=4, collate_fn=TrieCollator(row_length=160))
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=4, collate_fn=TrieCollator(row_length=160)
+    )
     batch = next(iter(loader))
     assert batch.input_ids.shape == (len(batch.rows), 160)
     assert batch.report.n_dropped_units == 0

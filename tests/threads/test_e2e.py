@@ -18,8 +18,21 @@ def _main():  # noqa: ANN202
 
 
 def test_smoke_pipeline_runs_end_to_end() -> None:
-    out = _main()(["--steps", "2", "--batch", "2", "--eval", "2", "--train-size", "20",
-                   "--row-length", "256", "--no-progress"])
+    out = _main()(
+        [
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--eval",
+            "2",
+            "--train-size",
+            "20",
+            "--row-length",
+            "256",
+            "--no-progress",
+        ]
+    )
     assert out["eval_problems"] == 2 and out["steps"] == 2
     assert out["packed_tokens"] < out["unit_tokens"]  # the trie shares contexts
     assert out["dropped_units"] == 0

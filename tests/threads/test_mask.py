@@ -65,8 +65,9 @@ def test_attention_backends_agree(hq: int, hkv: int) -> None:
     for chunk in (7, 64, 1024):
         out = ancestor_attention(q, k, v, row.entry, row.exit, backend="chunked", chunk=chunk)
         torch.testing.assert_close(out, ref)
-        out = ancestor_attention(q, k, v, row.entry, row.exit, backend="chunked", chunk=chunk,
-                                 key_start=row.key_start)
+        out = ancestor_attention(
+            q, k, v, row.entry, row.exit, backend="chunked", chunk=chunk, key_start=row.key_start
+        )
         torch.testing.assert_close(out, ref)
     flex = ancestor_attention(q.float(), k.float(), v.float(), row.entry, row.exit, backend="flex")
     torch.testing.assert_close(flex, ref.float(), atol=1e-5, rtol=1e-5)

@@ -24,9 +24,17 @@ VOCAB = 64
 def _hf_model(family: str):
     import transformers
 
-    kw = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-              num_key_value_heads=2, num_hidden_layers=2, max_position_embeddings=512,
-              rope_theta=10000.0, tie_word_embeddings=False)
+    kw = dict(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+        max_position_embeddings=512,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     if family == "llama":
         model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**kw))
@@ -46,8 +54,9 @@ def _packed_logits(model, row, causal_positions=False, mask_kind="ancestor"):
     if mask_kind == "ancestor":
         ctx = TrieContext(model.rope, pos, row.entry, row.exit, backend="dense")
     else:  # plain causal mask over the flat row (negative control)
-        ctx = TrieContext(model.rope, pos, row.entry, torch.full_like(row.exit, row.length - 1),
-                          backend="dense")
+        ctx = TrieContext(
+            model.rope, pos, row.entry, torch.full_like(row.exit, row.length - 1), backend="dense"
+        )
     return model(row.input_ids, ctx)  # (L, V)
 
 
@@ -77,8 +86,10 @@ def _max_unit_error(hf, model, trajs, **kw) -> tuple[float, int]:
 def test_packed_forward_equals_per_unit_forwards(models, seed: int) -> None:
     hf, model = models
     rng = random.Random(seed)
-    trajs = [random_trajectory(rng, vocab=VOCAB, blocks=rng.randint(2, 3), threads=(2, 4)).units
-             for _ in range(2)]
+    trajs = [
+        random_trajectory(rng, vocab=VOCAB, blocks=rng.randint(2, 3), threads=(2, 4)).units
+        for _ in range(2)
+    ]
     err, n = _max_unit_error(hf, model, trajs)
     assert n >= 2 * (1 + 2 * 3 + 1)
     assert err < 1e-5, f"packed vs per-unit logits differ by {err}"

@@ -19,9 +19,15 @@ VOCAB = 48
 def model() -> DecoderLM:
     import transformers
 
-    cfg = transformers.Qwen2Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
-                                   num_attention_heads=4, num_key_value_heads=2,
-                                   num_hidden_layers=2, tie_word_embeddings=False)
+    cfg = transformers.Qwen2Config(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(3)
     return DecoderLM.from_hf(transformers.Qwen2ForCausalLM(cfg).float())
 
@@ -67,8 +73,10 @@ def test_rewards_to_advantages_to_loss_pipeline(model: DecoderLM) -> None:
 
     rng = random.Random(5)
     group = [random_trajectory(rng, vocab=VOCAB, blocks=2) for _ in range(4)]
-    etas = [1 - (len(t.response) - sum(sum(x) - max(x) for x in t.thread_lengths)) / len(t.response)
-            for t in group]
+    etas = [
+        1 - (len(t.response) - sum(sum(x) - max(x) for x in t.thread_lengths)) / len(t.response)
+        for t in group
+    ]
     rewards = [reward(True, e, RewardConfig()).total for e in etas]
     adv = group_advantages(rewards)
     assert abs(sum(adv)) < 1e-9

@@ -24,12 +24,23 @@ STOP, EOS = 5, 6
 def _tiny(family: str) -> DecoderLM:
     import transformers
 
-    kw = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-              num_key_value_heads=2, num_hidden_layers=2, max_position_embeddings=256,
-              initializer_range=0.2, tie_word_embeddings=False)
+    kw = dict(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+        max_position_embeddings=256,
+        initializer_range=0.2,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(1)
-    cls, cfg = ((transformers.LlamaForCausalLM, transformers.LlamaConfig) if family == "llama"
-                else (transformers.Qwen2ForCausalLM, transformers.Qwen2Config))
+    cls, cfg = (
+        (transformers.LlamaForCausalLM, transformers.LlamaConfig)
+        if family == "llama"
+        else (transformers.Qwen2ForCausalLM, transformers.Qwen2Config)
+    )
     return DecoderLM.from_hf(cls(cfg(**kw)).float().eval())
 
 
@@ -42,8 +53,11 @@ def model(request) -> DecoderLM:
 def _twin(model: DecoderLM, req: CompletionRequest) -> tuple[list[int], str]:
     ctx, out = list(req.context), []
     for _ in range(min(req.max_tokens, model.config.max_position - len(req.context))):
-        logits = model(torch.tensor(ctx), causal_context(model.rope, len(ctx)),
-                       logit_rows=torch.tensor([len(ctx) - 1]))
+        logits = model(
+            torch.tensor(ctx),
+            causal_context(model.rope, len(ctx)),
+            logit_rows=torch.tensor([len(ctx) - 1]),
+        )
         tok = int(torch.argmax(logits[0]))
         out.append(tok)
         ctx.append(tok)
@@ -55,7 +69,9 @@ def _twin(model: DecoderLM, req: CompletionRequest) -> tuple[list[int], str]:
 
 
 def _req(ctx: list[int], n: int = 12) -> CompletionRequest:
-    return CompletionRequest(context=ctx, max_tokens=n, stop_token_ids=(STOP,), eos_token_ids=(EOS,))
+    return CompletionRequest(
+        context=ctx, max_tokens=n, stop_token_ids=(STOP,), eos_token_ids=(EOS,)
+    )
 
 
 def _check(engine: RuntimeEngine, model: DecoderLM, reqs: list[CompletionRequest]):
@@ -101,8 +117,9 @@ def test_diverging_prompt_and_identical_contexts(model: DecoderLM) -> None:
     assert engine.stats.fresh_segments == 1
     _check(engine, model, [_req([30]), _req([30])])  # one-token, identical contexts
     # budget and logprobs
-    got = asyncio.run(engine.complete([CompletionRequest(context=[15, 16], max_tokens=3,
-                                                         logprobs=True)]))
+    got = asyncio.run(
+        engine.complete([CompletionRequest(context=[15, 16], max_tokens=3, logprobs=True)])
+    )
     assert len(got[0].tokens) == 3 and got[0].finish_reason == "length"
     assert got[0].logprobs is not None and all(lp <= 0 for lp in got[0].logprobs)
 

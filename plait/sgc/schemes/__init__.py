@@ -17,5 +17,16 @@ def make_scheme(name: str, n: int, n_jobs: int, **params) -> Scheme:
     return SCHEMES[name](n, n_jobs, **params)
 
 
-__all__ = ["GC", "MSGC", "SRSGC", "SCHEMES", "IgnoreStragglers", "MiniTask", "RoundPlan", "Scheme",
-           "Uncoded", "make_scheme", "sr_sgc_s"]
+__all__ = [
+    "GC",
+    "MSGC",
+    "SRSGC",
+    "SCHEMES",
+    "IgnoreStragglers",
+    "MiniTask",
+    "RoundPlan",
+    "Scheme",
+    "Uncoded",
+    "make_scheme",
+    "sr_sgc_s",
+]

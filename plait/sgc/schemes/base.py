@@ -94,7 +94,9 @@ class Scheme(ABC):
         tasks = self._assign(r)
         samples = np.array([sum(self._size(t) for t in ts) for ts in tasks], dtype=np.int64)
         re = sum(1 for ts in tasks for t in ts if self._is_reattempt(r, t))
-        return RoundPlan(round=r, tasks=tuple(tuple(ts) for ts in tasks), samples=samples, reattempts=re)
+        return RoundPlan(
+            round=r, tasks=tuple(tuple(ts) for ts in tasks), samples=samples, reattempts=re
+        )
 
     def _is_reattempt(self, r: int, t: MiniTask) -> bool:
         return False

@@ -23,8 +23,18 @@ from plait.sgc.stragglers import BurstyModel
 class MSGC(Scheme):
     name = "m-sgc"
 
-    def __init__(self, n: int, n_jobs: int, *, B: int, W: int, lam: int, unit: int = 1,
-                 code: str = "auto", seed: int = 0) -> None:
+    def __init__(
+        self,
+        n: int,
+        n_jobs: int,
+        *,
+        B: int,
+        W: int,
+        lam: int,
+        unit: int = 1,
+        code: str = "auto",
+        seed: int = 0,
+    ) -> None:
         super().__init__(n, n_jobs)
         if B < 1 or W < B + 1:
             raise ValueError(f"M-SGC needs 1 <= B < W, got B={B}, W={W}")
@@ -61,7 +71,9 @@ class MSGC(Scheme):
             first = np.asarray(miss.argmax(axis=1))
             g = m - W + 2
             for i in range(n):
-                out[i].append(MiniTask(j, 0, i * (W - 1) + int(first[i])) if has[i] else MiniTask(j, g, i))
+                out[i].append(
+                    MiniTask(j, 0, i * (W - 1) + int(first[i])) if has[i] else MiniTask(j, g, i)
+                )
         return out
 
     def _is_reattempt(self, r: int, t: MiniTask) -> bool:

@@ -109,8 +109,9 @@ class GC(OneJobPerRound, GCDecoding, Scheme):
 
     name = "gc"
 
-    def __init__(self, n: int, n_jobs: int, *, s: int, unit: int = 1, code: str = "auto",
-                 seed: int = 0) -> None:
+    def __init__(
+        self, n: int, n_jobs: int, *, s: int, unit: int = 1, code: str = "auto", seed: int = 0
+    ) -> None:
         super().__init__(n, n_jobs)
         if unit < 1:
             raise ValueError(f"unit (samples per partition) must be >= 1, got {unit}")
@@ -121,7 +122,9 @@ class GC(OneJobPerRound, GCDecoding, Scheme):
         self._model = PerRoundModel(s=s)
 
 
-
 def gc_pieces(code: GradientCode, row: int, offset: int, unit: int) -> list[tuple[int, int, float]]:
     """Sample ranges of coded row ``row``: partition p covers [offset + p*unit, offset + (p+1)*unit)."""
-    return [(offset + p * unit, offset + (p + 1) * unit, float(code.B[row, p])) for p in code.support(row)]
+    return [
+        (offset + p * unit, offset + (p + 1) * unit, float(code.B[row, p]))
+        for p in code.support(row)
+    ]

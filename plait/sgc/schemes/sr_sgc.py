@@ -25,8 +25,18 @@ def sr_sgc_s(B: int, W: int, lam: int) -> int:
 class SRSGC(GCDecoding, Scheme):
     name = "sr-sgc"
 
-    def __init__(self, n: int, n_jobs: int, *, B: int, W: int, lam: int, unit: int = 1,
-                 code: str = "auto", seed: int = 0) -> None:
+    def __init__(
+        self,
+        n: int,
+        n_jobs: int,
+        *,
+        B: int,
+        W: int,
+        lam: int,
+        unit: int = 1,
+        code: str = "auto",
+        seed: int = 0,
+    ) -> None:
         super().__init__(n, n_jobs)
         if B < 1 or W < B + 1:
             raise ValueError(f"SR-SGC needs 1 <= B < W, got B={B}, W={W}")
@@ -37,7 +47,9 @@ class SRSGC(GCDecoding, Scheme):
         self.B, self.W, self.lam = B, W, lam
         self.s = sr_sgc_s(B, W, lam)
         if self.s >= n:
-            raise ValueError(f"SR-SGC needs s = ceil(B*lam/(W-1+B)) = {self.s} < n = {n}; lower lambda")
+            raise ValueError(
+                f"SR-SGC needs s = ceil(B*lam/(W-1+B)) = {self.s} < n = {n}; lower lambda"
+            )
         self.code = GradientCode(n=n, s=self.s, kind=code, seed=seed)
         self._model = BurstyModel(B=B, W=W, lam=lam)
         self.T = B
@@ -85,7 +97,6 @@ class SRSGC(GCDecoding, Scheme):
     def _is_reattempt(self, r: int, t: MiniTask) -> bool:
         return t.job < r
 
-
     # ---- bookkeeping for the two admissibility modes ---------------------------------------
     def _clean_after(self, r: int, rows_r: np.ndarray | None) -> bool:
         """No job in [r - B + 1, r] needs a re-attempt (rows_r: job r's delivered rows)."""
@@ -115,7 +126,9 @@ class SRSGC(GCDecoding, Scheme):
         prev = self._history(0, r, False)
         if paper and len(prev):
             lo = r - len(prev)
-            keep = [not (self.reattempted[u] == 0 and self.declared[u].sum() <= self.s)
-                    for u in range(lo, r)]
+            keep = [
+                not (self.reattempted[u] == 0 and self.declared[u].sum() <= self.s)
+                for u in range(lo, r)
+            ]
             prev = prev & np.array(keep)[:, None]
         return self.model.window_ok(prev, missing)
