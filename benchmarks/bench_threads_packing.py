@@ -30,27 +30,13 @@ import torch
 
 from plait.threads.mask import ancestor_block_mask, block_mask_nbytes
 from plait.threads.packing import pack_rows
-from plait.threads.synthetic import random_trajectory
+from plait.threads.synthetic import random_trajectory, small_model
 from plait.threads.train import TrieContext, packed_loss, unit_token_logprobs
 from plait.threads.trie import build_trie
 
 
 def tiny_model(vocab: int, device: str):  # noqa: ANN201
-    import transformers
-
-    from plait.runtime.model import DecoderLM
-
-    cfg = transformers.Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=64,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=65536,
-    )
-    torch.manual_seed(0)
-    return DecoderLM.from_hf(transformers.Qwen2ForCausalLM(cfg).float()).to(device)
+    return small_model(vocab, max_position=65536, device=device)
 
 
 def rss_mb() -> float:

@@ -82,12 +82,7 @@ def config(shape: str, layers: int | None = None, max_position: int = 32768) -> 
 
 
 def random_model(cfg: ModelConfig, dev: torch.device, dtype: torch.dtype) -> DecoderLM:
-    with torch.device(dev):
-        m = DecoderLM(cfg).to(dtype)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.02)
-    return m.eval()
+    return DecoderLM.random(cfg, device=dev, dtype=dtype)
 
 
 def sync(dev: torch.device) -> None:

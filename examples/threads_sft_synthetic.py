@@ -23,32 +23,13 @@ import time
 import torch
 
 
-def build_model(hidden: int, layers: int, vocab: int, seed: int):  # noqa: ANN201
-    import transformers
-
-    from plait.runtime.model import DecoderLM
-
-    cfg = transformers.Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=4 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    return DecoderLM.from_hf(transformers.Qwen2ForCausalLM(cfg).float())
-
-
 def main(argv: list[str] | None = None) -> dict:
     from plait.threads.collate import TrieCollator
     from plait.threads.format import ThreadFormat
     from plait.threads.metrics import trajectory_stats
     from plait.threads.orchestrator import Orchestrator, OrchestratorConfig
     from plait.threads.runtime_backend import RuntimeEngine
-    from plait.threads.synthetic import parse_answer, problem_units, sample_problem
+    from plait.threads.synthetic import parse_answer, problem_units, sample_problem, small_model
     from plait.threads.train import SFTConfig, sft_train
     from plait.threads.validate import validate
 
@@ -98,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
             yield b.rows
 
     # 2) SFT with trie packing
-    model = build_model(args.hidden, args.layers, vocab, args.seed)
+    model = small_model(vocab, hidden=args.hidden, layers=args.layers, seed=args.seed)
     n_params = sum(p.numel() for p in model.parameters())
     res = sft_train(
         model, batches(), SFTConfig(lr=args.lr, steps=args.steps), progress=not args.no_progress

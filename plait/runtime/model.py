@@ -106,6 +106,32 @@ class DecoderLM(nn.Module):
         )
         self.rope = Rope(cfg.rope, cfg.head_dim)
 
+    @classmethod
+    def random(
+        cls,
+        cfg: ModelConfig,
+        *,
+        seed: int = 0,
+        std: float = 0.02,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> DecoderLM:
+        """A model with fresh weights (matrices and embeddings N(0, std), norms 1, biases 0: the
+        usual initialisation of Llama-style models) for benchmarks, examples and training from
+        scratch; reproducible from `seed`, in eval mode."""
+        with torch.device(device):
+            model = cls(cfg)
+        g = torch.Generator(device=device).manual_seed(seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "norm" in name:
+                    p.fill_(1.0)
+                elif name.endswith("bias"):
+                    p.zero_()
+                else:
+                    p.normal_(0.0, std, generator=g)
+        return model.to(dtype).eval()
+
     @property
     def head_weight(self) -> torch.Tensor:
         return self.embed.weight if self.lm_head is None else self.lm_head.weight

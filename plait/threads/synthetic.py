@@ -14,12 +14,35 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from plait.runtime.config import ModelConfig, RopeConfig
+from plait.runtime.model import DecoderLM
 from plait.threads.trie import UnitTokens
 
 # Reserved ids of the synthetic vocabulary; ordinary "text" tokens are >= FIRST_TEXT.
 PAR, END_PAR, OUTS, END_OUTS, THR, END_THR, NL, COLON, EOS = range(1, 10)
 DIGIT0 = 10  # ids 10..19 are the thread numbers 0..9
 FIRST_TEXT = 20
+
+
+def small_model(
+    vocab: int,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    max_position: int = 512,
+    seed: int = 0,
+    device: str = "cpu",
+) -> DecoderLM:
+    """A freshly initialised small Qwen2-style model (4 heads, 2 KV heads, tied embeddings) for
+    synthetic training runs and packing benchmarks."""
+    if hidden % 4:
+        raise ValueError(f"hidden must be a multiple of the 4 attention heads, got {hidden}")
+    cfg = ModelConfig(
+        family="qwen2", vocab_size=vocab, hidden_size=hidden, intermediate_size=4 * hidden,
+        num_layers=layers, num_heads=4, num_kv_heads=2, head_dim=hidden // 4, qkv_bias=True,
+        tie_embeddings=True, max_position=max_position, rope=RopeConfig(rotary_dim=hidden // 4),
+    )  # fmt: skip
+    return DecoderLM.random(cfg, seed=seed, device=device)
 
 
 @dataclass(slots=True, kw_only=True)
