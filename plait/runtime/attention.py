@@ -1,7 +1,9 @@
 """Partial attention over one KV segment, and the exact log-sum-exp merge of partials.
 
 A query that reads several segments gets one (output, lse) pair per segment; `merge_partials`
-combines them into exactly the softmax attention over the concatenation. Queries of many streams
+combines them into exactly the softmax attention over the concatenation (scatter form, the
+reference); `merge_gathered` does the same from a per-row index computed once per step (a gather
+and a softmax: fewer, larger ops, used by the runner). Queries of many streams
 that read the same segment are stacked and attend to it in one call (the segment is read once).
 
 GQA layout: queries (M, Hq, D) are regrouped to (Hkv, M*G, D) so each KV head is read once for
@@ -204,3 +206,50 @@ def merge_partials(
     den = torch.zeros(total_rows, H, device=out.device).index_add_(0, rows, w)
     den = torch.where(den == 0, torch.ones_like(den), den)
     return (acc / den[..., None]).to(dtype)  # (T, H, D)
+
+
+def gather_index(rows: torch.Tensor, total_rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """For `merge_gathered`: each row's partials as a (T, R) index into the N stacked partials.
+
+    Args:
+        rows: (N,) the query row of each partial; total_rows: T.
+    Returns:
+        index (T, R) with R = the most partials of any row, and pad (T, R) marking unused entries
+        (None when every row has R partials).
+    """
+    order = torch.argsort(rows, stable=True)  # (N,) partials grouped by row
+    counts = torch.bincount(rows, minlength=total_rows)  # (T,)
+    width = int(counts.max())
+    if bool((counts == width).all()):
+        return order.view(total_rows, width), None
+    first = torch.cumsum(counts, 0) - counts  # (T,) first grouped position of each row
+    sorted_rows = rows[order]
+    slot = torch.arange(rows.shape[0], device=rows.device) - first[sorted_rows]
+    index = torch.zeros(total_rows, width, dtype=torch.long, device=rows.device)
+    index[sorted_rows, slot] = order
+    pad = torch.arange(width, device=rows.device)[None, :] >= counts[:, None]  # (T, R)
+    return index, pad
+
+
+def merge_gathered(
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    index: torch.Tensor,
+    pad: torch.Tensor | None,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Exact LSE merge with a precomputed index (see `gather_index`); equals `merge_partials`.
+
+    Args:
+        out: (N, H, D) partial outputs; lse: (N, H) their log-sum-exps (-inf = saw nothing).
+        index, pad: (T, R) from `gather_index`.
+    Every row must see at least one key (true in the runner: a query always sees its own
+    token); otherwise its output is NaN, where `merge_partials` returns 0.
+    Returns:
+        (T, H, D) attention output.
+    """
+    lg = lse[index]  # (T, R, H)
+    if pad is not None:
+        lg = lg.masked_fill(pad[..., None], -math.inf)
+    w = torch.softmax(lg, dim=1)  # (T, R, H) each partial's share of its row
+    return (w[..., None] * out[index].float()).sum(1).to(dtype)  # (T, H, D)

@@ -25,8 +25,9 @@ import torch
 from plait.runtime.attention import (
     batched_attention,
     from_groups,
+    gather_index,
     grouped_attention,
-    merge_partials,
+    merge_gathered,
     to_groups,
 )
 from plait.runtime.model import AttentionContext, DecoderLM
@@ -90,6 +91,8 @@ class StepPlan:
     read_cos: torch.Tensor  # (N, 1, R) per-read query rotations, stacked
     read_sin: torch.Tensor
     single_read: bool  # every row reads exactly one segment (no merge needed)
+    merge_index: torch.Tensor | None  # (T, R) each row's partials in read_rows order (see merge)
+    merge_pad: torch.Tensor | None  # (T, R) unused entries of merge_index, None if none
     batches: list[ReadBatch]  # groups of reads attended in one call (others: one call each)
 
 
@@ -187,6 +190,9 @@ class Runner:
             at = r.span[1]
         qcos, qsin = rope.cos_sin(torch.cat([r.rel for r in reads]), self.model.dtype)  # (N, R)
         ids = torch.tensor([t for inp in inputs for t in inp.tokens], device=device)
+        read_rows = torch.cat([r.rows for r in reads])
+        single = all(len(inp.view) == 1 for inp in inputs)
+        merge_index, merge_pad = (None, None) if single else gather_index(read_rows, row)
         return StepPlan(
             ids,
             starts,
@@ -197,10 +203,12 @@ class Runner:
             kcos[:, None],
             ksin[:, None],
             reads,
-            torch.cat([r.rows for r in reads]),
+            read_rows,
             qcos[:, None],
             qsin[:, None],
-            single_read=all(len(inp.view) == 1 for inp in inputs),
+            single_read=single,
+            merge_index=merge_index,
+            merge_pad=merge_pad,
             batches=batches,
         )
 
@@ -378,8 +386,9 @@ class _StepAttention:
             out = torch.empty(T, Hq, D, dtype=q.dtype, device=q.device)
             out[plan.read_rows] = out_n
         else:
+            assert plan.merge_index is not None
             lse_n = from_groups(torch.cat(lses, dim=1), N, Hq)  # (N, Hq)
-            out = merge_partials(T, plan.read_rows, out_n, lse_n, q.dtype)
+            out = merge_gathered(out_n, lse_n, plan.merge_index, plan.merge_pad, q.dtype)
         return out.reshape(T, Hq * D)
 
     @staticmethod
