@@ -180,6 +180,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(
         "correct!"
         if out["snapshots"][-1]["answer"] == DEMO_ANSWER
-        else "(a 0.5B model often slips; try --workers 3 or a larger --budgets)"
+        else "(not the expected answer: the bundled 0.5B model collaborates poorly - workers "
+        "tend to repeat each other's steps - and more workers, budget or sampling did not fix "
+        "it in our runs; measurements in docs/hogwild.md. Try a larger model with --model.)"
     )
     return 0
