@@ -11,6 +11,11 @@ moves); a full arena grows by doubling (`stats.arena_growths`).
 
 `KVStore.move(src, dst)` appends src's tokens to dst with one relative rotation of the moved keys
 (positions shift by dst's length) and empties src: O(len(src)), never a copy of dst.
+
+The store is inference-only storage: every method that writes the arena runs under
+`torch.inference_mode()`, because the arena may be (re)allocated inside `Runner.step` (an
+inference tensor) and later be written from plain code (e.g. a Hogwild step merge), which torch
+forbids outside inference mode.
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ class KVStore:
         c = self.config
         return (c.num_layers, c.num_kv_heads, slots, c.head_dim)
 
+    @torch.inference_mode()
     def _allocate(self, capacity: int) -> int:
         if self.top + capacity > self.k.shape[2]:
             size = max(2 * self.k.shape[2], self.top + capacity)
@@ -117,6 +123,7 @@ class KVStore:
         seg.k = self.k[:, :, base : base + capacity]
         seg.v = self.v[:, :, base : base + capacity]
 
+    @torch.inference_mode()
     def new_segment(self, capacity: int = 256, name: str = "") -> Segment:
         """Allocate an empty segment with room for `capacity` tokens."""
         if capacity < 1:
@@ -150,6 +157,7 @@ class KVStore:
         per_token = 2 * self.config.num_layers * self.config.num_kv_heads * self.config.head_dim
         return sum(s.length for s in self.segments) * per_token * self.dtype.itemsize
 
+    @torch.inference_mode()
     def reserve(self, seg: Segment, extra: int) -> None:
         """Ensure room for `extra` more tokens (moves the segment to a doubled range if needed)."""
         need = seg.length + extra
@@ -164,12 +172,14 @@ class KVStore:
         self._bind(seg, base, cap)
         self.stats.regrowths += 1
 
+    @torch.inference_mode()
     def write(self, seg: Segment, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store rotated keys k and values v, each (Hkv, n, D), at slots start..start+n-1."""
         n = k.shape[1]
         seg.k[layer, :, start : start + n] = k
         seg.v[layer, :, start : start + n] = v
 
+    @torch.inference_mode()
     def write_slots(
         self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> None:
@@ -184,6 +194,7 @@ class KVStore:
         seg.length = n
         del seg.tokens[n:]
 
+    @torch.inference_mode()
     def move(self, src: Segment, dst: Segment) -> None:
         """Append all of src's tokens to dst (one rotation of the moved keys), then empty src."""
         if src is dst:

@@ -188,6 +188,28 @@ def test_arena_and_segment_growth_keep_results():
     assert s_small.stats.regrowths > 0 and s_small.stats.arena_growths > 0
 
 
+def test_store_mutations_work_after_the_arena_grew_inside_a_step():
+    """Regression (GSM8K run, W=4 x 8 problems): the arena grew inside `Runner.step` (inference
+    mode), then the Hogwild workspace moved a finished step outside it: in-place updates of
+    inference tensors outside inference mode used to raise."""
+    model = tiny_model("llama", seed=3)
+    store = KVStore(model.config, slots=4)
+    runner = Runner(model, store)
+    hist, step = store.new_segment(2), store.new_segment(2)
+    runner.prefill(hist, [5, 6, 7], chunk=2)
+    for t in (8, 9, 10, 11, 12):  # grows the arena and `step` inside runner.step
+        runner.step([StreamInput([t], [hist, step], step)])
+    assert store.stats.arena_growths > 0 and store.stats.regrowths > 0
+    assert not torch.is_inference_mode_enabled()
+    store.move(step, hist)  # outside inference mode
+    store.reserve(hist, 64)
+    extra = store.new_segment(4)
+    store.write(extra, 0, 0, *(torch.zeros(2, 1, 16),) * 2)
+    assert hist.length == 8 and step.length == 0
+    logits = runner.step([StreamInput([13], [hist, extra], extra)])
+    assert torch.isfinite(logits).all()
+
+
 def test_freed_top_segment_is_reused():
     model = tiny_model("llama")
     store = KVStore(model.config, slots=64)
