@@ -5,7 +5,8 @@ finished (method, problem) pairs are skipped) and writes the summary to benchmar
 `<name>.json` (accuracy with 95% Wilson intervals, early stops, mean passes used and where the
 answers came from, per method and budget), `<name>.png` (the curves) and `<name>_records.jsonl`
 (every record, so a later session can resume or re-plot). `--summarize` skips solving and only
-rebuilds the summary from the records already in `<out>`.
+rebuilds the summary from the records already in `<out>`; `--resume` first seeds an empty `<out>`
+with the committed `<name>_records.jsonl`, so a later session continues where the last one stopped.
 
     python benchmarks/bench_hogwild_gsm8k.py --limit 50               # hours on 2 CPU cores
     python benchmarks/bench_hogwild_gsm8k.py --out DIR --summarize   # table + plot from records
@@ -85,8 +86,17 @@ def main() -> None:
     ap.add_argument("--name", default="hogwild_gsm8k_qwen05", help="results file stem")
     ap.add_argument("--summarize", action="store_true", help="only rebuild table and plot")
     ap.add_argument("--note", default="", help="free text stored in the results JSON")
+    ap.add_argument(
+        "--resume", action="store_true", help="seed <out> with the committed records first"
+    )
     args = ap.parse_args()
     out = Path(args.out)
+    committed = RESULTS / f"{args.name}_records.jsonl"
+    if args.resume and not (out / "records.jsonl").exists():
+        if not committed.exists():
+            raise SystemExit(f"--resume: {committed} does not exist; run without --resume")
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(committed, out / "records.jsonl")
     model_desc = f"{args.model} ({args.dtype}, greedy)"
     if not args.summarize:
         from plait.eval.datasets import load
