@@ -137,10 +137,11 @@ class KVStore:
         return seg
 
     def free(self, seg: Segment) -> None:
-        """Drop a segment (it must no longer be in any view); the last-allocated range is reused."""
+        """Drop a segment (it must no longer be in any view). Free space above the highest live
+        segment is reused, whatever order segments are freed in (all freed: the arena is empty
+        again), so repeated solves do not grow the arena."""
         self.segments = [s for s in self.segments if s is not seg]
-        if seg.base + seg.capacity == self.top:
-            self.top = seg.base
+        self.top = max((s.base + s.capacity for s in self.segments), default=0)
         seg.k, seg.v = seg.k[:, :, :0], seg.v[:, :, :0]
         seg.length, seg.tokens = 0, []
 

@@ -214,3 +214,16 @@ def test_bad_inputs_are_clear_errors(model) -> None:  # noqa: ANN001
         engine(model, workers=2, budgets=(4,)).solve("x" * 5000)
     with pytest.raises(ValueError, match="empty"):
         engine(model, workers=2, budgets=(4,)).solve("  ")
+
+
+def test_repeated_solves_reuse_the_arena(model) -> None:  # noqa: ANN001
+    """Every solve frees all its segments, so later batches reuse the same arena (the GSM8K run
+    was OOM-killed when freed space was never reclaimed)."""
+    eng = engine(model, workers=4, budgets=(12,), finisher_max_tokens=3)
+    first = eng.solve_batch(["Add.", "Sum up."])
+    assert eng.store.top == 0 and not eng.store.segments
+    size = eng.store.k.shape[2]
+    for _ in range(3):
+        again = eng.solve_batch(["Add.", "Sum up."])
+        assert eng.store.top == 0 and eng.store.k.shape[2] == size
+    assert summary(again[0]) == summary(first[0])

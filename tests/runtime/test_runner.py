@@ -210,6 +210,24 @@ def test_store_mutations_work_after_the_arena_grew_inside_a_step():
     assert torch.isfinite(logits).all()
 
 
+def test_freeing_in_any_order_returns_the_space():
+    """Regression (GSM8K run OOM-killed at 24 GB): segments freed out of allocation order were
+    never reclaimed, so every solve bumped the allocator and the arena doubled again and again."""
+    model = tiny_model("llama")
+    store = KVStore(model.config, slots=64)
+    for _ in range(20):  # 20 "solves", each allocating 48 slots and freeing in another order
+        segs = [store.new_segment(16) for _ in range(3)]
+        for seg in (segs[0], segs[2], segs[1]):
+            store.free(seg)
+        assert store.top == 0
+    assert store.stats.arena_growths == 0 and store.k.shape[2] == 64
+    a, b, c = (store.new_segment(8) for _ in range(3))
+    store.free(b)
+    assert store.top == 24  # c is still live above the hole
+    store.free(c)
+    assert store.top == 8 and store.new_segment(8).base == 8
+
+
 def test_freed_top_segment_is_reused():
     model = tiny_model("llama")
     store = KVStore(model.config, slots=64)
