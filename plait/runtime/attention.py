@@ -35,9 +35,9 @@ def from_groups(x: torch.Tensor, M: int, Hq: int) -> torch.Tensor:
 
 
 def limit_bias(limit: torch.Tensor, length: int, group: int, dtype: torch.dtype) -> torch.Tensor:
-    """Additive mask (M*G, L): key j visible to query m iff j <= limit[m]."""
+    """Additive mask (..., M*G, L) for limits (..., M): key j visible to query m iff j <= limit[m]."""
     keys = torch.arange(length, device=limit.device)
-    allowed = keys[None, :] <= limit.repeat_interleave(group)[:, None]  # (M*G, L)
+    allowed = keys <= limit.repeat_interleave(group, dim=-1)[..., None]  # (..., M*G, L)
     zero = torch.zeros((), dtype=dtype, device=limit.device)
     return torch.where(allowed, zero, torch.full((), -math.inf, dtype=dtype, device=limit.device))
 
@@ -76,53 +76,12 @@ def grouped_attention(
     """`partial_attention` in the grouped layout: qg (Hkv, M*G, D) -> out (Hkv, M*G, D), lse (Hkv, M*G)."""
     if k.shape[1] == 0:
         return torch.zeros_like(qg), torch.full(qg.shape[:2], -math.inf, device=qg.device)
-    if impl == "auto":
-        impl = "fused" if qg.device.type in ("cpu", "cuda") else "math"
-    if impl == "fused":
-        return _fused(qg, k, v, limit, group)
-    return _math(qg, k, v, limit, group)
-
-
-def _math(qg, k, v, limit, G):  # noqa: ANN001, ANN202 - internal
-    scale = qg.shape[-1] ** -0.5
-    scores = (qg.float() @ k.float().transpose(-1, -2)) * scale  # (Hkv, M*G, L)
+    bias = empty = None
     if limit is not None:
-        scores = scores + limit_bias(limit, k.shape[1], G, torch.float32)
-    lse = torch.logsumexp(scores, dim=-1)  # (Hkv, M*G)
-    safe = torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)
-    p = torch.exp(scores - safe[..., None])
-    out = (p @ v.float()).to(qg.dtype)  # (Hkv, M*G, D)
-    return out, lse
-
-
-def _fused(qg, k, v, limit, G):  # noqa: ANN001, ANN202 - internal
-    bias = None if limit is None else limit_bias(limit, k.shape[1], G, qg.dtype)
-    if qg.device.type == "cpu":
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            qg[None], k[None], v[None], 0.0, False, attn_mask=bias
-        )
-        out, lse = out[0], lse[0].float()
-    elif bias is None and qg.dtype in (torch.float16, torch.bfloat16):
-        # CUDA flash kernel (no mask needed: every reader sees the whole segment)
-        res = torch.ops.aten._scaled_dot_product_flash_attention(qg[None], k[None], v[None])
-        out, lse = res[0][0], res[1][0].float()
-    else:
-        if bias is not None:
-            # the kernel wants the bias row stride aligned to 16 elements: pad, then slice
-            L = k.shape[1]
-            padded = bias.new_zeros(bias.shape[0], -(-L // 16) * 16)
-            padded[:, :L] = bias
-            bias = padded[:, :L][None, None].expand(1, k.shape[0], *bias.shape)
-        res = torch.ops.aten._scaled_dot_product_efficient_attention(
-            qg[None], k[None], v[None], bias, True
-        )
-        out, lse = res[0][0], res[1][0, :, : qg.shape[1]].float()
-    if limit is not None:
-        # Rows with no visible key: define output 0 and lse -inf (kernels may return NaN).
-        empty = (limit < 0).repeat_interleave(G)  # (M*G,)
-        out = torch.where(empty[None, :, None], torch.zeros_like(out), out)
-        lse = torch.where(empty[None, :], torch.full_like(lse, -math.inf), lse)
-    return out, lse
+        bias = limit_bias(limit, k.shape[1], group, qg.dtype)[None, None]  # (1, 1, M*G, L)
+        empty = (limit < 0).repeat_interleave(group)[None]  # (1, M*G)
+    out, lse = batched_attention(qg[None], k[None], v[None], bias, empty, impl)
+    return out[0], lse[0]
 
 
 def batched_attention(
@@ -133,7 +92,8 @@ def batched_attention(
     empty: torch.Tensor | None,
     impl: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Several segments at once (equal query counts), grouped layout.
+    """Several segments at once (equal query counts), grouped layout; the one place that picks
+    the kernel (`grouped_attention` is the B = 1 case).
 
     Args:
         qb: (B, Hkv, MG, D) queries; kb, vb: (B, Hkv, L, D) keys/values (may be strided views).
@@ -158,9 +118,7 @@ def batched_attention(
         )
         lse = lse.float()
     elif bias is None and qb.dtype in (torch.float16, torch.bfloat16):
-        res = torch.ops.aten._scaled_dot_product_flash_attention(
-            qb, kb.contiguous(), vb.contiguous()
-        )
+        res = torch.ops.aten._scaled_dot_product_flash_attention(qb, kb, vb)
         out, lse = res[0], res[1].float()
     else:
         if bias is not None:
@@ -168,9 +126,7 @@ def batched_attention(
             padded = bias.new_zeros(*bias.shape[:-1], -(-L // 16) * 16)
             padded[..., :L] = bias
             bias = padded[..., :L].expand(bias.shape[0], kb.shape[1], *bias.shape[2:])
-        res = torch.ops.aten._scaled_dot_product_efficient_attention(
-            qb, kb.contiguous(), vb.contiguous(), bias, True
-        )
+        res = torch.ops.aten._scaled_dot_product_efficient_attention(qb, kb, vb, bias, True)
         out, lse = res[0], res[1][..., : qb.shape[2]].float()
     if empty is not None:
         out = torch.where(empty[:, None, :, None], torch.zeros_like(out), out)

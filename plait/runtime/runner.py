@@ -27,6 +27,7 @@ from plait.runtime.attention import (
     from_groups,
     gather_index,
     grouped_attention,
+    limit_bias,
     merge_gathered,
     to_groups,
 )
@@ -238,23 +239,18 @@ class Runner:
         cfg = self.model.config
         G = cfg.num_heads // cfg.num_kv_heads
         length = max(r.visible for r in run)
-        device = self.store.device
         bias = empty = None
         if any(r.limit is not None or r.visible < length for r in run):
             lims = torch.stack(
                 [
-                    (r.limit if r.limit is not None else torch.full_like(r.rel, r.visible - 1))
-                    .clamp(max=r.visible - 1)
-                    .repeat_interleave(G)
+                    (
+                        r.limit if r.limit is not None else torch.full_like(r.rel, r.visible - 1)
+                    ).clamp(max=r.visible - 1)
                     for r in run
                 ]
-            )  # (B, M*G)
-            allowed = torch.arange(length, device=device)[None, None, :] <= lims[..., None]
-            zero = torch.zeros((), dtype=self.model.dtype, device=device)
-            bias = torch.where(
-                allowed, zero, torch.full((), float("-inf"), dtype=self.model.dtype, device=device)
-            )[:, None]  # (B, 1, M*G, L)
-            empty = lims < 0 if bool((lims < 0).any()) else None
+            )  # (B, M)
+            bias = limit_bias(lims, length, G, self.model.dtype)[:, None]  # (B, 1, M*G, L)
+            empty = (lims < 0).repeat_interleave(G, dim=-1) if bool((lims < 0).any()) else None
         return ReadBatch(
             first, len(run), run[0].segment.base, run[0].segment.capacity, length, bias, empty
         )
