@@ -12,41 +12,20 @@ import random
 import pytest
 import torch
 
-from plait.runtime.model import DecoderLM
 from plait.threads.packing import pack_row, pack_rows
 from plait.threads.synthetic import random_trajectory
 from plait.threads.train import TrieContext, packed_loss, packed_token_logprobs, unit_token_logprobs
 from plait.threads.trie import build_trie
+from tests.tiny import tiny_pair
 
 VOCAB = 64
 
 
-def _hf_model(family: str):
-    import transformers
-
-    kw = dict(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_hidden_layers=2,
-        max_position_embeddings=512,
-        rope_theta=10000.0,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    if family == "llama":
-        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**kw))
-    else:
-        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**kw))
-    return model.float().eval()
-
-
 @pytest.fixture(scope="module", params=["llama", "qwen2"])
 def models(request):
-    hf = _hf_model(request.param)
-    return hf, DecoderLM.from_hf(hf)
+    return tiny_pair(
+        request.param, vocab=VOCAB, intermediate=128, max_position=512, rope_theta=10000.0
+    )
 
 
 def _packed_logits(model, row, causal_positions=False, mask_kind="ancestor"):

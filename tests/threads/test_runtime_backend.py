@@ -16,37 +16,15 @@ from plait.runtime.context import causal_context
 from plait.runtime.model import DecoderLM
 from plait.threads.engine_api import CompletionRequest
 from plait.threads.runtime_backend import RuntimeEngine
+from tests.tiny import tiny_model
 
 VOCAB = 48
 STOP, EOS = 5, 6
 
 
-def _tiny(family: str) -> DecoderLM:
-    import transformers
-
-    kw = dict(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_hidden_layers=2,
-        max_position_embeddings=256,
-        initializer_range=0.2,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(1)
-    cls, cfg = (
-        (transformers.LlamaForCausalLM, transformers.LlamaConfig)
-        if family == "llama"
-        else (transformers.Qwen2ForCausalLM, transformers.Qwen2Config)
-    )
-    return DecoderLM.from_hf(cls(cfg(**kw)).float().eval())
-
-
 @pytest.fixture(scope="module", params=["llama", "qwen2"])
 def model(request) -> DecoderLM:
-    return _tiny(request.param)
+    return tiny_model(request.param, seed=1, vocab=VOCAB, intermediate=128, max_position=256)
 
 
 @torch.no_grad()
