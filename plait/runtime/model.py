@@ -17,25 +17,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plait.runtime import kernels
 from plait.runtime.config import ModelConfig
 from plait.runtime.rope import Rope
 
 # NOTE: on CPU, fp32 `F.linear` with 2..4 rows takes a GEMM path that re-packs the weight and
 # costs several times a single-row product (measured on the 2-core dev box: 9728x896 weight,
-# 2 rows 27 ms vs 1 row 3-7 ms); `(W @ x.T).T` streams the weight once. Set to 0 to disable.
+# 2 rows 27 ms vs 1 row 3-7 ms); `(W @ x.T).T` streams the weight once. Used only where the
+# compiled kernel (plait.runtime.kernels) cannot run. Set to 0 to disable.
 SMALL_ROWS_TRANSPOSED = 4
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`F.linear` with the small-row CPU fp32 fast path above (same result to rounding)."""
-    if (
-        1 < x.shape[0] <= SMALL_ROWS_TRANSPOSED
-        and x.dim() == 2
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-    ):
-        y = (weight @ x.T).T
-        return y if bias is None else y + bias
+    """`F.linear`, with plait's compiled few-row CPU kernel for decode steps (bf16/fp32, up to
+    `kernels.SKINNY_MAX_ROWS` rows; same result to rounding) and the small-row fp32 fallback
+    above where the kernel is unavailable."""
+    if x.device.type == "cpu" and x.dim() == 2 and x.shape[0] <= kernels.SKINNY_MAX_ROWS:
+        if kernels.use_skinny(x, weight):
+            return kernels.skinny_linear(x, weight, bias)
+        if 1 < x.shape[0] <= SMALL_ROWS_TRANSPOSED and x.dtype == torch.float32:
+            y = (weight @ x.T).T
+            return y if bias is None else y + bias
     return F.linear(x, weight, bias)
 
 

@@ -1,0 +1,133 @@
+"""plait's compiled few-row linear kernel equals F.linear (its reference twin) on random shapes.
+
+The kernel is built on first use (~30 s once per machine); on a CPU without AVX512-BF16 these
+tests check only the fallback (the kernel tests are skipped with the reason).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from plait.runtime import kernels
+from plait.runtime.model import linear
+
+needs_kernels = pytest.mark.skipif(
+    not kernels.available(), reason=f"CPU kernels unavailable: {kernels.unavailable_reason()}"
+)
+
+# (rows, out, in): tails in every loop (in not a multiple of 32/64, out not a multiple of the
+# 16-row chunk), long rows that the kernel cuts into k-blocks (4864, 7001), rows above one
+# 8-row register block (9, 13, 16)
+SHAPES = [
+    (1, 37, 45),
+    (2, 100, 896),
+    (3, 5, 1000),
+    (4, 896, 4864),
+    (5, 64, 64),
+    (8, 129, 7001),
+    (9, 50, 333),
+    (13, 40, 4864),
+    (16, 300, 896),
+]
+
+
+def _ref(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return F.linear(x.double(), w.double(), None if b is None else b.double())
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("rows,out,inp", SHAPES)
+@pytest.mark.parametrize("bias", [False, True])
+def test_skinny_linear_matches_reference(dtype, rows, out, inp, bias):
+    g = torch.Generator().manual_seed(rows * 1000 + out + inp)
+    x = torch.randn(rows, inp, generator=g).to(dtype)
+    w = torch.randn(out, inp, generator=g).to(dtype)
+    b = torch.randn(out, generator=g).to(dtype) if bias else None
+    ref = _ref(x, w, b)
+    with torch.no_grad():
+        got = kernels.skinny_linear(x, w, b).double()
+        torch_out = F.linear(x, w, b).double()
+    assert got.shape == (rows, out) and kernels.skinny_linear(x, w, b).dtype == dtype
+    # bf16: both round the fp32 sum once to bf16 (rel. 2^-9); fp32: summation order only
+    tol = (1e-2 if dtype == torch.bfloat16 else 1e-5) * ref.abs().max().item()
+    assert (got - ref).abs().max().item() <= tol
+    assert (got - ref).abs().max().item() <= 2 * (torch_out - ref).abs().max().item() + 1e-6
+
+
+@needs_kernels
+def test_threads_split_outputs_not_sums():
+    """Every output is summed by one thread in a fixed order: any thread count, same bits."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 896, generator=g).bfloat16()
+    w = torch.randn(2000, 896, generator=g).bfloat16()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = kernels.skinny_linear(x, w)
+        torch.set_num_threads(2)
+        two = kernels.skinny_linear(x, w)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
+
+
+@needs_kernels
+def test_noncontiguous_inputs():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 3, generator=g).T  # (3, 64) view with strides (1, 3)
+    w = torch.randn(10, 64, generator=g)
+    got = kernels.skinny_linear(x, w)
+    assert torch.allclose(got.double(), _ref(x, w, None), atol=1e-5)
+
+
+@needs_kernels
+def test_linear_routes_few_rows_to_the_kernel(monkeypatch):
+    calls = []
+    real = kernels.skinny_linear
+    monkeypatch.setattr(kernels, "skinny_linear", lambda *a: calls.append(a) or real(*a))
+    w = torch.randn(8, 32).bfloat16()
+    with torch.no_grad():
+        linear(torch.randn(4, 32).bfloat16(), w)
+        linear(torch.randn(kernels.SKINNY_MAX_ROWS + 1, 32).bfloat16(), w)  # prefill: torch
+        linear(torch.randn(4, 32).half(), w.half())  # fp16: torch
+    x = torch.randn(2, 32).bfloat16().requires_grad_()
+    y = linear(x, w)  # autograd needs torch's op
+    assert len(calls) == 1 and y.requires_grad
+
+
+def test_disabled_by_environment(monkeypatch):
+    monkeypatch.setenv(kernels.ENV, "0")
+    assert not kernels.available()
+    assert kernels.unavailable_reason() == f"{kernels.ENV}=0"
+    with pytest.raises(RuntimeError, match="unavailable"):
+        kernels.skinny_linear(torch.randn(1, 4), torch.randn(2, 4))
+    w = torch.randn(8, 32)
+    x = torch.randn(3, 32)
+    with torch.no_grad():
+        assert torch.allclose(linear(x, w), F.linear(x, w), atol=1e-6)
+
+
+@needs_kernels
+def test_decoder_step_same_with_and_without_kernels(monkeypatch):
+    """A bf16 decode step through plait's model: kernels on vs off (the torch path)."""
+    from plait.runtime.runner import Runner, StreamInput
+    from plait.runtime.segments import KVStore
+    from tests.tiny import tiny_model
+
+    model = tiny_model("qwen2", 0, torch.bfloat16, heads=4, kv_heads=2, head_dim=64)
+
+    def logits() -> torch.Tensor:
+        store = KVStore(model.config, model.dtype)
+        runner = Runner(model, store)
+        segs = [store.new_segment(16) for _ in range(3)]
+        runner.step([StreamInput([1, 2, 3, 4], [s], s) for s in segs])  # 12 rows: kernel
+        return runner.step([StreamInput([5 + i], [s], s) for i, s in enumerate(segs)]).float()
+
+    on = logits()
+    monkeypatch.setenv(kernels.ENV, "0")
+    off = logits()
+    assert (on - off).abs().max().item() <= 0.05 * off.abs().max().item()
+    assert torch.equal(on.argmax(-1), off.argmax(-1))
