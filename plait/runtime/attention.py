@@ -9,7 +9,9 @@ that read the same segment are stacked and attend to it in one call (the segment
 GQA layout: queries (M, Hq, D) are regrouped to (Hkv, M*G, D) so each KV head is read once for
 its G query heads. The fused CPU kernel with LSE (`_scaled_dot_product_flash_attention_for_cpu`)
 is used where available, the CUDA efficient-attention kernel on GPUs, and a plain matmul
-softmax otherwise (`impl="math"`, also the fallback).
+softmax otherwise (`impl="math"`, also the fallback). On CPUs with AVX512-BF16 plait's own
+compiled segment kernel (plait.runtime.kernels.segment_attention: many rows over one segment,
+per-row key limits instead of a mask tensor) replaces torch's flash kernel.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from plait.runtime import kernels
 
 
 def to_groups(q: torch.Tensor, hkv: int) -> torch.Tensor:
@@ -77,11 +81,35 @@ def grouped_attention(
     if k.shape[1] == 0:
         return torch.zeros_like(qg), torch.full(qg.shape[:2], -math.inf, device=qg.device)
     bias = empty = None
+    limits = None
     if limit is not None:
-        bias = limit_bias(limit, k.shape[1], group, qg.dtype)[None, None]  # (1, 1, M*G, L)
-        empty = (limit < 0).repeat_interleave(group)[None]  # (1, M*G)
-    out, lse = batched_attention(qg[None], k[None], v[None], bias, empty, impl)
+        limits = limit.repeat_interleave(group)[None]  # (1, M*G)
+        if not uses_plait_kernel(qg, impl):
+            bias = limit_bias(limit, k.shape[1], group, qg.dtype)[None, None]  # (1, 1, M*G, L)
+            empty = limits < 0
+    out, lse = batched_attention(qg[None], k[None], v[None], bias, empty, impl, limits)
     return out[0], lse[0]
+
+
+def uses_plait_kernel(q: torch.Tensor, impl: str) -> bool:
+    """Whether `batched_attention(q, ..., impl)` runs plait's compiled CPU segment kernel."""
+    return plait_kernel_applies(q.device, q.dtype, q.shape[-1], impl)
+
+
+def plait_kernel_applies(
+    device: torch.device | str, dtype: torch.dtype, head_dim: int, impl: str
+) -> bool:
+    """impl "auto" or "plait"; CPU; bf16/fp32; head dim a multiple of 16 up to 128; no
+    autograd; the kernels built (plait.runtime.kernels)."""
+    return (
+        impl in ("auto", "plait")
+        and torch.device(device).type == "cpu"
+        and dtype in (torch.bfloat16, torch.float32)
+        and head_dim % 16 == 0
+        and head_dim <= 128
+        and not torch.is_grad_enabled()
+        and kernels.available()
+    )
 
 
 def batched_attention(
@@ -91,6 +119,7 @@ def batched_attention(
     bias: torch.Tensor | None,
     empty: torch.Tensor | None,
     impl: str = "auto",
+    limits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Several segments at once (equal query counts), grouped layout; the one place that picks
     the kernel (`grouped_attention` is the B = 1 case).
@@ -98,10 +127,18 @@ def batched_attention(
     Args:
         qb: (B, Hkv, MG, D) queries; kb, vb: (B, Hkv, L, D) keys/values (may be strided views).
         bias: (B, 1, MG, L) additive mask or None; empty: (B, MG) rows that see no key, or None.
+        impl: "auto" (plait's CPU kernel where it runs, else torch's fused kernels), "plait",
+            "fused" (torch's) or "math" (matmul softmax).
+        limits: (B, MG) last visible key per row (-1: none), the same mask as bias/empty in
+            the form plait's kernel takes; required with a mask when that kernel may run.
     Returns:
         out (B, Hkv, MG, D) and lse (B, Hkv, MG) float32.
     """
-    if impl == "auto":
+    if uses_plait_kernel(qb, impl):
+        if bias is not None and limits is None:
+            raise ValueError("batched_attention: pass `limits` with a mask for plait's kernel")
+        return kernels.segment_attention(qb, kb, vb, limits)
+    if impl in ("auto", "plait"):
         impl = "fused" if qb.device.type in ("cpu", "cuda") else "math"
     if impl == "math":
         scores = (qb.float() @ kb.float().transpose(-1, -2)) * qb.shape[

@@ -29,6 +29,7 @@ from plait.runtime.attention import (
     grouped_attention,
     limit_bias,
     merge_gathered,
+    plait_kernel_applies,
     to_groups,
 )
 from plait.runtime.model import AttentionContext, DecoderLM
@@ -73,6 +74,7 @@ class ReadBatch:
     length: int  # L: keys read per segment (max visible)
     bias: torch.Tensor | None  # (B, 1, M*G, L) additive mask, None if every key is visible
     empty: torch.Tensor | None  # (B, M*G) rows with no visible key, None if none
+    limits: torch.Tensor | None = None  # (B, M*G) the same mask as last visible keys (plait kernel)
 
 
 @dataclass(slots=True)
@@ -239,7 +241,7 @@ class Runner:
         cfg = self.model.config
         G = cfg.num_heads // cfg.num_kv_heads
         length = max(r.visible for r in run)
-        bias = empty = None
+        bias = empty = limits = None
         if any(r.limit is not None or r.visible < length for r in run):
             lims = torch.stack(
                 [
@@ -249,10 +251,19 @@ class Runner:
                     for r in run
                 ]
             )  # (B, M)
-            bias = limit_bias(lims, length, G, self.model.dtype)[:, None]  # (B, 1, M*G, L)
-            empty = (lims < 0).repeat_interleave(G, dim=-1) if bool((lims < 0).any()) else None
+            limits = lims.repeat_interleave(G, dim=-1)  # (B, M*G)
+            if not plait_kernel_applies(self.store.device, self.model.dtype, cfg.head_dim, self.impl):
+                bias = limit_bias(lims, length, G, self.model.dtype)[:, None]  # (B, 1, M*G, L)
+                empty = (limits < 0) if bool((lims < 0).any()) else None
         return ReadBatch(
-            first, len(run), run[0].segment.base, run[0].segment.capacity, length, bias, empty
+            first,
+            len(run),
+            run[0].segment.base,
+            run[0].segment.capacity,
+            length,
+            bias,
+            empty,
+            limits,
         )
 
     def _read(self, seg: Segment, entries: list[tuple[int, torch.Tensor, int, int]]) -> SegmentRead:
@@ -358,7 +369,7 @@ class _StepAttention:
                 a, b = plan.reads[i].span[0], plan.reads[i + bt.count - 1].span[1]
                 qb = qg[:, a * G : b * G].reshape(Hkv, bt.count, -1, D).transpose(0, 1)
                 kb, vb = (self._strided(arena[layer], bt) for arena in (self.store.k, self.store.v))
-                out, lse = batched_attention(qb, kb, vb, bt.bias, bt.empty, self.impl)
+                out, lse = batched_attention(qb, kb, vb, bt.bias, bt.empty, self.impl, bt.limits)
                 outs.append(out.transpose(0, 1).reshape(Hkv, -1, D))  # (Hkv, B*M*G, D)
                 lses.append(lse.transpose(0, 1).reshape(Hkv, -1))
                 i += bt.count

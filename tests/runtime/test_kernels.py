@@ -131,3 +131,69 @@ def test_decoder_step_same_with_and_without_kernels(monkeypatch):
     off = logits()
     assert (on - off).abs().max().item() <= 0.05 * off.abs().max().item()
     assert torch.equal(on.argmax(-1), off.argmax(-1))
+
+
+# ---------------------------------------------------------------- segment attention
+
+# (B, Hkv, R, L, D): one block and less (L < 64, < 16), block tails, long segments, odd rows
+ATTN_SHAPES = [
+    (1, 2, 7, 981, 64),
+    (5, 2, 28, 7, 64),
+    (4, 2, 28, 30, 64),
+    (1, 1, 3, 100, 16),
+    (2, 3, 5, 65, 128),
+    (1, 2, 1, 1, 32),
+    (3, 1, 13, 129, 48),
+]
+
+
+def _strided_kv(B, H, L, D, dtype, g):  # noqa: ANN001, ANN202
+    """K/V as the runner reads them: (B, Hkv, L, D) views of a (Hkv, slots, D) arena."""
+    cap = L + 3
+    arena = torch.randn(2, H, B * cap, D, generator=g).to(dtype)
+    sh, ss, sd = arena[0].stride()
+    return [a.as_strided((B, H, L, D), (cap * ss, sh, ss, sd)) for a in arena]
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("B,H,R,L,D", ATTN_SHAPES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_segment_attention_matches_reference(dtype, B, H, R, L, D, masked):
+    from plait.runtime.attention import batched_attention, limit_bias
+
+    g = torch.Generator().manual_seed(B * 7 + R * 13 + L + D)
+    q = torch.randn(B, H, R, D, generator=g).to(dtype)
+    k, v = _strided_kv(B, H, L, D, dtype, g)
+    limits = torch.randint(-1, L, (B, R), generator=g) if masked else None
+    if masked:
+        limits[0, 0] = -1  # a row that sees no key
+    out, lse = kernels.segment_attention(q, k, v, limits)
+    bias = limit_bias(limits, L, 1, torch.float64)[:, None] if masked else None
+    ref_out, ref_lse = batched_attention(
+        q.double(), k.double(), v.double(), bias, None if limits is None else limits < 0, "math"
+    )
+    assert out.dtype == dtype and lse.dtype == torch.float32
+    seen = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isfinite(lse), seen)
+    if seen.any():
+        assert (lse.double()[seen] - ref_lse[seen]).abs().max().item() <= 1e-5
+    assert torch.all(out[~seen] == 0)
+    # bf16: output rounding (2^-9) and probabilities rounded to bf16 for the value sums
+    tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
+    assert (out.double() - ref_out).abs().max().item() <= tol * max(1.0, ref_out.abs().max().item())
+
+
+@needs_kernels
+def test_batched_attention_needs_limits_for_the_kernel():
+    from plait.runtime.attention import batched_attention, limit_bias
+
+    q = torch.randn(1, 1, 2, 16)
+    k = v = torch.randn(1, 1, 5, 16)
+    lim = torch.tensor([[1, 3]])
+    with torch.no_grad():  # the kernel has no autograd: with gradients torch's kernels run
+        with pytest.raises(ValueError, match="limits"):
+            batched_attention(q, k, v, limit_bias(lim, 5, 1, q.dtype)[:, None], None, "auto")
+        a = batched_attention(q, k, v, None, None, "auto", lim)
+        b = batched_attention(q, k, v, limit_bias(lim, 5, 1, q.dtype)[:, None], None, "math")
+    assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[1], b[1], atol=1e-5)

@@ -1,5 +1,10 @@
 """plait's compiled CPU kernels, built on first use and cached; every one has a torch twin.
 
+`segment_attention(q, k, v, limits)` attends many query rows (workers x query heads) over one
+KV segment with log-sum-exp output, reading strided arena views and per-row key limits; the
+keys of each 64-key block are transposed once for all rows (AVX512-BF16 scores and value sums).
+1.5-3x torch's CPU flash kernel on decode shapes.
+
 `skinny_linear(x, w, bias)` computes `F.linear` for a few activation rows (decode steps): it
 streams each weight row once for all rows (AVX512-BF16 dot products for bf16, FMA for fp32),
 which on the dev CPU is ~2x faster than torch's GEMM for one row and makes 4 rows cost about
@@ -33,7 +38,10 @@ ENV = "PLAIT_KERNELS"
 SKINNY_MAX_ROWS = 16
 """Largest row count sent to `skinny_linear` (above it torch's blocked GEMM wins)."""
 
-_SOURCE = Path(__file__).with_name("skinny_linear.cpp")
+_SOURCES = [
+    Path(__file__).with_name(n)
+    for n in ("bindings.cpp", "skinny_linear.cpp", "segment_attention.cpp")
+]
 _CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fopenmp"]
 _REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16")
 _lock = threading.Lock()
@@ -65,9 +73,10 @@ def cpu_supported() -> tuple[bool, str]:
 
 def build_dir() -> Path:
     """Where the compiled extension lives: keyed by the source, flags and torch version."""
-    key = hashlib.sha256(
-        _SOURCE.read_bytes() + " ".join(_CFLAGS).encode() + torch.__version__.encode()
-    ).hexdigest()[:16]
+    h = hashlib.sha256(" ".join(_CFLAGS).encode() + torch.__version__.encode())
+    for src in _SOURCES:
+        h.update(src.read_bytes())
+    key = h.hexdigest()[:16]
     return cache_root() / "kernels" / key
 
 
@@ -98,8 +107,8 @@ def _load() -> ModuleType | None:
                     file=sys.stderr,
                 )
             _module = load(
-                name="plait_skinny_linear",
-                sources=[str(_SOURCE)],
+                name="plait_cpu_kernels",
+                sources=[str(s) for s in _SOURCES],
                 build_directory=str(out),
                 extra_cflags=_CFLAGS,
                 extra_ldflags=["-fopenmp"],
@@ -141,6 +150,29 @@ def use_skinny(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and not torch.is_grad_enabled()
         and available()
     )
+
+
+def segment_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    limits: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of q (B, Hkv, R, D) over k, v (B, Hkv, L, D) (strided views allowed; last dim
+    contiguous) with optional per-row last visible key `limits` (B, R) (-1: no key).
+
+    Returns out (B, Hkv, R, D) in q's dtype and lse (B, Hkv, R) float32 (-inf, zero output for
+    rows that see no key). bf16 or fp32; D a multiple of 16, at most 128. The twin is
+    `batched_attention(..., impl="fused"/"math")` in plait.runtime.attention."""
+    mod = _load() if enabled() else None
+    if mod is None:
+        raise RuntimeError(f"plait CPU kernels unavailable: {unavailable_reason()}")
+    if q.stride(-1) != 1:
+        q = q.contiguous()
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    out, lse = mod.segment_attention(q, k, v, limits, scale)
+    return out, lse
 
 
 def skinny_linear(

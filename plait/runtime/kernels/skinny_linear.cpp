@@ -151,8 +151,3 @@ torch::Tensor skinny_linear(const torch::Tensor& x, const torch::Tensor& w, cons
   }
   return y;
 }
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("skinny_linear", &skinny_linear, "y = x @ w.T (+ bias) for few rows", py::arg("x"), py::arg("w"),
-        py::arg("bias") = py::none());
-}
