@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import torch
 
+from plait.runtime import kernels
 from plait.runtime.attention import (
     batched_attention,
     from_groups,
@@ -252,7 +253,9 @@ class Runner:
                 ]
             )  # (B, M)
             limits = lims.repeat_interleave(G, dim=-1)  # (B, M*G)
-            if not plait_kernel_applies(self.store.device, self.model.dtype, cfg.head_dim, self.impl):
+            if not plait_kernel_applies(
+                self.store.device, self.model.dtype, cfg.head_dim, self.impl
+            ):
                 bias = limit_bias(lims, length, G, self.model.dtype)[:, None]  # (B, 1, M*G, L)
                 empty = (limits < 0) if bool((lims < 0).any()) else None
         return ReadBatch(
@@ -348,6 +351,15 @@ class _StepAttention:
         self, store: KVStore, plan: StepPlan, inputs: list[StreamInput], impl: str
     ) -> None:
         self.store, self.plan, self.inputs, self.impl = store, plan, inputs, impl
+        cfg = store.config
+        self.group = cfg.num_heads // cfg.num_kv_heads
+        # plait's CPU kernel writes every read straight into one per-layer buffer; its per-row
+        # key limits (grouped) are built once per step here, not once per layer
+        self.kernel = plait_kernel_applies(store.device, store.dtype, cfg.head_dim, impl)
+        self.read_limits = [
+            None if r.limit is None else r.limit.repeat_interleave(self.group)[None]
+            for r in plan.reads
+        ]
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         plan = self.plan
@@ -360,6 +372,17 @@ class _StepAttention:
         N, Hkv = plan.read_rows.shape[0], k.shape[1]
         G = Hq // Hkv
         qg = to_groups(apply_rotary(q[plan.read_rows], plan.read_cos, plan.read_sin), Hkv)
+        if self.kernel:
+            out_g, lse_g = self._kernel_reads(layer, qg, G)
+            out_n = from_groups(out_g, N, Hq)  # (N, Hq, D)
+            if plan.single_read:
+                out = torch.empty(T, Hq, D, dtype=q.dtype, device=q.device)
+                out[plan.read_rows] = out_n
+            else:
+                assert plan.merge_index is not None
+                lse_n = from_groups(lse_g, N, Hq)  # (N, Hq)
+                out = merge_gathered(out_n, lse_n, plan.merge_index, plan.merge_pad, q.dtype)
+            return out.reshape(T, Hq * D)
         outs, lses = [], []
         batch_at = {b.first: b for b in plan.batches}
         i = 0
@@ -397,6 +420,46 @@ class _StepAttention:
             lse_n = from_groups(torch.cat(lses, dim=1), N, Hq)  # (N, Hq)
             out = merge_gathered(out_n, lse_n, plan.merge_index, plan.merge_pad, q.dtype)
         return out.reshape(T, Hq * D)
+
+    def _kernel_reads(
+        self, layer: int, qg: torch.Tensor, G: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All reads of one layer through plait's kernel into one (Hkv, N*G, D) output and
+        (Hkv, N*G) lse buffer: batches and single reads write their column slices in place."""
+        plan = self.plan
+        Hkv, NG, D = qg.shape
+        out_g = torch.empty_like(qg)
+        lse_g = torch.empty(Hkv, NG, dtype=torch.float32, device=qg.device)
+        batch_at = {b.first: b for b in plan.batches}
+        i = 0
+        while i < len(plan.reads):
+            a = plan.reads[i].span[0] * G
+            if i in batch_at:  # (Hkv, B*M*G, D) column slice seen as (B, Hkv, M*G, D)
+                bt = batch_at[i]
+                b = plan.reads[i + bt.count - 1].span[1] * G
+                kb, vb = (self._strided(arena[layer], bt) for arena in (self.store.k, self.store.v))
+                kernels.segment_attention(
+                    qg[:, a:b].view(Hkv, bt.count, -1, D).transpose(0, 1),
+                    kb,
+                    vb,
+                    bt.limits,
+                    out=out_g[:, a:b].view(Hkv, bt.count, -1, D).transpose(0, 1),
+                    lse=lse_g[:, a:b].view(Hkv, bt.count, -1).transpose(0, 1),
+                )
+                i += bt.count
+                continue
+            r = plan.reads[i]
+            b = r.span[1] * G
+            kernels.segment_attention(
+                qg[None, :, a:b],
+                r.segment.keys(layer, r.visible)[None],
+                r.segment.values(layer, r.visible)[None],
+                self.read_limits[i],
+                out=out_g[None, :, a:b],
+                lse=lse_g[None, :, a:b],
+            )
+            i += 1
+        return out_g, lse_g
 
     @staticmethod
     def _strided(arena: torch.Tensor, bt: ReadBatch) -> torch.Tensor:

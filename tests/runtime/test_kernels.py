@@ -98,8 +98,17 @@ def test_linear_routes_few_rows_to_the_kernel(monkeypatch):
     assert len(calls) == 1 and y.requires_grad
 
 
-def test_disabled_by_environment(monkeypatch):
+@pytest.fixture
+def kernels_off(monkeypatch):
+    """PLAIT_KERNELS=0 as a user would set it (re-read), restored afterwards."""
+    before = kernels.enabled()
     monkeypatch.setenv(kernels.ENV, "0")
+    kernels.set_enabled(None)
+    yield
+    kernels.set_enabled(before)
+
+
+def test_disabled_by_environment(kernels_off):
     assert not kernels.available()
     assert kernels.unavailable_reason() == f"{kernels.ENV}=0"
     with pytest.raises(RuntimeError, match="unavailable"):
@@ -111,7 +120,7 @@ def test_disabled_by_environment(monkeypatch):
 
 
 @needs_kernels
-def test_decoder_step_same_with_and_without_kernels(monkeypatch):
+def test_decoder_step_same_with_and_without_kernels(request):
     """A bf16 decode step through plait's model: kernels on vs off (the torch path)."""
     from plait.runtime.runner import Runner, StreamInput
     from plait.runtime.segments import KVStore
@@ -127,7 +136,7 @@ def test_decoder_step_same_with_and_without_kernels(monkeypatch):
         return runner.step([StreamInput([5 + i], [s], s) for i, s in enumerate(segs)]).float()
 
     on = logits()
-    monkeypatch.setenv(kernels.ENV, "0")
+    request.getfixturevalue("kernels_off")
     off = logits()
     assert (on - off).abs().max().item() <= 0.05 * off.abs().max().item()
     assert torch.equal(on.argmax(-1), off.argmax(-1))

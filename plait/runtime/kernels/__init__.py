@@ -15,7 +15,8 @@ The extension is compiled with `torch.utils.cpp_extension` (a C++ compiler and `
 `<plait cache>/kernels/<hash>/` the first time a model runs (~30 s, once per machine and
 source version). It is used only where it can run: Linux on x86 with AVX512F/BW and AVX512-BF16.
 Anywhere else, or if the build fails (one warning that says why), plait uses `F.linear`.
-`PLAIT_KERNELS=0` turns the kernels off (the reference path everywhere).
+`PLAIT_KERNELS=0` (read at import) or `set_enabled(False)` turns the kernels off (the
+reference path everywhere).
 """
 
 from __future__ import annotations
@@ -47,9 +48,23 @@ _REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16")
 _lock = threading.Lock()
 
 
-def enabled() -> bool:
-    """False when `PLAIT_KERNELS=0` (checked on every call, so tests can switch it)."""
+def _env_enabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+_enabled = _env_enabled()
+
+
+def enabled() -> bool:
+    """False when `PLAIT_KERNELS=0` was set at import or `set_enabled(False)` was called.
+    (Not an environment lookup per call: `linear` asks on every layer.)"""
+    return _enabled
+
+
+def set_enabled(on: bool | None) -> None:
+    """Turn the kernels on or off at runtime; None re-reads `PLAIT_KERNELS`."""
+    global _enabled
+    _enabled = _env_enabled() if on is None else bool(on)
 
 
 @cache
@@ -158,12 +173,16 @@ def segment_attention(
     v: torch.Tensor,
     limits: torch.Tensor | None = None,
     scale: float | None = None,
+    out: torch.Tensor | None = None,
+    lse: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention of q (B, Hkv, R, D) over k, v (B, Hkv, L, D) (strided views allowed; last dim
     contiguous) with optional per-row last visible key `limits` (B, R) (-1: no key).
 
     Returns out (B, Hkv, R, D) in q's dtype and lse (B, Hkv, R) float32 (-inf, zero output for
-    rows that see no key). bf16 or fp32; D a multiple of 16, at most 128. The twin is
+    rows that see no key). bf16 or fp32; D a multiple of 16, at most 128. `out` / `lse`, if
+    given, are views to write into (e.g. slices of one per-layer buffer; any strides, last dim
+    of `out` contiguous) and are returned. The twin is
     `batched_attention(..., impl="fused"/"math")` in plait.runtime.attention."""
     mod = _load() if enabled() else None
     if mod is None:
@@ -171,8 +190,8 @@ def segment_attention(
     if q.stride(-1) != 1:
         q = q.contiguous()
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    out, lse = mod.segment_attention(q, k, v, limits, scale)
-    return out, lse
+    res = mod.segment_attention(q, k, v, limits, scale, out, lse)
+    return res[0], res[1]
 
 
 def skinny_linear(

@@ -167,8 +167,8 @@ struct Head {
   const void* k; int64_t k_rs;
   const void* v; int64_t v_rs;
   const int64_t* lim;  // (R) or nullptr
-  void* out;           // (R, D) contiguous
-  float* lse;          // (R)
+  void* out; int64_t out_rs;  // (R, D), row stride out_rs
+  float* lse; int64_t lse_rs;  // (R), stride lse_rs
 };
 
 template <class T>
@@ -300,19 +300,21 @@ void attend_head(const Head& h, int64_t R, int64_t D, int64_t L, float scale) {
     for (int64_t d = 0; d < D; d += 16) {
       const __m512 x = _mm512_mul_ps(_mm512_loadu_ps(o.data() + r * D + d), inv);
       if constexpr (kBF16) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * D + d), (__m256i)_mm512_cvtneps_pbh(x));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * h.out_rs + d), (__m256i)_mm512_cvtneps_pbh(x));
       } else {
-        _mm512_storeu_ps(out + r * D + d, x);
+        _mm512_storeu_ps(out + r * h.out_rs + d, x);
       }
     }
-    h.lse[r] = empty ? -std::numeric_limits<float>::infinity() : (m[r] + std::log2(l[r])) * kLn2;
+    h.lse[r * h.lse_rs] = empty ? -std::numeric_limits<float>::infinity() : (m[r] + std::log2(l[r])) * kLn2;
   }
 }
 
 }  // namespace
 
 std::vector<torch::Tensor> segment_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                             const c10::optional<torch::Tensor>& limits, double scale) {
+                                             const c10::optional<torch::Tensor>& limits, double scale,
+                                             const c10::optional<torch::Tensor>& out_opt,
+                                             const c10::optional<torch::Tensor>& lse_opt) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "segment_attention: 4-D q, k, v");
   const int64_t B = q.size(0), H = q.size(1), R = q.size(2), D = q.size(3), L = k.size(2);
   TORCH_CHECK(k.size(0) == B && v.size(0) == B && k.size(1) == H && v.size(1) == H && v.size(2) == L &&
@@ -328,8 +330,13 @@ std::vector<torch::Tensor> segment_attention(const torch::Tensor& q, const torch
     lim = limits->to(at::kLong).contiguous();
     TORCH_CHECK(lim.dim() == 2 && lim.size(0) == B && lim.size(1) == R, "segment_attention: limits (B, R)");
   }
-  auto out = torch::empty({B, H, R, D}, q.options());
-  auto lse = torch::empty({B, H, R}, q.options().dtype(at::kFloat));
+  // destinations: given views (written in place, any strides, last dim of out contiguous) or new
+  torch::Tensor out = out_opt.has_value() ? *out_opt : torch::empty({B, H, R, D}, q.options());
+  torch::Tensor lse = lse_opt.has_value() ? *lse_opt : torch::empty({B, H, R}, q.options().dtype(at::kFloat));
+  TORCH_CHECK(out.sizes() == q.sizes() && out.scalar_type() == q.scalar_type() && out.stride(3) == 1,
+              "segment_attention: out must be (B, Hkv, R, D) in q's dtype, last dim contiguous");
+  TORCH_CHECK(lse.dim() == 3 && lse.size(0) == B && lse.size(1) == H && lse.size(2) == R &&
+                  lse.scalar_type() == at::kFloat, "segment_attention: lse must be (B, Hkv, R) float32");
   const int64_t es = q.element_size();
   at::parallel_for(0, B * H, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
@@ -338,8 +345,8 @@ std::vector<torch::Tensor> segment_attention(const torch::Tensor& q, const torch
              static_cast<const char*>(k.data_ptr()) + (b * k.stride(0) + hh * k.stride(1)) * es, k.stride(2),
              static_cast<const char*>(v.data_ptr()) + (b * v.stride(0) + hh * v.stride(1)) * es, v.stride(2),
              limits.has_value() ? lim.data_ptr<int64_t>() + b * R : nullptr,
-             static_cast<char*>(out.data_ptr()) + (b * H + hh) * R * D * es,
-             lse.data_ptr<float>() + (b * H + hh) * R};
+             static_cast<char*>(out.data_ptr()) + (b * out.stride(0) + hh * out.stride(1)) * es, out.stride(2),
+             lse.data_ptr<float>() + b * lse.stride(0) + hh * lse.stride(1), lse.stride(2)};
       if (bf16) attend_head<at::BFloat16>(h, R, D, L, float(scale));
       else attend_head<float>(h, R, D, L, float(scale));
     }
