@@ -35,26 +35,24 @@ from plait.threads.synthetic import RandomTrajectory, random_trajectory
 
 
 def load(name: str, device: str, dtype: str):  # noqa: ANN201
-    if name == "random-smollm2":
-        import transformers
-
+    if name == "random-smollm2":  # SmolLM2-135M's shapes, fresh random weights
+        from plait.runtime.config import ModelConfig, RopeConfig
         from plait.runtime.model import DecoderLM
 
-        cfg = transformers.LlamaConfig(
+        cfg = ModelConfig(
+            family="llama",
             vocab_size=49152,
             hidden_size=576,
             intermediate_size=1536,
-            num_hidden_layers=30,
-            num_attention_heads=9,
-            num_key_value_heads=3,
-            max_position_embeddings=8192,
-            rope_theta=100000.0,
-            tie_word_embeddings=True,
+            num_layers=30,
+            num_heads=9,
+            num_kv_heads=3,
+            head_dim=64,
+            tie_embeddings=True,
+            max_position=8192,
+            rope=RopeConfig(theta=100000.0, rotary_dim=64),
         )
-        torch.manual_seed(0)
-        hf = transformers.LlamaForCausalLM(cfg)
-        model = DecoderLM.from_hf(hf).to(device=device, dtype=getattr(torch, dtype))
-        return model
+        return DecoderLM.random(cfg, seed=0, device=device, dtype=getattr(torch, dtype))
     from plait.runtime.loader import load_model
 
     return load_model(

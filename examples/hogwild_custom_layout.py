@@ -6,7 +6,7 @@ step (a ring), then its own step. Runs a tiny random-weight model with the bundl
 
 from __future__ import annotations
 
-import transformers as tf
+import dataclasses
 
 from plait.hogwild import HogwildConfig, HogwildEngine, Layout, LayoutState
 from plait.runtime.model import DecoderLM
@@ -31,16 +31,17 @@ def main() -> None:
     from plait.runtime.loader import load_model
 
     lm = load_model("qwen2.5-0.5b")  # only its tokenizer is used below
-    hf = tf.Qwen2Config(
-        vocab_size=lm.config.vocab_size,
+    small = dataclasses.replace(
+        lm.config,
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
         head_dim=16,
+        rope=dataclasses.replace(lm.config.rope, rotary_dim=16),
     )
-    model = DecoderLM.from_hf(tf.Qwen2ForCausalLM(hf).eval())  # random weights: the text is noise
+    model = DecoderLM.random(small, seed=0)  # random weights: the text is noise
     engine = HogwildEngine(
         model, lm.tokenizer, HogwildConfig(workers=3, layout=RING, budgets=(24,))
     )

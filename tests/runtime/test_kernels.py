@@ -19,7 +19,7 @@ needs_kernels = pytest.mark.skipif(
 
 # (rows, out, in): tails in every loop (in not a multiple of 32/64, out not a multiple of the
 # 16-row chunk), long rows that the kernel cuts into k-blocks (4864, 7001), rows above one
-# 8-row register block (9, 13, 16)
+# 8-row register block (9, 13, 16, 25)
 SHAPES = [
     (1, 37, 45),
     (2, 100, 896),
@@ -30,6 +30,7 @@ SHAPES = [
     (9, 50, 333),
     (13, 40, 4864),
     (16, 300, 896),
+    (25, 70, 896),  # a 4-worker pass that also feeds three step headers
 ]
 
 

@@ -10,23 +10,13 @@ from plait.runtime.model import DecoderLM
 from plait.threads.collate import TrieCollator
 from plait.threads.synthetic import random_trajectory
 from plait.threads.train import packed_loss
+from tests.tiny import tiny_hf
 
 VOCAB = 48
 
 
 def test_collator_batches_and_hf_loss_matches_packed_loss() -> None:
-    import transformers
-
-    cfg = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_hidden_layers=2,
-    )
-    torch.manual_seed(0)
-    hf = transformers.LlamaForCausalLM(cfg).float().eval()
+    hf = tiny_hf("llama", 0, heads=4, kv_heads=2, head_dim=16, vocab=VOCAB, intermediate=128)
     model = DecoderLM.from_hf(hf)
     rng = random.Random(0)
     data = [random_trajectory(rng, vocab=VOCAB, blocks=2) for _ in range(4)]

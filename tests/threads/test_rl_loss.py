@@ -11,25 +11,14 @@ from plait.runtime.model import DecoderLM
 from plait.threads.rl_loss import broadcast_pg_loss, rl_units
 from plait.threads.synthetic import random_trajectory
 from plait.threads.train import unit_token_logprobs
+from tests.tiny import tiny_model
 
 VOCAB = 48
 
 
 @pytest.fixture(scope="module")
 def model() -> DecoderLM:
-    import transformers
-
-    cfg = transformers.Qwen2Config(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_hidden_layers=2,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(3)
-    return DecoderLM.from_hf(transformers.Qwen2ForCausalLM(cfg).float())
+    return tiny_model("qwen2", 3, heads=4, kv_heads=2, head_dim=16, vocab=VOCAB, intermediate=128)
 
 
 def _grads(model: DecoderLM, loss: torch.Tensor) -> list[torch.Tensor]:

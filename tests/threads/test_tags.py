@@ -48,13 +48,12 @@ def test_init_on_tensor_grows_and_means(bpe_tokenizer):
 
 @pytest.mark.parametrize("tied", [False, True])
 def test_init_on_transformers_model(bpe_tokenizer, tied):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.tiny import tiny_hf
 
     base = len(bpe_tokenizer)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=base, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=tied)  # fmt: skip
-    model = LlamaForCausalLM(cfg)
+    model = tiny_hf(
+        "llama", 0, heads=2, kv_heads=2, layers=1, vocab=base, intermediate=64, tie=tied
+    )
     emb0 = model.get_input_embeddings().weight.detach().clone()
     head0 = model.get_output_embeddings().weight.detach().clone()
     ids = add_thread_tokens(bpe_tokenizer)

@@ -36,8 +36,11 @@ import torch
 from plait.runtime.cache_dir import cache_root
 
 ENV = "PLAIT_KERNELS"
-SKINNY_MAX_ROWS = 16
-"""Largest row count sent to `skinny_linear` (above it torch's blocked GEMM wins)."""
+SKINNY_MAX_ROWS = 28
+"""Largest row count sent to `skinny_linear`: measured crossover with torch's blocked GEMM on
+the dev box (bf16, Qwen-0.5B shapes): 24 rows 1.07-1.23x faster, 32 rows 0.90-0.97x
+(benchmarks/results/kernels_cpu.json). 28 covers a 4-worker Hogwild pass that also feeds three
+7-token step headers (25 rows)."""
 
 _SOURCES = [
     Path(__file__).with_name(n)

@@ -36,8 +36,7 @@ class MSGC(Scheme):
         seed: int = 0,
     ) -> None:
         super().__init__(n, n_jobs)
-        if B < 1 or W < B + 1:
-            raise ValueError(f"M-SGC needs 1 <= B < W, got B={B}, W={W}")
+        self._model = BurstyModel(B=B, W=W, lam=lam)  # validates 1 <= B < W and lambda >= 0
         if not 0 <= lam < n:
             raise ValueError(f"M-SGC needs 0 <= lambda < n, got lambda={lam}, n={n}")
         if unit < 1:
@@ -48,7 +47,6 @@ class MSGC(Scheme):
         self.unit = unit
         self.job_size = n * self.den * unit
         self.code = GradientCode(n=n, s=lam, kind=code, seed=seed)
-        self._model = BurstyModel(B=B, W=W, lam=lam)
 
     @property
     def model(self):

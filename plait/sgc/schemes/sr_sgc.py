@@ -38,8 +38,7 @@ class SRSGC(GCDecoding, Scheme):
         seed: int = 0,
     ) -> None:
         super().__init__(n, n_jobs)
-        if B < 1 or W < B + 1:
-            raise ValueError(f"SR-SGC needs 1 <= B < W, got B={B}, W={W}")
+        self._model = BurstyModel(B=B, W=W, lam=lam)  # validates 1 <= B < W and lambda >= 0
         if (W - 1) % B:
             raise ValueError(f"SR-SGC needs B to divide W - 1, got B={B}, W={W}; pick W = k*B + 1")
         if unit < 1:
@@ -51,7 +50,6 @@ class SRSGC(GCDecoding, Scheme):
                 f"SR-SGC needs s = ceil(B*lam/(W-1+B)) = {self.s} < n = {n}; lower lambda"
             )
         self.code = GradientCode(n=n, s=self.s, kind=code, seed=seed)
-        self._model = BurstyModel(B=B, W=W, lam=lam)
         self.T = B
         self.unit = unit
         self.job_size = n * unit
