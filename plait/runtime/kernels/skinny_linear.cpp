@@ -17,7 +17,8 @@
 namespace {
 
 constexpr int kMaxRows = 8;  // activation rows per register block (more rows: several blocks)
-constexpr int64_t kXBytes = 16384;   // activation bytes per k-block (fits L1 with the weights)
+constexpr int64_t kXBytes = 20480;  // activation bytes per k-block (fits L1 with the weights;
+                                    // 20 KB keeps 2 rows of a 4864-wide down projection whole)
 constexpr int64_t kAheadBytes = 8192;  // prefetch distance inside a weight row (unblocked)
 constexpr int64_t kAheadRows = 4;      // prefetch distance in rows (k-blocked)
 
