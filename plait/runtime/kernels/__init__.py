@@ -121,7 +121,7 @@ def _load() -> ModuleType | None:
             out.mkdir(parents=True, exist_ok=True)
             if not any(out.glob("*.so")):
                 print(
-                    f"plait: compiling CPU kernels into {out} (once per machine, ~30 s)",
+                    f"plait: compiling CPU kernels into {out} (once per machine, ~45 s)",
                     file=sys.stderr,
                 )
             _module = load(
