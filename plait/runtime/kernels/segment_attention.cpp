@@ -134,31 +134,24 @@ inline void accumulate_pairs(float* o, const uint32_t* p2, const uint32_t* vp, i
   for (int i = 0; i < ND; ++i) _mm512_storeu_ps(o + 16 * i, acc[i]);
 }
 
-using PairFn = void (*)(float*, const uint32_t*, const uint32_t*, int, float);
-PairFn accumulate_pairs_for(int64_t D) {
-  switch (D / 16) {
-    case 1: return accumulate_pairs<1>;
-    case 2: return accumulate_pairs<2>;
-    case 3: return accumulate_pairs<3>;
-    case 4: return accumulate_pairs<4>;
-    case 5: return accumulate_pairs<5>;
-    case 6: return accumulate_pairs<6>;
-    case 7: return accumulate_pairs<7>;
-    default: return accumulate_pairs<8>;
-  }
-}
-
 using AccFn = void (*)(float*, const float*, const float*, int, float);
-AccFn accumulate_for(int64_t D) {
+using PairFn = void (*)(float*, const uint32_t*, const uint32_t*, int, float);
+struct Accumulators {
+  AccFn f32;    // fp32 values
+  PairFn bf16;  // bf16 value pairs
+};
+template <int ND>
+Accumulators accumulators() { return {accumulate<ND>, accumulate_pairs<ND>}; }
+Accumulators accumulators_for(int64_t D) {  // D = 16 * ND, ND in 1..8
   switch (D / 16) {
-    case 1: return accumulate<1>;
-    case 2: return accumulate<2>;
-    case 3: return accumulate<3>;
-    case 4: return accumulate<4>;
-    case 5: return accumulate<5>;
-    case 6: return accumulate<6>;
-    case 7: return accumulate<7>;
-    default: return accumulate<8>;
+    case 1: return accumulators<1>();
+    case 2: return accumulators<2>();
+    case 3: return accumulators<3>();
+    case 4: return accumulators<4>();
+    case 5: return accumulators<5>();
+    case 6: return accumulators<6>();
+    case 7: return accumulators<7>();
+    default: return accumulators<8>();
   }
 }
 
@@ -206,8 +199,7 @@ void attend_head(const Head& h, int64_t R, int64_t D, int64_t L, float scale) {
     qf.resize(R * D);
     for (int64_t r = 0; r < R; ++r) std::memcpy(qf.data() + r * D, q + r * h.q_rs, D * sizeof(T));
   }
-  const AccFn acc = accumulate_for(D);
-  const PairFn acc2 = accumulate_pairs_for(D);
+  const Accumulators accs = accumulators_for(D);
   // interleave 16 bf16 of key a (low half) with 16 of key b (high half): a0 b0 a1 b1 ...
   const __m512i inter = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
                                          23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
@@ -287,9 +279,9 @@ void attend_head(const Head& h, int64_t R, int64_t D, int64_t L, float scale) {
         l[r] = l[r] * corr + _mm512_reduce_add_ps(sum);
         m[r] = mnew;
         if constexpr (kBF16) {
-          acc2(o.data() + r * D, p2.data(), vp.data(), int(last + 2) / 2, corr);
+          accs.bf16(o.data() + r * D, p2.data(), vp.data(), int(last + 2) / 2, corr);
         } else {
-          acc(o.data() + r * D, pbuf.data(), vf.data(), int(last + 1), corr);
+          accs.f32(o.data() + r * D, pbuf.data(), vf.data(), int(last + 1), corr);
         }
       }
     }
