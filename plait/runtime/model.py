@@ -32,12 +32,16 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """`F.linear`, with plait's compiled few-row CPU kernel for decode steps (bf16/fp32, up to
     `kernels.SKINNY_MAX_ROWS` rows; same result to rounding) and the small-row fp32 fallback
     above where the kernel is unavailable."""
-    if x.device.type == "cpu" and x.dim() == 2 and x.shape[0] <= kernels.SKINNY_MAX_ROWS:
-        if kernels.use_skinny(x, weight):
-            return kernels.skinny_linear(x, weight, bias)
-        if 1 < x.shape[0] <= SMALL_ROWS_TRANSPOSED and x.dtype == torch.float32:
-            y = (weight @ x.T).T
-            return y if bias is None else y + bias
+    if kernels.use_skinny(x, weight):
+        return kernels.skinny_linear(x, weight, bias)
+    if (
+        1 < x.shape[0] <= SMALL_ROWS_TRANSPOSED
+        and x.dim() == 2
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+    ):
+        y = (weight @ x.T).T
+        return y if bias is None else y + bias
     return F.linear(x, weight, bias)
 
 

@@ -352,12 +352,12 @@ class _StepAttention:
     ) -> None:
         self.store, self.plan, self.inputs, self.impl = store, plan, inputs, impl
         cfg = store.config
-        self.group = cfg.num_heads // cfg.num_kv_heads
         # plait's CPU kernel writes every read straight into one per-layer buffer; its per-row
         # key limits (grouped) are built once per step here, not once per layer
         self.kernel = plait_kernel_applies(store.device, store.dtype, cfg.head_dim, impl)
+        G = cfg.num_heads // cfg.num_kv_heads
         self.read_limits = [
-            None if r.limit is None else r.limit.repeat_interleave(self.group)[None]
+            None if r.limit is None or not self.kernel else r.limit.repeat_interleave(G)[None]
             for r in plan.reads
         ]
 
@@ -372,17 +372,26 @@ class _StepAttention:
         N, Hkv = plan.read_rows.shape[0], k.shape[1]
         G = Hq // Hkv
         qg = to_groups(apply_rotary(q[plan.read_rows], plan.read_cos, plan.read_sin), Hkv)
-        if self.kernel:
-            out_g, lse_g = self._kernel_reads(layer, qg, G)
-            out_n = from_groups(out_g, N, Hq)  # (N, Hq, D)
-            if plan.single_read:
-                out = torch.empty(T, Hq, D, dtype=q.dtype, device=q.device)
-                out[plan.read_rows] = out_n
-            else:
-                assert plan.merge_index is not None
-                lse_n = from_groups(lse_g, N, Hq)  # (N, Hq)
-                out = merge_gathered(out_n, lse_n, plan.merge_index, plan.merge_pad, q.dtype)
-            return out.reshape(T, Hq * D)
+        reads = self._kernel_reads if self.kernel else self._torch_reads
+        out_g, lse_g = reads(layer, qg, G)  # (Hkv, N*G, D), (Hkv, N*G) (None: not needed)
+        out_n = from_groups(out_g, N, Hq)  # (N, Hq, D)
+        # 3) exact merge
+        if plan.single_read:
+            out = torch.empty(T, Hq, D, dtype=q.dtype, device=q.device)
+            out[plan.read_rows] = out_n
+        else:
+            assert plan.merge_index is not None and lse_g is not None
+            lse_n = from_groups(lse_g, N, Hq)  # (N, Hq)
+            out = merge_gathered(out_n, lse_n, plan.merge_index, plan.merge_pad, q.dtype)
+        return out.reshape(T, Hq * D)
+
+    def _torch_reads(
+        self, layer: int, qg: torch.Tensor, G: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """All reads of one layer through torch's kernels (`batched_attention` /
+        `grouped_attention`), concatenated in read order; lse only when a merge needs it."""
+        plan = self.plan
+        Hkv, _, D = qg.shape
         outs, lses = [], []
         batch_at = {b.first: b for b in plan.batches}
         i = 0
@@ -410,16 +419,7 @@ class _StepAttention:
             outs.append(out)
             lses.append(lse)
             i += 1
-        out_n = from_groups(torch.cat(outs, dim=1), N, Hq)  # (N, Hq, D)
-        # 3) exact merge
-        if plan.single_read:
-            out = torch.empty(T, Hq, D, dtype=q.dtype, device=q.device)
-            out[plan.read_rows] = out_n
-        else:
-            assert plan.merge_index is not None
-            lse_n = from_groups(torch.cat(lses, dim=1), N, Hq)  # (N, Hq)
-            out = merge_gathered(out_n, lse_n, plan.merge_index, plan.merge_pad, q.dtype)
-        return out.reshape(T, Hq * D)
+        return torch.cat(outs, dim=1), None if plan.single_read else torch.cat(lses, dim=1)
 
     def _kernel_reads(
         self, layer: int, qg: torch.Tensor, G: int
