@@ -170,6 +170,16 @@ def use_skinny(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
+def _require() -> ModuleType:
+    """The built extension; RuntimeError with the reason when it is off or unavailable."""
+    mod = _load() if enabled() else None
+    if mod is None:
+        raise RuntimeError(
+            f"plait CPU kernels unavailable: {unavailable_reason()} (check `available()` first)"
+        )
+    return mod
+
+
 def segment_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -187,9 +197,7 @@ def segment_attention(
     given, are views to write into (e.g. slices of one per-layer buffer; any strides, last dim
     of `out` contiguous) and are returned. The twin is
     `batched_attention(..., impl="fused"/"math")` in plait.runtime.attention."""
-    mod = _load() if enabled() else None
-    if mod is None:
-        raise RuntimeError(f"plait CPU kernels unavailable: {unavailable_reason()}")
+    mod = _require()
     if q.stride(-1) != 1:
         q = q.contiguous()
     scale = q.shape[-1] ** -0.5 if scale is None else scale
@@ -203,9 +211,7 @@ def skinny_linear(
     """`F.linear(x, weight, bias)` for x (R, I), weight (O, I) through the compiled kernel.
 
     Raises RuntimeError when the kernel is unavailable (check `available()` first)."""
-    mod = _load() if enabled() else None
-    if mod is None:
-        raise RuntimeError(f"plait CPU kernels unavailable: {unavailable_reason()}")
+    mod = _require()
     return mod.skinny_linear(
         x.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous()
     )
