@@ -68,4 +68,4 @@ class WorkerSampler:
         self.sampler = Sampler(per_worker)
 
     def __call__(self, worker: int, logits: torch.Tensor) -> int:
-        return int(self.sampler(logits[None].float().cpu(), [worker])[0])
+        return int(self.sampler(logits[None], [worker])[0])

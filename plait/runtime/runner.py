@@ -13,6 +13,9 @@ model with an attention context that, in every layer:
 `instant=True` lets a stream see other streams' same-step tokens (written in step 1 of the same
 layer); `instant=False` limits other segments to their length at the start of the step.
 `attention="reference"` replaces 2-3 by an explicit float64 materialisation of every view.
+Where plait's CPU kernels run, a step of up to `FUSED_MAX_ROWS` tokens does 1-3 in one kernel call
+per layer (`kernels.step_attention`: a row's online softmax carries on across its segments, which
+is the exact merge); the per-read path below is its twin and serves longer steps (prefill).
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ from plait.runtime.model import AttentionContext, DecoderLM
 from plait.runtime.reference import ReferenceAttention
 from plait.runtime.rope import apply_rotary
 from plait.runtime.segments import KVStore, Segment
+
+FUSED_MAX_ROWS = 64
+"""Largest step (new tokens of all streams) whose attention runs as one fused kernel call per
+layer. Its work splits over KV heads (x query-head chunks) only, which suits decode steps; longer
+steps (prefill chunks) use the per-read kernel, which also splits over segments. 0 disables."""
 
 
 @dataclass(slots=True)
@@ -98,6 +106,9 @@ class StepPlan:
     merge_index: torch.Tensor | None  # (T, R) each row's partials in read_rows order (see merge)
     merge_pad: torch.Tensor | None  # (T, R) unused entries of merge_index, None if none
     batches: list[ReadBatch]  # groups of reads attended in one call (others: one call each)
+    fused: bool = False  # one kernels.step_attention call per layer (cos/sin tables float32)
+    read_table: torch.Tensor | None = None  # (n, 4) fused: [span start, span end, base, visible]
+    entry_limits: torch.Tensor | None = None  # (N,) fused: last visible key of every read entry
 
 
 class Runner:
@@ -149,9 +160,12 @@ class Runner:
             self.store.reserve(inp.write_to, len(inp.tokens))
         device, rope = self.store.device, self.model.rope
         new_len = {id(inp.write_to): len(inp.tokens) for inp in inputs}
+        # NOTE: index bookkeeping in Python ints, turned into a few tensors at the end: a decode
+        # step of 4 workers has ~25 (stream, segment) pairs, and small torch ops per pair cost
+        # more than the layer's attention (docs/log.md, session 4)
         starts, lengths, slots, pos_list, local_list = [], [], [], [], []
         row = 0
-        per_seg: dict[int, list[tuple[int, torch.Tensor, int, int]]] = {}
+        per_seg: dict[int, list[tuple[int, int, int, int, int]]] = {}
         segs: dict[int, Segment] = {}
         for s, inp in enumerate(inputs):
             n = len(inp.tokens)
@@ -169,34 +183,49 @@ class Runner:
                     f"stream {s} would reach position {base + n}, beyond the model's context of "
                     f"{self.max_position} tokens; shorten the prompt or lower the budget"
                 )
-            positions = torch.arange(base, base + n, device=device)  # (n,)
             starts.append(row)
             lengths.append(n)
             slots.append(inp.write_to.length)
-            pos_list.append(positions)
-            local_list.append(
-                torch.arange(inp.write_to.length, inp.write_to.length + n, device=device)
-            )
+            pos_list.extend(range(base, base + n))
+            local_list.extend(range(inp.write_to.length, inp.write_to.length + n))
             for seg in inp.view:
                 visible = seg.length + (
                     new_len.get(id(seg), 0) if (instant or seg is inp.write_to) else 0
                 )
-                per_seg.setdefault(id(seg), []).append((row, positions, offsets[id(seg)], visible))
+                per_seg.setdefault(id(seg), []).append((row, n, base, offsets[id(seg)], visible))
                 segs[id(seg)] = seg
             row += n
-        positions = torch.cat(pos_list)
-        kcos, ksin = rope.cos_sin(torch.cat(local_list), self.model.dtype)  # (T, R)
+        positions = torch.tensor(pos_list, device=device)  # (T,)
+        cfg = self.model.config
+        fused = (
+            self.attention == "fast"
+            and row <= FUSED_MAX_ROWS
+            and plait_kernel_applies(device, self.model.dtype, cfg.head_dim, self.impl)
+        )
+        table_dtype = torch.float32 if fused else self.model.dtype
+        kcos, ksin = rope.cos_sin(torch.tensor(local_list, device=device), table_dtype)  # (T, R)
         reads = [self._read(segs[key], entries) for key, entries in per_seg.items()]
-        reads, batches = self._batch_reads(reads)
+        reads, batches = (reads, []) if fused else self._batch_reads(reads)
         at = 0
         for r in reads:
             r.span = (at, at + r.rows.shape[0])
             at = r.span[1]
-        qcos, qsin = rope.cos_sin(torch.cat([r.rel for r in reads]), self.model.dtype)  # (N, R)
+        qcos, qsin = rope.cos_sin(torch.cat([r.rel for r in reads]), table_dtype)  # (N, R)
         ids = torch.tensor([t for inp in inputs for t in inp.tokens], device=device)
         read_rows = torch.cat([r.rows for r in reads])
         single = all(len(inp.view) == 1 for inp in inputs)
-        merge_index, merge_pad = (None, None) if single else gather_index(read_rows, row)
+        merge_index, merge_pad = (None, None) if single or fused else gather_index(read_rows, row)
+        read_table = entry_limits = None
+        if fused:
+            read_table = torch.tensor(
+                [[*r.span, r.segment.base, r.visible] for r in reads], dtype=torch.long
+            )
+            entry_limits = torch.cat(
+                [
+                    r.limit if r.limit is not None else torch.full_like(r.rel, r.visible - 1)
+                    for r in reads
+                ]
+            )
         return StepPlan(
             ids,
             starts,
@@ -214,6 +243,9 @@ class Runner:
             merge_index=merge_index,
             merge_pad=merge_pad,
             batches=batches,
+            fused=fused,
+            read_table=read_table,
+            entry_limits=entry_limits,
         )
 
     def _batch_reads(self, reads: list[SegmentRead]) -> tuple[list[SegmentRead], list[ReadBatch]]:
@@ -269,18 +301,27 @@ class Runner:
             limits,
         )
 
-    def _read(self, seg: Segment, entries: list[tuple[int, torch.Tensor, int, int]]) -> SegmentRead:
-        rows, rel, limits = [], [], []
-        visible = 0
-        for row, positions, offset, vis in entries:
-            n = positions.shape[0]
-            rows.append(torch.arange(row, row + n, device=positions.device))
-            rel.append(positions - offset)
-            limits.append(torch.clamp(positions - offset, max=vis - 1))
-            visible = max(visible, vis)
-        lim = torch.cat(limits)
-        full = bool((lim >= visible - 1).all())
-        return SegmentRead(seg, torch.cat(rows), torch.cat(rel), visible, None if full else lim)
+    def _read(self, seg: Segment, entries: list[tuple[int, int, int, int, int]]) -> SegmentRead:
+        """The reads of one segment; entries are (first row, rows, first position, segment
+        offset in that stream's view, keys visible to that stream)."""
+        rows: list[int] = []
+        rel: list[int] = []
+        limits: list[int] = []
+        visible = max(e[4] for e in entries)
+        for row, n, base, offset, vis in entries:
+            rows.extend(range(row, row + n))
+            first = base - offset  # position of the first query relative to the segment
+            rel.extend(range(first, first + n))
+            limits.extend(min(p, vis - 1) for p in range(first, first + n))
+        device = self.store.device
+        full = min(limits) >= visible - 1
+        return SegmentRead(
+            seg,
+            torch.tensor(rows, device=device),
+            torch.tensor(rel, device=device),
+            visible,
+            None if full else torch.tensor(limits, device=device),
+        )
 
     # ------------------------------------------------------------------ run
 
@@ -354,7 +395,9 @@ class _StepAttention:
         cfg = store.config
         # plait's CPU kernel writes every read straight into one per-layer buffer; its per-row
         # key limits (grouped) are built once per step here, not once per layer
-        self.kernel = plait_kernel_applies(store.device, store.dtype, cfg.head_dim, impl)
+        self.kernel = not plan.fused and plait_kernel_applies(
+            store.device, store.dtype, cfg.head_dim, impl
+        )
         G = cfg.num_heads // cfg.num_kv_heads
         self.read_limits = [
             None if r.limit is None or not self.kernel else r.limit.repeat_interleave(G)[None]
@@ -364,6 +407,23 @@ class _StepAttention:
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         plan = self.plan
         T, Hq, D = q.shape
+        if plan.fused:  # 1-3 in one kernel call
+            assert plan.read_table is not None and plan.entry_limits is not None
+            return kernels.step_attention(
+                q,
+                k,
+                v,
+                self.store.k[layer],
+                self.store.v[layer],
+                plan.arena_slots,
+                plan.key_cos[:, 0],
+                plan.key_sin[:, 0],
+                plan.read_table,
+                plan.read_rows,
+                plan.entry_limits,
+                plan.read_cos[:, 0],
+                plan.read_sin[:, 0],
+            ).view(T, Hq * D)
         # 1) rotate new keys at segment-local positions and write every stream's K/V (one copy)
         k = apply_rotary(k, plan.key_cos, plan.key_sin)  # (T, Hkv, D)
         self.store.write_slots(layer, plan.arena_slots, k, v)

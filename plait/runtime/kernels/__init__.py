@@ -44,8 +44,9 @@ the dev box (bf16, Qwen-0.5B shapes): 24 rows 1.07-1.23x faster, 32 rows 0.90-0.
 
 _SOURCES = [
     Path(__file__).with_name(n)
-    for n in ("bindings.cpp", "skinny_linear.cpp", "segment_attention.cpp")
+    for n in ("bindings.cpp", "skinny_linear.cpp", "segment_attention.cpp", "step_attention.cpp")
 ]
+_HEADERS = [Path(__file__).with_name("online_softmax.h")]  # hashed, not compiled on their own
 _CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fopenmp"]
 _REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16")
 _lock = threading.Lock()
@@ -92,7 +93,7 @@ def cpu_supported() -> tuple[bool, str]:
 def build_dir() -> Path:
     """Where the compiled extension lives: keyed by the source, flags and torch version."""
     h = hashlib.sha256(" ".join(_CFLAGS).encode() + torch.__version__.encode())
-    for src in _SOURCES:
+    for src in _SOURCES + _HEADERS:
         h.update(src.read_bytes())
     key = h.hexdigest()[:16]
     return cache_root() / "kernels" / key
@@ -203,6 +204,50 @@ def segment_attention(
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     res = mod.segment_attention(q, k, v, limits, scale, out, lse)
     return res[0], res[1]
+
+
+def step_attention(
+    q: torch.Tensor,
+    k_new: torch.Tensor,
+    v_new: torch.Tensor,
+    k_arena: torch.Tensor,
+    v_arena: torch.Tensor,
+    slots: torch.Tensor,
+    key_cos: torch.Tensor,
+    key_sin: torch.Tensor,
+    reads: torch.Tensor,
+    entry_rows: torch.Tensor,
+    entry_limits: torch.Tensor,
+    entry_cos: torch.Tensor,
+    entry_sin: torch.Tensor,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """One layer's attention for one step over shared segments, in one call (source and layout:
+    `step_attention.cpp`): rotates the new keys k_new (T, Hkv, D) by key_cos/key_sin (T, Rr) and
+    writes them and v_new at arena `slots` (T,) of k_arena/v_arena (Hkv, S, D); then every query
+    row of q (T, Hq, D) attends, with one online softmax, the segments it reads: `reads` (n, 4)
+    int64 rows [first entry, end entry, base slot, visible keys]; per entry its query row
+    `entry_rows` (N,), last visible key `entry_limits` (N,) and query rotation entry_cos/entry_sin
+    (N, Rr). Returns (T, Hq, D) in q's dtype. Rotation tables float32, indices int64 (contiguous).
+    The twin is the runner's per-read path with its log-sum-exp merge."""
+    mod = _require()
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return mod.step_attention(
+        q,
+        k_new,
+        v_new,
+        k_arena,
+        v_arena,
+        slots,
+        key_cos,
+        key_sin,
+        reads,
+        entry_rows,
+        entry_limits,
+        entry_cos,
+        entry_sin,
+        scale,
+    )
 
 
 def skinny_linear(

@@ -8,6 +8,11 @@ std::vector<torch::Tensor> segment_attention(const torch::Tensor& q, const torch
                                              const c10::optional<torch::Tensor>& limits, double scale,
                                              const c10::optional<torch::Tensor>& out,
                                              const c10::optional<torch::Tensor>& lse);
+torch::Tensor step_attention(const torch::Tensor& q, const torch::Tensor& k_new, const torch::Tensor& v_new,
+                             const torch::Tensor& k_arena, const torch::Tensor& v_arena, const torch::Tensor& slots,
+                             const torch::Tensor& key_cos, const torch::Tensor& key_sin, const torch::Tensor& reads,
+                             const torch::Tensor& entry_rows, const torch::Tensor& entry_limits,
+                             const torch::Tensor& entry_cos, const torch::Tensor& entry_sin, double scale);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("skinny_linear", &skinny_linear, "y = x @ w.T (+ bias) for few rows", py::arg("x"), py::arg("w"),
@@ -15,4 +20,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("segment_attention", &segment_attention, "attention of many rows over one segment, with lse",
         py::arg("q"), py::arg("k"), py::arg("v"), py::arg("limits") = py::none(), py::arg("scale"),
         py::arg("out") = py::none(), py::arg("lse") = py::none());
+  m.def("step_attention", &step_attention, "one layer's attention of a decode step over shared segments",
+        py::arg("q"), py::arg("k_new"), py::arg("v_new"), py::arg("k_arena"), py::arg("v_arena"), py::arg("slots"),
+        py::arg("key_cos"), py::arg("key_sin"), py::arg("reads"), py::arg("entry_rows"), py::arg("entry_limits"),
+        py::arg("entry_cos"), py::arg("entry_sin"), py::arg("scale"));
 }
