@@ -63,6 +63,27 @@ def filter_logits(
     return x
 
 
+ARGMAX_CHUNK = 1024
+
+
+def greedy_argmax(x: torch.Tensor) -> int:
+    """`int(torch.argmax(x))` for a 1-D float tensor (first index of the maximum), faster on CPU.
+
+    torch's 1-D argmax is not vectorised on CPU (~130 us for a 152k vocabulary on the dev box);
+    row maxima of a (V/1024, 1024) view are (~10 us). The first chunk holding the maximum holds
+    its first occurrence; the argmax inside that chunk finds it. Twin: torch.argmax
+    (tests/runtime/test_generate.py)."""
+    n = x.shape[0] // ARGMAX_CHUNK * ARGMAX_CHUNK
+    if x.device.type != "cpu" or x.dim() != 1 or n == 0 or bool(torch.isnan(x).any()):
+        return int(torch.argmax(x))
+    peaks = x[:n].view(-1, ARGMAX_CHUNK).amax(dim=1)  # (V // chunk,)
+    c = int(torch.argmax(peaks))
+    tail = x[n:]
+    if tail.numel() and bool(tail.max() > peaks[c]):  # strictly greater: ties keep the lower id
+        return n + int(torch.argmax(tail))
+    return c * ARGMAX_CHUNK + int(torch.argmax(x[c * ARGMAX_CHUNK : (c + 1) * ARGMAX_CHUNK]))
+
+
 class Sampler:
     """Samples one token per stream from logits (S, V)."""
 
@@ -94,7 +115,7 @@ class Sampler:
                 self._suppress[key] = idx
             x = filter_logits(row, p, idx)
             if p.greedy:
-                out.append(int(torch.argmax(x)))
+                out.append(greedy_argmax(x))
             else:
                 probs = torch.softmax(x, dim=-1)
                 out.append(int(torch.multinomial(probs.cpu(), 1, generator=self.generators[s])))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from plait.runtime.generate import generate_tokens, stream_text
-from plait.runtime.sampling import Sampler, SamplingParams, filter_logits
+from plait.runtime.sampling import Sampler, SamplingParams, filter_logits, greedy_argmax
 from tests.tiny import tiny_model
 
 
@@ -78,3 +78,23 @@ def test_stream_text_waits_for_whole_characters():
             return b"".join(self.table[i] for i in ids).decode("utf-8", errors="replace")
 
     assert list(stream_text(Tok(), [1, 2, 3, 4])) == ["h", "é", "!"]
+
+
+@pytest.mark.parametrize("size", [1, 7, 1024, 3000, 151936])
+@pytest.mark.parametrize("seed", range(4))
+def test_greedy_argmax_equals_torch_argmax(size, seed):
+    """First index of the maximum, as torch.argmax: ties (small integer logits), maxima in the
+    tail past the last whole chunk, -inf (suppressed) entries, NaN (torch's rule)."""
+    g = torch.Generator().manual_seed(seed * 1000 + size)
+    for x in (
+        torch.randn(size, generator=g),
+        torch.randint(0, 3, (size,), generator=g).float(),  # many ties
+        torch.randint(0, 3, (size,), generator=g)
+        .float()
+        .index_fill_(0, torch.tensor([0]), -torch.inf),
+    ):
+        assert greedy_argmax(x) == int(torch.argmax(x))
+        x[-1] = x.max() + 1  # the maximum in the tail
+        assert greedy_argmax(x) == int(torch.argmax(x))
+        x[size // 2] = float("nan")
+        assert greedy_argmax(x) == int(torch.argmax(x))

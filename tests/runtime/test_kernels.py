@@ -207,3 +207,126 @@ def test_batched_attention_needs_limits_for_the_kernel():
         a = batched_attention(q, k, v, None, None, "auto", lim)
         b = batched_attention(q, k, v, limit_bias(lim, 5, 1, q.dtype)[:, None], None, "math")
     assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[1], b[1], atol=1e-5)
+
+
+# ---------------------------------------------------------------- step attention (fused)
+
+
+def _step_case(seed: int, dtype: torch.dtype, Hq: int, Hkv: int, D: int, Rr: int):  # noqa: ANN202
+    """A random step: T new tokens written at distinct arena slots, 1-5 reads of random arena
+    ranges (possibly covering the new slots), each read by a random subset of the rows with
+    random limits (some -1, some past the visible keys); some rows read nothing."""
+    g = torch.Generator().manual_seed(seed)
+    rnd = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+    S = 300
+    T = int(torch.randint(1, 10, (1,), generator=g))
+    q = rnd(T, Hq, D).to(dtype)
+    qkv = rnd(T, Hq + 2 * Hkv, D).to(dtype)  # k/v as strided views of one projection
+    kn, vn = qkv[:, Hq : Hq + Hkv], qkv[:, Hq + Hkv :]
+    ka, va = rnd(Hkv, S, D).to(dtype), rnd(Hkv, S, D).to(dtype)
+    slots = torch.randperm(S, generator=g)[:T]
+    kcos, ksin, rcos, rsin = (rnd(n, Rr) for n in (T, T, 64, 64))
+    reads, rows, lims = [], [], []
+    for _ in range(int(torch.randint(1, 6, (1,), generator=g))):
+        base = int(torch.randint(0, S - 1, (1,), generator=g))
+        visible = int(torch.randint(0, min(S - base, 150) + 1, (1,), generator=g))
+        who = [t for t in range(T) if torch.rand(1, generator=g) < 0.7]
+        reads.append([len(rows), len(rows) + len(who), base, visible])
+        rows += who
+        lims += [int(torch.randint(-1, visible + 3, (1,), generator=g)) for _ in who]
+    N = len(rows)
+    idx = lambda x: torch.tensor(x, dtype=torch.long).reshape(-1, *([4] if x is reads else []))  # noqa: E731
+    return (
+        q,
+        kn,
+        vn,
+        ka,
+        va,
+        slots,
+        kcos,
+        ksin,
+        idx(reads),
+        idx(rows),
+        idx(lims),
+        rcos[:N],
+        rsin[:N],
+    )
+
+
+def _step_reference(q, kn, vn, ka, va, slots, kcos, ksin, reads, rows, lims, rcos, rsin):  # noqa: ANN001, ANN202
+    """Float64, one row and head at a time: write the rotated keys, then softmax over the
+    concatenation of every key the row may see in each of its reads."""
+    from plait.runtime.rope import apply_rotary
+
+    T, Hq, D = q.shape
+    Hkv = kn.shape[1]
+    G = Hq // Hkv
+    ka, va = ka.double().clone(), va.double().clone()
+    ka[:, slots] = apply_rotary(
+        kn.double(), kcos.double()[:, None], ksin.double()[:, None]
+    ).transpose(0, 1)
+    va[:, slots] = vn.double().transpose(0, 1)
+    out = torch.zeros(T, Hq, D, dtype=torch.float64)
+    for t in range(T):
+        for hq in range(Hq):
+            h = hq // G
+            scores, values = [], []
+            for e0, e1, base, visible in reads.tolist():
+                for e in range(e0, e1):
+                    if rows[e] != t:
+                        continue
+                    n = max(0, min(int(lims[e]), visible - 1) + 1)
+                    qr = apply_rotary(q[t, hq].double(), rcos[e].double(), rsin[e].double())
+                    scores.append(ka[h, base : base + n] @ qr * D**-0.5)
+                    values.append(va[h, base : base + n])
+            s = torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64)
+            if s.numel():
+                out[t, hq] = torch.softmax(s, 0) @ torch.cat(values)
+    return out, ka, va
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(
+    "Hq,Hkv,D,Rr",
+    [(14, 2, 64, 64), (4, 2, 16, 16), (3, 1, 48, 48), (8, 8, 128, 128), (4, 2, 64, 32)],
+)
+@pytest.mark.parametrize("seed", range(3))
+def test_step_attention_matches_reference(dtype, Hq, Hkv, D, Rr, seed):
+    args = _step_case(seed * 31 + Hq + D, dtype, Hq, Hkv, D, Rr)
+    ref_out, ref_k, ref_v = _step_reference(*args)
+    out = kernels.step_attention(*args)
+    ka, va = args[3], args[4]  # written in place by the kernel
+    assert out.shape == ref_out.shape and out.dtype == dtype
+    tol = 2e-2 if dtype == torch.bfloat16 else 1e-5
+    assert (out.double() - ref_out).abs().max().item() <= tol * max(1.0, ref_out.abs().max().item())
+    # keys rotated in fp32 and rounded once; values copied exactly
+    ktol = 8e-3 if dtype == torch.bfloat16 else 1e-6
+    assert (ka.double() - ref_k).abs().max().item() <= ktol * max(1.0, ref_k.abs().max().item())
+    assert torch.equal(va.double(), ref_v)
+
+
+@needs_kernels
+def test_step_attention_same_for_any_thread_count():
+    args = _step_case(5, torch.bfloat16, 14, 2, 64, 64)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)  # changes how query heads split into tasks
+            outs.append(kernels.step_attention(*args))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
+@needs_kernels
+def test_step_attention_rejects_reads_outside_the_arena():
+    args = list(_step_case(1, torch.float32, 4, 2, 16, 16))
+    args[8] = torch.tensor([[0, 0, 290, 20]])  # 290 + 20 > 300 slots
+    with pytest.raises(RuntimeError, match="outside"):
+        kernels.step_attention(*args)
+    args[8] = torch.tensor([[0, 0, 0, 5]])
+    args[5] = torch.full((args[0].shape[0],), 300)
+    with pytest.raises(RuntimeError, match="slot"):
+        kernels.step_attention(*args)

@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from plait.runtime import runner as runner_module
 from plait.runtime.context import causal_context
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.segments import KVStore
@@ -47,10 +48,20 @@ def random_schedule(
     return out
 
 
+@pytest.fixture(params=["fused", "per-read"])
+def fast_path(request, monkeypatch):
+    """The fast path's two forms where plait's kernels run: one fused call per layer for small
+    steps (the default for decode) and one kernel call per segment read + LSE merge (prefill;
+    forced here by FUSED_MAX_ROWS = 0). Without the kernels both run torch's kernels."""
+    if request.param == "per-read":
+        monkeypatch.setattr(runner_module, "FUSED_MAX_ROWS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
 @pytest.mark.parametrize("instant", [True, False])
 @pytest.mark.parametrize("seed", range(3))
-def test_fast_equals_reference_on_random_views(family, instant, seed):
+def test_fast_equals_reference_on_random_views(family, instant, seed, fast_path):
     model = tiny_model(family, seed=seed)
     fast = random_schedule(model, "fast", seed, instant)
     ref = random_schedule(model, "reference", seed, instant)
@@ -256,9 +267,11 @@ def test_truncate_then_continue_equals_fresh_decode():
 
 @pytest.mark.parametrize("instant", [True, False])
 @pytest.mark.parametrize("family", ["llama", "qwen3"])
-def test_batched_reads_of_evenly_spaced_segments_equal_reference(family, instant):
-    """Equal-capacity segments allocated back to back are attended in one strided call; with
-    ragged lengths, limits and rows that see nothing, it must still equal the float64 reference."""
+def test_batched_reads_of_evenly_spaced_segments_equal_reference(family, instant, monkeypatch):
+    """Equal-capacity segments allocated back to back are attended in one strided call (the
+    per-read path); with ragged lengths, limits and rows that see nothing, it must still equal
+    the float64 reference."""
+    monkeypatch.setattr(runner_module, "FUSED_MAX_ROWS", 0)
     model = tiny_model(family, seed=8)
 
     def run(attention: str):
@@ -281,7 +294,8 @@ def test_batched_reads_of_evenly_spaced_segments_equal_reference(family, instant
                 others = [o for o in own if o is not seg]
                 view = [seg, prefix, *others] if i % 2 == 0 else [prefix, *others, seg]
                 inputs.append(StreamInput([rng.randrange(100), rng.randrange(100)], view, seg))
-            batches += len(runner.plan(inputs, instant).batches)
+            with torch.inference_mode():  # as in `step`: decides which kernels run
+                batches += len(runner.plan(inputs, instant).batches)
             out.extend(runner.step(inputs, instant=instant, all_logits=True))
         return out, batches
 

@@ -197,6 +197,14 @@ void attend_keys(const Rows& rows, int64_t R, int64_t D, const T* k, int64_t k_r
   for (int64_t j0 = 0; j0 < Lmax; j0 += kBlock) {
     const int nk = int(std::min<int64_t>(kBlock, Lmax - j0));
     const int nc = (nk + 15) / 16;  // 16-key vectors that hold keys
+    // the next block's key and value rows towards L1 while this one is worked on (the arena
+    // of one layer is cold: the weight stream of the other layers went through the caches)
+    for (int64_t j = j0 + kBlock; j < std::min<int64_t>(Lmax, j0 + 2 * kBlock); ++j) {
+      for (int64_t b = 0; b < D * int64_t(sizeof(T)); b += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(k + j * k_rs) + b, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(v + j * v_rs) + b, _MM_HINT_T0);
+      }
+    }
     // gather the block's keys transposed; values converted to fp32 rows
     for (int c = 0; c < nc; ++c) {
       const __mmask16 valid = _mm512_cmplt_epi32_mask(_mm512_add_epi32(lane, _mm512_set1_epi32(c * 16)), _mm512_set1_epi32(nk));
@@ -245,14 +253,24 @@ void attend_keys(const Rows& rows, int64_t R, int64_t D, const T* k, int64_t k_r
         const int64_t r = r0 + i;
         const int64_t last = lim ? std::min<int64_t>(lim[r] - j0, nk - 1) : nk - 1;  // block-local
         if (last < 0) continue;  // no visible key in this block
-        const __m512i lastv = _mm512_set1_epi32(int(last));
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int c = 0; c < nc; ++c) {
-          const __mmask16 vis = _mm512_cmple_epi32_mask(_mm512_add_epi32(lane, _mm512_set1_epi32(c * 16)), lastv);
-          s[i][c] = _mm512_mask_blend_ps(vis, _mm512_set1_ps(-std::numeric_limits<float>::infinity()),
-                                         _mm512_mul_ps(s[i][c], _mm512_set1_ps(qscale)));
-          mx = std::max(mx, _mm512_mask_reduce_max_ps(vis, s[i][c]));
+        // scores to log2 units; lanes past the row's last visible key (or past the block) -> -inf
+        const __m512 qs = _mm512_set1_ps(qscale);
+        __m512 vmax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+        if (last == nc * 16 - 1) {  // every lane of every vector is a visible key
+          for (int c = 0; c < nc; ++c) {
+            s[i][c] = _mm512_mul_ps(s[i][c], qs);
+            vmax = _mm512_max_ps(vmax, s[i][c]);
+          }
+        } else {
+          const __m512i lastv = _mm512_set1_epi32(int(last));
+          for (int c = 0; c < nc; ++c) {
+            const __mmask16 vis = _mm512_cmple_epi32_mask(_mm512_add_epi32(lane, _mm512_set1_epi32(c * 16)), lastv);
+            s[i][c] = _mm512_mask_blend_ps(vis, _mm512_set1_ps(-std::numeric_limits<float>::infinity()),
+                                           _mm512_mul_ps(s[i][c], qs));
+            vmax = _mm512_max_ps(vmax, s[i][c]);
+          }
         }
+        const float mx = _mm512_reduce_max_ps(vmax);  // finite: last >= 0
         const float mnew = std::max(m[r], mx);
         const float corr = std::exp2(m[r] - mnew);  // 0 on the first visible block
         const __m512 mv = _mm512_set1_ps(mnew);

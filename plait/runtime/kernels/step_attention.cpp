@@ -37,18 +37,29 @@ using namespace plait_kernels;
 template <class T>
 inline void rotate(const T* x, const float* cos, const float* sin, int64_t Rr, int64_t D, float* dst) {
   const int64_t half = Rr / 2;
-  for (int64_t i = 0; i < half; ++i) {
+  int64_t i = 0;
+  if (half % 16 == 0) {
+    for (; i < half; i += 16) {
+      const __m512 a = load16(x + i), b = load16(x + i + half);
+      _mm512_storeu_ps(dst + i, _mm512_fnmadd_ps(b, _mm512_loadu_ps(sin + i), _mm512_mul_ps(a, _mm512_loadu_ps(cos + i))));
+      _mm512_storeu_ps(dst + i + half,
+                       _mm512_fmadd_ps(a, _mm512_loadu_ps(sin + i + half), _mm512_mul_ps(b, _mm512_loadu_ps(cos + i + half))));
+    }
+  }
+  for (; i < half; ++i) {
     const float a = to_float(x[i]), b = to_float(x[i + half]);
     dst[i] = a * cos[i] - b * sin[i];
     dst[i + half] = b * cos[i + half] + a * sin[i + half];
   }
-  for (int64_t i = Rr; i < D; ++i) dst[i] = to_float(x[i]);
+  for (i = Rr; i < D; ++i) dst[i] = to_float(x[i]);
 }
 
-template <class T>
-inline void store_row(const float* src, int64_t D, T* dst) {
-  for (int64_t i = 0; i < D; ++i) dst[i] = T(src[i]);
+// dst[0:D] = src in T (round to nearest even); D is a multiple of 16
+inline void store_row(const float* src, int64_t D, at::BFloat16* dst) {
+  for (int64_t i = 0; i < D; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
 }
+inline void store_row(const float* src, int64_t D, float* dst) { std::memcpy(dst, src, D * sizeof(float)); }
 
 struct Step {
   const char* q; int64_t q_t, q_h;  // strides in elements (row, head)
