@@ -145,6 +145,10 @@ def main() -> None:
                 base, base_mean = r["tokens_per_s"], r["tokens_per_s_mean"]
             r["speedup_vs_w1"] = r["tokens_per_s"] / base if base else None
             r["speedup_mean_vs_w1"] = r["tokens_per_s_mean"] / base_mean if base else None
+            if 1 in per_w:  # paired: W=1 and W=w of the same round (adjacent runs) compared
+                r["speedup_paired"] = statistics.median(
+                    w * a["ms_per_pass"] / b["ms_per_pass"] for a, b in zip(per_w[1], per_w[w])
+                )
             rows.append(r)
     print(
         table(
@@ -157,6 +161,7 @@ def main() -> None:
                 "speedup_vs_w1",
                 "tokens_per_s_mean",
                 "speedup_mean_vs_w1",
+                "speedup_paired",
                 "passes",
             ],
         )
@@ -171,7 +176,7 @@ def main() -> None:
         "rounds": args.rounds,
         "goal": "W=2 >= 1.9x and W=4 >= 3.5x the W=1 tokens/s",
         "metrics": "tokens_per_s = W / median pass; tokens_per_s_mean = W / mean pass (header "
-        "passes included)",
+        "passes included); speedup_paired = median over rounds of the ratio to that round's W=1 run",
         "rows": rows,
     }
     save(args.out, payload)

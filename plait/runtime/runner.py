@@ -163,7 +163,11 @@ class Runner:
         # NOTE: index bookkeeping in Python ints, turned into a few tensors at the end: a decode
         # step of 4 workers has ~25 (stream, segment) pairs, and small torch ops per pair cost
         # more than the layer's attention (docs/log.md, session 4)
-        starts, lengths, slots, pos_list, local_list = [], [], [], [], []
+        starts: list[int] = []
+        lengths: list[int] = []
+        slots: list[int] = []
+        pos_list: list[int] = []  # (T,) query positions in their stream's view
+        local_list: list[int] = []  # (T,) positions in the written segment
         row = 0
         per_seg: dict[int, list[tuple[int, int, int, int, int]]] = {}
         segs: dict[int, Segment] = {}

@@ -1,6 +1,6 @@
 """plait's compiled few-row linear kernel equals F.linear (its reference twin) on random shapes.
 
-The kernel is built on first use (~30 s once per machine); on a CPU without AVX512-BF16 these
+The kernels are built on first use (~80 s once per machine on 2 cores); on a CPU without AVX512-BF16 these
 tests check only the fallback (the kernel tests are skipped with the reason).
 """
 

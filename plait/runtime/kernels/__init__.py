@@ -5,6 +5,11 @@ KV segment with log-sum-exp output, reading strided arena views and per-row key 
 keys of each 64-key block are transposed once for all rows (AVX512-BF16 scores and value sums).
 1.5-3x torch's CPU flash kernel on decode shapes.
 
+`step_attention(...)` is a decode step's whole attention for one layer in one call: it rotates
+and writes the new keys, rotates each query row for every segment it reads, and runs one online
+softmax per row across all its segments (the exact merge), instead of ~15 small torch ops per
+layer around per-segment calls (the runner's per-read path, its twin).
+
 `skinny_linear(x, w, bias)` computes `F.linear` for a few activation rows (decode steps): it
 streams each weight row once for all rows (AVX512-BF16 dot products for bf16, FMA for fp32),
 which on the dev CPU is ~2x faster than torch's GEMM for one row and makes 4 rows cost about
@@ -12,7 +17,7 @@ what 1 row costs (the Hogwild workers' rows ride along with the weight stream). 
 `skinny_linear.cpp`; parity with `F.linear` on random shapes: tests/runtime/test_kernels.py.
 
 The extension is compiled with `torch.utils.cpp_extension` (a C++ compiler and `ninja`) into
-`<plait cache>/kernels/<hash>/` the first time a model runs (~30 s, once per machine and
+`<plait cache>/kernels/<hash>/` the first time a model runs (~80 s on 2 cores, once per machine and
 source version). It is used only where it can run: Linux on x86 with AVX512F/BW and AVX512-BF16.
 Anywhere else, or if the build fails (one warning that says why), plait uses `F.linear`.
 `PLAIT_KERNELS=0` (read at import) or `set_enabled(False)` turns the kernels off (the
@@ -122,7 +127,7 @@ def _load() -> ModuleType | None:
             out.mkdir(parents=True, exist_ok=True)
             if not any(out.glob("*.so")):
                 print(
-                    f"plait: compiling CPU kernels into {out} (once per machine, ~45 s)",
+                    f"plait: compiling CPU kernels into {out} (once per machine, ~80 s on 2 cores)",
                     file=sys.stderr,
                 )
             _module = load(
