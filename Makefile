@@ -59,6 +59,7 @@ typecheck: $(STAMP)
 # CPU benchmarks (long; each prints a table and a JSON last line, results in benchmarks/results/)
 bench: $(STAMP)
 	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_kernels.py
+	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_step_attention.py
 	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_runtime.py
 	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_hogwild.py --threads 2
 	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_threads_packing.py
