@@ -111,31 +111,50 @@ inline void accumulate(float* o, const float* p, const float* vf, int nk, float 
   for (int i = 0; i < ND; ++i) _mm512_storeu_ps(o + 16 * i, acc[i]);
 }
 
-// bf16: out row += sum over key pairs of (p[2i], p[2i+1]) . (v[2i][d], v[2i+1][d]) with
-// AVX512-BF16 dot products; p2 holds the row's probabilities as bf16 pairs, vp the block's
-// values pair-interleaved (npairs, D) (the probabilities are rounded to bf16 as in GPU flash
-// kernels; the row sum l stays fp32)
-template <int ND>
-inline void accumulate_pairs(float* o, const uint32_t* p2, const uint32_t* vp, int npairs, float corr) {
-  __m512 acc[ND];
-  const __m512 c = _mm512_set1_ps(corr);
-  for (int i = 0; i < ND; ++i) acc[i] = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * i), c);
-  for (int j = 0; j < npairs; ++j) {
-    const __m512bh pj = (__m512bh)_mm512_set1_epi32(int(p2[j]));
-    for (int i = 0; i < ND; ++i)
-      acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)_mm512_loadu_si512(vp + j * 16 * ND + 16 * i), pj);
+// bf16 value sums use AVX512-BF16 dot products over key pairs: p2 holds a row's probabilities
+// as bf16 pairs (rounded to bf16 as in GPU flash kernels; the row sum l stays fp32), vp the
+// block's values pair-interleaved (npairs, D).
+// bf16, NR rows at once: o[i] = o[i] * corr[i] + sum over pairs j of p2[i * p2s + j] . vp[j];
+// each value load serves all NR rows (one row at a time reloads the values per row: the value
+// sums then wait on loads as much as on the dot products)
+template <int ND, int NR>
+inline void accumulate_pairs_rows(float* const* o, const uint32_t* p2, int p2s, const uint32_t* vp, int npairs,
+                                  const float* corr) {
+  __m512 acc[NR][ND];
+  for (int i = 0; i < NR; ++i) {
+    const __m512 c = _mm512_set1_ps(corr[i]);
+    for (int d = 0; d < ND; ++d) acc[i][d] = _mm512_mul_ps(_mm512_loadu_ps(o[i] + 16 * d), c);
   }
-  for (int i = 0; i < ND; ++i) _mm512_storeu_ps(o + 16 * i, acc[i]);
+  for (int j = 0; j < npairs; ++j) {
+    __m512bh v[ND];
+    for (int d = 0; d < ND; ++d) v[d] = (__m512bh)_mm512_loadu_si512(vp + j * 16 * ND + 16 * d);
+    for (int i = 0; i < NR; ++i) {
+      const __m512bh pj = (__m512bh)_mm512_set1_epi32(int(p2[i * p2s + j]));
+      for (int d = 0; d < ND; ++d) acc[i][d] = _mm512_dpbf16_ps(acc[i][d], v[d], pj);
+    }
+  }
+  for (int i = 0; i < NR; ++i)
+    for (int d = 0; d < ND; ++d) _mm512_storeu_ps(o[i] + 16 * d, acc[i][d]);
 }
 
 using AccFn = void (*)(float*, const float*, const float*, int, float);
-using PairFn = void (*)(float*, const uint32_t*, const uint32_t*, int, float);
+using PairRowsFn = void (*)(float* const*, const uint32_t*, int, const uint32_t*, int, const float*);
 struct Accumulators {
-  AccFn f32;    // fp32 values
-  PairFn bf16;  // bf16 value pairs
+  AccFn f32;             // fp32 values, one row
+  PairRowsFn bf16[4];    // bf16 value pairs, 1..max_rows rows at once (registers: NR * ND <= 16)
+  int max_rows;
 };
 template <int ND>
-Accumulators accumulators() { return {accumulate<ND>, accumulate_pairs<ND>}; }
+Accumulators accumulators() {
+  if constexpr (ND <= 4) {
+    return {accumulate<ND>,
+            {accumulate_pairs_rows<ND, 1>, accumulate_pairs_rows<ND, 2>, accumulate_pairs_rows<ND, 3>,
+             accumulate_pairs_rows<ND, 4>},
+            4};
+  } else {
+    return {accumulate<ND>, {accumulate_pairs_rows<ND, 1>, accumulate_pairs_rows<ND, 2>, nullptr, nullptr}, 2};
+  }
+}
 inline Accumulators accumulators_for(int64_t D) {  // D = 16 * ND, ND in 1..8
   switch (D / 16) {
     case 1: return accumulators<1>();
@@ -183,7 +202,7 @@ void attend_keys(const Rows& rows, int64_t R, int64_t D, const T* k, int64_t k_r
   if constexpr (kBF16) {
     kt2.resize((D / 2) * kBlock);
     vp.resize((kBlock / 2) * D);
-    p2.resize(kBlock / 2);
+    p2.resize(4 * (kBlock / 2));  // one row of pairs per row of a 4-row group
   } else {
     ktf.resize(D * kBlock);
     vf.resize(kBlock * D);
@@ -249,6 +268,9 @@ void attend_keys(const Rows& rows, int64_t R, int64_t D, const T* k, int64_t k_r
         case 3: scores_nc<T, 3>(nc, qr2, qrf, D, kt2.data(), ktf.data(), s); break;
         default: scores_nc<T, 4>(nc, qr2, qrf, D, kt2.data(), ktf.data(), s); break;
       }
+      float* orows[4];  // bf16: the group's rows that see keys here, summed together below
+      float corrs[4];
+      int active = 0, npairs = 0;
       for (int i = 0; i < nr; ++i) {
         const int64_t r = r0 + i;
         const int64_t last = lim ? std::min<int64_t>(lim[r] - j0, nk - 1) : nk - 1;  // block-local
@@ -279,7 +301,8 @@ void attend_keys(const Rows& rows, int64_t R, int64_t D, const T* k, int64_t k_r
           const __m512 p = exp2_neg(_mm512_sub_ps(s[i][c], mv));
           sum = _mm512_add_ps(sum, p);
           if constexpr (kBF16) {  // 16 probabilities -> 8 bf16 pairs
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(p2.data() + c * 8), (__m256i)_mm512_cvtneps_pbh(p));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(p2.data() + active * (kBlock / 2) + c * 8),
+                                (__m256i)_mm512_cvtneps_pbh(p));
           } else {
             _mm512_storeu_ps(pbuf.data() + c * 16, p);
           }
@@ -287,9 +310,18 @@ void attend_keys(const Rows& rows, int64_t R, int64_t D, const T* k, int64_t k_r
         l[r] = l[r] * corr + _mm512_reduce_add_ps(sum);
         m[r] = mnew;
         if constexpr (kBF16) {
-          accs.bf16(o + r * D, p2.data(), vp.data(), int(last + 2) / 2, corr);
+          orows[active] = o + r * D;
+          corrs[active] = corr;
+          npairs = std::max(npairs, int(last + 2) / 2);  // pairs past a row's last key hold p = 0
+          ++active;
         } else {
           accs.f32(o + r * D, pbuf.data(), vf.data(), int(last + 1), corr);
+        }
+      }
+      if constexpr (kBF16) {
+        for (int a = 0; a < active; a += accs.max_rows) {
+          const int n = std::min(accs.max_rows, active - a);
+          accs.bf16[n - 1](orows + a, p2.data() + a * (kBlock / 2), kBlock / 2, vp.data(), npairs, corrs + a);
         }
       }
     }
