@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from plait.runtime import conversion
+from plait.runtime import conversion, kernels
 from plait.runtime.bundled import BUNDLED, get_bundled
 from plait.runtime.config import ModelConfig
 from plait.runtime.errors import (
@@ -249,6 +249,19 @@ def load_model(
     Returns:
         LoadedModel with `.model` (plait DecoderLM), `.tokenizer`, `.config`, `.eos_token_ids`.
     """
+    loaded = _load_model(name_or_path, dtype, device)
+    if loaded.model.device.type == "cpu":
+        # NOTE: build plait's CPU kernels now (once per machine, ~80 s, with a message), not
+        # silently inside the first decode step, where it would count as decoding time
+        kernels.available()
+    return loaded
+
+
+def _load_model(
+    name_or_path: str | os.PathLike[str],
+    dtype: str | torch.dtype,
+    device: str | torch.device,
+) -> LoadedModel:
     torch_dtype, dev = parse_dtype(dtype), parse_device(device)
     text = os.fspath(name_or_path)
     if text in BUNDLED:
@@ -265,7 +278,7 @@ def load_model(
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
         if not (path / "config.json").is_file() and len(ggufs) == 1:
-            return load_model(ggufs[0], dtype, device)
+            return _load_model(ggufs[0], dtype, device)
         return load_from_dir(path.resolve(), path.resolve().name, torch_dtype, dev)
     if path.exists():
         raise MissingModelFilesError(

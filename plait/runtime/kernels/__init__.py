@@ -96,8 +96,11 @@ def cpu_supported() -> tuple[bool, str]:
 
 
 def build_dir() -> Path:
-    """Where the compiled extension lives: keyed by the source, flags and torch version."""
+    """Where the compiled extension lives: keyed by the source, flags, torch version and the
+    source directory (two checkouts sharing one cache would otherwise rebuild each other's
+    build files, silently, on every switch)."""
     h = hashlib.sha256(" ".join(_CFLAGS).encode() + torch.__version__.encode())
+    h.update(str(Path(__file__).resolve().parent).encode())
     for src in _SOURCES + _HEADERS:
         h.update(src.read_bytes())
     key = h.hexdigest()[:16]
