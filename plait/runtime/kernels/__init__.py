@@ -17,7 +17,7 @@ what 1 row costs (the Hogwild workers' rows ride along with the weight stream). 
 `skinny_linear.cpp`; parity with `F.linear` on random shapes: tests/runtime/test_kernels.py.
 
 The extension is compiled with `torch.utils.cpp_extension` (a C++ compiler and `ninja`) into
-`<plait cache>/kernels/<hash>/` the first time a model runs (~80 s on 2 cores, once per machine and
+`<plait cache>/kernels/<hash>/` when a CPU model loads (~80 s on 2 cores, once per machine and
 source version). It is used only where it can run: Linux on x86 with AVX512F/BW and AVX512-BF16.
 Anywhere else, or if the build fails (one warning that says why), plait uses `F.linear`.
 `PLAIT_KERNELS=0` (read at import) or `set_enabled(False)` turns the kernels off (the
