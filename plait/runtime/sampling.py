@@ -8,6 +8,7 @@ it). `temperature == 0` means greedy (argmax; ties go to the lowest id).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import torch
 
@@ -36,17 +37,19 @@ class SamplingParams:
         return self.temperature == 0
 
 
-def filter_logits(
-    logits: torch.Tensor, params: SamplingParams, suppress: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Apply suppression, temperature, top-k and top-p to one row of logits (V,) -> (V,).
-    `suppress`: params.suppress_tokens as an index tensor, if the caller keeps one."""
+@lru_cache(maxsize=64)
+def _suppress_index(ids: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Suppressed token ids as an index tensor, built once per (ids, device): a decode loop
+    samples every step with the same list."""
+    return torch.tensor(ids, dtype=torch.long, device=device)
+
+
+def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Apply suppression, temperature, top-k and top-p to one row of logits (V,) -> (V,)."""
     x = logits.float()
     x = x.clone() if x is logits else x  # a float32 copy either way; the input is untouched
     if params.suppress_tokens:
-        if suppress is None:
-            suppress = torch.tensor(params.suppress_tokens, dtype=torch.long, device=x.device)
-        x.index_fill_(0, suppress, -torch.inf)
+        x.index_fill_(0, _suppress_index(params.suppress_tokens, x.device), -torch.inf)
     if params.greedy:
         return x
     x = x / params.temperature
@@ -98,7 +101,6 @@ class Sampler:
             g = torch.Generator()  # CPU: sampling draws on CPU whatever the model's device
             g.manual_seed(p.seed if p.seed is not None else i)
             self.generators.append(g)
-        self._suppress: dict[tuple, torch.Tensor] = {}  # index tensors per (ids, device)
 
     def __call__(self, logits: torch.Tensor, streams: list[int] | None = None) -> torch.Tensor:
         """Pick tokens (S,) for logits (S, V); `streams` maps rows to stream indices (default 0..S-1)."""
@@ -108,12 +110,7 @@ class Sampler:
         out = []
         for row, s in zip(logits, streams):
             p = self.params[s]
-            key = (p.suppress_tokens, row.device)
-            idx = self._suppress.get(key)
-            if idx is None and p.suppress_tokens:
-                idx = torch.tensor(p.suppress_tokens, dtype=torch.long, device=row.device)
-                self._suppress[key] = idx
-            x = filter_logits(row, p, idx)
+            x = filter_logits(row, p)
             if p.greedy:
                 out.append(greedy_argmax(x))
             else:
