@@ -7,8 +7,10 @@ builtins keep working.
 
 from __future__ import annotations
 
+from plait.errors import PlaitError
 
-class ModelLoadError(Exception):
+
+class ModelLoadError(PlaitError):
     """Base class of every model-loading error raised by plait."""
 
 
