@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[eval,ray,ml,dev]"
+	$(BIN)/python -m pip install -q -e ".[eval,ray,ml,dev,serve]"
 	$(BIN)/python -m pip install -q --no-deps $(BUNDLED)
 	touch $(STAMP)
 
@@ -30,7 +30,7 @@ LLAMA_VERSION := 0.3.36
 LLAMA_WHEELS ?= $(HOME)/.cache/plait/wheels
 LLAMA_SERVER_DEPS := "diskcache>=5.6.1" "uvicorn>=0.22.0" "fastapi>=0.100.0" "pydantic-settings>=2.0.1" \
                      "sse-starlette>=1.6.1" "starlette-context>=0.3.6,<0.4" "PyYAML>=5.1"
-server: $(STAMP)
+server: $(STAMP) $(LLAMA_SERVER)
 	$(BIN)/python -m pip install -q $(LLAMA_SERVER_DEPS)
 	test -f $(VENV)/.llama-portable || { \
 	  ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
@@ -39,6 +39,22 @@ server: $(STAMP)
 	      "llama-cpp-python==$(LLAMA_VERSION)"; \
 	  $(BIN)/python -m pip install -q --force-reinstall --no-deps \
 	    $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl && touch $(VENV)/.llama-portable; }
+
+# llama.cpp's own `llama-server` (the serving baseline of benchmarks/bench_serve.py), built from
+# the llama.cpp sources vendored in the llama-cpp-python sdist (same version, same portable flags),
+# once per machine into the cache; no web UI, no HTTPS, nothing downloaded at build time.
+LLAMA_SRC := $(HOME)/.cache/plait/llama.cpp-$(LLAMA_VERSION)
+LLAMA_SERVER := $(LLAMA_SRC)/build/bin/llama-server
+$(LLAMA_SERVER): | $(STAMP)
+	mkdir -p $(LLAMA_SRC)
+	test -f $(LLAMA_SRC)/llama_cpp_python-$(LLAMA_VERSION).tar.gz || $(BIN)/python -m pip download -q \
+	  --no-deps --no-binary :all: -d $(LLAMA_SRC) "llama-cpp-python==$(LLAMA_VERSION)"
+	tar xzf $(LLAMA_SRC)/llama_cpp_python-$(LLAMA_VERSION).tar.gz -C $(LLAMA_SRC) \
+	  --strip-components=3 llama_cpp_python-$(LLAMA_VERSION)/vendor/llama.cpp
+	cmake -S $(LLAMA_SRC) -B $(LLAMA_SRC)/build -DCMAKE_BUILD_TYPE=Release $(LLAMA_CMAKE_ARGS) \
+	  -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	  -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF
+	cmake --build $(LLAMA_SRC)/build --target llama-server -j 2
 
 demo: $(STAMP)
 	$(BIN)/plait demo
