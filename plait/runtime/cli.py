@@ -41,8 +41,8 @@ def register(subparsers: Any) -> None:
 
 def model_rows() -> list[dict[str, Any]]:
     """One row per bundled model and per cached non-bundled model."""
-    from plait.runtime.bundled import BUNDLED, bundled_status
-    from plait.runtime.cache_dir import cache_root, list_cached
+    from plait.runtime.loading.bundled import BUNDLED, bundled_status
+    from plait.runtime.loading.cache_dir import cache_root, list_cached
 
     cached = {c["key"]: c for c in list_cached()}
     rows: list[dict[str, Any]] = []
@@ -127,7 +127,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from plait.runtime import generate as gen_module
-    from plait.runtime.errors import ModelLoadError
+    from plait.runtime.loading.errors import ModelLoadError
 
     generate = getattr(gen_module, "generate", None)
     if generate is None:
@@ -137,7 +137,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
     from plait.runtime.sampling import SamplingParams
 
     try:

@@ -12,11 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from plait.runtime import bundled, conversion
-from plait.runtime.bundled import BUNDLED, BundledModel, bundled_status, get_bundled, resolve_gguf
 from plait.runtime.context import causal_context
-from plait.runtime.errors import HashMismatchError, MissingPackageError, UnknownModelError
-from plait.runtime.loader import load_model
+from plait.runtime.loading import bundled, conversion
+from plait.runtime.loading.bundled import (
+    BUNDLED,
+    BundledModel,
+    bundled_status,
+    get_bundled,
+    resolve_gguf,
+)
+from plait.runtime.loading.errors import HashMismatchError, MissingPackageError, UnknownModelError
+from plait.runtime.loading.loader import load_model
 from tests.runtime.tiny_checkpoints import fake_packages, tiny_hf_model, tiny_tokenizer, write_gguf
 
 

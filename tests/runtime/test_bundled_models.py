@@ -12,10 +12,16 @@ import time
 import pytest
 import torch
 
-from plait.runtime.bundled import BUNDLED, BundledModel, bundled_status, resolve_gguf, sha256_file
 from plait.runtime.context import causal_context
-from plait.runtime.errors import HashMismatchError
-from plait.runtime.loader import LoadedModel, load_model
+from plait.runtime.loading.bundled import (
+    BUNDLED,
+    BundledModel,
+    bundled_status,
+    resolve_gguf,
+    sha256_file,
+)
+from plait.runtime.loading.errors import HashMismatchError
+from plait.runtime.loading.loader import LoadedModel, load_model
 
 pytestmark = pytest.mark.model
 

@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from plait.runtime import conversion
-from plait.runtime.cache_dir import META_FILE, atomic_dir, list_cached, models_dir
 from plait.runtime.context import causal_context
-from plait.runtime.errors import (
+from plait.runtime.loading import conversion
+from plait.runtime.loading.cache_dir import META_FILE, atomic_dir, list_cached, models_dir
+from plait.runtime.loading.errors import (
     CorruptModelError,
     HubUnavailableError,
     MissingModelFilesError,
     UnknownModelError,
 )
-from plait.runtime.gguf_file import permute_qk, unpermute_qk
-from plait.runtime.loader import load_model
+from plait.runtime.loading.gguf_file import permute_qk, unpermute_qk
+from plait.runtime.loading.loader import load_model
+from plait.runtime.loading.weights import read_safetensors_dir
 from plait.runtime.seeding import seed_everything
-from plait.runtime.weights import read_safetensors_dir
 from tests.runtime.tiny_checkpoints import save_hf_dir, tiny_hf_model, tiny_tokenizer, write_gguf
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from plait.cli import main
 from plait.runtime import generate as generate_module
-from plait.runtime.bundled import BUNDLED, BundledModel
-from plait.runtime.loader import load_model
+from plait.runtime.loading.bundled import BUNDLED, BundledModel
+from plait.runtime.loading.loader import load_model
 from tests.runtime.tiny_checkpoints import (
     fake_packages,
     save_hf_dir,
@@ -56,8 +56,8 @@ def fake_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
             **common,
         ),
     }
-    monkeypatch.setattr("plait.runtime.bundled.BUNDLED", specs)
-    monkeypatch.setattr("plait.runtime.loader.BUNDLED", specs)
+    monkeypatch.setattr("plait.runtime.loading.bundled.BUNDLED", specs)
+    monkeypatch.setattr("plait.runtime.loading.loader.BUNDLED", specs)
     return specs
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from plait.runtime.errors import CorruptModelError, MissingModelFilesError
+from plait.runtime.loading.errors import CorruptModelError, MissingModelFilesError
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"

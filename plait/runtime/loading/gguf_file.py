@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from plait.runtime.errors import CorruptModelError
+from plait.runtime.loading.errors import CorruptModelError
 
 # GGUF architecture -> transformers model_type / architectures entry.
 _ARCHES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from plait.runtime.errors import MissingModelFilesError
+from plait.runtime.loading.errors import MissingModelFilesError
 
 Messages = Sequence[dict[str, str]]
 

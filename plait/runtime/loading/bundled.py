@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from plait.runtime.cache_dir import atomic_file, bundled_dir
-from plait.runtime.errors import HashMismatchError, MissingPackageError, UnknownModelError
+from plait.runtime.loading.cache_dir import atomic_file, bundled_dir
+from plait.runtime.loading.errors import HashMismatchError, MissingPackageError, UnknownModelError
 
 _CHUNK = 1 << 22  # bytes read at a time while hashing / concatenating
 
