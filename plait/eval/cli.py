@@ -1,76 +1,31 @@
-"""`plait eval hogwild`: accuracy vs budget on GSM8K, AIME 2025 or user JSONL.
+"""`plait eval`: the command group that the wings fill with their evaluations.
 
-Hogwild! with W workers and the sequential baseline run at the same budgets (forward passes) in
-one invocation; answers are checked with math-verify; the JSON table and a PNG plot are written
-to --out. Records are appended as they finish, so rerunning the same command resumes.
+eval is a leaf below the wings: it imports none of them. A wing's CLI adds its own evaluation
+with `evaluation_parsers(subparsers).add_parser(...)` (plait.hogwild.cli adds `plait eval
+hogwild`); the group is created by whichever registration comes first, so the order in which
+`plait.cli` registers modules does not matter.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 
+def evaluation_parsers(subparsers: Any) -> Any:
+    """The sub-command action of `plait eval` (created on first use) for a wing to add to."""
+    group = subparsers.choices.get("eval")
+    if group is None:
+        group = subparsers.add_parser(
+            "eval",
+            help="evaluations (accuracy vs budget)",
+            description="Evaluations; each wing adds its own (e.g. `plait eval hogwild`).",
+        )
+        group.add_subparsers(dest="eval_command", metavar="EVAL")
+        group.set_defaults(func=lambda args: group.print_help() or 0)
+    return next(a for a in group._actions if isinstance(a, argparse._SubParsersAction))
+
+
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("eval", help="evaluations (accuracy vs budget)")
-    sub = p.add_subparsers(dest="eval_command", metavar="EVAL")
-    h = sub.add_parser(
-        "hogwild", help="Hogwild! W workers vs the sequential baseline, accuracy vs budget"
-    )
-    h.add_argument("--dataset", default="gsm8k", help="gsm8k, aime2025 or a path to a .jsonl file")
-    h.add_argument(
-        "--limit", type=int, default=50, help="number of problems (default: %(default)s)"
-    )
-    h.add_argument("--offset", type=int, default=0)
-    h.add_argument("--question-key", default="question")
-    h.add_argument("--answer-key", default="answer")
-    h.add_argument("--model", default="qwen2.5-0.5b")
-    h.add_argument(
-        "--methods",
-        nargs="+",
-        default=["sequential", "hogwild-2", "hogwild-4"],
-        help="'sequential' and/or 'hogwild-W' (default: %(default)s)",
-    )
-    h.add_argument("--budgets", type=int, nargs="+", default=[128, 256, 512, 1024])
-    h.add_argument("--layout", default="combined")
-    h.add_argument("--batch", type=int, default=4, help="problems solved together in one forward")
-    h.add_argument("--finisher-tokens", type=int, default=16)
-    h.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
-    h.add_argument("--device", default="cpu")
-    h.add_argument(
-        "--out", default="out/eval_hogwild", help="output directory (default: %(default)s)"
-    )
-    h.add_argument("--no-progress", action="store_true")
-    h.set_defaults(func=_cmd_hogwild)
-    p.set_defaults(func=lambda args: p.print_help() or 0)
-
-
-def _cmd_hogwild(args: argparse.Namespace) -> int:
-    from plait.eval.datasets import load
-    from plait.hogwild.evaluate import Method, evaluate
-    from plait.runtime.loader import load_model
-
-    methods = [Method.parse(m) for m in args.methods]
-    problems = load(args.dataset, args.limit, args.offset, args.question_key, args.answer_key)
-    lm = load_model(args.model, dtype=args.dtype, device=args.device)
-    title = f"{lm.name} on {args.dataset} (n={len(problems)})"
-    table = evaluate(
-        lm.model,
-        lm.tokenizer,
-        problems,
-        methods,
-        args.budgets,
-        args.out,
-        batch=args.batch,
-        progress=not args.no_progress,
-        layout=args.layout,
-        finisher_max_tokens=args.finisher_tokens,
-        title=title,
-    )
-    print(table.format())
-    print(f"table: {args.out}/table.json  plot: {args.out}/curve.png")
-    print(
-        json.dumps({"dataset": args.dataset, "problems": len(problems), "table": table.to_json()})
-    )
-    return 0
+    """Add the `plait eval` group (the wings add its sub-commands)."""
+    evaluation_parsers(subparsers)

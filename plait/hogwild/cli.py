@@ -75,7 +75,9 @@ def _add_run_args(p: argparse.ArgumentParser, workers: int, budgets: list[int]) 
 
 
 def register(subparsers: Any) -> None:
-    """Add `hogwild` and `demo`."""
+    """Add `hogwild`, `demo` and `eval hogwild`."""
+    from plait.hogwild.eval_cli import register_eval
+
     p = subparsers.add_parser(
         "hogwild", help="solve a problem with W Hogwild! workers over one shared cache"
     )
@@ -89,6 +91,7 @@ def register(subparsers: Any) -> None:
     )
     _add_run_args(d, workers=2, budgets=[384])
     d.set_defaults(func=_cmd_demo, problem=None, file=None, task="math")
+    register_eval(subparsers)
 
 
 def _problem(args: argparse.Namespace) -> str:

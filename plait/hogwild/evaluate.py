@@ -90,39 +90,52 @@ def evaluate(
             t0 = time.perf_counter()
             results = engines[m.name].solve_batch([p.question for p in todo])
             timings[m.name] += time.perf_counter() - t0
-            recs = [
-                Record(
-                    method=m.name,
-                    problem=p.id,
-                    budget=s.budget,
-                    answer=s.answer,
-                    gold=p.answer,
-                    correct=is_correct(s.answer, p.answer),
-                    source=s.answer_source,
-                    passes=s.passes,
-                )
-                for p, res in zip(todo, results)
-                for s in res.snapshots
-            ]
-            append_records(rec_path, recs)
+            append_records(rec_path, _records(m, todo, results))
             bar.update(len(todo))
     bar.close()
+    return _write_table(out, problems, methods, budgets, timings, title)
+
+
+def _records(m: Method, problems: Sequence[Problem], results: Sequence[Any]) -> list[Record]:
+    """One record per (problem, budget snapshot) of one method's batch."""
+    return [
+        Record(
+            method=m.name,
+            problem=p.id,
+            budget=s.budget,
+            answer=s.answer,
+            gold=p.answer,
+            correct=is_correct(s.answer, p.answer),
+            source=s.answer_source,
+            passes=s.passes,
+        )
+        for p, res in zip(problems, results)
+        for s in res.snapshots
+    ]
+
+
+def _write_table(
+    out: Path,
+    problems: Sequence[Problem],
+    methods: Sequence[Method],
+    budgets: Sequence[int],
+    timings: dict[str, float],
+    title: str,
+) -> BudgetTable:
+    """Rebuild table.json and curve.png from every record of these methods and problems."""
     wanted = {m.name for m in methods}
     ids = {p.id for p in problems}
-    records = [r for r in read_records(rec_path) if r.method in wanted and r.problem in ids]
+    records = [
+        r for r in read_records(out / "records.jsonl") if r.method in wanted and r.problem in ids
+    ]
     table = BudgetTable.from_records(records)
-    (out / "table.json").write_text(
-        json.dumps(
-            {
-                "table": table.to_json(),
-                "seconds": timings,
-                "problems": len(problems),
-                "budgets": list(budgets),
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
+    summary = {
+        "table": table.to_json(),
+        "seconds": timings,
+        "problems": len(problems),
+        "budgets": list(budgets),
+    }
+    (out / "table.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     plot_budget_curves(table, out / "curve.png", title=title)
     return table
 
