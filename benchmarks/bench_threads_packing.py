@@ -28,11 +28,12 @@ from pathlib import Path
 
 import torch
 
-from plait.threads.mask import ancestor_block_mask, block_mask_nbytes
-from plait.threads.packing import pack_rows
-from plait.threads.synthetic import random_trajectory, small_model
-from plait.threads.train import TrieContext, packed_loss, unit_token_logprobs
-from plait.threads.trie import build_trie
+from plait.threads.data.synthetic import random_trajectory, small_model
+from plait.threads.training.context import TrieContext, packed_loss
+from plait.threads.training.mask import ancestor_block_mask, block_mask_nbytes
+from plait.threads.training.packing import pack_rows
+from plait.threads.training.reference import unit_token_logprobs
+from plait.threads.training.trie import build_trie
 
 
 def tiny_model(vocab: int, device: str):  # noqa: ANN201
@@ -86,7 +87,7 @@ def part_mask(n_target: int, block_mask: bool, device: str, forward: bool) -> di
 
 def part_flex_train(n_target: int, device: str) -> dict:
     """CUDA: one forward+backward over the 40k row with FlexAttention; agreement with chunked."""
-    from plait.threads.train import packed_token_logprobs
+    from plait.threads.training.context import packed_token_logprobs
 
     t = random_trajectory(random.Random(0), vocab=512, blocks=24, threads=(2, 4), body=(250, 650))
     row = pack_rows([t.units], n_target, pad_to_length=False)[0][0]

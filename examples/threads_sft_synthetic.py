@@ -24,14 +24,19 @@ import torch
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from plait.threads.collate import TrieCollator
-    from plait.threads.format import ThreadFormat
-    from plait.threads.metrics import trajectory_stats
-    from plait.threads.orchestrator import Orchestrator, OrchestratorConfig
-    from plait.threads.runtime_backend import RuntimeEngine
-    from plait.threads.synthetic import parse_answer, problem_units, sample_problem, small_model
-    from plait.threads.train import SFTConfig, sft_train
-    from plait.threads.validate import validate
+    from plait.threads.data.synthetic import (
+        parse_answer,
+        problem_units,
+        sample_problem,
+        small_model,
+    )
+    from plait.threads.format.codec import ThreadFormat
+    from plait.threads.format.metrics import trajectory_stats
+    from plait.threads.format.validate import validate
+    from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
+    from plait.threads.inference.runtime_backend import RuntimeEngine
+    from plait.threads.training.collate import TrieCollator
+    from plait.threads.training.sft import SFTConfig, sft_train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=800, help="optimiser steps")

@@ -1,23 +1,54 @@
 """plait.threads: ThreadWeaver adaptive parallel reasoning threads.
 
-Format (`tags`, `format`, `parser`, `validate`, `render`), the engine protocol (`engine_api`), the
-orchestrator and its OpenAI-compatible backend, units extraction, metrics, reward, stage-1 data
-generation and the CLI. Trie packing, training and the runtime backend live in sibling modules.
-Imports here are light (no torch).
+Sub-packages by concern (imports flow downward: data/training/inference use format):
+- `format`: tags, `ThreadFormat`, parser, strict validator, renderer, metrics, HTML view (no torch);
+- `inference`: the engine protocol, the orchestrator and its OpenAI-compatible backend (no torch),
+  and the runtime backend (`RuntimeEngine`, torch);
+- `training`: units, trie packing, the packed-trie forward (`TrieContext`), SFT, reward, RL loss;
+- `data`: trajectory records, stage-1 data generation, synthetic tasks;
+- `cli`: `plait threads ...`.
+The names below import no torch. `OpenAICompletionsEngine`, `OpenAIConfig` (httpx) and
+`RuntimeEngine` (torch) load on first use.
 """
 
-from plait.threads.engine_api import Completion, CompletionEngine, CompletionRequest, ScriptedEngine
-from plait.threads.format import TagIds, ThreadFormat
-from plait.threads.metrics import TrajectoryStats, speedup_vs_baseline, trajectory_stats
-from plait.threads.orchestrator import Orchestrator, OrchestratorConfig, ThreadRun
-from plait.threads.parser import SegmentTree, parse
-from plait.threads.reward import RewardConfig, group_advantages, reward
-from plait.threads.units import Unit, extract_units
-from plait.threads.validate import FormatError, validate
+from __future__ import annotations
+
+from typing import Any
+
+from plait.threads.format.codec import TagIds, ThreadFormat
+from plait.threads.format.metrics import TrajectoryStats, speedup_vs_baseline, trajectory_stats
+from plait.threads.format.parser import SegmentTree, parse
+from plait.threads.format.validate import FormatError, validate
+from plait.threads.inference.engine_api import (
+    Completion,
+    CompletionEngine,
+    CompletionRequest,
+    ScriptedEngine,
+)
+from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig, ThreadRun
+from plait.threads.training.reward import RewardConfig, group_advantages, reward
+from plait.threads.training.units import Unit, extract_units
+
+_LAZY = {
+    "OpenAICompletionsEngine": "plait.threads.inference.openai_backend",
+    "OpenAIConfig": "plait.threads.inference.openai_backend",
+    "RuntimeEngine": "plait.threads.inference.runtime_backend",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Names whose modules import httpx or torch, loaded when first asked for."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'plait.threads' has no attribute {name!r}")
+
 
 __all__ = [
-    "Completion", "CompletionEngine", "CompletionRequest", "FormatError", "Orchestrator",
-    "OrchestratorConfig", "RewardConfig", "ScriptedEngine", "SegmentTree", "TagIds",
-    "ThreadFormat", "ThreadRun", "TrajectoryStats", "Unit", "extract_units", "group_advantages",
-    "parse", "reward", "speedup_vs_baseline", "trajectory_stats", "validate",
+    "Completion", "CompletionEngine", "CompletionRequest", "FormatError", "OpenAICompletionsEngine",
+    "OpenAIConfig", "Orchestrator", "OrchestratorConfig", "RewardConfig", "RuntimeEngine",
+    "ScriptedEngine", "SegmentTree", "TagIds", "ThreadFormat", "ThreadRun", "TrajectoryStats",
+    "Unit", "extract_units", "group_advantages", "parse", "reward", "speedup_vs_baseline",
+    "trajectory_stats", "validate",
 ]  # fmt: skip

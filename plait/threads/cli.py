@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from plait.threads.records import TrajectoryRecord, load_format, read_records, write_records
+from plait.threads.data.records import TrajectoryRecord, load_format, read_records, write_records
 
 
 def _add_common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
@@ -75,7 +75,7 @@ def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from plait.threads.validate import explain, validate
+    from plait.threads.format.validate import explain, validate
 
     fmt = load_format(args.tokenizer)
     recs = read_records(args.file, fmt)
@@ -94,8 +94,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _stats(recs: list[TrajectoryRecord], fmt: Any) -> list[Any]:
-    from plait.threads.metrics import trajectory_stats
-    from plait.threads.parser import parse
+    from plait.threads.format.metrics import trajectory_stats
+    from plait.threads.format.parser import parse
 
     return [
         trajectory_stats(parse(r.tokens, fmt, prompt_len=r.prompt_len), r.inserted) for r in recs
@@ -103,7 +103,7 @@ def _stats(recs: list[TrajectoryRecord], fmt: Any) -> list[Any]:
 
 
 def _rollouts(recs: list[TrajectoryRecord], stats: list[Any], what: str) -> list[Any]:
-    from plait.threads.metrics import Rollout
+    from plait.threads.format.metrics import Rollout
 
     if any(r.problem is None for r in recs):
         raise ValueError(f"--baseline needs a 'problem' field on every {what} record")
@@ -112,7 +112,7 @@ def _rollouts(recs: list[TrajectoryRecord], stats: list[Any], what: str) -> list
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from plait.threads.metrics import activation_ratio, speedup_vs_baseline
+    from plait.threads.format.metrics import activation_ratio, speedup_vs_baseline
 
     fmt = load_format(args.tokenizer)
     recs = read_records(args.file, fmt)
@@ -145,7 +145,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from plait.threads.html import render_html
+    from plait.threads.format.view import render_html
 
     fmt = load_format(args.tokenizer)
     recs = read_records(args.file, fmt)
@@ -161,13 +161,13 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from plait.threads.units import extract_units
+    from plait.threads.training.units import extract_units
 
     try:
-        from plait.threads.packing import pack_rows
+        from plait.threads.training.packing import pack_rows
     except ImportError as exc:
         print(
-            f"plait threads pack needs plait.threads.packing, which is unavailable ({exc})",
+            f"plait threads pack needs plait.threads.training.packing, which is unavailable ({exc})",
             file=sys.stderr,
         )
         return 2
@@ -195,8 +195,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from plait.threads.openai_backend import OpenAICompletionsEngine, OpenAIConfig
-    from plait.threads.orchestrator import Orchestrator, OrchestratorConfig
+    from plait.threads.inference.openai_backend import OpenAICompletionsEngine, OpenAIConfig
+    from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
 
     prompts = list(args.prompt)
     if args.prompts:

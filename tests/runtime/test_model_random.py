@@ -6,7 +6,7 @@ import torch
 
 from plait.runtime.config import ModelConfig, RopeConfig
 from plait.runtime.model import DecoderLM
-from plait.threads.synthetic import small_model
+from plait.threads.data.synthetic import small_model
 
 
 def _cfg() -> ModelConfig:

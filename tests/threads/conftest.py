@@ -6,58 +6,8 @@ import random
 
 import pytest
 
-from plait.threads.format import ThreadFormat
-
-_WORDS = [
-    "the",
-    "sum",
-    "of",
-    "products",
-    "is",
-    "computed",
-    "step",
-    "by",
-    "step",
-    "we",
-    "check",
-    "each",
-    "term",
-    "and",
-    "add",
-    "them",
-    "first",
-    "second",
-    "third",
-    "value",
-    "result",
-    "answer",
-    "so",
-    "therefore",
-    "let",
-    "x",
-    "y",
-    "z",
-    "be",
-    "numbers",
-    "12",
-    "345",
-    "6789",
-    "plan",
-    "compute",
-    "verify",
-    "thread",
-    "outline",
-    "parallel:",
-    "hence",
-    "=",
-    "+",
-    "*",
-    "(",
-    ")",
-    ".",
-    ",",
-    "\n",
-]
+from plait.threads.format.codec import ThreadFormat
+from tests.helpers.threads import WORDS
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +20,7 @@ def _train_bpe():
     from transformers import PreTrainedTokenizerFast
 
     rng = random.Random(0)
-    corpus = [" ".join(rng.choice(_WORDS) for _ in range(40)) for _ in range(300)]
+    corpus = [" ".join(rng.choice(WORDS) for _ in range(40)) for _ in range(300)]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -91,10 +41,6 @@ def bpe_tokenizer():
 @pytest.fixture()
 def bpe_fmt(bpe_tokenizer) -> ThreadFormat:
     return ThreadFormat.from_tokenizer(bpe_tokenizer)
-
-
-def random_words(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(_WORDS[:-1]) for _ in range(n))
 
 
 class StubServer:

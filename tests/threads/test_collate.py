@@ -7,10 +7,10 @@ import random
 import torch
 
 from plait.runtime.model import DecoderLM
-from plait.threads.collate import TrieCollator
-from plait.threads.synthetic import random_trajectory
-from plait.threads.train import packed_loss
-from tests.tiny import tiny_hf
+from plait.threads.data.synthetic import random_trajectory
+from plait.threads.training.collate import TrieCollator
+from plait.threads.training.context import packed_loss
+from tests.helpers.tiny import tiny_hf
 
 VOCAB = 48
 

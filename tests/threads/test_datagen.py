@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from plait.threads.datagen import (
+from plait.threads.data.datagen import (
     Block,
     ChatClient,
     DatagenConfig,

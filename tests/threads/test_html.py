@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from plait.threads.html import render_html
-from plait.threads.render import BlockSpec, encode_pieces
+from plait.threads.format.render import BlockSpec, encode_pieces
+from plait.threads.format.view import render_html
 
 VOID = {"meta", "br", "img", "hr", "link", "input"}
 

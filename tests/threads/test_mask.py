@@ -7,7 +7,8 @@ import random
 import pytest
 import torch
 
-from plait.threads.mask import (
+from plait.threads.data.synthetic import random_trajectory
+from plait.threads.training.mask import (
     ancestor_attention,
     ancestor_block_mask,
     ancestor_mask_mod,
@@ -15,8 +16,7 @@ from plait.threads.mask import (
     dense_mask,
     mask_from_parents,
 )
-from plait.threads.packing import pack_rows
-from plait.threads.synthetic import random_trajectory
+from plait.threads.training.packing import pack_rows
 
 
 def _row(seed: int, n_traj: int = 2, length: int | None = None):

@@ -6,15 +6,15 @@ import random
 
 import pytest
 
-from plait.threads.metrics import (
+from plait.threads.format.metrics import (
     Rollout,
     activation_ratio,
     critical_path_stream,
     speedup_vs_baseline,
     trajectory_stats,
 )
-from plait.threads.parser import parse
-from plait.threads.render import BlockSpec, encode_pieces
+from plait.threads.format.parser import parse
+from plait.threads.format.render import BlockSpec, encode_pieces
 
 
 def test_no_blocks_latency_equals_total(char_fmt):
@@ -69,7 +69,7 @@ def test_properties_random(char_fmt):
 
 def test_stream_twin_on_wellformed(bpe_fmt):
     rng = random.Random(1)
-    from tests.threads.test_render import random_parts
+    from tests.helpers.threads import random_parts
 
     for _ in range(10):
         ids, _ = encode_pieces(bpe_fmt, random_parts(rng, blocks=3))

@@ -6,38 +6,12 @@ import asyncio
 
 import pytest
 
-from plait.threads.engine_api import CompletionRequest
-from plait.threads.openai_backend import OpenAICompletionsEngine, OpenAIConfig
-from plait.threads.orchestrator import Orchestrator, OrchestratorConfig
-from plait.threads.render import BlockSpec, encode_pieces
-from plait.threads.units import extract_units
-
-
-def _vllm_like(fmt, script):
-    """Answers like vLLM with return_tokens_as_token_ids: ids in logprobs, stop_reason set."""
-
-    def handler(path, body):
-        assert path == "/v1/completions"
-        ctx = body["prompt"]
-        assert isinstance(ctx, list) and body["return_tokens_as_token_ids"]
-        toks = script(ctx, body)[: body["max_tokens"]]
-        reason, stop_reason = "length", None
-        for k, t in enumerate(toks):
-            if t in body["stop_token_ids"]:
-                toks, reason, stop_reason = toks[: k + 1], "stop", t
-                break
-            if t in fmt.eos_ids:
-                toks, reason = toks[:k], "stop"  # vLLM hides EOS; stop_reason None
-                break
-        return {
-            "choices": [{
-                "text": fmt.decode(toks), "finish_reason": reason, "stop_reason": stop_reason,
-                "logprobs": {"tokens": [f"token_id:{t}" for t in toks], "token_logprobs": [-0.5] * len(toks)},
-            }],
-            "usage": {"completion_tokens": len(toks)},
-        }  # fmt: skip
-
-    return handler
+from plait.threads.format.render import BlockSpec, encode_pieces
+from plait.threads.inference.engine_api import CompletionRequest
+from plait.threads.inference.openai_backend import OpenAICompletionsEngine, OpenAIConfig
+from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
+from plait.threads.training.units import extract_units
+from tests.helpers.threads import vllm_like
 
 
 def test_ids_mode_round_trip_through_orchestrator(char_fmt, stub_server):
@@ -53,7 +27,7 @@ def test_ids_mode_round_trip_through_orchestrator(char_fmt, stub_server):
             return f.encode(f" {parts[1].threads[int(n) - 1]}\n</Thread>")
         return target[len(ctx) :] + [264]
 
-    server = stub_server(_vllm_like(f, script))
+    server = stub_server(vllm_like(f, script))
     engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server.url), f)
     run = Orchestrator(engine, f, OrchestratorConfig(seed=7)).run_sync(prompt)
     assert run.tokens == target + [264] and run.stop_reason == "eos"
@@ -70,7 +44,7 @@ def test_ids_mode_round_trip_through_orchestrator(char_fmt, stub_server):
 
 def test_length_and_eos(char_fmt, stub_server):
     f = char_fmt
-    server = stub_server(_vllm_like(f, lambda ctx, body: f.encode("abcdef") + [264]))
+    server = stub_server(vllm_like(f, lambda ctx, body: f.encode("abcdef") + [264]))
     engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server.url), f)
     short, full = asyncio.run(engine.complete([
         CompletionRequest(context=[65], max_tokens=3, eos_token_ids=(264,)),

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from plait.threads.engine_api import CompletionRequest
-from plait.threads.format import ThreadFormat
-from plait.threads.openai_backend import OpenAICompletionsEngine, OpenAIConfig
-from plait.threads.orchestrator import Orchestrator, OrchestratorConfig
-from plait.threads.validate import validate
+from plait.threads.format.codec import ThreadFormat
+from plait.threads.format.validate import validate
+from plait.threads.inference.engine_api import CompletionRequest
+from plait.threads.inference.openai_backend import OpenAICompletionsEngine, OpenAIConfig
+from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
 
 pytestmark = pytest.mark.server
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -7,12 +7,12 @@ import random
 
 import pytest
 
-from plait.threads.engine_api import CompletionRequest, NextTokenEngine, ScriptedEngine
-from plait.threads.orchestrator import Orchestrator, OrchestratorConfig
-from plait.threads.render import BlockSpec, encode_pieces
-from plait.threads.units import extract_units
-from plait.threads.validate import validate
-from tests.threads.test_render import random_parts
+from plait.threads.format.render import BlockSpec, encode_pieces
+from plait.threads.format.validate import validate
+from plait.threads.inference.engine_api import CompletionRequest, NextTokenEngine, ScriptedEngine
+from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
+from plait.threads.training.units import extract_units
+from tests.helpers.threads import random_parts
 
 
 def _plain_next(eos_at: int):

@@ -12,11 +12,12 @@ import random
 import pytest
 import torch
 
-from plait.threads.packing import pack_row, pack_rows
-from plait.threads.synthetic import random_trajectory
-from plait.threads.train import TrieContext, packed_loss, packed_token_logprobs, unit_token_logprobs
-from plait.threads.trie import build_trie
-from tests.tiny import tiny_pair
+from plait.threads.data.synthetic import random_trajectory
+from plait.threads.training.context import TrieContext, packed_loss, packed_token_logprobs
+from plait.threads.training.packing import pack_row, pack_rows
+from plait.threads.training.reference import unit_token_logprobs
+from plait.threads.training.trie import build_trie
+from tests.helpers.tiny import tiny_pair
 
 VOCAB = 64
 

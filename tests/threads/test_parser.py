@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from plait.threads.parser import Block, Seq, parse
-from plait.threads.render import BlockSpec, encode_pieces
+from plait.threads.format.parser import Block, Seq, parse
+from plait.threads.format.render import BlockSpec, encode_pieces
 
 
 def test_structure(char_fmt):

@@ -6,20 +6,10 @@ import random
 
 import pytest
 
-from plait.threads.parser import parse
-from plait.threads.render import BlockSpec, describe, encode_pieces, render
-from plait.threads.validate import validate
-from tests.threads.conftest import random_words
-
-
-def random_parts(rng: random.Random, blocks: int) -> list:
-    parts: list = [random_words(rng, rng.randint(1, 8)) + "\n"]
-    for _ in range(blocks):
-        k = rng.randint(1, 4)
-        outlines = [random_words(rng, rng.randint(1, 5)) for _ in range(k)]
-        threads = [random_words(rng, rng.randint(1, 12)) for _ in range(k)]
-        parts += [BlockSpec(outlines=outlines, threads=threads), "\n" + random_words(rng, 4) + "\n"]
-    return parts
+from plait.threads.format.parser import parse
+from plait.threads.format.render import BlockSpec, describe, encode_pieces, render
+from plait.threads.format.validate import validate
+from tests.helpers.threads import random_parts
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -66,7 +56,7 @@ def test_round_trip_smollm2_tokenizer(smol_tokenizer):
     """The real BPE of the bundled SmolLM2 (GGUF) with the tags added."""
     import copy
 
-    from plait.threads.format import ThreadFormat
+    from plait.threads.format.codec import ThreadFormat
 
     fmt = ThreadFormat.from_tokenizer(copy.deepcopy(smol_tokenizer))
     for seed in range(5):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plait.threads.reward import RewardConfig, group_advantages, reward
+from plait.threads.training.reward import RewardConfig, group_advantages, reward
 
 
 def test_paper_vs_code_clip():

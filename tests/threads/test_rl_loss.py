@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from plait.runtime.model import DecoderLM
-from plait.threads.rl_loss import broadcast_pg_loss, rl_units
-from plait.threads.synthetic import random_trajectory
-from plait.threads.train import unit_token_logprobs
-from tests.tiny import tiny_model
+from plait.threads.data.synthetic import random_trajectory
+from plait.threads.training.reference import unit_token_logprobs
+from plait.threads.training.rl_loss import broadcast_pg_loss, rl_units
+from tests.helpers.tiny import tiny_model
 
 VOCAB = 48
 
@@ -58,7 +58,7 @@ def test_zero_advantages_give_zero_gradient_and_validation(model: DecoderLM) -> 
 
 
 def test_rewards_to_advantages_to_loss_pipeline(model: DecoderLM) -> None:
-    from plait.threads.reward import RewardConfig, group_advantages, reward
+    from plait.threads.training.reward import RewardConfig, group_advantages, reward
 
     rng = random.Random(5)
     group = [random_trajectory(rng, vocab=VOCAB, blocks=2) for _ in range(4)]

@@ -14,9 +14,9 @@ import torch
 
 from plait.runtime.context import causal_context
 from plait.runtime.model import DecoderLM
-from plait.threads.engine_api import CompletionRequest
-from plait.threads.runtime_backend import RuntimeEngine
-from tests.tiny import tiny_model
+from plait.threads.inference.engine_api import CompletionRequest
+from plait.threads.inference.runtime_backend import RuntimeEngine
+from tests.helpers.tiny import tiny_model
 
 VOCAB = 48
 STOP, EOS = 5, 6

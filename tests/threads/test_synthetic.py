@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import random
 
-from plait.threads.engine_api import ScriptedEngine
-from plait.threads.format import ThreadFormat
-from plait.threads.orchestrator import Orchestrator, OrchestratorConfig
-from plait.threads.synthetic import parse_answer, problem_units, random_trajectory, sample_problem
-from plait.threads.trie import build_trie
-from plait.threads.validate import validate
+from plait.threads.data.synthetic import (
+    parse_answer,
+    problem_units,
+    random_trajectory,
+    sample_problem,
+)
+from plait.threads.format.codec import ThreadFormat
+from plait.threads.format.validate import validate
+from plait.threads.inference.engine_api import ScriptedEngine
+from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
+from plait.threads.training.trie import build_trie
 
 
 def test_product_sum_trajectories_are_valid_and_replay_through_the_orchestrator() -> None:

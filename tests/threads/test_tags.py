@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plait.threads.tags import TAGS, add_thread_tokens, init_tag_embeddings, tag_name
+from plait.threads.format.tags import TAGS, add_thread_tokens, init_tag_embeddings, tag_name
 
 
 def test_single_tokens_and_idempotent(bpe_tokenizer):
@@ -48,7 +48,7 @@ def test_init_on_tensor_grows_and_means(bpe_tokenizer):
 
 @pytest.mark.parametrize("tied", [False, True])
 def test_init_on_transformers_model(bpe_tokenizer, tied):
-    from tests.tiny import tiny_hf
+    from tests.helpers.tiny import tiny_hf
 
     base = len(bpe_tokenizer)
     model = tiny_hf(

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from plait.threads.synthetic import random_trajectory
-from plait.threads.trie import UnitTokens, build_trie
+from plait.threads.data.synthetic import random_trajectory
+from plait.threads.training.trie import UnitTokens, build_trie
 
 
 @pytest.mark.parametrize("seed", range(5))

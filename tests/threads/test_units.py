@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plait.threads.render import BlockSpec, encode_pieces
-from plait.threads.units import extract_units, structural_inserted
+from plait.threads.format.render import BlockSpec, encode_pieces
+from plait.threads.training.units import extract_units, structural_inserted
 
 
 def test_hand_example(char_fmt):

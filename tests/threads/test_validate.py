@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from plait.threads.render import BlockSpec, render
-from plait.threads.validate import check, explain, validate
+from plait.threads.format.render import BlockSpec, render
+from plait.threads.format.validate import check, explain, validate
 
 GOOD = render(["go\n", BlockSpec(outlines=["a", "b"], threads=["x", "y"]), "\nend"])
 
@@ -72,9 +72,9 @@ def test_fuzz_never_crashes(char_fmt):
     """Random token soups: parse, validate, units and metrics must not raise; valid renders stay valid."""
     import random
 
-    from plait.threads.metrics import trajectory_stats
-    from plait.threads.parser import parse
-    from plait.threads.units import extract_units
+    from plait.threads.format.metrics import trajectory_stats
+    from plait.threads.format.parser import parse
+    from plait.threads.training.units import extract_units
 
     rng = random.Random(3)
     tags = sorted(char_fmt.tags.all())

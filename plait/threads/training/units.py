@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from plait.threads.format import ThreadFormat
-from plait.threads.parser import Block, Item, parse
+from plait.threads.format.codec import ThreadFormat
+from plait.threads.format.parser import Block, Item, parse
 
 
 @dataclass(slots=True, kw_only=True)

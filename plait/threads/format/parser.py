@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from plait.threads.format import ThreadFormat
+from plait.threads.format.codec import ThreadFormat
 
 
 @dataclass(slots=True, kw_only=True)

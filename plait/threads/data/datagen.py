@@ -24,10 +24,10 @@ from typing import Any
 
 import httpx
 
-from plait.threads.datagen_prompts import OUTLINE_PROMPT, REFERENCE_PROMPT, STRUCTURE_TURNS
-from plait.threads.format import ThreadFormat
-from plait.threads.render import BlockSpec, render
-from plait.threads.validate import validate
+from plait.threads.data.datagen_prompts import OUTLINE_PROMPT, REFERENCE_PROMPT, STRUCTURE_TURNS
+from plait.threads.format.codec import ThreadFormat
+from plait.threads.format.render import BlockSpec, render
+from plait.threads.format.validate import validate
 
 
 @dataclass(slots=True, kw_only=True)

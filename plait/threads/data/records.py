@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from plait.threads.format import ThreadFormat
+from plait.threads.format.codec import ThreadFormat
 
 
 @dataclass(slots=True, kw_only=True)

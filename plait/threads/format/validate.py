@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from plait.threads.format import ThreadFormat
-from plait.threads.parser import Block, Item, Seq, parse
+from plait.threads.format.codec import ThreadFormat
+from plait.threads.format.parser import Block, Item, Seq, parse
 
 _OUTLINE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)*): \S")
 _THREAD_RE = re.compile(r"^\n([0-9]+(?:\.[0-9]+)*): \S")

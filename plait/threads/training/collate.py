@@ -3,7 +3,7 @@
 Use as a `torch.utils.data.DataLoader(collate_fn=TrieCollator(...))` over a dataset whose items
 are trajectories (a list of units, full-trajectory unit first, or any object with `.units`).
 Each batch is a `TrieBatch`: the packed rows (for plait's runtime forward, see
-`plait.threads.train.packed_loss`), stacked (B, L) tensors, the loss index as (batch, row,
+`plait.threads.training.context.packed_loss`), stacked (B, L) tensors, the loss index as (batch, row,
 target) triples, and the packing report (units dropped whole on overflow).
 
 `TrieBatch.hf_inputs()` gives transformers-style inputs (input_ids, position_ids and a 4D additive
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from plait.threads.mask import dense_mask
-from plait.threads.packing import PackedRow, PackReport, pack_rows
+from plait.threads.training.mask import dense_mask
+from plait.threads.training.packing import PackedRow, PackReport, pack_rows
 
 
 @dataclass(slots=True, kw_only=True)
@@ -90,6 +90,6 @@ class TrieCollator:
 
 
 def _empty_row(length: int, pad_id: int) -> PackedRow:
-    from plait.threads.packing import pack_row
+    from plait.threads.training.packing import pack_row
 
     return pack_row([], length, pad_id=pad_id)

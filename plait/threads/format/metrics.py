@@ -16,8 +16,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from plait.threads.format import ThreadFormat
-from plait.threads.parser import Block, SegmentTree
+from plait.threads.format.codec import ThreadFormat
+from plait.threads.format.parser import Block, SegmentTree
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)

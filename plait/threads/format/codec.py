@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from plait.threads import tags as T
+from plait.threads.format import tags as T
 
 NUMBER_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)*)\s*:")  # "1:", " 2.1 :" at an item's start
 

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 import httpx
 
-from plait.threads.engine_api import Completion, CompletionRequest, FinishReason
-from plait.threads.format import ThreadFormat
+from plait.threads.format.codec import ThreadFormat
+from plait.threads.inference.engine_api import Completion, CompletionRequest, FinishReason
 
 
 @dataclass(slots=True, kw_only=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from plait.threads import tags as T
-from plait.threads.format import ThreadFormat
-from plait.threads.parser import Block, SegmentTree
+from plait.threads.format import tags as T
+from plait.threads.format.codec import ThreadFormat
+from plait.threads.format.parser import Block, SegmentTree
 
 
 @dataclass(slots=True, kw_only=True)

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import torch
 
 from plait.runtime.model import DecoderLM
-from plait.threads.mask import Backend
-from plait.threads.packing import pack_row
-from plait.threads.train import packed_token_logprobs
-from plait.threads.trie import build_trie
+from plait.threads.training.context import packed_token_logprobs
+from plait.threads.training.mask import Backend
+from plait.threads.training.packing import pack_row
+from plait.threads.training.trie import build_trie
 
 
 def rl_units(units: Sequence[object]) -> list[object]:

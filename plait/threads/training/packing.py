@@ -7,7 +7,7 @@ predicted from the logits of its parent row `parent[i]` (a trie branches, so "th
 of a row is not unique; the parent-row formulation covers every branch exactly once).
 
 Tries never see each other: a node's subtree interval lies inside its own document, so the
-ancestor mask of `plait.threads.mask` needs no document ids; padding nodes see only themselves.
+ancestor mask of `plait.threads.training.mask` needs no document ids; padding nodes see only themselves.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from plait.threads.trie import FlatTrie, build_trie
+from plait.threads.training.trie import FlatTrie, build_trie
 
 
 @dataclass(slots=True, kw_only=True)

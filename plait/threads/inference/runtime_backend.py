@@ -10,7 +10,7 @@ Per `complete(requests)` call (the threads of one block, or one sequential reque
   2) decode: every request is a stream with view [shared, own segment]; its first step feeds
      its context suffix beyond P, then one sampled token per step. The runner attends the shared
      segment once per layer for all streams' queries (read once).
-  3) stop rules of `plait.threads.engine_api` (stop ids, EOS, max_tokens, model context).
+  3) stop rules of `plait.threads.inference.engine_api` (stop ids, EOS, max_tokens, model context).
 `script` (optional) forces the emitted tokens (benchmarks: real forwards, scripted streams).
 """
 
@@ -26,7 +26,7 @@ from plait.runtime.model import DecoderLM
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.sampling import Sampler, SamplingParams
 from plait.runtime.segments import KVStore, Segment
-from plait.threads.engine_api import Completion, CompletionRequest
+from plait.threads.inference.engine_api import Completion, CompletionRequest
 
 
 @dataclass(slots=True)

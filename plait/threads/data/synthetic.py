@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from plait.runtime.config import ModelConfig, RopeConfig
 from plait.runtime.model import DecoderLM
-from plait.threads.trie import UnitTokens
+from plait.threads.training.trie import UnitTokens
 
 # Reserved ids of the synthetic vocabulary; ordinary "text" tokens are >= FIRST_TEXT.
 PAR, END_PAR, OUTS, END_OUTS, THR, END_THR, NL, COLON, EOS = range(1, 10)
@@ -142,7 +142,7 @@ class ProductSum:
 
     def parts(self) -> list[object]:
         """The parallel trajectory: one block (a thread per product), then the sum."""
-        from plait.threads.render import BlockSpec
+        from plait.threads.format.render import BlockSpec
 
         outl = [f"{a}*{b}" for a, b in self.terms]
         bodies = [f"{a}*{b}={a * b}" for a, b in self.terms]
@@ -164,8 +164,8 @@ def sample_problem(rng: random.Random, terms: tuple[int, int] = (2, 4)) -> Produ
 
 def problem_units(problem: ProductSum, fmt: object) -> tuple[list[int], list[object]]:
     """(prompt + response ids with EOS, units full-trajectory first) as the orchestrator makes them."""
-    from plait.threads.render import encode_pieces
-    from plait.threads.units import extract_units
+    from plait.threads.format.render import encode_pieces
+    from plait.threads.training.units import extract_units
 
     prompt = fmt.encode(problem.prompt)  # type: ignore[attr-defined]
     resp, gen = encode_pieces(fmt, problem.parts())  # type: ignore[arg-type]

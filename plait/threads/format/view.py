@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import html
 
-from plait.threads.format import ThreadFormat
-from plait.threads.metrics import trajectory_stats
-from plait.threads.parser import Block, parse
+from plait.threads.format.codec import ThreadFormat
+from plait.threads.format.metrics import trajectory_stats
+from plait.threads.format.parser import Block, parse
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
