@@ -1,0 +1,27 @@
+"""One engine for every request: continuous batching over plait's runtime.
+
+`Engine` (engine.py) takes `EngineRequest`s (requests.py) and multi-stream `StreamGroup`s
+(groups.py), admits them under a KV budget and a row limit (scheduler.py), shares prompt prefixes
+through a radix tree of KV segments (prefix_cache.py) in a free-list KV store (kv_pool.py), and
+turns tokens into text with stop strings (detokenize.py).
+"""
+
+from plait.runtime.engine.engine import Engine, EngineStats
+from plait.runtime.engine.groups import StreamGroup
+from plait.runtime.engine.kv_pool import KVPool
+from plait.runtime.engine.prefix_cache import PrefixCache
+from plait.runtime.engine.requests import EngineRequest, GroupOutput, SampleOutput, TokenLogprob
+from plait.runtime.engine.scheduler import EngineConfig
+
+__all__ = [
+    "Engine",
+    "EngineConfig",
+    "EngineRequest",
+    "EngineStats",
+    "GroupOutput",
+    "KVPool",
+    "PrefixCache",
+    "SampleOutput",
+    "StreamGroup",
+    "TokenLogprob",
+]

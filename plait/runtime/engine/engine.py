@@ -1,0 +1,297 @@
+"""The engine: continuous batching of every request over one runner, one KV pool, one prefix cache.
+
+    engine = Engine(lm.model, lm.tokenizer, EngineConfig(kv_budget_tokens=16384))
+    rid = engine.add(EngineRequest(prompt=ids, max_tokens=64, n=2))
+    while engine.has_work:
+        for out in engine.step(): ...          # SampleOutput / GroupOutput of this step
+    engine.cancel(rid)                         # frees the request's segments at once
+
+`step()` = admit waiting requests (scheduler), plan the step (decode rows, group streams, prefill
+chunks under the token budget), one `Runner.step` over all of it, then sample, apply stop rules
+and free what finished. Requests join and leave at any step. A request's logits depend only on
+its own prompt and tokens (its view's segments are fixed by its prompt: `prefix_cache`), so its
+greedy output is the same alone and in any batch up to the floating-point effects of batch shape
+(tests/runtime/test_engine.py checks equality on real and random models).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from plait.runtime.engine.groups import StreamGroup
+from plait.runtime.engine.kv_pool import KVPool
+from plait.runtime.engine.prefix_cache import PrefixCache
+from plait.runtime.engine.requests import (
+    EngineRequest,
+    GroupOutput,
+    SampleOutput,
+    TokenLogprob,
+    next_request_id,
+)
+from plait.runtime.engine.scheduler import (
+    EngineConfig,
+    GroupState,
+    RequestState,
+    Sample,
+    Scheduler,
+    Work,
+)
+from plait.runtime.model import DecoderLM
+from plait.runtime.runner import Runner
+
+Output = SampleOutput | GroupOutput
+
+
+@dataclass(slots=True)
+class EngineStats:
+    steps: int = 0
+    step_seconds: float = 0.0  # total time in `step` forwards (plus sampling)
+    last_step_seconds: float = 0.0
+    generated_tokens: int = 0
+    prompt_tokens: int = 0  # prompt tokens of admitted requests
+    prefilled_tokens: int = 0  # prompt tokens not cached at admission
+    computed_prompt_tokens: int = 0  # prompt tokens run through the model (shared work once)
+    finished_requests: int = 0
+    cancelled_requests: int = 0
+
+
+class Engine:
+    """Continuous-batching engine (see the module docstring).
+
+    Args:
+        model: the decoder.
+        tokenizer: optional; needed for text outputs and stop strings.
+        config: limits (KV budget, row limit, step token budget, block size).
+        eos_token_ids: ids that end a sample (default: the model config's).
+        attention: runner attention, "fast" or "reference".
+    """
+
+    def __init__(
+        self,
+        model: DecoderLM,
+        tokenizer: Any = None,
+        config: EngineConfig | None = None,
+        eos_token_ids: Iterable[int] | None = None,
+        attention: str = "fast",
+    ) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.config = config or EngineConfig()
+        c = self.config
+        self.store = KVPool(model.config, model.dtype, model.device, model.rope, c.kv_budget_tokens)
+        self.runner = Runner(model, self.store, attention=attention)  # type: ignore[arg-type]
+        self.cache = PrefixCache(self.store, c.block_tokens)
+        self.scheduler = Scheduler(c, self.cache)
+        ids = model.config.eos_token_ids if eos_token_ids is None else eos_token_ids
+        self.eos = frozenset(int(t) for t in ids)
+        self.context = model.config.max_position
+        self.stats = EngineStats()
+        self._states: dict[str, RequestState | GroupState] = {}
+
+    # ------------------------------------------------------------------ requests
+
+    def add(self, request: EngineRequest) -> str:
+        """Queue a request; returns its id. Raises ValueError if it can never run."""
+        if request.request_id in self._states:
+            raise ValueError(f"request id {request.request_id!r} is already in use")
+        if len(request.prompt) >= self.context:
+            raise ValueError(
+                f"the prompt has {len(request.prompt)} tokens but the model's context is "
+                f"{self.context}; shorten the prompt"
+            )
+        if request.stop and self.tokenizer is None:
+            raise ValueError("stop strings need an engine with a tokenizer; pass stop token ids")
+        vocab = self.model.config.vocab_size
+        if any(not 0 <= t < vocab for t in request.prompt):
+            raise ValueError(f"prompt token ids must be in [0, {vocab}); got an id outside it")
+        budget = min(request.max_tokens, self.context - len(request.prompt))
+        self.scheduler.check_fits(request, budget)
+        st = RequestState(request, budget)
+        self._states[request.request_id] = st
+        self.scheduler.waiting.append(st)
+        return request.request_id
+
+    def add_group(self, group: StreamGroup, request_id: str = "") -> str:
+        """Queue a multi-stream request (`plait.runtime.engine.groups`); returns its id."""
+        c = self.config
+        if group.kv_tokens > c.kv_budget_tokens or group.rows > c.max_rows:
+            raise ValueError(
+                f"the request needs {group.kv_tokens} KV slots and {group.rows} rows but the "
+                f"engine has {c.kv_budget_tokens} and {c.max_rows}; make it smaller"
+            )
+        rid = request_id or next_request_id("group")
+        st = GroupState(rid, group)
+        self._states[rid] = st
+        self.scheduler.waiting.append(st)
+        return rid
+
+    def cancel(self, request_id: str) -> bool:
+        """Drop a request wherever it is and free its segments now; False if unknown/finished."""
+        st = self._states.pop(request_id, None)
+        if st is None:
+            return False
+        sched = self.scheduler
+        if st in sched.waiting:
+            sched.waiting.remove(st)
+        else:
+            self._free(st)
+        self.stats.cancelled_requests += 1
+        return True
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.scheduler.waiting or self.scheduler.running)
+
+    def num_running(self) -> int:
+        return len(self.scheduler.running)
+
+    def num_waiting(self) -> int:
+        return len(self.scheduler.waiting)
+
+    def request_kv_tokens(self) -> int:
+        """KV slots held for running requests (private segments, held cache blocks, groups);
+        0 when idle (the prefix cache's unheld blocks stay cached and are not counted)."""
+        slots, _ = self.scheduler.used()
+        return slots - self.cache.total_tokens() + self.cache.held_tokens()
+
+    # ------------------------------------------------------------------ step
+
+    def _admit(self) -> None:
+        sched = self.scheduler
+        while sched.waiting and sched.try_admit(sched.waiting[0]):
+            st = sched.waiting.popleft()
+            sched.running.append(st)
+            if isinstance(st, GroupState):
+                st.group.start(self.store, self.runner)
+                continue
+            req = st.request
+            self.scheduler.start(st, self.store, self.tokenizer)
+            self.stats.prompt_tokens += len(req.prompt)
+            self.stats.prefilled_tokens += len(req.prompt) - st.cached_tokens
+
+    @torch.inference_mode()
+    def step(self) -> list[Output]:
+        """Admit, run one batched forward, sample; returns this step's outputs."""
+        self._admit()
+        plan = self.scheduler.plan()
+        if not plan.work:
+            return []
+        start = time.perf_counter()
+        self.stats.computed_prompt_tokens += sum(
+            len(w.input.tokens) for w in plan.work if w.kind == "prefill"
+        )
+        logits = self.runner.step([w.input for w in plan.work], instant=plan.instant)  # (S, V)
+        outputs: list[Output] = []
+        group_rows: dict[int, list[int]] = {}
+        for row, w in enumerate(plan.work):
+            if w.kind == "group":
+                group_rows.setdefault(id(w.state), []).append(row)
+            elif w.kind == "decode" or w.last:
+                assert isinstance(w.state, RequestState)
+                outputs.extend(self._sample(w, logits[row]))
+        for st in list(self.scheduler.running):
+            if isinstance(st, GroupState) and id(st) in group_rows:
+                outputs.append(self._advance_group(st, logits[group_rows[id(st)]]))
+        took = time.perf_counter() - start
+        self.stats.steps += 1
+        self.stats.step_seconds += took
+        self.stats.last_step_seconds = took
+        return outputs
+
+    def _advance_group(self, st: GroupState, rows: torch.Tensor) -> GroupOutput:
+        try:
+            events = st.group.advance(rows)
+        except Exception as exc:  # noqa: BLE001 - a failing group must not stop the others
+            self._finish(st)
+            return GroupOutput(
+                st.request_id, [], finished=True, error=f"{type(exc).__name__}: {exc}"
+            )
+        done = st.group.done
+        if done:
+            self._finish(st)
+        return GroupOutput(st.request_id, events, finished=done)
+
+    def _sample(self, w: Work, row: torch.Tensor) -> list[SampleOutput]:
+        """Pick the next token of one sample (decode) or of every sample (end of prefill)."""
+        st = w.state
+        assert isinstance(st, RequestState)
+        req = st.request
+        samples = [w.sample] if w.sample is not None else st.samples
+        logp = torch.log_softmax(row.float(), -1) if req.logprobs is not None else None
+        outs = []
+        for s in samples:
+            assert s is not None
+            tok = int(s.sampler(row[None])[0])
+            lps = [TokenLogprob.of(logp, tok, req.logprobs or 0)] if logp is not None else []
+            outs.append(self._emit(st, s, tok, lps))
+        if all(s.finish is not None for s in st.samples):
+            self._finish(st)
+        return outs
+
+    def _emit(self, st: RequestState, s: Sample, tok: int, lps: list[TokenLogprob]) -> SampleOutput:
+        """Record a token and apply the stop rules (stop id, EOS, stop string, length)."""
+        req = st.request
+        s.generated.append(tok)
+        self.stats.generated_tokens += 1
+        reason: str | None = None
+        stop: int | str | None = None
+        if tok in req.stop_token_ids:
+            reason, stop = "stop", tok
+        elif tok in self.eos and not req.ignore_eos:
+            reason = "stop"
+        text = ""
+        if s.text is not None:
+            if reason is None or req.include_stop_str:
+                text = s.text.add(tok)
+            if s.text.matched is not None:
+                reason, stop = "stop", s.text.matched
+        if reason is None and len(s.generated) >= s.budget:
+            reason = "length"
+        if reason is None:
+            s.feed = tok
+        else:
+            s.feed, s.finish = None, reason
+            if s.text is not None:
+                text += s.text.flush()
+            self.store.free(s.segment)
+        return SampleOutput(
+            req.request_id, s.index, [tok], text, lps, reason, stop,
+            len(req.prompt), st.cached_tokens,
+        )  # fmt: skip
+
+    def _finish(self, st: RequestState | GroupState) -> None:
+        rid = st.request_id if isinstance(st, GroupState) else st.request.request_id
+        self._states.pop(rid, None)
+        self._free(st)
+        self.stats.finished_requests += 1
+
+    def _free(self, st: RequestState | GroupState) -> None:
+        if st in self.scheduler.running:
+            self.scheduler.running.remove(st)
+        if isinstance(st, GroupState):
+            st.group.release()
+            return
+        for s in st.samples:
+            self.store.free(s.segment)
+        if st.tail is not None:
+            self.store.free(st.tail)
+        self.cache.release(st.path)
+        st.path = []
+
+    # ------------------------------------------------------------------ convenience
+
+    def generate(self, requests: list[EngineRequest]) -> list[list[list[int]]]:
+        """Run requests to the end together; token ids per request, per sample."""
+        ids = [self.add(r) for r in requests]
+        out: dict[str, list[list[int]]] = {
+            rid: [[] for _ in range(r.n)] for rid, r in zip(ids, requests)
+        }
+        while self.has_work:
+            for o in self.step():
+                if isinstance(o, SampleOutput) and o.request_id in out:
+                    out[o.request_id][o.index].extend(o.token_ids)
+        return [out[rid] for rid in ids]

@@ -1,0 +1,149 @@
+"""Prefix cache: a radix tree of KV segments, one fixed-size block of prompt tokens per edge.
+
+A prompt's first `floor((len - 1) / B)` full blocks of B tokens are a path in the tree (a node per
+block, keyed by its tokens under its parent); each node owns one `Segment` of capacity B with the
+block's K/V at segment-local positions. A request's view is [its path's segments..., private
+segments], so prompts that share a prefix read the same stored K/V, and the view's structure
+depends on the prompt alone (never on what else is cached or running): the same prompt runs the
+same reads alone or in any batch. (An edge is a block rather than an arbitrary run, as in
+SGLang's RadixAttention, so that splitting a node never re-rotates stored keys.)
+
+A node is *ready* when its segment holds all B tokens. Nodes are created by `acquire` for a
+request's whole path, before their K/V exist; any request holding a not-ready node may prefill
+it (requests that arrive together share one prefill). `refs` counts the requests that hold a
+node; a ready node with no refs stays cached until evicted, least recently used first (leaves
+first: a request holding a node holds its ancestors). A not-ready node whose last holder lets go
+is freed at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from plait.runtime.segments import KVStore, Segment
+
+
+@dataclass(eq=False, slots=True)
+class Block:
+    """One node of the tree: B prompt tokens and the segment holding their K/V."""
+
+    tokens: tuple[int, ...]
+    segment: Segment
+    parent: Block | None
+    children: dict[tuple[int, ...], Block] = field(default_factory=dict)
+    refs: int = 0
+    last_used: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.segment.length == len(self.tokens)
+
+
+@dataclass(slots=True)
+class CacheStats:
+    queried_tokens: int = 0  # prompt tokens looked up (full blocks of admitted prompts)
+    hit_tokens: int = 0  # of those, tokens of blocks that existed (cached or being filled)
+    evicted_blocks: int = 0
+
+
+class PrefixCache:
+    """The tree (see the module docstring).
+
+    Args:
+        store: where block segments live.
+        block_tokens: B, tokens per block (>= 1).
+    """
+
+    def __init__(self, store: KVStore, block_tokens: int = 64) -> None:
+        if block_tokens < 1:
+            raise ValueError(f"block_tokens must be >= 1, got {block_tokens}")
+        self.store, self.block = store, block_tokens
+        self.root: dict[tuple[int, ...], Block] = {}
+        self.blocks: list[Block] = []  # every node
+        self.stats = CacheStats()
+        self._clock = itertools.count(1)
+
+    def cached_blocks(self, prompt: Sequence[int]) -> int:
+        """Blocks of a prompt's path: full blocks that leave at least one token after them."""
+        return max(len(prompt) - 1, 0) // self.block
+
+    def lookup(self, prompt: Sequence[int]) -> list[Block]:
+        """The existing nodes of a prompt's path (a prefix of it), changing nothing."""
+        out: list[Block] = []
+        level = self.root
+        for i in range(self.cached_blocks(prompt)):
+            node = level.get(tuple(prompt[i * self.block : (i + 1) * self.block]))
+            if node is None:
+                break
+            out.append(node)
+            level = node.children
+        return out
+
+    def acquire(self, prompt: Sequence[int]) -> list[Block]:
+        """Hold the prompt's whole path, creating missing nodes (empty segments of B slots)."""
+        path: list[Block] = []
+        level, parent = self.root, None
+        tick = next(self._clock)
+        for i in range(self.cached_blocks(prompt)):
+            key = tuple(prompt[i * self.block : (i + 1) * self.block])
+            node = level.get(key)
+            if node is None:
+                seg = self.store.new_segment(self.block, name=f"block{len(self.blocks)}")
+                node = level[key] = Block(key, seg, parent)
+                self.blocks.append(node)
+            else:  # cached, or being prefilled by another request: computed once either way
+                self.stats.hit_tokens += self.block
+            self.stats.queried_tokens += self.block
+            node.refs += 1
+            node.last_used = tick
+            path.append(node)
+            level, parent = node.children, node
+        return path
+
+    def release(self, path: Sequence[Block]) -> None:
+        """Let go of a path; not-ready nodes nobody holds are freed (deepest first)."""
+        tick = next(self._clock)
+        for node in reversed(path):
+            node.refs -= 1
+            node.last_used = tick
+            if node.refs == 0 and not node.ready and not node.children:
+                self._drop(node)
+
+    def _drop(self, node: Block) -> None:
+        level = node.parent.children if node.parent is not None else self.root
+        del level[node.tokens]
+        self.blocks.remove(node)
+        self.store.free(node.segment)
+
+    def evictable_tokens(self, keep: Sequence[Block] = ()) -> int:
+        """Slots that eviction could free (nodes nobody holds), not counting `keep`."""
+        kept = {id(b) for b in keep}
+        return sum(self.block for b in self.blocks if b.refs == 0 and id(b) not in kept)
+
+    def evict(self, tokens: int) -> int:
+        """Free least recently used unheld leaves until `tokens` slots are freed; returns slots
+        freed (less if not enough is evictable)."""
+        freed = 0
+        while freed < tokens:
+            leaves = [b for b in self.blocks if b.refs == 0 and not b.children]
+            if not leaves:
+                break
+            victim = min(leaves, key=lambda b: b.last_used)
+            self._drop(victim)
+            self.stats.evicted_blocks += 1
+            freed += self.block
+        return freed
+
+    def held_tokens(self) -> int:
+        """Slots of nodes some request holds."""
+        return sum(self.block for b in self.blocks if b.refs > 0)
+
+    def total_tokens(self) -> int:
+        """Slots of every node (held or only cached)."""
+        return self.block * len(self.blocks)
+
+    def hit_rate(self) -> float:
+        s = self.stats
+        return s.hit_tokens / s.queried_tokens if s.queried_tokens else 0.0
