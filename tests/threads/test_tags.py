@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plait.threads.format.tags import TAGS, add_thread_tokens, init_tag_embeddings, tag_name
+from plait.threads.format.tags import TAGS, add_thread_tokens, tag_name
+from plait.threads.training.tag_embeddings import init_tag_embeddings
 
 
 def test_single_tokens_and_idempotent(bpe_tokenizer):
