@@ -11,13 +11,14 @@ takes transformers parameter names.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from plait.runtime import kernels
+from plait.runtime.attention.context import AttentionContext
 from plait.runtime.config import ModelConfig
 from plait.runtime.rope import Rope
 
@@ -43,14 +44,6 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         y = (weight @ x.T).T
         return y if bias is None else y + bias
     return F.linear(x, weight, bias)
-
-
-class AttentionContext(Protocol):
-    """What the model needs from an attention implementation."""
-
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q (T, Hq, D), k/v (T, Hkv, D) before RoPE -> (T, Hq*D)."""
-        ...
 
 
 class RMSNorm(nn.Module):

@@ -9,6 +9,12 @@ Exceeding a segment's capacity moves it once to a range twice as large (amortise
 `KVStore.stats.regrowths`, so tests and benchmarks can assert that a correctly sized segment never
 moves); a full arena grows by doubling (`stats.arena_growths`).
 
+Every use of a freed segment (read, write, free again) raises ValueError; writes are bounds-
+checked (start <= length, end <= capacity): nothing is dropped or aliased silently. A step asks
+the store for its writes' arena slots (`arena_slots`, checked once per step), writes them per
+layer (`write_slots`, which refuses slots made before a segment moved or was freed) and then
+advances the segments (`advance`).
+
 `KVStore.move(src, dst)` appends src's tokens to dst with one relative rotation of the moved keys
 (positions shift by dst's length) and empties src: O(len(src)), never a copy of dst.
 
@@ -40,6 +46,14 @@ class StoreStats:
     arena_growths: int = 0  # reallocations of the whole arena (all slots in use)
 
 
+@dataclass(frozen=True, slots=True)
+class ArenaSlots:
+    """Arena slots (T,) of one step's writes, made and checked by `KVStore.arena_slots`."""
+
+    index: torch.Tensor  # (T,) int64
+    layout: int  # the store's layout counter when made (later moves make them stale)
+
+
 @dataclass(eq=False)
 class Segment:
     """An append-only run of tokens with per-layer K/V storage.
@@ -54,16 +68,26 @@ class Segment:
     length: int = 0
     tokens: list[int] = field(default_factory=list)
     id: int = field(default_factory=lambda: next(_ids))
+    freed: bool = False  # set by `KVStore.free`: any further use raises
 
     @property
     def capacity(self) -> int:
         return self.k.shape[2]
 
+    def check_live(self) -> None:
+        """ValueError if the segment was freed."""
+        if self.freed:
+            raise ValueError(
+                f"segment {self.name!r} was freed; allocate a new one with store.new_segment()"
+            )
+
     def keys(self, layer: int, upto: int | None = None) -> torch.Tensor:
         """Stored keys of one layer, (Hkv, n, D), a view (no copy)."""
+        self.check_live()
         return self.k[layer, :, : self.length if upto is None else upto]
 
     def values(self, layer: int, upto: int | None = None) -> torch.Tensor:
+        self.check_live()
         return self.v[layer, :, : self.length if upto is None else upto]
 
     def __repr__(self) -> str:
@@ -97,6 +121,7 @@ class KVStore:
         self.k = torch.zeros(self._shape(max(slots, 1)), dtype=dtype, device=self.device)
         self.v = torch.zeros_like(self.k)
         self.top = 0  # first unallocated slot (bump allocator)
+        self.layout = 0  # bumped whenever a segment moves, shrinks or is freed (stale slots)
 
     def _shape(self, slots: int) -> tuple[int, int, int, int]:
         c = self.config
@@ -140,10 +165,12 @@ class KVStore:
         """Drop a segment (it must no longer be in any view). Free space above the highest live
         segment is reused, whatever order segments are freed in (all freed: the arena is empty
         again), so repeated solves do not grow the arena."""
+        seg.check_live()
         self.segments = [s for s in self.segments if s is not seg]
         self.top = max((s.base + s.capacity for s in self.segments), default=0)
         seg.k, seg.v = seg.k[:, :, :0], seg.v[:, :, :0]
-        seg.length, seg.tokens = 0, []
+        seg.length, seg.tokens, seg.freed = 0, [], True
+        self.layout += 1
 
     def nbytes(self) -> int:
         """Bytes of K/V storage reserved by live segments (their capacities)."""
@@ -161,6 +188,7 @@ class KVStore:
     @torch.inference_mode()
     def reserve(self, seg: Segment, extra: int) -> None:
         """Ensure room for `extra` more tokens (moves the segment to a doubled range if needed)."""
+        seg.check_live()
         need = seg.length + extra
         if need <= seg.capacity:
             return
@@ -172,34 +200,86 @@ class KVStore:
         self.v[:, :, base : base + n] = self.v[:, :, old : old + n]
         self._bind(seg, base, cap)
         self.stats.regrowths += 1
+        self.layout += 1
 
     @torch.inference_mode()
     def write(self, seg: Segment, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store rotated keys k and values v, each (Hkv, n, D), at slots start..start+n-1."""
+        """Store rotated keys k and values v, each (Hkv, n, D), at slots start..start+n-1:
+        over or right after the stored tokens (start <= length), within the capacity."""
+        self._check_write(seg, start, k.shape[1])
         n = k.shape[1]
         seg.k[layer, :, start : start + n] = k
         seg.v[layer, :, start : start + n] = v
 
+    def _check_write(self, seg: Segment, start: int, n: int) -> None:
+        seg.check_live()
+        if not 0 <= start <= seg.length:
+            raise ValueError(
+                f"cannot write at slot {start} of {seg.name!r}: it holds {seg.length} tokens "
+                "(write over them or right after them)"
+            )
+        if start + n > seg.capacity:
+            raise ValueError(
+                f"cannot write {n} tokens at slot {start} of {seg.name!r}: capacity "
+                f"{seg.capacity}; call store.reserve(segment, n) first"
+            )
+
+    def arena_slots(self, writes: list[tuple[Segment, int, int]]) -> ArenaSlots:
+        """The arena slots of a step's writes, (segment, first slot, tokens) each, checked as
+        `write` checks them; valid until a segment moves, shrinks or is freed."""
+        index: list[int] = []
+        for seg, start, n in writes:
+            self._check_write(seg, start, n)
+            index.extend(range(seg.base + start, seg.base + start + n))
+        return ArenaSlots(torch.tensor(index, device=self.device), self.layout)
+
+    def slot_index(self, slots: ArenaSlots) -> torch.Tensor:
+        """The (T,) arena slots of `slots`; ValueError if they are stale."""
+        if slots.layout != self.layout:
+            raise ValueError(
+                "arena slots are stale: a segment moved, shrank or was freed since they were "
+                "made; make them again with store.arena_slots()"
+            )
+        return slots.index
+
     @torch.inference_mode()
-    def write_slots(
-        self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-    ) -> None:
-        """Store rows of k and v, each (T, Hkv, D), at arena slots (T,) in one copy each."""
-        self.k[layer].index_copy_(1, slots, k.transpose(0, 1))
-        self.v[layer].index_copy_(1, slots, v.transpose(0, 1))
+    def write_slots(self, layer: int, slots: ArenaSlots, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store rows of k and v, each (T, Hkv, D), at checked arena slots in one copy each."""
+        index = self.slot_index(slots)
+        if not k.shape[0] == v.shape[0] == index.shape[0]:
+            raise ValueError(
+                f"write_slots: {index.shape[0]} slots for {k.shape[0]} keys and {v.shape[0]} values"
+            )
+        self.k[layer].index_copy_(1, index, k.transpose(0, 1))
+        self.v[layer].index_copy_(1, index, v.transpose(0, 1))
+
+    def advance(self, seg: Segment, tokens: list[int]) -> None:
+        """Count `tokens`, whose K/V a step wrote at slots length.., as stored in `seg`."""
+        seg.check_live()
+        if seg.length + len(tokens) > seg.capacity:
+            raise ValueError(
+                f"cannot advance {seg.name!r} by {len(tokens)} tokens: {seg.length} of "
+                f"{seg.capacity} slots used"
+            )
+        seg.length += len(tokens)
+        seg.tokens.extend(tokens)
 
     def truncate(self, seg: Segment, n: int) -> None:
         """Keep only the first n tokens of a segment (drop a diverging tail); O(1), no copy."""
+        seg.check_live()
         if not 0 <= n <= seg.length:
             raise ValueError(f"cannot truncate {seg.name!r} of length {seg.length} to {n} tokens")
         seg.length = n
         del seg.tokens[n:]
+        self.layout += 1
 
     @torch.inference_mode()
     def move(self, src: Segment, dst: Segment) -> None:
         """Append all of src's tokens to dst (one rotation of the moved keys), then empty src."""
         if src is dst:
             raise ValueError("cannot move a segment into itself")
+        src.check_live()
+        dst.check_live()
         n = src.length
         if n == 0:
             return
@@ -214,3 +294,4 @@ class KVStore:
         dst.tokens.extend(src.tokens)
         src.length, src.tokens = 0, []
         self.stats.moved_tokens += n
+        self.layout += 1

@@ -21,7 +21,7 @@ def monolithic(q, k, v, limit):
     return torch.einsum("mhl,hld->mhd", p, V)
 
 
-@pytest.mark.parametrize("impl", ["math", "fused"])
+@pytest.mark.parametrize("impl", ["math", "sdpa"])
 @pytest.mark.parametrize("seed", range(6))
 def test_random_segmentations_merge_exactly(impl, seed):
     g = torch.Generator().manual_seed(seed)
@@ -60,7 +60,7 @@ def test_partial_lse_is_logsumexp():
         torch.randn(2, 10, 8, generator=g),
         torch.randn(2, 10, 8, generator=g),
     )
-    for impl in ("math", "fused"):
+    for impl in ("math", "sdpa"):
         _, lse = partial_attention(q, k, v, None, impl)
         s = torch.einsum("mhd,hld->mhl", q, k.repeat_interleave(2, 0)) / math.sqrt(8)
         assert torch.allclose(lse, torch.logsumexp(s, -1), atol=1e-5)

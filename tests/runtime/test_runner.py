@@ -7,11 +7,11 @@ import random
 import pytest
 import torch
 
-from plait.runtime import runner as runner_module
+from plait.runtime.attention.registry import BACKENDS
 from plait.runtime.context import causal_context
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.segments import KVStore
-from tests.tiny import tiny_model
+from tests.helpers.tiny import tiny_model
 
 
 def random_schedule(
@@ -48,13 +48,19 @@ def random_schedule(
     return out
 
 
-@pytest.fixture(params=["fused", "per-read"])
-def fast_path(request, monkeypatch):
-    """The fast path's two forms where plait's kernels run: one fused call per layer for small
-    steps (the default for decode) and one kernel call per segment read + LSE merge (prefill;
-    forced here by FUSED_MAX_ROWS = 0). Without the kernels both run torch's kernels."""
-    if request.param == "per-read":
-        monkeypatch.setattr(runner_module, "FUSED_MAX_ROWS", 0)
+def runnable(name: str, model) -> str:
+    """The backend's name, or a skip where it cannot run (plait's kernels off or unbuilt)."""
+    why = BACKENDS[name].unavailable(model.device, model.dtype, model.config.head_dim)
+    if why:
+        pytest.skip(f"{name}: {why}")
+    return name
+
+
+@pytest.fixture(params=["step_kernel", "segment_kernel", "torch"])
+def fast_path(request):
+    """The fast backends by name: plait's step kernel (one call per layer; the default for
+    decode steps), plait's segment kernel per read + LSE merge (the default for prefill) and
+    torch's kernels per read + the same merge (the default without plait's kernels)."""
     return request.param
 
 
@@ -63,7 +69,7 @@ def fast_path(request, monkeypatch):
 @pytest.mark.parametrize("seed", range(3))
 def test_fast_equals_reference_on_random_views(family, instant, seed, fast_path):
     model = tiny_model(family, seed=seed)
-    fast = random_schedule(model, "fast", seed, instant)
+    fast = random_schedule(model, runnable(fast_path, model), seed, instant)
     ref = random_schedule(model, "reference", seed, instant)
     assert len(fast) == len(ref)
     for a, b in zip(fast, ref):
@@ -265,14 +271,15 @@ def test_truncate_then_continue_equals_fresh_decode():
         store.truncate(seg, 99)
 
 
+@pytest.mark.parametrize("per_read", ["segment_kernel", "torch"])
 @pytest.mark.parametrize("instant", [True, False])
 @pytest.mark.parametrize("family", ["llama", "qwen3"])
-def test_batched_reads_of_evenly_spaced_segments_equal_reference(family, instant, monkeypatch):
+def test_batched_reads_of_evenly_spaced_segments_equal_reference(family, instant, per_read):
     """Equal-capacity segments allocated back to back are attended in one strided call (the
-    per-read path); with ragged lengths, limits and rows that see nothing, it must still equal
-    the float64 reference."""
-    monkeypatch.setattr(runner_module, "FUSED_MAX_ROWS", 0)
+    per-read backends); with ragged lengths, limits and rows that see nothing, it must still
+    equal the float64 reference."""
     model = tiny_model(family, seed=8)
+    per_read = runnable(per_read, model)
 
     def run(attention: str):
         rng = random.Random(0)
@@ -294,12 +301,14 @@ def test_batched_reads_of_evenly_spaced_segments_equal_reference(family, instant
                 others = [o for o in own if o is not seg]
                 view = [seg, prefix, *others] if i % 2 == 0 else [prefix, *others, seg]
                 inputs.append(StreamInput([rng.randrange(100), rng.randrange(100)], view, seg))
-            with torch.inference_mode():  # as in `step`: decides which kernels run
-                batches += len(runner.plan(inputs, instant).batches)
+            if attention != "reference":
+                with torch.inference_mode():  # as in `step`
+                    _, ctx = runner.attention_context(inputs, instant)
+                batches += sum(bt.count > 1 for bt in ctx.batches)  # type: ignore[attr-defined]
             out.extend(runner.step(inputs, instant=instant, all_logits=True))
         return out, batches
 
-    fast, n_batches = run("fast")
+    fast, n_batches = run(per_read)
     ref, _ = run("reference")
     assert n_batches > 0
     for a, b in zip(fast, ref):

@@ -8,7 +8,7 @@ keys of each 64-key block are transposed once for all rows (AVX512-BF16 scores a
 `step_attention(...)` is a decode step's whole attention for one layer in one call: it rotates
 and writes the new keys, rotates each query row for every segment it reads, and runs one online
 softmax per row across all its segments (the exact merge), instead of ~15 small torch ops per
-layer around per-segment calls (the runner's per-read path, its twin).
+layer around per-segment calls (the per-read backends of plait.runtime.attention, its twin).
 
 `skinny_linear(x, w, bias)` computes `F.linear` for a few activation rows (decode steps): it
 streams each weight row once for all rows (AVX512-BF16 dot products for bf16, FMA for fp32),
@@ -166,16 +166,37 @@ def unavailable_reason() -> str:
     return _failed or ""
 
 
+def why_not(device: torch.device, dtype: torch.dtype, head_dim: int | None = None) -> str:
+    """Why plait's kernels cannot run on tensors of this device and dtype (for attention, of
+    this head dim), '' when they can: CPU, bf16/fp32, head dim a multiple of 16 up to 128,
+    enabled and built. Autograd is not considered (see `applies`)."""
+    if device.type != "cpu":
+        return f"plait's kernels run on CPUs only, not {device.type}"
+    if dtype not in (torch.bfloat16, torch.float32):
+        return f"plait's kernels take bf16 or fp32, not {dtype}"
+    if head_dim is not None and (head_dim % 16 or head_dim > 128):
+        return f"plait's attention kernels need a head dim that is a multiple of 16 up to 128, not {head_dim}"
+    if not available():
+        return f"plait's kernels are unavailable ({unavailable_reason()})"
+    return ""
+
+
+def applies(device: torch.device, dtype: torch.dtype, head_dim: int | None = None) -> bool:
+    """Whether plait's kernels run on tensors of this device and dtype (and attention head dim):
+    `why_not` has no objection and autograd is off (the kernels have no backward). The one place
+    that decides it: `linear` asks through `use_skinny`; the attention path is chosen once per
+    step from it (plait.runtime.attention.registry)."""
+    return not torch.is_grad_enabled() and not why_not(device, dtype, head_dim)
+
+
 def use_skinny(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether `linear(x, weight)` should take the compiled path: CPU, 2-D, bf16/fp32, few rows."""
+    """Whether `linear(x, weight)` should take the compiled path: 2-D, few rows, same dtypes,
+    and the kernels apply (`applies`)."""
     return (
-        x.device.type == "cpu"
-        and x.dim() == 2
+        x.dim() == 2
         and 1 <= x.shape[0] <= SKINNY_MAX_ROWS
-        and x.dtype in (torch.bfloat16, torch.float32)
         and weight.dtype == x.dtype
-        and not torch.is_grad_enabled()
-        and available()
+        and applies(x.device, x.dtype)
     )
 
 
@@ -205,7 +226,7 @@ def segment_attention(
     rows that see no key). bf16 or fp32; D a multiple of 16, at most 128. `out` / `lse`, if
     given, are views to write into (e.g. slices of one per-layer buffer; any strides, last dim
     of `out` contiguous) and are returned. The twin is
-    `batched_attention(..., impl="fused"/"math")` in plait.runtime.attention."""
+    `batched_attention(..., impl="sdpa"/"math")` in plait.runtime.attention.partials."""
     mod = _require()
     if q.stride(-1) != 1:
         q = q.contiguous()
@@ -237,7 +258,8 @@ def step_attention(
     int64 rows [first entry, end entry, base slot, visible keys]; per entry its query row
     `entry_rows` (N,), last visible key `entry_limits` (N,) and query rotation entry_cos/entry_sin
     (N, Rr). Returns (T, Hq, D) in q's dtype. Rotation tables float32, indices int64 (contiguous).
-    The twin is the runner's per-read path with its log-sum-exp merge."""
+    The twin is the per-read backends' path with its log-sum-exp merge
+    (plait.runtime.attention.per_read)."""
     mod = _require()
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     return mod.step_attention(

@@ -3,15 +3,16 @@
 A query that reads several segments gets one (output, lse) pair per segment; `merge_partials`
 combines them into exactly the softmax attention over the concatenation (scatter form, the
 reference); `merge_gathered` does the same from a per-row index computed once per step (a gather
-and a softmax: fewer, larger ops, used by the runner). Queries of many streams
+and a softmax: fewer, larger ops, used by the per-read backends). Queries of many streams
 that read the same segment are stacked and attend to it in one call (the segment is read once).
 
 GQA layout: queries (M, Hq, D) are regrouped to (Hkv, M*G, D) so each KV head is read once for
-its G query heads. The fused CPU kernel with LSE (`_scaled_dot_product_flash_attention_for_cpu`)
-is used where available, the CUDA efficient-attention kernel on GPUs, and a plain matmul
-softmax otherwise (`impl="math"`, also the fallback). On CPUs with AVX512-BF16 plait's own
-compiled segment kernel (plait.runtime.kernels.segment_attention: many rows over one segment,
-per-row key limits instead of a mask tensor) replaces torch's flash kernel.
+its G query heads. `impl` picks the kernel of `batched_attention`: "plait" (plait's compiled
+segment kernel, `kernels.segment_attention`: many rows over one segment, per-row key limits
+instead of a mask tensor; CPUs with AVX512-BF16), "sdpa" (torch's scaled-dot-product kernels
+with LSE: `_scaled_dot_product_flash_attention_for_cpu` on CPUs, flash / efficient attention on
+GPUs), "math" (a plain matmul softmax), or "auto" (plait's kernel where `kernels.applies`, else
+"sdpa" on CPU / CUDA, else "math").
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def partial_attention(
         q: (M, Hq, D) queries, RoPE applied for this segment.
         k, v: (Hkv, L, D) the segment's keys (rotated at local positions) and values.
         limit: (M,) last visible key index per query (keys j <= limit[m]); None = all visible.
-        impl: "auto", "fused" or "math".
+        impl: "auto", "plait", "sdpa" or "math" (see the module docstring).
     Returns:
         out (M, Hq, D) in q's dtype and lse (M, Hq) float32 (-inf where no key is visible).
     """
@@ -84,32 +85,11 @@ def grouped_attention(
     limits = None
     if limit is not None:
         limits = limit.repeat_interleave(group)[None]  # (1, M*G)
-        if not uses_plait_kernel(qg, impl):
+        if not _plait_kernel(qg, impl):
             bias = limit_bias(limit, k.shape[1], group, qg.dtype)[None, None]  # (1, 1, M*G, L)
             empty = limits < 0
     out, lse = batched_attention(qg[None], k[None], v[None], bias, empty, impl, limits)
     return out[0], lse[0]
-
-
-def uses_plait_kernel(q: torch.Tensor, impl: str) -> bool:
-    """Whether `batched_attention(q, ..., impl)` runs plait's compiled CPU segment kernel."""
-    return plait_kernel_applies(q.device, q.dtype, q.shape[-1], impl)
-
-
-def plait_kernel_applies(
-    device: torch.device | str, dtype: torch.dtype, head_dim: int, impl: str
-) -> bool:
-    """impl "auto" or "plait"; CPU; bf16/fp32; head dim a multiple of 16 up to 128; no
-    autograd; the kernels built (plait.runtime.kernels)."""
-    return (
-        impl in ("auto", "plait")
-        and torch.device(device).type == "cpu"
-        and dtype in (torch.bfloat16, torch.float32)
-        and head_dim % 16 == 0
-        and head_dim <= 128
-        and not torch.is_grad_enabled()
-        and kernels.available()
-    )
 
 
 def batched_attention(
@@ -127,19 +107,20 @@ def batched_attention(
     Args:
         qb: (B, Hkv, MG, D) queries; kb, vb: (B, Hkv, L, D) keys/values (may be strided views).
         bias: (B, 1, MG, L) additive mask or None; empty: (B, MG) rows that see no key, or None.
-        impl: "auto" (plait's CPU kernel where it runs, else torch's fused kernels), "plait",
-            "fused" (torch's) or "math" (matmul softmax).
+        impl: "auto", "plait", "sdpa" or "math" (see the module docstring).
         limits: (B, MG) last visible key per row (-1: none), the same mask as bias/empty in
             the form plait's kernel takes; required with a mask when that kernel may run.
     Returns:
         out (B, Hkv, MG, D) and lse (B, Hkv, MG) float32.
     """
-    if uses_plait_kernel(qb, impl):
+    if impl not in ("auto", "plait", "sdpa", "math"):
+        raise ValueError(f"impl must be 'auto', 'plait', 'sdpa' or 'math', got {impl!r}")
+    if _plait_kernel(qb, impl):
         if bias is not None and limits is None:
             raise ValueError("batched_attention: pass `limits` with a mask for plait's kernel")
         return kernels.segment_attention(qb, kb, vb, limits)
     if impl in ("auto", "plait"):
-        impl = "fused" if qb.device.type in ("cpu", "cuda") else "math"
+        impl = "sdpa" if qb.device.type in ("cpu", "cuda") else "math"
     if impl == "math":
         scores = (qb.float() @ kb.float().transpose(-1, -2)) * qb.shape[
             -1
@@ -169,6 +150,11 @@ def batched_attention(
         out = torch.where(empty[:, None, :, None], torch.zeros_like(out), out)
         lse = torch.where(empty[:, None, :], torch.full_like(lse, -math.inf), lse)
     return out, lse
+
+
+def _plait_kernel(q: torch.Tensor, impl: str) -> bool:
+    """Whether `batched_attention(q, ..., impl)` runs plait's compiled segment kernel."""
+    return impl in ("auto", "plait") and kernels.applies(q.device, q.dtype, q.shape[-1])
 
 
 def merge_partials(
@@ -236,7 +222,7 @@ def merge_gathered(
     Args:
         out: (N, H, D) partial outputs; lse: (N, H) their log-sum-exps (-inf = saw nothing).
         index, pad: (T, R) from `gather_index`.
-    Every row must see at least one key (true in the runner: a query always sees its own
+    Every row must see at least one key (true in a step: a query always sees its own
     token); otherwise its output is NaN, where `merge_partials` returns 0.
     Returns:
         (T, H, D) attention output.
