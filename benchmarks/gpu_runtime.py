@@ -106,7 +106,7 @@ def timed(fn, dev, repeats=5, warmup=2) -> float:
 
 def correctness(dev: torch.device) -> dict:
     from tests.runtime.test_runner import random_schedule
-    from tests.tiny import tiny_model
+    from tests.helpers.tiny import tiny_model
 
     out = {}
     m = tiny_model("qwen3", seed=0).to(dev)

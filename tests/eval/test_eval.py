@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -90,10 +89,8 @@ def test_budget_table_records_and_plot(tmp_path: Path) -> None:
 
 
 def test_evaluate_driver_resumes_and_writes_table(tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from hogwild.conftest import ToyTokenizer, tiny_model
-
     from plait.hogwild.evaluate import Method, evaluate
+    from tests.helpers.toy import ToyTokenizer, toy_model
 
     problems = [Problem(f"p{i}", f"What is {i} + 1?", str(i + 1)) for i in range(3)]
     methods = [Method.parse("sequential"), Method.parse("hogwild-2")]
@@ -105,7 +102,7 @@ def test_evaluate_driver_resumes_and_writes_table(tmp_path: Path) -> None:
         finisher_max_tokens=2,
         instructions="Be brief.",
     )
-    model, tok = tiny_model("llama"), ToyTokenizer()
+    model, tok = toy_model("llama"), ToyTokenizer()
     table = evaluate(model, tok, problems, methods, **kw)
     lines = (tmp_path / "records.jsonl").read_text().splitlines()
     assert len(lines) == 3 * 2 * 2

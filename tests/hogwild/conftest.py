@@ -1,7 +1,7 @@
-"""Fixtures for Hogwild tests: a toy character tokenizer and tiny random Llama / Qwen2 / Qwen3 models.
+"""Fixtures for Hogwild tests: the toy character tokenizer and the three model families.
 
-Models come from `tests.tiny` (random transformers weights, hidden 64, 4 heads, 2 KV heads,
-head_dim 16, 2 layers, converted with `DecoderLM.from_hf`); nothing is downloaded.
+The tokenizer and the tiny random models over its vocabulary live in `tests.helpers.toy`
+(hidden 64, 4 heads, 2 KV heads, head_dim 16, 2 layers); nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -9,59 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers.toy import ToyTokenizer
+
 torch.set_num_threads(1)  # tiny tensors: threads only add contention on the shared 2-core machine
-
-SPECIALS = ["<pad>", "<eos>"]
-MULTI = ["\n\n", ".\n\n", "?\n\n", "**", "\\boxed{", "```"]
-CHARS = [chr(c) for c in range(32, 127)] + ["\n"]
-
-
-class ToyTokenizer:
-    """Greedy longest-match tokenizer over single characters plus a few multi-character pieces."""
-
-    chat_template = None
-    eos_token_id = 1
-
-    def __init__(self) -> None:
-        base = SPECIALS + MULTI + CHARS
-        self.vocab = base + [
-            f"<u{i}>" for i in range(len(base), VOCAB)
-        ]  # fill the model's vocabulary
-        self.index = {t: i for i, t in enumerate(self.vocab)}
-        self.longest = max(len(t) for t in MULTI)
-
-    def __len__(self) -> int:
-        return len(self.vocab)
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        out, i = [], 0
-        while i < len(text):
-            for n in range(self.longest, 0, -1):
-                piece = text[i : i + n]
-                if len(piece) == n and piece in self.index:
-                    out.append(self.index[piece])
-                    i += n
-                    break
-            else:
-                out.append(self.index["?"])
-                i += 1
-        return out
-
-    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
-        return "".join("" if (skip_special_tokens and i < 2) else self.vocab[i] for i in ids)
-
-    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
-        return [self.vocab[i] for i in ids]
-
-
-VOCAB = 128
-
-
-def tiny_model(family: str, seed: int = 0, dtype: torch.dtype = torch.float32):
-    """A 2-layer random plait model of the given family over the toy vocabulary (`tests.tiny`)."""
-    from tests.tiny import tiny_model as build
-
-    return build(family, seed, dtype, vocab=VOCAB, intermediate=128, max_position=4096, eos=1)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,12 @@ from types import SimpleNamespace
 import pytest
 
 from plait.cli import build_parser, main
-
-from .conftest import ToyTokenizer, tiny_model
+from tests.helpers.toy import ToyTokenizer, toy_model
 
 
 @pytest.fixture
 def fake_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    tiny = SimpleNamespace(model=tiny_model("qwen3"), tokenizer=ToyTokenizer(), name="tiny-qwen3")
+    tiny = SimpleNamespace(model=toy_model("qwen3"), tokenizer=ToyTokenizer(), name="tiny-qwen3")
     monkeypatch.setattr("plait.runtime.loader.load_model", lambda *a, **k: tiny)
 
 

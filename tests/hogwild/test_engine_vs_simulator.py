@@ -15,8 +15,8 @@ import torch
 
 from plait.hogwild.config import HogwildConfig
 from plait.hogwild.engine import HogwildEngine
+from tests.helpers.toy import ToyTokenizer, toy_model
 
-from .conftest import ToyTokenizer, tiny_model
 from .simulator import Simulator
 
 PROBLEM = "Add 2 and 3."
@@ -32,7 +32,7 @@ def run_against_simulator(
     passes: int = 24,
 ) -> int:
     tok = ToyTokenizer()
-    model = tiny_model(family, seed=seed)
+    model = toy_model(family, seed=seed)
     rng = random.Random(seed)
     eos_prob = 0.03
 

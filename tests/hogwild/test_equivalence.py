@@ -16,11 +16,10 @@ from plait.hogwild.config import HogwildConfig
 from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.layouts import Layout, get_layout
 from plait.hogwild.workspace import Feed, Workspace
-from plait.runtime.context import causal_context
+from plait.runtime.attention.dense import causal_context
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.segments import KVStore
-
-from .conftest import ToyTokenizer, tiny_model
+from tests.helpers.toy import ToyTokenizer, toy_model
 
 
 def causal_logits(model, ids: list[int]) -> torch.Tensor:  # noqa: ANN001
@@ -31,7 +30,7 @@ def causal_logits(model, ids: list[int]) -> torch.Tensor:  # noqa: ANN001
 
 
 def test_one_worker_equals_plain_greedy_decoding(family: str) -> None:
-    tok, model = ToyTokenizer(), tiny_model(family, seed=11)
+    tok, model = ToyTokenizer(), toy_model(family, seed=11)
     rng = random.Random(0)
     fed: list[int] = []
     rows: list[tuple[int, torch.Tensor]] = []  # (tokens fed so far, logits) per stream
@@ -87,7 +86,7 @@ def _run(runner: Runner, ws: Workspace, feeds: list[Feed | None]) -> dict[int, t
 
 def test_turn_taking_equals_causal_decoding_of_kv_order(family: str) -> None:
     """Interleaved layout; one worker active at a time, each writes a whole step that is merged."""
-    model = tiny_model(family, seed=12)
+    model = toy_model(family, seed=12)
     rng = random.Random(1)
     prompt = [rng.randrange(2, 100) for _ in range(20)]
     runner, ws = _setup(model, get_layout("interleaved"), 3, prompt)
@@ -116,7 +115,7 @@ def test_turn_taking_equals_causal_decoding_of_kv_order(family: str) -> None:
 
 def test_contiguous_turn_taking_without_separator() -> None:
     """Views [prompt, other, own]: B writes while A idles, then A; A's logits = causal forward."""
-    model = tiny_model("qwen2", seed=13)
+    model = toy_model("qwen2", seed=13)
     lay = Layout(
         name="plain-contiguous",
         shared=lambda w: [],
@@ -141,7 +140,7 @@ def test_contiguous_turn_taking_without_separator() -> None:
 
 def test_merged_step_equals_tokens_placed_in_history(family: str) -> None:
     """Step written in a worker segment then moved == the same tokens written into the history."""
-    model = tiny_model(family, seed=14)
+    model = toy_model(family, seed=14)
     rng = random.Random(3)
     prompt = [rng.randrange(2, 100) for _ in range(15)]
     step = [rng.randrange(2, 100) for _ in range(7)]

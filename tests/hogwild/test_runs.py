@@ -10,8 +10,7 @@ from plait.hogwild.config import HogwildConfig
 from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.events import DoneEvent, SnapshotEvent, StepEvent, TokenEvent
 from plait.hogwild.finisher import MATH_FINISHER
-
-from .conftest import ToyTokenizer, tiny_model
+from tests.helpers.toy import ToyTokenizer, toy_model
 
 BRIEF = "Be brief."
 
@@ -22,7 +21,7 @@ def always_end(step: str, piece: str) -> bool:
 
 @pytest.fixture(scope="module")
 def model():  # noqa: ANN201
-    return tiny_model("qwen2", seed=21)
+    return toy_model("qwen2", seed=21)
 
 
 def engine(model, **kw) -> HogwildEngine:  # noqa: ANN001

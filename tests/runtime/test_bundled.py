@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from plait.runtime.context import causal_context
+from plait.runtime.attention.dense import causal_context
 from plait.runtime.loading import bundled, conversion
 from plait.runtime.loading.bundled import (
     BUNDLED,
@@ -23,12 +23,9 @@ from plait.runtime.loading.bundled import (
 )
 from plait.runtime.loading.errors import HashMismatchError, MissingPackageError, UnknownModelError
 from plait.runtime.loading.loader import load_model
-from tests.runtime.tiny_checkpoints import fake_packages, tiny_hf_model, tiny_tokenizer, write_gguf
+from tests.helpers.checkpoints import fake_packages, tiny_hf_model, tiny_tokenizer, write_gguf
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLAIT_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("plait_cache")  # every test gets an empty cache
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from plait.runtime.context import causal_context
+from plait.runtime.attention.dense import causal_context
 from plait.runtime.loading.bundled import (
     BUNDLED,
     BundledModel,

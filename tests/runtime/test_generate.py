@@ -7,7 +7,7 @@ import torch
 
 from plait.runtime.generate import generate_tokens, stream_text
 from plait.runtime.sampling import Sampler, SamplingParams, filter_logits, greedy_argmax
-from tests.tiny import tiny_model
+from tests.helpers.tiny import tiny_model
 
 
 def test_generation_errors_name_the_fix():

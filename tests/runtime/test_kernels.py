@@ -125,7 +125,7 @@ def test_decoder_step_same_with_and_without_kernels(request):
     """A bf16 decode step through plait's model: kernels on vs off (the torch path)."""
     from plait.runtime.runner import Runner, StreamInput
     from plait.runtime.segments import KVStore
-    from tests.tiny import tiny_model
+    from tests.helpers.tiny import tiny_model
 
     model = tiny_model("qwen2", 0, torch.bfloat16, heads=4, kv_heads=2, head_dim=64)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from plait.runtime.context import causal_context
+from plait.runtime.attention.dense import causal_context
 from plait.runtime.loading import conversion
 from plait.runtime.loading.cache_dir import META_FILE, atomic_dir, list_cached, models_dir
 from plait.runtime.loading.errors import (
@@ -24,13 +23,9 @@ from plait.runtime.loading.gguf_file import permute_qk, unpermute_qk
 from plait.runtime.loading.loader import load_model
 from plait.runtime.loading.weights import read_safetensors_dir
 from plait.runtime.seeding import seed_everything
-from tests.runtime.tiny_checkpoints import save_hf_dir, tiny_hf_model, tiny_tokenizer, write_gguf
+from tests.helpers.checkpoints import save_hf_dir, tiny_hf_model, tiny_tokenizer, write_gguf
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("PLAIT_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("plait_cache")  # every test gets an empty cache
 
 
 @pytest.fixture(scope="module")

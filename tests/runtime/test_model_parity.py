@@ -11,7 +11,7 @@ from plait.runtime.config import ModelConfig
 from plait.runtime.generate import greedy
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.segments import KVStore
-from tests.tiny import tiny_pair
+from tests.helpers.tiny import tiny_pair
 
 YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 512}
 LLAMA3 = {

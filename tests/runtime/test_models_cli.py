@@ -13,7 +13,7 @@ from plait.cli import main
 from plait.runtime import generate as generate_module
 from plait.runtime.loading.bundled import BUNDLED, BundledModel
 from plait.runtime.loading.loader import load_model
-from tests.runtime.tiny_checkpoints import (
+from tests.helpers.checkpoints import (
     fake_packages,
     save_hf_dir,
     tiny_hf_model,
@@ -21,10 +21,7 @@ from tests.runtime.tiny_checkpoints import (
     write_gguf,
 )
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLAIT_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("plait_cache")  # every test gets an empty cache
 
 
 @pytest.fixture

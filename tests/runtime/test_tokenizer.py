@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from plait.runtime.loading.tokenizer import as_messages, chat_prompt_ids, eos_token_ids
-from tests.runtime.tiny_checkpoints import tiny_tokenizer
+from tests.helpers.checkpoints import tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -45,8 +45,8 @@ def tiny_tokenizer() -> Any:
 
 def tiny_hf_model(family: str = "llama", tie: bool = True, seed: int = 0, vocab: int = 260) -> Any:
     """A random transformers causal LM (2 layers, 4 query heads, 2 KV heads, head dim 16) whose
-    special token ids match `tiny_tokenizer`; built by `tests.tiny`."""
-    from tests.tiny import tiny_hf
+    special token ids match `tiny_tokenizer`; built by `tests.helpers.tiny`."""
+    from tests.helpers.tiny import tiny_hf
 
     theta = 10000.0 if family == "llama" else 1000000.0
     return tiny_hf(
