@@ -192,11 +192,6 @@ def test_no_top_level_package_cycle():
     assert _cycle(graph) is None, f"package cycle: {_cycle(graph)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plait.runtime.kernels imports plait.runtime.loading.cache_dir while loading.loader "
-    "imports kernels (runtime move of issue 11 in progress); remove this mark when it passes",
-)
 def test_no_sub_package_cycle():
     """Sub-packages too; a sub-package may use modules of the package that holds it."""
     graph = _collapse(_module_graph(), _package, drop_ancestors=True)

@@ -41,8 +41,8 @@ def register(subparsers: Any) -> None:
 
 def model_rows() -> list[dict[str, Any]]:
     """One row per bundled model and per cached non-bundled model."""
+    from plait.runtime.cache_dir import cache_root, list_cached
     from plait.runtime.loading.bundled import BUNDLED, bundled_status
-    from plait.runtime.loading.cache_dir import cache_root, list_cached
 
     cached = {c["key"]: c for c in list_cached()}
     rows: list[dict[str, Any]] = []

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from plait.runtime.attention.dense import causal_context
+from plait.runtime.cache_dir import META_FILE, atomic_dir, list_cached, models_dir
 from plait.runtime.loading import conversion
-from plait.runtime.loading.cache_dir import META_FILE, atomic_dir, list_cached, models_dir
 from plait.runtime.loading.errors import (
     CorruptModelError,
     HubUnavailableError,

@@ -38,7 +38,7 @@ from types import ModuleType
 
 import torch
 
-from plait.runtime.loading.cache_dir import cache_root
+from plait.runtime.cache_dir import cache_root
 
 ENV = "PLAIT_KERNELS"
 SKINNY_MAX_ROWS = 28

@@ -3,13 +3,14 @@
 Modules, in dependency order:
 
 - `errors`: the model-loading exceptions (each also a builtin: ValueError, FileNotFoundError...);
-- `cache_dir`: the cache root (`$PLAIT_CACHE_DIR`, default `~/.cache/plait`) and atomic writes;
 - `bundled`: the registry of models shipped as pip packages, located and sha256-verified;
 - `gguf_file`, `weights`, `tokenizer`: GGUF reading and dequantisation, safetensors I/O, tokenizer
   files and chat prompts;
 - `conversion`: GGUF -> safetensors cache entries, built once and reused while the source holds;
 - `loader`: `load_model(name_or_path, dtype, device) -> LoadedModel`.
 
-The public entry points are `plait.runtime.load_model` and `plait.runtime.loader` (a facade
-over `loading.loader`). Importing this package is cheap: nothing below is imported until used.
+Converted models and assembled bundled files go to `plait.runtime.cache_dir` (one level up:
+plait's kernels build there too). The public entry points are `plait.runtime.load_model` and
+`plait.runtime.loader` (a facade over `loading.loader`). Importing this package is cheap:
+nothing below is imported until used.
 """

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from plait.runtime.loading.cache_dir import atomic_file, bundled_dir
+from plait.runtime.cache_dir import atomic_file, bundled_dir
 from plait.runtime.loading.errors import HashMismatchError, MissingPackageError, UnknownModelError
 
 _CHUNK = 1 << 22  # bytes read at a time while hashing / concatenating

@@ -17,16 +17,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from plait.runtime.config import ModelConfig
-from plait.runtime.loading import gguf_file
-from plait.runtime.loading.bundled import BundledModel, fingerprint, part_paths, resolve_gguf
-from plait.runtime.loading.cache_dir import (
+from plait.runtime.cache_dir import (
     CACHE_FORMAT,
     META_FILE,
     atomic_dir,
     models_dir,
     read_meta,
 )
+from plait.runtime.config import ModelConfig
+from plait.runtime.loading import gguf_file
+from plait.runtime.loading.bundled import BundledModel, fingerprint, part_paths, resolve_gguf
 from plait.runtime.loading.tokenizer import eos_token_ids
 from plait.runtime.loading.weights import SINGLE_FILE, check_finite, one_thread, write_safetensors
 

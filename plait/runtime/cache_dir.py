@@ -1,7 +1,8 @@
-"""Where plait keeps converted models, and how it writes there safely.
+"""Where plait keeps converted models and built kernels, and how it writes there safely.
 
 The cache root is `$PLAIT_CACHE_DIR` if set, else `~/.cache/plait`. Converted models live in
-`<root>/models/<key>/`; assembled bundled GGUF files in `<root>/bundled/<name>/`. Every entry is
+`<root>/models/<key>/`; assembled bundled GGUF files in `<root>/bundled/<name>/` (both written by
+`plait.runtime.loading`); plait's CPU kernels build under `<root>/kernels/`. Every entry is
 written into a temporary sibling and renamed into place, so a crash or a concurrent writer never
 leaves a half-written entry under the final name.
 """
