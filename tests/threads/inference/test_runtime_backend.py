@@ -12,7 +12,7 @@ import random
 import pytest
 import torch
 
-from plait.runtime.context import causal_context
+from plait.runtime.attention.dense import causal_context
 from plait.runtime.model import DecoderLM
 from plait.threads.inference.engine_api import CompletionRequest
 from plait.threads.inference.runtime_backend import RuntimeEngine
