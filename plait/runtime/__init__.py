@@ -22,7 +22,7 @@ _EXPORTS = {
     "StreamInput": "plait.runtime.runner",
     "SamplingParams": "plait.runtime.sampling",
     "Sampler": "plait.runtime.sampling",
-    "DenseContext": "plait.runtime.context",
+    "DenseContext": "plait.runtime.attention.dense",
     "generate": "plait.runtime.generate",
     "generate_tokens": "plait.runtime.generate",
 }

@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
+from plait.runtime.attention.dense import causal_context
 from plait.runtime.attention.registry import BACKENDS
-from plait.runtime.context import causal_context
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.segments import KVStore
 from tests.helpers.tiny import tiny_model

@@ -10,11 +10,13 @@
   reference       backend: float64 materialised views, the twin of the others
   per_read        the per-read path the segment_kernel and torch backends share
   partials        partial attention over one segment (out, lse), batched reads, the LSE merges
+  dense           `DenseContext`, `causal_context`: explicit positions and mask, no cache
 A backend turns a `StepPlan` into its own tables once per step and returns the context that
 every layer calls; `plait.runtime.runner.Runner` plans, reserves, picks and runs.
 """
 
 from plait.runtime.attention.context import AttentionContext, Backend
+from plait.runtime.attention.dense import DenseContext, causal_context
 from plait.runtime.attention.partials import (
     batched_attention,
     from_groups,
@@ -34,10 +36,12 @@ __all__ = [
     "FAST",
     "AttentionContext",
     "Backend",
+    "DenseContext",
     "SegmentRead",
     "StepPlan",
     "StreamInput",
     "batched_attention",
+    "causal_context",
     "choose_backend",
     "from_groups",
     "gather_index",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from plait.runtime.context import causal_context
+from plait.runtime.attention.dense import causal_context
 from plait.runtime.model import DecoderLM
 from plait.threads.training.trie import as_unit_tokens
 

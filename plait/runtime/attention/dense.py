@@ -1,9 +1,9 @@
-"""Dense attention context: explicit positions and an explicit boolean mask.
+"""Dense attention context: explicit positions and an explicit boolean mask, no cache.
 
-The simplest attention a `DecoderLM` can run: every query attends to the keys of the same
-forward pass allowed by `mask` (True = may attend), with RoPE at `positions`. It serves parity
-tests (causal decoding of one sequence) and the packed-trie training forward (positions = depth,
-ancestor-only mask). No cache is kept.
+The simplest attention a `DecoderLM` can run (no `KVStore`, no step plan, no backend): every
+query attends to the keys of the same forward pass allowed by `mask` (True = may attend), with
+RoPE at `positions`. It serves parity tests (causal decoding of one sequence) and the
+packed-trie training forward (positions = depth, ancestor-only mask).
 """
 
 from __future__ import annotations
