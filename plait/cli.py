@@ -28,6 +28,7 @@ _SUBCOMMAND_MODULES = (
     "plait.threads.cli",
     "plait.sgc.cli",
     "plait.eval.cli",
+    "plait.serve.cli",
 )
 
 # Exception types (by module prefix) from client libraries that mean "the server or network

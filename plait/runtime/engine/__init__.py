@@ -10,10 +10,17 @@ from plait.runtime.engine.engine import Engine, EngineStats
 from plait.runtime.engine.groups import StreamGroup
 from plait.runtime.engine.kv_pool import KVPool
 from plait.runtime.engine.prefix_cache import PrefixCache
-from plait.runtime.engine.requests import EngineRequest, GroupOutput, SampleOutput, TokenLogprob
+from plait.runtime.engine.requests import (
+    CapacityError,
+    EngineRequest,
+    GroupOutput,
+    SampleOutput,
+    TokenLogprob,
+)
 from plait.runtime.engine.scheduler import EngineConfig
 
 __all__ = [
+    "CapacityError",
     "Engine",
     "EngineConfig",
     "EngineRequest",

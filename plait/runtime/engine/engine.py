@@ -27,6 +27,7 @@ from plait.runtime.engine.groups import StreamGroup
 from plait.runtime.engine.kv_pool import KVPool
 from plait.runtime.engine.prefix_cache import PrefixCache
 from plait.runtime.engine.requests import (
+    CapacityError,
     EngineRequest,
     GroupOutput,
     SampleOutput,
@@ -119,7 +120,7 @@ class Engine:
         """Queue a multi-stream request (`plait.runtime.engine.groups`); returns its id."""
         c = self.config
         if group.kv_tokens > c.kv_budget_tokens or group.rows > c.max_rows:
-            raise ValueError(
+            raise CapacityError(
                 f"the request needs {group.kv_tokens} KV slots and {group.rows} rows but the "
                 f"engine has {c.kv_budget_tokens} and {c.max_rows}; make it smaller"
             )
@@ -146,6 +147,10 @@ class Engine:
     def has_work(self) -> bool:
         return bool(self.scheduler.waiting or self.scheduler.running)
 
+    def active(self, request_id: str) -> bool:
+        """Whether a request is waiting or running (not finished, not cancelled)."""
+        return request_id in self._states
+
     def num_running(self) -> int:
         return len(self.scheduler.running)
 
@@ -168,10 +173,9 @@ class Engine:
             if isinstance(st, GroupState):
                 st.group.start(self.store, self.runner)
                 continue
-            req = st.request
             self.scheduler.start(st, self.store, self.tokenizer)
-            self.stats.prompt_tokens += len(req.prompt)
-            self.stats.prefilled_tokens += len(req.prompt) - st.cached_tokens
+            self.stats.prompt_tokens += len(st.request.prompt)
+            self.stats.prefilled_tokens += len(st.request.prompt) - st.cached_tokens
 
     @torch.inference_mode()
     def step(self) -> list[Output]:
@@ -196,10 +200,9 @@ class Engine:
         for st in list(self.scheduler.running):
             if isinstance(st, GroupState) and id(st) in group_rows:
                 outputs.append(self._advance_group(st, logits[group_rows[id(st)]]))
-        took = time.perf_counter() - start
+        self.stats.last_step_seconds = took = time.perf_counter() - start
         self.stats.steps += 1
         self.stats.step_seconds += took
-        self.stats.last_step_seconds = took
         return outputs
 
     def _advance_group(self, st: GroupState, rows: torch.Tensor) -> GroupOutput:

@@ -19,6 +19,10 @@ from plait.runtime.sampling import SamplingParams
 _ids = itertools.count()
 
 
+class CapacityError(ValueError):
+    """A request larger than the engine could ever admit (KV budget, row limit)."""
+
+
 def next_request_id(prefix: str = "req") -> str:
     return f"{prefix}-{next(_ids)}"
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from plait.runtime.engine.detokenize import TextStream
 from plait.runtime.engine.groups import StreamGroup
 from plait.runtime.engine.prefix_cache import Block, PrefixCache
-from plait.runtime.engine.requests import EngineRequest, TokenLogprob
+from plait.runtime.engine.requests import CapacityError, EngineRequest, TokenLogprob
 from plait.runtime.runner import StreamInput
 from plait.runtime.sampling import Sampler
 from plait.runtime.segments import KVStore, Segment
@@ -130,13 +130,13 @@ class Scheduler:
         need = self.cache.cached_blocks(req.prompt) * self.cache.block
         need += self.private_need(req, budget)
         if need > c.kv_budget_tokens:
-            raise ValueError(
+            raise CapacityError(
                 f"the request needs {need} KV slots (prompt {len(req.prompt)} + n={req.n} x "
                 f"{budget} new tokens) but the engine's KV budget is {c.kv_budget_tokens}; "
                 "lower max_tokens or n, shorten the prompt, or raise the KV budget"
             )
         if req.n > c.max_rows:
-            raise ValueError(
+            raise CapacityError(
                 f"n={req.n} samples exceed the engine's row limit of {c.max_rows}; lower n"
             )
 

@@ -1,0 +1,57 @@
+"""GET /metrics: the engine's counters in the Prometheus text format (version 0.0.4).
+
+Gauges: running and waiting requests, KV slots held for requests, held by the prefix cache, and
+the budget, the prefix-cache hit rate, the last step's seconds. Counters: steps, step seconds,
+generated / prompt / computed prompt tokens, finished and cancelled requests, HTTP responses by
+status. Values come from the engine thread's last published snapshot (never a lock on the engine).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from plait.serve.app import ServeState
+
+_STATS = (
+    ("steps", "counter", "engine steps (batched forwards)"),
+    ("step_seconds", "counter", "seconds spent in engine steps"),
+    ("last_step_seconds", "gauge", "seconds of the last engine step"),
+    ("generated_tokens", "counter", "tokens generated"),
+    ("prompt_tokens", "counter", "prompt tokens of admitted requests"),
+    ("computed_prompt_tokens", "counter", "prompt tokens run through the model (rest: cache)"),
+    ("finished_requests", "counter", "requests finished"),
+    ("cancelled_requests", "counter", "requests cancelled (client gone)"),
+)
+
+
+def _metric(name: str, kind: str, help_: str, value: float, labels: str = "") -> list[str]:
+    return [f"# HELP plait_{name} {help_}", f"# TYPE plait_{name} {kind}",
+            f"plait_{name}{labels} {value:g}"]  # fmt: skip
+
+
+def render_metrics(state: ServeState) -> str:
+    snap = state.loop.snapshot
+    lines: list[str] = []
+    gauges = (
+        ("requests_running", "requests decoding or prefilling", snap.running),
+        ("requests_waiting", "requests waiting for admission", snap.waiting),
+        ("kv_request_tokens", "KV slots held for running requests", snap.kv_request_tokens),
+        ("kv_cache_tokens", "KV slots of the prefix cache (held or not)", snap.kv_cache_tokens),
+        ("kv_budget_tokens", "KV slots the engine may use", snap.kv_budget_tokens),
+        (
+            "prefix_cache_hit_rate",
+            "share of cacheable prompt tokens found cached",
+            snap.cache_hit_rate,
+        ),
+    )
+    for name, help_, value in gauges:
+        lines += _metric(name, "gauge", help_, float(value))
+    for key, kind, help_ in _STATS:
+        name = key if kind == "gauge" else f"{key}_total"
+        lines += _metric(name, kind, help_, float(snap.stats.get(key, 0)))
+    lines += ["# HELP plait_http_responses_total HTTP responses by status",
+              "# TYPE plait_http_responses_total counter"]  # fmt: skip
+    for status, count in sorted(dict(state.responses).items()):
+        lines.append(f'plait_http_responses_total{{status="{status}"}} {count}')
+    return "\n".join(lines) + "\n"
