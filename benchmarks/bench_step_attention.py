@@ -33,28 +33,19 @@ from gpu_hogwild import workspace  # noqa: E402
 from plait.hogwild.workspace import Feed  # noqa: E402
 from plait.runtime import kernels  # noqa: E402
 from plait.runtime import runner as runner_module  # noqa: E402
-from plait.runtime.config import ModelConfig, RopeConfig  # noqa: E402
+from plait.runtime.config import ModelConfig  # noqa: E402
 from plait.runtime.model import DecoderLM  # noqa: E402
 from plait.runtime.runner import Runner, StreamInput  # noqa: E402
+from plait.runtime.presets import attention_only, qwen25_05b, qwen25_7b  # noqa: E402
 
 SHAPES = {
-    "qwen2.5-0.5b": dict(num_layers=24, num_heads=14, num_kv_heads=2, head_dim=64),
-    "qwen2.5-7b(8 layers)": dict(num_layers=8, num_heads=28, num_kv_heads=4, head_dim=128),
+    "qwen2.5-0.5b": attention_only(qwen25_05b(max_position=65536)),
+    "qwen2.5-7b(8 layers)": attention_only(qwen25_7b(layers=8, max_position=65536)),
 }
 VARIANTS = ("fused", "per-read", "torch")
 
 
-def attention_model(shape: dict) -> DecoderLM:
-    cfg = ModelConfig(
-        family="qwen2",
-        hidden_size=shape["num_heads"] * shape["head_dim"],
-        intermediate_size=64,
-        vocab_size=256,
-        max_position=65536,
-        rope=RopeConfig(theta=1e6, rotary_dim=shape["head_dim"]),
-        qkv_bias=True,
-        **shape,
-    )
+def attention_model(cfg: ModelConfig) -> DecoderLM:
     return DecoderLM.random(cfg, dtype=torch.bfloat16)
 
 

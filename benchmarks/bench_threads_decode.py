@@ -36,22 +36,10 @@ from plait.threads.inference.runtime_backend import RuntimeEngine
 
 def load(name: str, device: str, dtype: str):  # noqa: ANN201
     if name == "random-smollm2":  # SmolLM2-135M's shapes, fresh random weights
-        from plait.runtime.config import ModelConfig, RopeConfig
         from plait.runtime.model import DecoderLM
+        from plait.runtime.presets import smollm2_135m
 
-        cfg = ModelConfig(
-            family="llama",
-            vocab_size=49152,
-            hidden_size=576,
-            intermediate_size=1536,
-            num_layers=30,
-            num_heads=9,
-            num_kv_heads=3,
-            head_dim=64,
-            tie_embeddings=True,
-            max_position=8192,
-            rope=RopeConfig(theta=100000.0, rotary_dim=64),
-        )
+        cfg = smollm2_135m()
         return DecoderLM.random(cfg, seed=0, device=device, dtype=getattr(torch, dtype))
     from plait.runtime.loader import load_model
 

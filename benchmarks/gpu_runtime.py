@@ -29,56 +29,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import machine, table  # noqa: E402
 
 from plait.runtime.attention import partial_attention  # noqa: E402
-from plait.runtime.config import ModelConfig, RopeConfig  # noqa: E402
+from plait.runtime.config import ModelConfig  # noqa: E402
 from plait.runtime.model import DecoderLM  # noqa: E402
+from plait.runtime.presets import qwen25_7b, qwen25_32b, tiny  # noqa: E402
 from plait.runtime.runner import Runner, StreamInput  # noqa: E402
 from plait.runtime.segments import KVStore  # noqa: E402
 
-SHAPES = {
-    "qwen2.5-7b": dict(
-        hidden_size=3584,
-        intermediate_size=18944,
-        num_layers=28,
-        num_heads=28,
-        num_kv_heads=4,
-        head_dim=128,
-        vocab_size=152064,
-        qkv_bias=True,
-    ),
-    "qwen2.5-32b": dict(
-        hidden_size=5120,
-        intermediate_size=27648,
-        num_layers=64,
-        num_heads=40,
-        num_kv_heads=8,
-        head_dim=128,
-        vocab_size=152064,
-        qkv_bias=True,
-    ),
-    "tiny": dict(
-        hidden_size=128,
-        intermediate_size=256,
-        num_layers=2,
-        num_heads=8,
-        num_kv_heads=2,
-        head_dim=16,
-        vocab_size=512,
-        qkv_bias=True,
-    ),
-}
+
+def _tiny_shape(*, layers: int | None = None, max_position: int = 32768) -> ModelConfig:
+    return tiny(
+        "qwen2", vocab=512, layers=layers or 2, heads=8, kv_heads=2, head_dim=16,
+        intermediate=256, max_position=max_position, theta=1e6,
+    )  # fmt: skip
+
+
+SHAPES = {"qwen2.5-7b": qwen25_7b, "qwen2.5-32b": qwen25_32b, "tiny": _tiny_shape}
 
 
 def config(shape: str, layers: int | None = None, max_position: int = 32768) -> ModelConfig:
-    kw = dict(SHAPES[shape])
-    if layers:
-        kw["num_layers"] = layers
-    return ModelConfig(
-        family="qwen2",
-        max_position=max_position,
-        rope=RopeConfig(theta=1e6, rotary_dim=kw["head_dim"]),
-        tie_embeddings=False,
-        **kw,
-    )
+    return SHAPES[shape](layers=layers or None, max_position=max_position)
 
 
 def random_model(cfg: ModelConfig, dev: torch.device, dtype: torch.dtype) -> DecoderLM:
@@ -105,8 +74,8 @@ def timed(fn, dev, repeats=5, warmup=2) -> float:
 
 
 def correctness(dev: torch.device) -> dict:
-    from tests.runtime.test_runner import random_schedule
     from tests.helpers.tiny import tiny_model
+    from tests.runtime.test_runner import random_schedule
 
     out = {}
     m = tiny_model("qwen3", seed=0).to(dev)

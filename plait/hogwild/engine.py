@@ -27,8 +27,8 @@ from plait.hogwild.prompts import PromptFormat, common_prompt, seed_step
 from plait.hogwild.run import ProblemRun, StepRule
 from plait.hogwild.sampling import WorkerSampler, suppressed_ids
 from plait.hogwild.workspace import Workspace
-from plait.runtime.runner import Runner, StreamInput
-from plait.runtime.segments import KVStore
+from plait.runtime.presets import fresh_runner
+from plait.runtime.runner import StreamInput
 
 
 class HogwildEngine:
@@ -61,8 +61,8 @@ class HogwildEngine:
     ) -> None:
         self.model, self.tokenizer, self.cfg = model, tokenizer, config
         self.layout = get_layout(config.layout)
-        self.store = KVStore(model.config, dtype=model.dtype, device=model.device, rope=model.rope)
-        self.runner = Runner(model, self.store, attention=attention)  # type: ignore[arg-type]
+        self.runner = fresh_runner(model, attention)
+        self.store = self.runner.store
         self.format = prompt_format or PromptFormat.for_model_type(model.config.family)
         self.sampling = sampling
         self.suppress = suppressed_ids(tokenizer, config.suppress, model.config.vocab_size)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from plait.runtime.config import ModelConfig, RopeConfig
+from plait.runtime.config import ModelConfig
 from plait.runtime.model import DecoderLM
+from plait.runtime.presets import tiny
 from plait.threads.data.synthetic import small_model
 
 
 def _cfg() -> ModelConfig:
-    return ModelConfig(
-        family="qwen3", vocab_size=300, hidden_size=64, intermediate_size=128, num_layers=2,
-        num_heads=4, num_kv_heads=2, head_dim=32, qkv_bias=True, qk_norm=True,
-        rope=RopeConfig(rotary_dim=32),
+    return tiny(
+        "qwen3", vocab=300, hidden=64, intermediate=128, heads=4, kv_heads=2, head_dim=32,
+        qkv_bias=True,
     )  # fmt: skip
 
 

@@ -2,7 +2,9 @@
 
 `random_trajectory(rng, ...)` builds a random trajectory with several parallel blocks and returns
 the (context, completion) units the orchestrator would issue for it, full-trajectory unit first,
-with orchestrator-inserted tokens (thread headers, the joining newline) marked untrained. The
+with the loss mask of `plait.threads.training.units`: in the calls, orchestrator-inserted tokens
+(thread headers, the joining newline) are untrained; on the full-trajectory unit every token is
+trained (there the model writes headers and joins itself). The
 token layout mirrors the real format: `... <Parallel> \\n <Outlines> ... </Outlines>` ends a
 sequential unit; thread i's request appends `\\n <Thread> \\n i :`; its completion ends with
 `\\n </Thread>`; the join writes thread 1 with its header, later threads as `<Thread> \\n i :`, then
@@ -14,8 +16,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from plait.runtime.config import ModelConfig, RopeConfig
 from plait.runtime.model import DecoderLM
+from plait.runtime.presets import tiny
 from plait.threads.training.trie import UnitTokens
 
 # Reserved ids of the synthetic vocabulary; ordinary "text" tokens are >= FIRST_TEXT.
@@ -37,10 +39,9 @@ def small_model(
     synthetic training runs and packing benchmarks."""
     if hidden % 4:
         raise ValueError(f"hidden must be a multiple of the 4 attention heads, got {hidden}")
-    cfg = ModelConfig(
-        family="qwen2", vocab_size=vocab, hidden_size=hidden, intermediate_size=4 * hidden,
-        num_layers=layers, num_heads=4, num_kv_heads=2, head_dim=hidden // 4, qkv_bias=True,
-        tie_embeddings=True, max_position=max_position, rope=RopeConfig(rotary_dim=hidden // 4),
+    cfg = tiny(
+        "qwen2", vocab=vocab, layers=layers, heads=4, kv_heads=2, head_dim=hidden // 4,
+        intermediate=4 * hidden, max_position=max_position, tie=True,
     )  # fmt: skip
     return DecoderLM.random(cfg, seed=seed, device=device)
 
@@ -116,7 +117,7 @@ def random_trajectory(
     tail = [END_PAR, NL] + _text(rng, vocab, 1, 4) + [EOS]
     calls.append(UnitTokens(context=prompt + resp, completion=tail, name="final"))
     emit(tail, True)
-    full = UnitTokens(context=list(prompt), completion=list(resp), trained=list(gen), name="full")
+    full = UnitTokens(context=list(prompt), completion=list(resp), name="full")  # all trained
     return RandomTrajectory(
         prompt=prompt, response=resp, generated=gen, units=[full] + calls, thread_lengths=lengths
     )

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 import torch
 
 from plait.runtime.model import DecoderLM
-from plait.runtime.runner import Runner, StreamInput
+from plait.runtime.presets import fresh_runner
+from plait.runtime.runner import StreamInput
 from plait.runtime.sampling import Sampler, SamplingParams
-from plait.runtime.segments import KVStore, Segment
+from plait.runtime.segments import Segment
 from plait.threads.inference.engine_api import Completion, CompletionRequest
 
 
@@ -74,10 +75,8 @@ class RuntimeEngine:
     def __post_init__(self) -> None:
         if self.prefill_chunk < 1:
             raise ValueError(f"prefill_chunk must be >= 1, got {self.prefill_chunk}")
-        self.store = KVStore(
-            self.model.config, self.model.dtype, self.model.device, rope=self.model.rope
-        )
-        self.runner = Runner(self.model, self.store, attention=self.attention)  # type: ignore[arg-type]
+        self.runner = fresh_runner(self.model, self.attention)
+        self.store = self.runner.store
         self.shared: Segment | None = None
         self._last: list[Segment] = []  # previous batch's stream segments
         self._last_base = (-1, -1)  # (shared segment id, its length) the streams were run over
