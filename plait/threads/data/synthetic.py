@@ -163,8 +163,13 @@ def sample_problem(rng: random.Random, terms: tuple[int, int] = (2, 4)) -> Produ
     return ProductSum(terms=[(rng.randint(2, 9), rng.randint(2, 9)) for _ in range(n)])
 
 
-def problem_units(problem: ProductSum, fmt: object) -> tuple[list[int], list[object]]:
-    """(prompt + response ids with EOS, units full-trajectory first) as the orchestrator makes them."""
+def problem_units(
+    problem: ProductSum, fmt: object, *, header_loss: bool = True
+) -> tuple[list[int], list[object]]:
+    """(prompt + response ids with EOS, units full-trajectory first) as the orchestrator makes them.
+
+    `header_loss` is passed to `extract_units` (False: no loss on headers and joins anywhere).
+    """
     from plait.threads.format.render import encode_pieces
     from plait.threads.training.units import extract_units
 
@@ -177,6 +182,7 @@ def problem_units(problem: ProductSum, fmt: object) -> tuple[list[int], list[obj
         fmt,  # type: ignore[arg-type]
         prompt_len=len(prompt),
         inserted=[not g for g in gen],
+        header_loss=header_loss,
     )
     return tokens, list(units)
 

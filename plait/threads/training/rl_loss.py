@@ -10,12 +10,14 @@ every generated token, the loss is
 whose gradient is the exact score-function gradient scaled by 1/sum T (on-policy, one step per
 batch: importance ratio 1, no clipping, no KL). Each trajectory's calls are packed into one trie
 row, so every context token is run through the model once instead of once per call.
-The full-trajectory AR unit is an SFT device, not a call: `rl_units` drops it.
+The full-trajectory AR unit is an SFT device, not a call: `rl_units` drops it. `pgrpo_loss` starts
+from outcomes: rewards (correctness, eta, `RewardConfig` incl. `incorrect_reward`) -> advantages
+mean-centred per prompt group -> this loss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,7 @@ from plait.runtime.model import DecoderLM
 from plait.threads.training.context import packed_token_logprobs
 from plait.threads.training.mask import Backend
 from plait.threads.training.packing import pack_row
+from plait.threads.training.reward import RewardConfig, rollout_advantages
 from plait.threads.training.trie import build_trie
 
 
@@ -96,3 +99,43 @@ def broadcast_pg_loss(
         packed_tokens=packed,
         unit_tokens=unit_tokens,
     )
+
+
+def pgrpo_loss(
+    model: DecoderLM,
+    trajectories: Sequence[Sequence[object]],
+    correct: Sequence[bool],
+    etas: Sequence[float],
+    *,
+    groups: Sequence[Hashable] | None = None,
+    config: RewardConfig | None = None,
+    std_normalize: bool = False,
+    backend: Backend = "chunked",
+) -> tuple[torch.Tensor, PGLossInfo, list[float]]:
+    """P-GRPO from outcomes: per-rollout reward -> group advantages -> `broadcast_pg_loss`.
+
+    Args:
+        trajectories, correct, etas: one entry per rollout (eta = 1 - critical path / total).
+        groups: the prompt of each rollout (advantages are centred within a prompt's rollouts);
+            None = one group.
+        config: reward settings (`incorrect_reward`, clip mode, rho).
+
+    Returns:
+        (scalar loss, info, the advantages used).
+    """
+    n = len(trajectories)
+    keys = [0] * n if groups is None else list(groups)
+    if not len(correct) == len(etas) == len(keys) == n:
+        raise ValueError(
+            f"got {n} trajectories, {len(correct)} correctness flags, {len(etas)} etas and "
+            f"{len(keys)} group ids; pass one of each per rollout"
+        )
+    adv = [0.0] * n
+    for key in dict.fromkeys(keys):
+        idx = [i for i, k in enumerate(keys) if k == key]
+        got = rollout_advantages([correct[i] for i in idx], [etas[i] for i in idx], config,
+                                 std_normalize=std_normalize)  # fmt: skip
+        for i, a in zip(idx, got):
+            adv[i] = a
+    loss, info = broadcast_pg_loss(model, trajectories, adv, backend=backend)
+    return loss, info, adv

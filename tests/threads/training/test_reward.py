@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from plait.threads.training.reward import RewardConfig, group_advantages, reward
+from plait.threads.training.reward import (
+    RewardConfig,
+    group_advantages,
+    reward,
+    rollout_advantages,
+)
 
 
 def test_paper_vs_code_clip():
@@ -54,3 +59,23 @@ def test_validation():
         reward(True, 1.5)
     with pytest.raises(ValueError, match="at least one"):
         group_advantages([])
+
+
+def test_incorrect_reward_release_setting_hand_values():
+    release = RewardConfig(incorrect_reward=-1.0)
+    assert reward(False, 0.6, release).total == -1.0 and reward(False, 0.6, release).accel == 0.0
+    assert reward(True, 0.4, release).total == pytest.approx(1.2)  # correct answers unchanged
+    outcomes = [(True, 0.4), (True, 0.0), (False, 0.3), (False, 0.0)]
+    paper = rollout_advantages(*zip(*outcomes))  # r = 1.2, 1, 0, 0; mean 0.55
+    assert paper == pytest.approx([0.65, 0.45, -0.55, -0.55])
+    rel = rollout_advantages(*zip(*outcomes), release)  # r = 1.2, 1, -1, -1; mean 0.05
+    assert rel == pytest.approx([1.15, 0.95, -1.05, -1.05])
+    # the bonus separates the two correct rollouts by 0.2 either way; the correct/wrong gap doubles
+    assert paper[0] - paper[1] == pytest.approx(rel[0] - rel[1]) == pytest.approx(0.2)
+    assert rel[1] - rel[2] == pytest.approx(2 * (paper[1] - paper[2]))
+    # a group of wrong answers has no signal in either setting
+    assert rollout_advantages([False, False], [0.5, 0.1], release) == [0.0, 0.0]
+    with pytest.raises(ValueError, match="below the correct"):
+        RewardConfig(incorrect_reward=1.0)
+    with pytest.raises(ValueError, match="one each"):
+        rollout_advantages([True], [0.1, 0.2])

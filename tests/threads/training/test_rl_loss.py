@@ -72,3 +72,24 @@ def test_rewards_to_advantages_to_loss_pipeline(model: DecoderLM) -> None:
     loss, info = broadcast_pg_loss(model, [t.units for t in group], adv)
     manual = -sum(a * lp for a, lp in zip(adv, info.logp)) / info.tokens
     assert abs(float(loss) - manual) < 1e-5
+
+
+@pytest.mark.parametrize("incorrect", [0.0, -1.0])
+def test_pgrpo_loss_from_outcomes_uses_incorrect_reward(model: DecoderLM, incorrect) -> None:
+    from plait.threads.training.reward import RewardConfig
+    from plait.threads.training.rl_loss import pgrpo_loss
+
+    rng = random.Random(7)
+    trajs = [random_trajectory(rng, vocab=VOCAB) for _ in range(4)]
+    correct, etas, groups = [True, False, True, False], [0.2, 0.5, 0.0, 0.0], ["p", "p", "q", "q"]
+    cfg = RewardConfig(incorrect_reward=incorrect)
+    loss, info, adv = pgrpo_loss(
+        model, [t.units for t in trajs], correct, etas, groups=groups, config=cfg
+    )
+    # per prompt: p has rewards (1.1, incorrect), q has (1.0, incorrect); mean-centred
+    gap_p, gap_q = (1.1 - incorrect) / 2, (1.0 - incorrect) / 2
+    assert adv == pytest.approx([gap_p, -gap_p, gap_q, -gap_q])
+    manual = -sum(a * lp for a, lp in zip(adv, info.logp)) / info.tokens
+    assert abs(float(loss.detach()) - manual) < 1e-5
+    with pytest.raises(ValueError, match="one of each"):
+        pgrpo_loss(model, [t.units for t in trajs], correct[:3], etas)
