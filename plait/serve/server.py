@@ -48,6 +48,11 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.state.draining = True
         super().handle_exit(sig, frame)
+        # uvicorn re-raises a captured signal once it has shut down, which would kill the
+        # process before the engine thread stops; the drain is the answer to the signal
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
 
 
 def make_server(state: ServeState, host: str, port: int, graceful_s: float = 30.0) -> _Server:

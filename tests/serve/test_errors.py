@@ -11,7 +11,9 @@ from tests.serve.conftest import MODEL
 pytestmark = [pytest.mark.model, pytest.mark.server]
 
 
-def _post(url: str, path: str, body: object | None = None, raw: bytes | None = None) -> httpx.Response:
+def _post(
+    url: str, path: str, body: object | None = None, raw: bytes | None = None
+) -> httpx.Response:
     if raw is not None:
         return httpx.post(url + path, content=raw, headers={"content-type": "application/json"})
     return httpx.post(url + path, json=body)
@@ -24,19 +26,43 @@ CASES = [
     ("/completions", {"model": MODEL}, 400, "'prompt' is required"),
     ("/completions", {"model": MODEL, "prompt": "x", "max_tokens": 0}, 400, "lower max_tokens"),
     ("/completions", {"model": MODEL, "prompt": "x", "max_tokens": 10**9}, 400, "between 1 and"),
-    ("/completions", {"model": MODEL, "prompt": "x", "max_tokens": 8192}, 400, "lower max_tokens to at most 8191"),
-    ("/completions", {"model": MODEL, "prompt": "x", "temperature": "hot"}, 400, "'temperature' must be a number"),
-    ("/completions", {"model": MODEL, "prompt": "x", "max_tokens": "5"}, 400, "'max_tokens' must be an integer"),
+    (
+        "/completions",
+        {"model": MODEL, "prompt": "x", "max_tokens": 8192},
+        400,
+        "lower max_tokens to at most 8191",
+    ),
+    (
+        "/completions",
+        {"model": MODEL, "prompt": "x", "temperature": "hot"},
+        400,
+        "'temperature' must be a number",
+    ),
+    (
+        "/completions",
+        {"model": MODEL, "prompt": "x", "max_tokens": "5"},
+        400,
+        "'max_tokens' must be an integer",
+    ),
     ("/completions", {"model": MODEL, "prompt": "x", "n": 5}, 400, "lower n"),
-    ("/completions", {"model": MODEL, "prompt": "x", "stream": "yes"}, 400, "'stream' must be a boolean"),
+    (
+        "/completions",
+        {"model": MODEL, "prompt": "x", "stream": "yes"},
+        400,
+        "'stream' must be a boolean",
+    ),
     ("/completions", {"model": MODEL, "prompt": [1, 2, -3]}, 400, "token ids in [0,"),
     ("/completions", {"model": MODEL, "prompt": "x", "stop": 5}, 400, "'stop' must be a string"),
     ("/completions", {"model": MODEL, "prompt": "x", "presence_penalty": 1}, 400, "leave it at 0"),
     ("/completions", {"model": MODEL, "prompt": [5] * 9000}, 400, "shorten the prompt"),
     ("/chat/completions", {"model": MODEL, "messages": []}, 400, "non-empty list"),
     ("/chat/completions", {"model": MODEL, "messages": [{"role": "user"}]}, 400, "content must be"),
-    ("/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "x"}],
-                           "top_logprobs": 2}, 400, "needs 'logprobs': true"),  # fmt: skip
+    (
+        "/chat/completions",
+        {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2},
+        400,
+        "needs 'logprobs': true",
+    ),  # fmt: skip
     ("/nope", {"model": MODEL}, 404, "no route POST /v1/nope"),
 ]
 

@@ -66,11 +66,14 @@ def test_disconnected_clients_are_cancelled_and_freed(served):
     before = metrics(url)["cancelled_requests_total"]
     body = {"model": MODEL, "prompt": "Tell me a very long story.", "max_tokens": 3000,
             "temperature": 0.8, "ignore_eos": True}  # fmt: skip
-    with httpx.Client(timeout=30) as client:  # a stream dropped after two chunks
-        with client.stream("POST", url + "/completions", json={**body, "stream": True}) as r:
-            lines = r.iter_lines()
-            got = [next(lines) for _ in range(4)]
-            assert any(line.startswith("data: {") for line in got)
+    stream_body = {**body, "stream": True}
+    with (
+        httpx.Client(timeout=30) as client,  # a stream dropped after a few lines
+        client.stream("POST", url + "/completions", json=stream_body) as r,
+    ):
+        lines = r.iter_lines()
+        got = [next(lines) for _ in range(4)]
+        assert any(line.startswith("data: {") for line in got)
     with pytest.raises(httpx.ReadTimeout):  # a whole-response client that gives up
         httpx.post(url + "/completions", json=body, timeout=1.0)
     deadline = time.monotonic() + 20

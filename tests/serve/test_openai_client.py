@@ -60,7 +60,9 @@ def test_n3_seeded_sampling_reproduces(client):
     c = client.completions.create(seed=12, **kw)
     texts = [ch.text for ch in sorted(a.choices, key=lambda ch: ch.index)]
     assert texts == [ch.text for ch in sorted(b.choices, key=lambda ch: ch.index)]
-    assert len(set(texts)) > 1 and texts != [ch.text for ch in sorted(c.choices, key=lambda ch: ch.index)]
+    assert len(set(texts)) > 1 and texts != [
+        ch.text for ch in sorted(c.choices, key=lambda ch: ch.index)
+    ]
     assert a.usage.completion_tokens == 30 and a.usage.prompt_tokens == 4
     g = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=10, n=3,
                                   temperature=0)  # fmt: skip
@@ -68,7 +70,9 @@ def test_n3_seeded_sampling_reproduces(client):
 
 
 def test_stop_strings_cut_the_text(client):
-    base = client.completions.create(model=MODEL, prompt="1, 2, 3, 4,", max_tokens=16, temperature=0)
+    base = client.completions.create(
+        model=MODEL, prompt="1, 2, 3, 4,", max_tokens=16, temperature=0
+    )
     full = base.choices[0].text
     stop = full.strip()[:2].strip() or full[:2]
     r = client.completions.create(model=MODEL, prompt="1, 2, 3, 4,", max_tokens=16,
