@@ -8,18 +8,21 @@ same seeded traces and returns per-arm runtimes, wait-outs, extended waits and m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from plait.errors import UsageError
 from plait.sgc.master import Master, MasterConfig, paper_rules, plait_rules
 from plait.sgc.schemes import make_scheme
 from plait.sgc.traces import Trace, gilbert_elliott_trace, iid_trace
+from plait.sgc.verify import DecodeCheck
 from plait.sgc.virtual import VirtualBackend, VirtualConfig
 
 RULES = {
     "paper": paper_rules,
     "earliest-model": lambda mu=1.0: MasterConfig(
-        mu=mu, cut="earliest", admissibility="model", exemption=True
+        mu=mu, cut="earliest", admissibility="model", exemption=True, counting=True
     ),
     "plait": plait_rules,
 }
@@ -44,10 +47,14 @@ class Arm:
 
 
 def make_trace(kind: str, n: int, rounds: int, seed: int) -> Trace:
+    """A generated trace ("ge" or "iid") of n workers x rounds, or the .npz file at ``kind``
+    (whose own shape wins: callers compare it with what they need)."""
     if kind == "ge":
         return gilbert_elliott_trace(n, rounds, seed=seed)
     if kind == "iid":
         return iid_trace(n, rounds, seed=seed)
+    if not Path(kind).is_file():
+        raise UsageError(f"trace {kind!r} is not 'ge', 'iid' or an existing .npz trace file")
     return Trace.load(kind)
 
 
@@ -60,9 +67,16 @@ def run_arm(
     c0: float = 0.56,
     c1: float = 2.2013,
     log: list | None = None,
+    verify: bool = False,
 ) -> dict:
+    """Run one arm; ``verify`` decodes every job with random vectors (``DecodeCheck``) and adds
+    ``decode_check`` (jobs, failed, worst relative error) to the result (None if approximate)."""
     sc = make_scheme(arm.scheme, trace.n, n_jobs, **arm.params)
-    res = Master(RULES[arm.rules](mu)).run(sc, VirtualBackend(trace, VirtualConfig(c0=c0, c1=c1)))
+    check = DecodeCheck(dim=8, seed=0) if verify and sc.exact else None
+    on_job = None if check is None else (lambda j, g, r: check(sc, j))
+    res = Master(RULES[arm.rules](mu)).run(
+        sc, VirtualBackend(trace, VirtualConfig(c0=c0, c1=c1)), on_job=on_job
+    )
     if log is not None:
         log.extend(dict(arm=arm.label, **rec) for rec in res.records())
         if hasattr(sc, "code"):
@@ -74,6 +88,8 @@ def run_arm(
         load=float(sc.load()),
         measured_load=res.max_samples() / sc.job_size,
         rounds=len(res.rounds),
+        numeric_waits=sum(lg.wait_reason == "numeric" for lg in res.rounds),
+        decode_check=None if check is None else check.summary(),
         done=[res.job_done[j] for j in sorted(res.job_done)],
     )
 
@@ -92,6 +108,8 @@ def paired_comparison(
     progress=None,
 ) -> dict:
     """Run every arm on the trace of every seed. Returns {label: [per-seed result dicts]}."""
+    if not seeds:
+        raise UsageError("a paired comparison needs at least one seed")
     out: dict[str, list[dict]] = {a.label: [] for a in arms}
     for seed in seeds:
         tr = make_trace(kind, n, rounds, seed)

@@ -7,8 +7,10 @@ Cut policies (``MasterConfig``):
 Admissibility: ``model`` (history + missing stays in the scheme's straggler model; the paper's
 rule) or ``decodable`` ((a) every due job decodes now and (b) the pattern since the scheme's epoch
 start is admissible on its own, so in-flight jobs decode under any admissible continuation).
-Every mode also requires (a): a due job is never left undecodable. No wall clock in here: times
-come from the backend (virtual or real).
+Every mode also requires (a): a due job (and a coded group whose rows get no later chance) is
+never left undecodable, judged by the code's own decoder. ``counting`` (the paper's rules) judges
+coded groups by counting rows, as the authors' simulator does. The cuts are in
+``plait.sgc.cuts``. No wall clock in here: times come from the backend (virtual or real).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Literal
 
 import numpy as np
 
-from plait.sgc.schemes.base import RoundPlan, Scheme
+from plait.sgc.cuts import admissible, cut_from_times, cut_online, why_not
+from plait.sgc.schemes.base import Scheme
 
 
 @dataclass(slots=True, kw_only=True)
@@ -30,6 +33,7 @@ class MasterConfig:
     cut: Literal["paper", "earliest"] = "earliest"
     admissibility: Literal["model", "decodable"] = "decodable"
     exemption: bool = False  # SR-SGC: the authors' exemption rule in model mode
+    counting: bool = False  # coded groups decode iff <= s rows are missing (authors' simulator)
 
     def __post_init__(self) -> None:
         if not self.mu >= 0:
@@ -43,7 +47,7 @@ class MasterConfig:
 
 
 def paper_rules(mu: float = 1.0) -> MasterConfig:
-    return MasterConfig(mu=mu, cut="paper", admissibility="model", exemption=True)
+    return MasterConfig(mu=mu, cut="paper", admissibility="model", exemption=True, counting=True)
 
 
 def plait_rules(mu: float = 1.0) -> MasterConfig:
@@ -66,6 +70,7 @@ class RoundLog:
     decode_s: float
     redispatched: int = 0
     dead: list[int] = field(default_factory=list)
+    wait_reason: str | None = None  # why the cut at t_cut was refused: rows | numeric | model
 
 
 @dataclass(slots=True)
@@ -111,119 +116,10 @@ class RunResult:
                     decode_s=lg.decode_s,
                     redispatched=lg.redispatched,
                     dead=lg.dead,
+                    wait_reason=lg.wait_reason,
                 )
             )
         return out
-
-
-def admissible(scheme: Scheme, plan: RoundPlan, missing: np.ndarray, cfg: MasterConfig) -> bool:
-    """May round ``plan.round`` close with ``missing`` (n,) bool declared as stragglers?"""
-    if not scheme.decodes_with(plan, ~missing):
-        return False
-    if cfg.admissibility == "model":
-        return scheme.model_ok(plan.round, missing, paper=cfg.exemption)
-    return scheme.restart_ok(plan.round, missing)
-
-
-def cut_from_times(
-    scheme: Scheme, plan: RoundPlan, rel: np.ndarray, cfg: MasterConfig
-) -> tuple[float, np.ndarray, bool, bool]:
-    """Cut with every arrival time known (virtual clock). Binary search over the arrival prefix,
-    valid because admissibility is monotone in the missing set (fewer missing never hurts).
-
-    Args: rel (n,) relative arrival times, nan for idle workers.
-    Returns: (close time, delivered mask, wait_out, extended).
-    """
-    active = ~np.isnan(rel)
-    order = np.flatnonzero(active)[np.argsort(rel[active], kind="stable")]
-    t = rel[order]
-    t_cut = (1.0 + cfg.mu) * t[0]
-    k_cut = int(np.searchsorted(t, t_cut, side="right"))
-
-    def missing_after(k: int) -> np.ndarray:
-        miss = active.copy()
-        miss[order[:k]] = False
-        return miss
-
-    if k_cut == len(t):
-        return float(t[-1]), ~missing_after(k_cut), False, False
-    if admissible(scheme, plan, missing_after(k_cut), cfg):
-        return float(t_cut), ~missing_after(k_cut), False, False
-    if cfg.cut == "paper":
-        return float(t[-1]), ~missing_after(len(t)), True, False
-    lo, hi = k_cut + 1, len(t)  # hi is admissible (nobody missing)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if admissible(scheme, plan, missing_after(mid), cfg):
-            hi = mid
-        else:
-            lo = mid + 1
-    return float(t[lo - 1]), ~missing_after(lo), False, True
-
-
-def cut_online(
-    scheme: Scheme, plan: RoundPlan, source, cfg: MasterConfig
-) -> tuple[float, np.ndarray, bool, bool, np.ndarray, dict, list[int], int]:
-    """Cut by consuming arrivals one at a time from ``source`` (Ray or a replayed trace).
-
-    ``source.next(deadline)`` returns (worker, rel_time, payload, ok) or None when nothing
-    arrives before ``deadline`` (relative); ``ok=False`` means the worker died (it counts as
-    missing); ``source.redispatch(worker)`` re-sends a dead worker's tasks.
-    Returns: (close, delivered, wait_out, extended, arrivals, payloads, dead, redispatched).
-    """
-    n = scheme.n
-    active = np.array([bool(ts) for ts in plan.tasks])
-    got = np.zeros(n, dtype=bool)
-    arr = np.where(active, np.inf, np.nan)
-    payloads: dict[int, object] = {}
-    dead: list[int] = []  # dead and not yet re-sent
-    died: list[int] = []  # every death seen this round (for the log)
-    redispatched = 0
-
-    def take(ev) -> float:
-        w, t, payload, ok = ev
-        if ok:
-            got[w], arr[w] = True, t
-            payloads[w] = payload
-        else:
-            dead.append(w)
-            died.append(w)
-        return t
-
-    def missing() -> np.ndarray:
-        return active & ~got
-
-    t_first = None
-    while t_first is None:  # 1) first successful arrival sets the cut
-        ev = source.next(np.inf)
-        t = take(ev)
-        if ev[3]:
-            t_first = t
-        elif not (active & ~got & ~np.isin(np.arange(n), dead)).any():
-            break
-    t_cut = (1.0 + cfg.mu) * (t_first if t_first is not None else 0.0)
-    last = t_first or 0.0
-    while missing().any():  # 2) everything that arrives before the cut
-        ev = source.next(t_cut)
-        if ev is None:
-            break
-        last = max(last, take(ev))
-    if not missing().any():
-        return last, got | ~active, False, False, arr, payloads, died, redispatched
-    if admissible(scheme, plan, missing(), cfg):
-        return t_cut, got | ~active, False, False, arr, payloads, died, redispatched
-    wait_out = cfg.cut == "paper"
-    now = t_cut
-    while True:  # 3) keep collecting; re-send to dead workers whose result is needed
-        for w in [d for d in dead if not got[d]]:
-            dead.remove(w)
-            source.redispatch(w)
-            redispatched += 1
-        ev = source.next(np.inf)
-        now = max(now, take(ev))
-        if not missing().any() or (not wait_out and admissible(scheme, plan, missing(), cfg)):
-            break
-    return now, got | ~active, wait_out, not wait_out, arr, payloads, died, redispatched
 
 
 class Master:
@@ -235,75 +131,85 @@ class Master:
     def run(self, scheme: Scheme, backend, *, on_job=None, progress=None) -> RunResult:
         """Args: on_job(job, gradient | None, round) is called when a job decodes (gradient is
         the decoded float64 vector when the backend returns payloads). Returns a RunResult."""
-        cfg = self.config
-        logs: list[RoundLog] = []
-        done: dict[int, float] = {}
+        scheme.counting = self.config.counting
+        res = RunResult(scheme=scheme.name, rounds=[], job_done={})
         store: dict[int, dict] = {}  # job -> {task: vector}
-        errors: list[float] = []
         now = 0.0
         for r in range(scheme.n_rounds):
-            # 1) plan and dispatch
             plan = scheme.plan(r)
             if plan.empty:
                 decoded = scheme.commit(plan, np.ones(scheme.n, bool), np.zeros(scheme.n, bool))
                 for j in decoded:
-                    done[j] = now
+                    res.job_done[j] = now
                 continue
-            src = backend.dispatch(plan, now, scheme)
-            # 2) collect in arrival order and cut
-            if getattr(src, "times", None) is not None:
-                close, delivered, wo, ext = cut_from_times(scheme, plan, src.times, cfg)
-                arr, payloads, red = src.times, src.payloads(delivered), 0
-                dead: list[int] = []
-            else:
-                close, delivered, wo, ext, arr, payloads, dead, red = cut_online(
-                    scheme, plan, src, cfg
-                )
-            src.cancel()
-            declared = ~delivered
-            # 3) commit, decode, apply
-            for w, vecs in payloads.items():
-                if vecs is not None and delivered[w]:
-                    for t, v in zip(plan.tasks[w], vecs):
-                        store.setdefault(t.job, {})[t] = v
-            decoded = scheme.commit(plan, delivered, declared)
-            t0 = time.perf_counter()
-            for j in decoded:
-                grad = None
-                if j in store:
-                    grad = scheme.decode(j, store.pop(j).__getitem__)
-                    if not scheme.exact and hasattr(backend, "true_grad"):
-                        ref = backend.true_grad(j, scheme)
-                        errors.append(
-                            float(np.linalg.norm(grad - ref))
-                            / max(1e-300, float(np.linalg.norm(ref)))
-                        )
-                if on_job is not None:
-                    on_job(j, grad, r)
-            dec_s = time.perf_counter() - t0
-            now += close
-            for j in decoded:
-                done[j] = now
-            logs.append(
-                RoundLog(
-                    round=r,
-                    start=now - close,
-                    arrivals=np.asarray(arr, float),
-                    t_cut=(1 + cfg.mu) * float(np.nanmin(arr))
-                    if np.isfinite(np.nanmin(arr))
-                    else float("nan"),
-                    close=close,
-                    stragglers=[int(i) for i in np.flatnonzero(declared)],
-                    wait_out=wo,
-                    extended=ext,
-                    reattempts=plan.reattempts,
-                    samples=plan.samples,
-                    decoded=decoded,
-                    decode_s=dec_s,
-                    redispatched=red,
-                    dead=list(dead),
-                )
-            )
+            log = self._round(scheme, backend, plan, now, store, res, on_job)
+            now += log.close
+            for j in log.decoded:
+                res.job_done[j] = now
+            res.rounds.append(log)
             if progress is not None:
                 progress(r)
-        return RunResult(scheme=scheme.name, rounds=logs, job_done=done, grad_error=errors)
+        return res
+
+    def _round(self, scheme, backend, plan, now, store, res: RunResult, on_job) -> RoundLog:
+        """Dispatch, cut, commit and decode one round; returns its log."""
+        cfg = self.config
+        src = backend.dispatch(plan, now, scheme)
+        dead: list[int]
+        if getattr(src, "times", None) is not None:
+            cut = cut_from_times(scheme, plan, src.times, cfg)
+            arr, payloads, red, dead = src.times, src.payloads(cut.delivered), 0, []
+        else:
+            cut, arr, payloads, dead, red = cut_online(scheme, plan, src, cfg)
+        src.cancel()
+        declared = ~cut.delivered
+        for w, vecs in payloads.items():
+            if vecs is not None and cut.delivered[w]:
+                for t, v in zip(plan.tasks[w], vecs):
+                    if t.job not in scheme.decoded_at:  # late rows of a decoded job: unused
+                        store.setdefault(t.job, {})[t] = v
+        decoded = scheme.commit(plan, cut.delivered, declared)
+        t0 = time.perf_counter()
+        for j in decoded:
+            grad = None
+            if j in store:
+                grad = scheme.decode(j, store.pop(j).__getitem__)
+                if not scheme.exact and hasattr(backend, "true_grad"):
+                    ref = backend.true_grad(j, scheme)
+                    res.grad_error.append(
+                        float(np.linalg.norm(grad - ref)) / max(1e-300, float(np.linalg.norm(ref)))
+                    )
+            if on_job is not None:
+                on_job(j, grad, plan.round)
+        first = float(np.nanmin(arr))
+        return RoundLog(
+            round=plan.round,
+            start=now,
+            arrivals=np.asarray(arr, float),
+            t_cut=(1 + cfg.mu) * first if np.isfinite(first) else float("nan"),
+            close=cut.close,
+            stragglers=[int(i) for i in np.flatnonzero(declared)],
+            wait_out=cut.wait_out,
+            extended=cut.extended,
+            reattempts=plan.reattempts,
+            samples=plan.samples,
+            decoded=decoded,
+            decode_s=time.perf_counter() - t0,
+            redispatched=red,
+            dead=list(dead),
+            wait_reason=cut.reason,
+        )
+
+
+__all__ = [
+    "Master",
+    "MasterConfig",
+    "RoundLog",
+    "RunResult",
+    "admissible",
+    "cut_from_times",
+    "cut_online",
+    "paper_rules",
+    "plait_rules",
+    "why_not",
+]

@@ -50,6 +50,14 @@ def _best(
     return (name, dict(items)), {f"{k[0]}{dict(k[1])}": v for k, v in scores.items()}
 
 
+def check_probe(probe: int, n_jobs: int, max_delay: int) -> None:
+    """Raise ValueError unless a probe of ``probe`` rounds fits the search and the run."""
+    if probe < max_delay + 2:
+        raise ValueError(f"probe must be >= max_delay + 2 = {max_delay + 2} rounds, got {probe}")
+    if probe >= n_jobs:
+        raise ValueError(f"probe ({probe}) must be shorter than the run ({n_jobs} jobs)")
+
+
 def probe_then_switch(
     trace: Trace,
     *,
@@ -63,10 +71,7 @@ def probe_then_switch(
 ) -> dict:
     """Probe = ``probe`` uncoded rounds (they also complete ``probe`` jobs); choose on the probe,
     run the choice for the remaining jobs on the following rounds. Returns a dict of results."""
-    if probe < max_delay + 2:
-        raise ValueError(f"probe must be >= max_delay + 2 = {max_delay + 2} rounds, got {probe}")
-    if probe >= n_jobs:
-        raise ValueError(f"probe ({probe}) must be shorter than the run ({n_jobs} jobs)")
+    check_probe(probe, n_jobs, max_delay)
     if trace.rounds < n_jobs + max_delay:
         raise ValueError(
             f"trace has {trace.rounds} rounds; need >= n_jobs + max_delay = {n_jobs + max_delay}"

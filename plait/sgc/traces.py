@@ -9,11 +9,15 @@ admissible-adversarial (B, W, lambda) patterns, and violating patterns. Files ar
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from plait.errors import UsageError
 from plait.sgc.stragglers import BurstyModel
 
 
@@ -52,17 +56,38 @@ class Trace:
             )
 
     def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, delays=self.delays, meta=json.dumps(self.meta))
+        """Write a .npz at exactly ``path`` (no suffix added), whole or not at all."""
+        p = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez_compressed(f, delays=self.delays, meta=json.dumps(self.meta))
+            os.replace(tmp, p)
+        except OSError as exc:  # name the file asked for, not the temporary one
+            Path(tmp).unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(p)) from None
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        with np.load(path, allow_pickle=False) as z:
+        """Read a trace written by ``save`` (a .npz with 'delays' (n, R) and JSON 'meta')."""
+        hint = "make one with `plait sgc simulate --save-trace PATH` or Trace.save"
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile):
+            raise UsageError(f"{path}: not a .npz trace file; {hint}") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise UsageError(f"{path}: a bare array, not a .npz trace file; {hint}")
+        with z:
             if "delays" not in z:
-                raise ValueError(
-                    f"{path}: not a trace file (no 'delays' array); save with Trace.save"
-                )
-            meta = json.loads(str(z["meta"])) if "meta" in z else {}
-            return cls(delays=z["delays"], meta=meta)
+                raise UsageError(f"{path}: not a trace file (no 'delays' array); {hint}")
+            try:
+                meta = json.loads(str(z["meta"])) if "meta" in z else {}
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{path}: its 'meta' is not JSON ({exc.msg}); {hint}") from None
+            return cls(delays=z["delays"], meta=meta if isinstance(meta, dict) else {})
 
 
 def iid_trace(

@@ -45,7 +45,7 @@ def test_load_and_support() -> None:
         code = GradientCode(n=n, s=s)
         assert all(len(code.support(i)) == s + 1 for i in range(n))
         assert code.load == (s + 1) / n
-        assert code.kind == ("frc" if n % (s + 1) == 0 else "crc")
+        assert code.kind == ("frc" if n % (s + 1) == 0 else "hybrid")
 
 
 def test_frc_decodes_beyond_s_when_groups_survive() -> None:

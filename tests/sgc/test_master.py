@@ -46,10 +46,10 @@ def test_earliest_cut_never_later_than_paper(case, seed, adm, ge) -> None:
             sc.commit(plan, np.ones(n, bool), np.zeros(n, bool))
             continue
         times = be.dispatch(plan, 0.0, sc).times
-        ce, de, _, _ = cut_from_times(sc, plan, times, early)
-        cp, _, _, _ = cut_from_times(sc, plan, times, paper)
-        assert ce <= cp + 1e-12
-        sc.commit(plan, de, ~de)
+        ce = cut_from_times(sc, plan, times, early)
+        cp = cut_from_times(sc, plan, times, paper)
+        assert ce.close <= cp.close + 1e-12
+        sc.commit(plan, ce.delivered, ~ce.delivered)
 
 
 @settings(max_examples=30, deadline=None)

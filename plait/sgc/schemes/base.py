@@ -5,6 +5,11 @@ mini-tasks of every worker), and after the master's cut it ``commit``s which wor
 A job's data is the sample range [0, job_size); ``pieces(task)`` gives the (start, stop, coeff)
 ranges a mini-task combines, and ``decode_coeffs(job)`` the received tasks and coefficients
 whose combination is the job's full gradient (exact for every scheme but ignore-stragglers).
+
+Decodability is a status: "ok", "rows" (too few rows arrived) or "numeric" (enough rows, but the
+code's decoding is ill-conditioned for this set, so the master waits for more). With
+``counting`` (the paper's rules), a coded group with more than s missing rows is "rows" even
+where the code could decode it, as in the authors' simulator.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -57,6 +62,7 @@ class Scheme(ABC):
         self.reattempted: list[int] = []  # per round: number of re-attempt mini-tasks
         self.ledger: list[tuple[int, int, MiniTask]] = []  # (round, worker, task) delivered
         self.decoded_at: dict[int, int] = {}  # job -> round it became decodable
+        self.counting = False  # decide coded groups by counting rows (the paper's rules)
         self._sizes: dict[tuple[int, int], int] = {}
 
     # ---- per-scheme definition -------------------------------------------------------------
@@ -77,7 +83,21 @@ class Scheme(ABC):
     def pieces(self, task: MiniTask) -> list[tuple[int, int, float]]: ...
 
     @abstractmethod
-    def job_ok(self, job: int, got: list[np.ndarray]) -> bool: ...
+    def job_status(self, job: int, got: list[np.ndarray]) -> str:
+        """ "ok", "rows" or "numeric" for ``job`` with the delivered masks ``got``."""
+
+    def job_ok(self, job: int, got: list[np.ndarray]) -> bool:
+        return self.job_status(job, got) == "ok"
+
+    def coded_status(self, code, got: np.ndarray) -> str:
+        """Status of one coded group (rows ``got`` (n,) bool) under this scheme's semantics."""
+        if self.counting and int((~got).sum()) > code.s:
+            return "rows"
+        return code.status(got)
+
+    def final_groups(self, r: int) -> list[tuple[int, int, Any]]:
+        """(job, group, code) of coded groups whose rows get no later chance after round r."""
+        return []
 
     @abstractmethod
     def decode_coeffs(self, job: int) -> list[tuple[MiniTask, float]]: ...
@@ -121,17 +141,31 @@ class Scheme(ABC):
             jobs = [k for k in range(self.n_jobs) if k not in self.decoded_at]
         return [k for k in jobs if k not in self.decoded_at]
 
-    def decodes_with(self, plan: RoundPlan, delivered: np.ndarray) -> bool:
-        """Would every due job decode if exactly ``delivered`` (n,) bool workers arrive?"""
+    def _with(self, plan: RoundPlan, delivered: np.ndarray, job: int) -> list[np.ndarray]:
+        got = [m.copy() for m in self._masks(job)]
+        for i in np.flatnonzero(delivered):
+            for t in plan.tasks[i]:
+                if t.job == job:
+                    got[t.group][t.chunk] = True
+        return got
+
+    def undecodable(self, plan: RoundPlan, delivered: np.ndarray) -> str | None:
+        """Why round ``plan.round`` may not close with exactly ``delivered`` (n,) bool workers:
+        "rows" / "numeric" when a due job, or a group whose rows get no later chance, would not
+        decode; None when everything due decodes."""
         for job in self.due(plan.round):
-            got = [m.copy() for m in self._masks(job)]
-            for i in np.flatnonzero(delivered):
-                for t in plan.tasks[i]:
-                    if t.job == job:
-                        got[t.group][t.chunk] = True
-            if not self.job_ok(job, got):
-                return False
-        return True
+            why = self.job_status(job, self._with(plan, delivered, job))
+            if why != "ok":
+                return why
+        for job, g, code in self.final_groups(plan.round):
+            why = self.coded_status(code, self._with(plan, delivered, job)[g])
+            if why != "ok":
+                return why
+        return None
+
+    def decodes_with(self, plan: RoundPlan, delivered: np.ndarray) -> bool:
+        """Would every due job (and every final group) decode if ``delivered`` workers arrive?"""
+        return self.undecodable(plan, delivered) is None
 
     def commit(self, plan: RoundPlan, delivered: np.ndarray, declared: np.ndarray) -> list[int]:
         """Record the delivered mini-tasks; return the jobs that became decodable this round.

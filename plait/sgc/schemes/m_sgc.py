@@ -85,8 +85,22 @@ class MSGC(Scheme):
         off = self.n * (self.W - 1) * (lam + 1) * u + (task.group - 1) * self.n * u
         return gc_pieces(self.code, task.chunk, off, u)
 
-    def job_ok(self, job: int, got: list[np.ndarray]) -> bool:
-        return bool(got[0].all()) and all(self.code.decodable(m) for m in got[1:])
+    def job_status(self, job: int, got: list[np.ndarray]) -> str:
+        if not got[0].all():
+            return "rows"
+        for mask in got[1:]:
+            why = self.coded_status(self.code, mask)
+            if why != "ok":
+                return why
+        return "ok"
+
+    def final_groups(self, r: int) -> list[tuple[int, int, GradientCode]]:
+        """The D2 group of every job in its D2 slots this round: its rows get no later chance."""
+        out = []
+        for j in range(max(0, r - self.T), min(r, self.n_jobs - 1) + 1):
+            if r - j >= self.W - 1:
+                out.append((j, r - j - self.W + 2, self.code))
+        return out
 
     def decode_coeffs(self, job: int) -> list[tuple[MiniTask, float]]:
         got = self.got[job]

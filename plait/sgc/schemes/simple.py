@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
@@ -48,8 +49,8 @@ class Uncoded(OneJobPerRound, Scheme):
     def pieces(self, task: MiniTask) -> list[tuple[int, int, float]]:
         return [(task.chunk * self.unit, (task.chunk + 1) * self.unit, 1.0)]
 
-    def job_ok(self, job: int, got: list[np.ndarray]) -> bool:
-        return bool(got[0].all())
+    def job_status(self, job: int, got: list[np.ndarray]) -> str:
+        return "ok" if got[0].all() else "rows"
 
     def decode_coeffs(self, job: int) -> list[tuple[MiniTask, float]]:
         return [(MiniTask(job, 0, i), 1.0) for i in range(self.n)]
@@ -65,8 +66,8 @@ class IgnoreStragglers(Uncoded):
     name = "ignore"
     exact = False
 
-    def job_ok(self, job: int, got: list[np.ndarray]) -> bool:
-        return bool(got[0].any())
+    def job_status(self, job: int, got: list[np.ndarray]) -> str:
+        return "ok" if got[0].any() else "rows"
 
     def model_ok(self, r: int, missing: np.ndarray, *, paper: bool = False) -> bool:
         return bool((~missing).any())
@@ -88,12 +89,13 @@ class GCDecoding:
     s: int
     n: int
     got: dict
+    coded_status: Callable[[GradientCode, np.ndarray], str]
 
     def pieces(self, task: MiniTask) -> list[tuple[int, int, float]]:
         return gc_pieces(self.code, task.chunk, 0, self.unit)
 
-    def job_ok(self, job: int, got: list[np.ndarray]) -> bool:
-        return self.code.decodable(got[0])
+    def job_status(self, job: int, got: list[np.ndarray]) -> str:
+        return self.coded_status(self.code, got[0])
 
     def decode_coeffs(self, job: int) -> list[tuple[MiniTask, float]]:
         a = self.code.decode_vector(self.got[job][0])

@@ -2,7 +2,8 @@
 
 Every round runs (n, s)-GC with s = ceil(B * lambda / (W - 1 + B)) on job r; job r - B gets a
 second chance in round r: if v of its rows are still missing and the job does not decode yet,
-v - s of those workers re-attempt their job-(r - B) row instead of their job-r row. Workers that
+v - s of those workers re-attempt their job-(r - B) row instead of their job-r row (more, in the
+same order, while the chosen set would still be numerically undecodable). Workers that
 straggled in round r - B are chosen first (the model forbids them from straggling again in round
 r), then by index. Load (s + 1) / n, delay T = B. Requires B | (W - 1).
 """
@@ -68,13 +69,18 @@ class SRSGC(GCDecoding, Scheme):
         j = r - self.B
         if not 0 <= j < self.n_jobs or self.job_ok(j, self._masks(j)):
             return []
-        miss = ~self._masks(j)[0]
-        need = int(miss.sum()) - self.s
-        if need <= 0:
-            return []
+        got = self._masks(j)[0]
         strag = self.missing[j]
-        order = sorted(np.flatnonzero(miss), key=lambda i: (not strag[i], i))
-        return [int(i) for i in order[:need]]
+        order = [int(i) for i in sorted(np.flatnonzero(~got), key=lambda i: (not strag[i], i))]
+        need = max(0, len(order) - self.s)
+        chosen, trial = order[:need], got.copy()
+        trial[chosen] = True
+        for i in order[need:]:  # the count left a numerically ill-conditioned set: add rows
+            if self.job_ok(j, [trial]):
+                break
+            chosen.append(i)
+            trial[i] = True
+        return chosen
 
     def _assign(self, r: int) -> list[list[MiniTask]]:
         re = set(self._reattempters(r))
@@ -100,7 +106,7 @@ class SRSGC(GCDecoding, Scheme):
         """No job in [r - B + 1, r] needs a re-attempt (rows_r: job r's delivered rows)."""
         for j in range(max(0, r - self.B + 1), min(r, self.n_jobs - 1) + 1):
             got = rows_r if (j == r and rows_r is not None) else self._masks(j)[0]
-            if not (self.code.decodable(got) or int((~got).sum()) <= self.s):
+            if not self.job_ok(j, [got]):
                 return False
         return True
 
