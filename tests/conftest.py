@@ -11,7 +11,13 @@ import pytest
 
 @pytest.fixture
 def plait_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty plait cache directory (PLAIT_CACHE_DIR) for one test; not created yet."""
+    """A fresh, empty plait cache directory (PLAIT_CACHE_DIR) for one test; not created yet.
+
+    plait's CPU kernels are loaded from the real cache first: a model load would otherwise
+    compile them again (about 80 s) inside the empty one."""
+    from plait.runtime import kernels
+
+    kernels.available()
     root = tmp_path / "cache"
     monkeypatch.setenv("PLAIT_CACHE_DIR", str(root))
     return root

@@ -4,7 +4,9 @@ The cache root is `$PLAIT_CACHE_DIR` if set, else `~/.cache/plait`. Converted mo
 `<root>/models/<key>/`; assembled bundled GGUF files in `<root>/bundled/<name>/` (both written by
 `plait.runtime.loading`); plait's CPU kernels build under `<root>/kernels/`. Every entry is
 written into a temporary sibling and renamed into place, so a crash or a concurrent writer never
-leaves a half-written entry under the final name.
+leaves a half-written entry under the final name. A writer killed outright (SIGKILL, power loss)
+leaves its temporary sibling behind; `sweep_stale` removes those once nobody has written to them
+for an hour (models load through it).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,8 @@ from typing import Any
 CACHE_ENV = "PLAIT_CACHE_DIR"
 META_FILE = "plait-cache.json"  # written last into every converted-model entry
 CACHE_FORMAT = 3  # bump when the layout or content of a converted entry changes
+STALE_AFTER_S = 3600.0  # a temporary entry nobody wrote to for this long is left by a dead writer
+_TEMP_PREFIXES = (".tmp-", ".old-")  # atomic_dir/atomic_file siblings, _replace's moved-aside entry
 
 
 def cache_root() -> Path:
@@ -142,3 +148,48 @@ def list_cached() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _last_write(path: Path) -> float:
+    """Newest mtime of `path` and everything under it (a live writer keeps it fresh)."""
+    newest = path.lstat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for p in path.rglob("*"):
+            try:
+                newest = max(newest, p.lstat().st_mtime)
+            except OSError:  # removed while we looked
+                continue
+    return newest
+
+
+def sweep_stale(max_age_s: float = STALE_AFTER_S, now: float | None = None) -> list[Path]:
+    """Remove the temporary entries under `models/` and `bundled/*/` that nobody has written to
+    for `max_age_s` seconds (left by a conversion or a copy killed before it could clean up: up
+    to a gigabyte each) and say so on stderr, one line each; returns the removed paths."""
+    now = time.time() if now is None else now
+    root = cache_root()
+    parents = [root / "models", *(sorted((root / "bundled").glob("*/")))]
+    removed: list[Path] = []
+    for parent in parents:
+        if not parent.is_dir():
+            continue
+        for entry in sorted(parent.iterdir()):
+            if not entry.name.startswith(_TEMP_PREFIXES):
+                continue
+            try:
+                idle = now - _last_write(entry)
+                size = dir_size(entry) if entry.is_dir() else entry.stat().st_size
+            except OSError:  # removed by its owner or another sweeper meanwhile
+                continue
+            if idle < max_age_s:
+                continue
+            _remove(entry)
+            if entry.exists():  # not ours to delete (permissions): leave it, say nothing
+                continue
+            removed.append(entry)
+            print(
+                f"plait: removed {entry} ({size / 1e6:.0f} MB), left in the cache by an "
+                f"interrupted conversion {idle / 3600:.1f} h ago",
+                file=sys.stderr,
+            )
+    return removed

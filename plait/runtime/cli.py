@@ -1,8 +1,10 @@
 """`plait models` (bundled and cached models) and `plait generate` (plain streaming generation).
 
 `plait models` never loads a model: it checks which bundled packages are installed and which
-models have a safetensors cache entry. `plait generate` loads a model and streams the output of
-`plait.runtime.generate.generate` to the terminal.
+models have a safetensors cache entry. `plait generate` checks its inputs, loads a model and
+streams the output of `plait.runtime.generate.generate` to the terminal. Bad input raises a
+ValueError / OSError / plait error with a one-line message, which the `plait` error boundary
+(plait/cli.py) prints as `plait generate: error: ...` (exit 2).
 """
 
 from __future__ import annotations
@@ -10,30 +12,83 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
+
+from plait.errors import UsageError
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each option's help (none for flags and empty defaults); the examples
+    epilog printed as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:  # not 0: 0 == False
+            return action.help
+        return super()._get_help_string(action)
+
+
+_MODELS_EPILOG = """examples:
+  plait models                      # table: bundled and cached models, installed?, cached?
+  plait models --json | jq '.[].name'
+  PLAIT_CACHE_DIR=/data/plait plait models
+"""
+
+_GENERATE_EPILOG = """examples:
+  plait generate "What is the capital of France?"
+  plait generate --model qwen2.5-0.5b --max-new-tokens 64 "Write a haiku about rain."
+  plait generate --file prompt.txt --temperature 0.7 --top-p 0.9 --seed 1
+  echo "Once upon a time" | plait generate --file - --no-chat
+  plait generate --model ./my-model-dir "hi"        # HF-format directory or a .gguf file
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def register(subparsers: Any) -> None:
     """Add the `models` and `generate` subcommands to the top-level parser."""
-    p = subparsers.add_parser("models", help="list bundled and locally cached models")
+    p = subparsers.add_parser(
+        "models",
+        help="list bundled and locally cached models",
+        description="List the bundled models (installed? cached?) and every cached conversion.",
+        epilog=_MODELS_EPILOG,
+        formatter_class=_Help,
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=_cmd_models)
 
     g = subparsers.add_parser(
-        "generate", help="generate text from a prompt (chat template applied)"
+        "generate",
+        help="generate text from a prompt (chat template applied)",
+        description="Stream a model's answer to one prompt (greedy unless --temperature > 0).",
+        epilog=_GENERATE_EPILOG,
+        formatter_class=_Help,
     )
-    g.add_argument("prompt", help="the user message (or raw text with --no-chat)")
+    g.add_argument("prompt", nargs="?", help="the user message (or raw text with --no-chat)")
+    g.add_argument("--file", help="read the prompt from this UTF-8 file ('-' = stdin)")
     g.add_argument(
         "--model",
         default="smollm2-135m",
-        help="bundled name, HF-format directory, .gguf file or hub id (default: %(default)s)",
+        help="bundled name, HF-format directory, .gguf file or hub id",
     )
-    g.add_argument("--max-new-tokens", type=int, default=256)
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--top-k", type=int, default=0)
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    g.add_argument(
+        "--max-new-tokens", type=_positive_int, default=256, help="stop after this many tokens"
+    )
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=0, help="0 = off")
+    g.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same text)")
+    g.add_argument(
+        "--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="weights and compute"
+    )
     g.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     g.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
     g.set_defaults(func=_cmd_generate)
@@ -125,33 +180,42 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_generate(args: argparse.Namespace) -> int:
-    from plait.runtime import generate as gen_module
-    from plait.runtime.loading.errors import ModelLoadError
+def prompt_text(prompt: str | None, file: str | None) -> str:
+    """The prompt from the argument or from `file` ('-' = stdin); UsageError unless exactly one
+    is given, it reads as UTF-8 and it holds some text."""
+    if prompt is not None and file is not None:
+        raise UsageError("give the prompt as an argument or with --file PATH, not both")
+    if file is not None:
+        try:
+            data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"{file} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+            ) from None
+    elif prompt is not None:
+        text = prompt
+    else:
+        raise UsageError('no prompt: give it as an argument (plait generate "...") or with --file')
+    if not text.strip():
+        where = f" in {file}" if file is not None else ""
+        raise UsageError(f"the prompt{where} is empty; give some text")
+    return text
 
-    generate = getattr(gen_module, "generate", None)
-    if generate is None:
-        print(
-            "error: plait generate is not available yet: plait.runtime.generate.generate is "
-            "missing from this build; update plait",
-            file=sys.stderr,
-        )
-        return 2
-    from plait.runtime.loading.loader import load_model
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from plait.runtime.generate import generate
+    from plait.runtime.loader import load_model, parse_device
     from plait.runtime.sampling import SamplingParams
 
-    try:
-        sampling = SamplingParams(
-            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed
-        )
-        loaded = load_model(args.model, dtype=args.dtype, device=args.device)
-        for piece in generate(
-            loaded, args.prompt, args.max_new_tokens, sampling, chat=not args.no_chat
-        ):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-    except (ModelLoadError, ValueError) as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 2
+    text = prompt_text(args.prompt, args.file)  # every input is checked before the model loads
+    sampling = SamplingParams(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed
+    )
+    parse_device(args.device)
+    loaded = load_model(args.model, dtype=args.dtype, device=args.device)
+    for piece in generate(loaded, text, args.max_new_tokens, sampling, chat=not args.no_chat):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
     sys.stdout.write("\n")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,3 +295,54 @@ def test_seed_everything_is_deterministic():
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and torch.equal(a[2], b[2])
     with pytest.raises(ValueError, match="non-negative integer"):
         seed_everything(-1)
+
+
+def test_first_conversion_says_what_it_does_once(tmp_path, tok, capfd):
+    write_gguf(tiny_hf_model("llama", True, seed=4), tok, tmp_path / "m.gguf")
+    load_model(tmp_path / "m.gguf", dtype="fp32")
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if "first load of m" in line]
+    assert len(lines) == 1, err
+    assert "converting its GGUF" in lines[0] and str(models_dir()) in lines[0] and " s " in lines[0]
+    load_model(tmp_path / "m.gguf", dtype="fp32")
+    assert "first load" not in capfd.readouterr().err
+
+
+def _aged(path: Path, seconds: float) -> Path:
+    for p in [path, *path.rglob("*")]:
+        st = p.stat()
+        os.utime(p, (st.st_atime - seconds, st.st_mtime - seconds))
+    return path
+
+
+def test_stale_temporary_entries_are_swept_at_load(tmp_path, tok, capfd):
+    """A conversion killed with SIGKILL leaves `.tmp-*` behind: swept after an hour idle; a
+    temporary entry that is still being written (a live converter) and real entries stay."""
+    models = models_dir()
+    dead = models / ".tmp-m-dead"
+    (dead / "sub").mkdir(parents=True)
+    (dead / "sub" / "model.safetensors").write_bytes(b"\0" * 2_000_000)
+    _aged(dead, 7200)
+    live = models / ".tmp-m-live"
+    live.mkdir()
+    (live / "model.safetensors").write_bytes(b"\0" * 10)
+    _aged(live, 7200)
+    (live / "model.safetensors").write_bytes(b"\0" * 20)  # still being written
+    recent = models / ".tmp-other-recent"
+    recent.mkdir()
+    (models / "keep-me").mkdir()
+    keep = _aged(models / "keep-me", 7200)  # not a temporary entry: never swept
+    bundled = models.parent / "bundled" / "x"
+    bundled.mkdir(parents=True)
+    half = bundled / ".tmp-x.gguf-abc"
+    half.write_bytes(b"\0" * 3_000_000)
+    _aged(half, 3700)
+    write_gguf(tiny_hf_model("llama", True, seed=5), tok, tmp_path / "m.gguf")
+    load_model(tmp_path / "m.gguf", dtype="fp32")
+    err = capfd.readouterr().err
+    assert not dead.exists() and not half.exists()
+    assert live.exists() and recent.exists() and keep.exists()
+    removed = [line for line in err.splitlines() if line.startswith("plait: removed")]
+    assert len(removed) == 2, err
+    assert str(dead) in removed[0] and "(2 MB)" in removed[0] and "2.0 h ago" in removed[0]
+    assert str(half) in removed[1] and "(3 MB)" in removed[1]

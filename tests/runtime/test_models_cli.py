@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,14 +104,8 @@ def test_models_with_the_real_registry(capsys):
     assert set(BUNDLED) <= set(rows)
 
 
-def test_generate_reports_missing_generate(monkeypatch, capsys):
-    monkeypatch.delattr(generate_module, "generate", raising=False)
-    assert main(["generate", "--model", "smollm2-135m", "hi"]) == 2
-    assert "not available yet" in capsys.readouterr().err
-
-
 def test_generate_unknown_model_is_a_clear_error(monkeypatch, capsys):
-    monkeypatch.setattr(generate_module, "generate", lambda *a, **k: iter(()), raising=False)
+    monkeypatch.setattr(generate_module, "generate", lambda *a, **k: iter(()))
     assert main(["generate", "--model", "nope", "hi"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
 
@@ -123,7 +120,7 @@ def test_generate_streams_pieces(monkeypatch, capsys, tmp_path):
         )
         yield from ["a", "b"]
 
-    monkeypatch.setattr(generate_module, "generate", fake_generate, raising=False)
+    monkeypatch.setattr(generate_module, "generate", fake_generate)
     rc = main(
         [
             "generate",
@@ -142,10 +139,6 @@ def test_generate_streams_pieces(monkeypatch, capsys, tmp_path):
     assert seen == {"name": "ckpt", "prompt": "hello", "n": 3, "t": 0.5, "chat": True}
 
 
-@pytest.mark.skipif(
-    not hasattr(generate_module, "generate"),
-    reason="plait.runtime.generate.generate not written yet",
-)
 def test_generate_end_to_end(capsys, tmp_path):
     directory = save_hf_dir(tiny_hf_model(), tiny_tokenizer(), tmp_path / "ckpt")
     assert (
@@ -164,3 +157,75 @@ def test_generate_end_to_end(capsys, tmp_path):
         == 0
     )
     assert capsys.readouterr().out.endswith("\n")
+
+
+def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
+    """(argv, what the one error line must say) for `plait models` / `plait generate`."""
+    (tmp / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp / "blank.txt").write_text(" \n\t\n")
+    (tmp / "not-a-model").mkdir()
+    (tmp / "junk.gguf").write_bytes(b"GGUF but not really")
+    long = save_hf_dir(tiny_hf_model(), tiny_tokenizer(), tmp / "ctx256")
+    g = ["generate"]
+    return [
+        (["models", "--bogus"], "unrecognized arguments: --bogus"),
+        (["models", "smollm2-135m"], "unrecognized arguments"),
+        ([*g, "--model", "nope", "hi"], "unknown model 'nope'"),
+        ([*g, "--model", str(tmp / "missing"), "hi"], "no such file or directory"),
+        ([*g, "--model", str(tmp / "not-a-model"), "hi"], "has no config.json"),
+        ([*g, "--model", str(tmp / "junk.gguf"), "hi"], "cannot read GGUF file"),
+        ([*g, "--model", "org/not-here", "hi"], "cannot fetch 'org/not-here'"),
+        ([*g, "--dtype", "fp8", "hi"], "invalid choice: 'fp8'"),
+        ([*g, "--device", "tpu", "hi"], "device must be 'cpu' or 'cuda[:N]'"),
+        ([*g, "--max-new-tokens", "0", "hi"], "--max-new-tokens: must be >= 1, got 0"),
+        ([*g, "--max-new-tokens", "lots", "hi"], "expected a whole number, got 'lots'"),
+        ([*g, "--temperature", "-1", "hi"], "temperature must be >= 0"),
+        ([*g, "--temperature", "warm", "hi"], "invalid float value: 'warm'"),
+        ([*g, "--top-k", "-2", "hi"], "top_k must be >= 0"),
+        ([*g, "--top-p", "0", "hi"], "top_p must be in (0, 1]"),
+        ([*g, "--top-p", "1.5", "hi"], "top_p must be in (0, 1]"),
+        ([*g, ""], "the prompt is empty"),
+        ([*g, "   "], "the prompt is empty"),
+        (g, "no prompt: give it as an argument"),
+        ([*g, "hi", "--file", str(tmp / "blank.txt")], "not both"),
+        ([*g, "--file", str(tmp / "missing.txt")], "missing.txt: No such file or directory"),
+        ([*g, "--file", str(tmp / "not-a-model")], "not-a-model: Is a directory"),
+        ([*g, "--file", str(tmp / "latin1.txt")], "latin1.txt is not UTF-8 text (byte 3"),
+        ([*g, "--file", str(tmp / "blank.txt")], "the prompt in"),
+        ([*g, "--model", str(long), "--dtype", "fp32", "x " * 400], "shorten the prompt"),
+    ]
+
+
+def test_bad_inputs_get_one_error_line(tmp_path, monkeypatch, capsys):
+    """Every bad input: exit 2, exactly one `plait <cmd>: error:` line naming the problem, no
+    traceback, nothing on stdout (argparse's usage lines aside)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub id fails at once, offline or not
+    table = _bad_inputs(tmp_path)
+    capsys.readouterr()  # what writing the checkpoints printed
+    for argv, says in table:
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse's own errors
+            rc = exc.code
+        out, err = capsys.readouterr()
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert rc == 2, (argv, err)
+        # argparse's top-level parser reports leftover arguments as `plait: error:`
+        assert len(errors) == 1 and re.match(r"plait( \w+)?: error: ", errors[0]), (argv, err)
+        assert says in errors[0], (argv, errors[0])
+        assert "Traceback" not in err and out == "", (argv, err)
+
+
+def test_bad_input_in_a_real_process(tmp_path):
+    """The same boundary through the installed `plait` script: no traceback, exit 2."""
+    bad = tmp_path / "bin.txt"
+    bad.write_bytes(b"\xff\xfe\x00")
+    for argv, says in [
+        (["generate", "--file", str(bad)], "is not UTF-8 text"),
+        (["generate", "--model", "nope", "hi"], "unknown model 'nope'"),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "plait.cli", *argv], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().startswith("plait generate: error: ") and says in proc.stderr

@@ -5,6 +5,7 @@ An entry `<cache>/models/<key>/` holds config.json (plain, unquantised), model.s
 template, generation_config.json (end-of-sequence ids) and `plait-cache.json` (written last:
 what source it was built from).
 An entry is reused only while that source record matches; otherwise it is rebuilt atomically.
+Looking an entry up first sweeps temporary entries that interrupted conversions left behind.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import logging
 import re
+import sys
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from plait.runtime.cache_dir import (
     CACHE_FORMAT,
@@ -23,14 +26,13 @@ from plait.runtime.cache_dir import (
     atomic_dir,
     models_dir,
     read_meta,
+    sweep_stale,
 )
 from plait.runtime.config import ModelConfig
 from plait.runtime.loading import gguf_file
 from plait.runtime.loading.bundled import BundledModel, fingerprint, part_paths, resolve_gguf
 from plait.runtime.loading.tokenizer import eos_token_ids
 from plait.runtime.loading.weights import SINGLE_FILE, check_finite, one_thread, write_safetensors
-
-log = logging.getLogger(__name__)
 
 
 def _valid(entry: Path, source: dict[str, Any]) -> bool:
@@ -43,41 +45,76 @@ def _valid(entry: Path, source: dict[str, Any]) -> bool:
     )
 
 
+# Seconds per MB of GGUF for a first conversion, fitted on 2 cores (docs/log.md, 2026-11-29:
+# smollm2-135m 98 MB 32 s, qwen2.5-0.5b 491 MB 116 s with the machine busy). Most of it is
+# transformers parsing the GGUF metadata (config, tokenizer) and the dequantisation.
+_BASE_S, _S_PER_MB = 10.0, 0.2
+
+
+def _announce(gguf_path: Path, entry: Path, name: str) -> None:
+    """The one line a first conversion prints: what it does, where, and about how long."""
+    mb = gguf_path.stat().st_size / 1e6
+    eta = _BASE_S + _S_PER_MB * mb
+    about = f"{eta:.0f} s" if eta < 90 else f"{eta / 60:.0f} min"
+    print(
+        f"plait: first load of {name}: converting its GGUF ({mb:.0f} MB) into a safetensors "
+        f"cache at {entry}, about {about} on 2 cores (once; later loads take about a second)",
+        file=sys.stderr,
+    )
+
+
 def convert_gguf(gguf_path: Path, entry: Path, name: str, source: dict[str, Any]) -> Path:
-    """Dequantise `gguf_path` into the cache entry `entry` (replacing any old one atomically)."""
-    log.info("converting %s into %s (first load only)", gguf_path, entry)
+    """Dequantise `gguf_path` into the cache entry `entry` (replacing any old one atomically).
+
+    Prints one line first and, on a terminal, a progress bar over the conversion's steps.
+    """
     fix = f"the GGUF file {gguf_path} is corrupt; download or reinstall it"
     with atomic_dir(entry) as tmp, one_thread():
         reader = gguf_file.open_gguf(gguf_path)
-        hf_cfg = gguf_file.hf_config(gguf_path, reader)
-        ModelConfig.from_hf(hf_cfg)  # refuse unsupported models before writing gigabytes
-        sd = gguf_file.state_dict(reader, hf_cfg)
-        if hf_cfg.tie_word_embeddings:
-            sd.pop("lm_head.weight", None)
-        check_finite(sd, str(gguf_path), fix)
-        hf_cfg.save_pretrained(str(tmp))
-        write_safetensors(sd, tmp / SINGLE_FILE)
-        del sd
-        tok = gguf_file.tokenizer(gguf_path)
-        tok.save_pretrained(str(tmp))
-        gen = {
-            "bos_token_id": hf_cfg.bos_token_id,
-            "eos_token_id": list(eos_token_ids(tok, hf_cfg)),
-        }
-        (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2))
-        meta = {
-            "format": CACHE_FORMAT,
-            "name": name,
-            "family": ModelConfig.from_hf(hf_cfg).family,
-            "source": source,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        _announce(gguf_path, entry, name)  # the cache is writable and the file a GGUF
+        # steps: config, one per tensor, check, write, tokenizer
+        with tqdm(total=len(reader.tensors) + 4, unit="step", disable=None, leave=False) as bar:
+            bar.set_description("reading the config")
+            hf_cfg = gguf_file.hf_config(gguf_path, reader)
+            ModelConfig.from_hf(hf_cfg)  # refuse unsupported models before writing gigabytes
+            bar.update()
+            bar.set_description("dequantising")
+            sd = gguf_file.state_dict(reader, hf_cfg, progress=bar.update)
+            if hf_cfg.tie_word_embeddings:
+                sd.pop("lm_head.weight", None)
+            bar.set_description("checking")
+            check_finite(sd, str(gguf_path), fix)
+            bar.update()
+            bar.set_description("writing safetensors")
+            hf_cfg.save_pretrained(str(tmp))
+            write_safetensors(sd, tmp / SINGLE_FILE)
+            del sd
+            bar.update()
+            bar.set_description("converting the tokenizer")
+            tok = gguf_file.tokenizer(gguf_path)
+            tok.save_pretrained(str(tmp))
+            bar.update(bar.total - bar.n)
+        _write_metadata(tmp, hf_cfg, tok, name, source)
     return entry
+
+
+def _write_metadata(tmp: Path, hf_cfg: Any, tok: Any, name: str, source: dict[str, Any]) -> None:
+    """generation_config.json (end-of-sequence ids), then the cache record, written last."""
+    gen = {"bos_token_id": hf_cfg.bos_token_id, "eos_token_id": list(eos_token_ids(tok, hf_cfg))}
+    (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2))
+    meta = {
+        "format": CACHE_FORMAT,
+        "name": name,
+        "family": ModelConfig.from_hf(hf_cfg).family,
+        "source": source,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
 
 
 def bundled_entry(spec: BundledModel, rebuild: bool = False) -> Path:
     """Cache entry of a bundled model, built (with sha256 verification) if absent or stale."""
+    sweep_stale()
     source = {"kind": "bundled", "sha256": spec.sha256, "parts": fingerprint(part_paths(spec))}
     entry = models_dir() / spec.name
     if not rebuild and _valid(entry, source):
@@ -95,6 +132,7 @@ def gguf_key(path: Path) -> str:
 
 def gguf_entry(path: Path, rebuild: bool = False) -> Path:
     """Cache entry of a user GGUF file, rebuilt whenever the file's size or mtime changes."""
+    sweep_stale()
     source = {"kind": "gguf", "file": fingerprint([path])}
     entry = models_dir() / gguf_key(path)
     if not rebuild and _valid(entry, source):

@@ -9,6 +9,7 @@ which needs no model instance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,16 +119,20 @@ def storage_dtype(tensor_type: Any) -> torch.dtype:
     return torch.bfloat16
 
 
-def state_dict(reader: Any, hf_config: Any) -> dict[str, torch.Tensor]:
+def state_dict(
+    reader: Any, hf_config: Any, progress: Callable[[], object] | None = None
+) -> dict[str, torch.Tensor]:
     """Dequantised tensors with transformers names (lm_head only if the GGUF has one).
 
-    Each tensor is converted to `storage_dtype`.
+    Each tensor is converted to `storage_dtype`; `progress()` is called once per GGUF tensor.
     """
     from gguf.quants import dequantize
 
     arch = architecture(reader)
     out: dict[str, torch.Tensor] = {}
     for t in reader.tensors:
+        if progress is not None:
+            progress()
         name = hf_name(t.name)
         if name is None:
             continue
