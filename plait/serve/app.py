@@ -46,6 +46,7 @@ class ServeState:
     max_body_bytes: int = 4 << 20
     draining: bool = False
     responses: dict[int, int] = field(default_factory=dict)  # HTTP status -> count
+    thread_format: Any = None  # the threads extension's ThreadFormat (built on first use)
 
     def engine_request(self, prompt: list[int], budget: int, p: GenParams) -> EngineRequest:
         sampling = p.sampling

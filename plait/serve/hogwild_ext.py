@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 
 from plait.hogwild import HogwildConfig, HogwildEngine
 from plait.hogwild.events import DoneEvent, ProblemResult, TokenEvent
+from plait.runtime.engine import GroupOutput
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.segments import KVStore
 from plait.serve import responses as R
@@ -130,6 +131,7 @@ async def handle_hogwild(
 
     async def events() -> AsyncIterator[tuple[str, Any]]:
         async for out in state.loop.stream(group):
+            assert isinstance(out, GroupOutput)
             if out.error:
                 raise RuntimeError(f"the hogwild run failed: {out.error}")
             for ev in out.events:

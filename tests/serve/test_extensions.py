@@ -56,3 +56,50 @@ def test_hogwild_bad_settings_are_400(served):
         client.chat.completions.create(
             model=MODEL, messages=msgs, extra_body={"hogwild": {"workers": 0}}
         )
+
+
+def test_threads_extension_runs_the_orchestrator_in_the_server(served, smol):
+    """The untrained model writes no tags: one sequential call, the same tokens as greedy."""
+    from plait.runtime.generate import greedy
+
+    _, url = served
+    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=120)
+    msgs = [{"role": "user", "content": "What is 2 + 3? Answer briefly."}]
+    r = client.chat.completions.create(model=MODEL, messages=msgs, temperature=0,
+                                       extra_body={"threads": {"max_total_tokens": 24}})  # fmt: skip
+    t = r.model_extra["threads"]
+    assert t["calls"] == 1 and t["blocks"] == 0 and t["self_parallelism"] == 1.0
+    assert t["critical_path"] == t["response_tokens"] == r.usage.completion_tokens <= 24
+    want = greedy(
+        smol.model, smol.chat_prompt_ids(msgs[0]["content"]), 24, stop_ids=smol.eos_token_ids
+    )
+    text = smol.tokenizer.decode(
+        [x for x in want if x not in smol.eos_token_ids], skip_special_tokens=False
+    )
+    assert r.choices[0].message.content == text
+    with pytest.raises(openai.BadRequestError, match="unknown threads fields"):
+        client.chat.completions.create(model=MODEL, messages=msgs, extra_body={"threads": {"x": 1}})
+
+
+def test_a_block_of_threads_decodes_as_rows_of_one_batch(served, smol):
+    """EngineCompletions (the orchestrator's engine in the server): a block's three threads share
+    their context through the prefix cache and each follows the engine contract."""
+    import asyncio
+
+    from plait.runtime.generate import greedy
+    from plait.serve.threads_ext import EngineCompletions
+    from plait.threads.inference import CompletionRequest
+
+    state, _ = served
+    ctx = smol.chat_prompt_ids("Plan three steps to bake bread.")
+    heads = [smol.tokenizer.encode(f"\nStep {i}:", add_special_tokens=False) for i in (1, 2, 3)]
+    want = [greedy(smol.model, ctx + h, 12) for h in heads]
+    stop = want[1][4]
+    reqs = [CompletionRequest(context=ctx + h, max_tokens=12, stop_token_ids=(stop,),
+                              eos_token_ids=tuple(smol.eos_token_ids)) for h in heads]  # fmt: skip
+    before = state.loop.engine.cache.stats.hit_tokens
+    outs = asyncio.run(EngineCompletions(state).complete(reqs))
+    for w, o in zip(want, outs):
+        cut = w[: w.index(stop) + 1] if stop in w else w
+        assert o.tokens == cut and o.finish_reason == ("stop" if stop in w else "length")
+    assert state.loop.engine.cache.stats.hit_tokens > before

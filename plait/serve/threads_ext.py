@@ -1,0 +1,131 @@
+"""The `threads` chat extension: the ThreadWeaver orchestrator runs inside the server.
+
+    client.chat.completions.create(model=..., messages=[...],
+        extra_body={"threads": {"max_total_tokens": 512, "max_threads": 4}})
+
+The orchestrator (`plait.threads.inference.Orchestrator`) drives `EngineCompletions`, a
+`CompletionEngine` whose `complete(requests)` puts every request of a call (the threads of one
+block) into the engine at once: they decode as rows of the shared batch, next to everyone else's,
+and their common context is stored once through the prefix cache. The answer is the merged
+trajectory's text; `threads` in the body holds its metrics (critical path, self-parallelism,
+blocks, threads), the stop reason and the engine calls. `stream` is not supported here (a
+trajectory is merged only when its blocks join).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from plait.runtime.engine import EngineRequest, SampleOutput
+from plait.runtime.sampling import SamplingParams
+from plait.serve import responses as R
+from plait.serve.protocol import GenParams, bad
+from plait.threads.format import ThreadFormat, trajectory_stats
+from plait.threads.inference import Completion, CompletionRequest, Orchestrator, OrchestratorConfig
+
+if TYPE_CHECKING:
+    from plait.serve.app import ServeState
+
+_FIELDS = {f.name for f in fields(OrchestratorConfig) if f.init} - {
+    "temperature", "top_p", "top_k", "seed", "max_context_tokens",
+}  # fmt: skip
+
+
+class EngineCompletions:
+    """`CompletionEngine` over the server's engine loop (see the module docstring)."""
+
+    def __init__(self, state: ServeState) -> None:
+        self.state = state
+        self.tokens = 0  # generated, for usage
+
+    async def complete(self, requests: list[CompletionRequest]) -> list[Completion]:
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def _one(self, req: CompletionRequest) -> Completion:
+        sampling = SamplingParams(
+            temperature=req.temperature, top_p=req.top_p, top_k=req.top_k, seed=req.seed
+        )
+        stops = tuple(dict.fromkeys((*req.stop_token_ids, *req.eos_token_ids)))
+        er = EngineRequest(
+            prompt=list(req.context), max_tokens=req.max_tokens, sampling=sampling,
+            stop_token_ids=stops, ignore_eos=True, logprobs=0 if req.logprobs else None,
+        )  # fmt: skip
+        tokens: list[int] = []
+        lps: list[float] = []
+        async for out in self.state.loop.stream(er):
+            assert isinstance(out, SampleOutput)
+            tokens += out.token_ids
+            lps += [lp.logprob for lp in out.logprobs]
+        self.tokens += len(tokens)
+        last = tokens[-1] if tokens else None
+        reason = (
+            "stop"
+            if last in req.stop_token_ids
+            else "eos"
+            if last in req.eos_token_ids
+            else "length"
+        )
+        return Completion(
+            tokens=tokens, finish_reason=reason, logprobs=lps if req.logprobs else None
+        )  # type: ignore[arg-type]
+
+
+def thread_format(state: ServeState) -> ThreadFormat:
+    """The ThreadWeaver format over a copy of the served tokenizer (tags added if missing),
+    built once per server."""
+    if state.thread_format is None:
+        state.thread_format = ThreadFormat.from_tokenizer(copy.deepcopy(state.loaded.tokenizer))
+    return state.thread_format
+
+
+def orchestrator_config(spec: Any, params: GenParams, context: int) -> OrchestratorConfig:
+    if not isinstance(spec, dict):
+        raise bad("threads", "'threads' must be an object, e.g. {\"max_total_tokens\": 512}")
+    unknown = sorted(set(spec) - _FIELDS)
+    if unknown:
+        raise bad("threads", f"unknown threads fields {unknown}; known: {sorted(_FIELDS)}")
+    s = params.sampling
+    try:
+        return OrchestratorConfig(**spec, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+                                  seed=s.seed, max_context_tokens=context)  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise bad("threads", f"bad threads settings: {exc}") from None
+
+
+async def handle_threads(
+    request: Request, state: ServeState, body: dict[str, Any], params: GenParams
+) -> Response:
+    from plait.serve.app import until_disconnect
+    from plait.serve.chat import prompt_ids
+
+    if params.stream:
+        raise bad("stream", "the threads extension answers whole trajectories; set stream false")
+    config = orchestrator_config(body.get("threads"), params, state.limits.context)
+    prompt = prompt_ids(state, body)
+    fmt = thread_format(state)
+    engine = EngineCompletions(state)
+    run = await until_disconnect(request, Orchestrator(engine, fmt, config).run(prompt))
+    if run is None:
+        return Response(status_code=499)
+    stats = trajectory_stats(run.tree, run.inserted)
+    text = state.loaded.tokenizer.decode(run.response, skip_special_tokens=False)
+    for eos in fmt.eos_ids:
+        text = text.replace(state.loaded.tokenizer.decode([eos], skip_special_tokens=False), "")
+    usage = R.Usage(prompt_tokens=len(prompt), completion_tokens=engine.tokens)
+    threads = {
+        "stop_reason": run.stop_reason, "response_tokens": len(run.response),
+        "critical_path": stats.critical_path, "self_parallelism": stats.self_parallelism,
+        "blocks": stats.blocks, "threads": stats.threads, "calls": len(run.calls),
+        "block_wall_s": run.block_wall_s, "wall_s": run.wall_s, "warnings": run.warnings,
+    }  # fmt: skip
+    choice = {"index": 0, "message": {"role": "assistant", "content": text},
+              "finish_reason": "length" if run.stop_reason == "length" else "stop", "logprobs": None}  # fmt: skip
+    return JSONResponse({"id": R.new_id("chatcmpl"), "object": "chat.completion", "created": 0,
+                         "model": state.model_name, "choices": [choice], "usage": usage.body(),
+                         "threads": threads})  # fmt: skip
