@@ -71,9 +71,8 @@ class EngineCompletions:
             if last in req.eos_token_ids
             else "length"
         )
-        return Completion(
-            tokens=tokens, finish_reason=reason, logprobs=lps if req.logprobs else None
-        )  # type: ignore[arg-type]
+        lp = lps if req.logprobs else None
+        return Completion(tokens=tokens, finish_reason=reason, logprobs=lp)  # type: ignore[arg-type]
 
 
 def thread_format(state: ServeState) -> ThreadFormat:
