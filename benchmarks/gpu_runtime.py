@@ -74,8 +74,8 @@ def timed(fn, dev, repeats=5, warmup=2) -> float:
 
 
 def correctness(dev: torch.device) -> dict:
+    from tests.helpers.schedules import random_schedule
     from tests.helpers.tiny import tiny_model
-    from tests.runtime.test_runner import random_schedule
 
     out = {}
     m = tiny_model("qwen3", seed=0).to(dev)

@@ -73,8 +73,10 @@ def convert_gguf(gguf_path: Path, entry: Path, name: str, source: dict[str, Any]
         reader = gguf_file.open_gguf(gguf_path)
         _announce(gguf_path, entry, name)  # the cache is writable and the file a GGUF
         # steps: config, one per tensor, check, write, tokenizer
-        with tqdm(total=len(reader.tensors) + 4, unit="step", disable=None, leave=False) as bar:
-            bar.set_description("reading the config")
+        steps = len(reader.tensors) + 4
+        with tqdm(
+            total=steps, desc="reading the config", unit="step", disable=None, leave=False
+        ) as bar:
             hf_cfg = gguf_file.hf_config(gguf_path, reader)
             ModelConfig.from_hf(hf_cfg)  # refuse unsupported models before writing gigabytes
             bar.update()
