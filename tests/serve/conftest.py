@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
-import httpx
 import pytest
 
 from plait.runtime.engine import EngineConfig
-from plait.runtime.loading.bundled import BUNDLED, bundled_status
-
-MODEL = "smol"
-
-
-def require(name: str) -> None:
-    if not bundled_status(BUNDLED[name]).installed:
-        pytest.skip(f"{name} is not installed ({BUNDLED[name].install_command()})")
+from tests.helpers.serve import MODEL, require
 
 
 @pytest.fixture(scope="session")
@@ -37,25 +27,3 @@ def served(smol):
     yield state, url
     server.should_exit = True
     state.loop.stop(timeout=10)
-
-
-def metrics(url: str) -> dict[str, float]:
-    text = httpx.get(url.removesuffix("/v1") + "/metrics").text
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, value = line.split()
-            out[name.removeprefix("plait_")] = float(value)
-    return out
-
-
-def wait_idle(url: str, timeout: float = 20.0) -> dict[str, float]:
-    """Metrics once no request is running or waiting (fails after `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        m = metrics(url)
-        if m["requests_running"] == 0 and m["requests_waiting"] == 0:
-            return m
-        if time.monotonic() > deadline:
-            pytest.fail(f"the engine did not go idle: {m}")
-        time.sleep(0.05)

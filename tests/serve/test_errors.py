@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.serve.conftest import MODEL
+from tests.helpers.serve import MODEL
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 

@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from plait.hogwild import HogwildConfig, HogwildEngine
-from tests.serve.conftest import MODEL, wait_idle
+from tests.helpers.serve import MODEL, wait_idle
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 

@@ -10,7 +10,7 @@ import pytest
 
 from plait.runtime.engine import Engine, EngineConfig, EngineRequest
 from plait.runtime.generate import greedy
-from tests.serve.conftest import require
+from tests.helpers.serve import require
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.serve.conftest import MODEL, metrics, wait_idle
+from tests.helpers.serve import MODEL, metrics, wait_idle
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 

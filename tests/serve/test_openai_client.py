@@ -8,7 +8,7 @@ import pytest
 
 from plait.runtime.engine import Engine, EngineRequest
 from plait.runtime.generate import greedy
-from tests.serve.conftest import MODEL, wait_idle
+from tests.helpers.serve import MODEL, wait_idle
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from tests.serve.conftest import require
+from tests.helpers.serve import require
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 
