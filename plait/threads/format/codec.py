@@ -106,6 +106,7 @@ class ThreadFormat:
     encode: Callable[[str], list[int]]  # text (tags allowed) -> ids, no BOS/EOS added
     decode: Callable[[list[int]], str]  # ids -> text, tags rendered as their strings
     eos_ids: tuple[int, ...] = ()  # end-of-sequence ids of the model
+    vocab_size: int | None = None  # valid ids are [0, vocab_size); None = not checked
     _space: dict[int, bool] = field(default_factory=dict, repr=False)
     _headers: dict[tuple[str, bool], list[int]] = field(default_factory=dict, repr=False)
 
@@ -123,6 +124,7 @@ class ThreadFormat:
             encode=lambda s: list(tokenizer.encode(s, add_special_tokens=False)),
             decode=lambda x: tokenizer.decode(list(x), skip_special_tokens=False),
             eos_ids=() if eos is None else (int(eos),),
+            vocab_size=len(tokenizer),
         )
 
     @classmethod
@@ -134,7 +136,18 @@ class ThreadFormat:
             encode=tok.encode,
             decode=tok.decode,
             eos_ids=(tok.eos_id,),
+            vocab_size=tok.vocab_size,
         )
+
+    def out_of_vocabulary(self, tokens: list[int]) -> int | None:
+        """Index of the first id outside [0, vocab_size) (or not an int), None if all are fine."""
+        limit = self.vocab_size
+        for k, tok in enumerate(tokens):
+            if not isinstance(tok, int) or isinstance(tok, bool) or tok < 0:
+                return k
+            if limit is not None and tok >= limit:
+                return k
+        return None
 
     def is_tag(self, tok: int) -> bool:
         return tok in self.tags.all()

@@ -4,7 +4,10 @@ Per trajectory (response tokens only; orchestrator-inserted tokens count unless 
 - critical path (token latency) = tokens outside blocks + per block (its tokens outside thread
   bodies: tags, outlines, `<Thread>`/`</Thread>` wrappers, glue + its longest thread body);
 - total tokens; acceleration eta = 1 - critical/total; self-parallelism = total/critical;
-- parallel ratio = fraction of tokens inside blocks.
+- parallel ratio = fraction of tokens in blocks, under one of two conventions (`PARALLEL_RATIO`):
+  "block" (plait's default) counts a block whole, its `<Parallel>` and `</Parallel>` included;
+  "inside" (the release's) counts only what lies between them. On one release trajectory they
+  differ in the third decimal (0.7973 vs 0.7905); pick one and say which (`stats --json` does).
 Per dataset: activation ratio (fraction of trajectories with >= 1 block); speedup vs a baseline =
 mean over problems of (baseline mean latency / our mean latency), plus the correct-only and max
 (correct-only) variants; `critical_path_stream` is the one-pass twin of `critical_path`.
@@ -15,16 +18,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from plait.threads.format.codec import ThreadFormat
 from plait.threads.format.parser import Block, SegmentTree
+
+ParallelRatio = Literal["block", "inside"]
+PARALLEL_RATIO: tuple[ParallelRatio, ...] = ("block", "inside")
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
 class TrajectoryStats:
     total_tokens: int
     critical_path: int
-    parallel_tokens: int
+    parallel_tokens: int  # tokens of blocks, <Parallel> and </Parallel> included
+    parallel_tags: int  # how many of them are <Parallel> / </Parallel> tags
     blocks: int
     threads: int
     critical_path_model_only: int | None = None  # inserted tokens excluded (needs the mask)
@@ -40,7 +48,16 @@ class TrajectoryStats:
 
     @property
     def parallel_ratio(self) -> float:
-        return 0.0 if self.total_tokens == 0 else self.parallel_tokens / self.total_tokens
+        """The "block" convention: whole blocks, their `<Parallel>`/`</Parallel>` included."""
+        return self.parallel_ratio_as("block")
+
+    def parallel_ratio_as(self, convention: ParallelRatio) -> float:
+        """Fraction of response tokens in blocks: "block" (plait) or "inside" (the release)."""
+        if convention not in PARALLEL_RATIO:
+            raise ValueError(f"parallel ratio convention must be one of {PARALLEL_RATIO}, got "
+                             f"{convention!r}")  # fmt: skip
+        tokens = self.parallel_tokens - (self.parallel_tags if convention == "inside" else 0)
+        return 0.0 if self.total_tokens == 0 else tokens / self.total_tokens
 
 
 def _block_latency(b: Block, weight: list[int], base: int) -> int:
@@ -68,6 +85,7 @@ def trajectory_stats(tree: SegmentTree, inserted: list[bool] | None = None) -> T
         model_only = sum(w) - in_blocks + sum(_block_latency(b, w, base) for b in blocks)
     return TrajectoryStats(
         total_tokens=n, critical_path=cp, parallel_tokens=sum(len(b) for b in blocks),
+        parallel_tags=sum(1 + b.closed for b in blocks),
         blocks=len(blocks), threads=sum(len(b.threads) for b in blocks),
         critical_path_model_only=model_only,
     )  # fmt: skip

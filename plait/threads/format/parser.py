@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from plait.threads.format.codec import ThreadFormat
+from plait.threads.format.lenient import normalize
 
 
 @dataclass(slots=True, kw_only=True)
@@ -140,17 +141,21 @@ def _parse_block(tokens: list[int], i: int, fmt: ThreadFormat) -> Block:
     return block
 
 
-def parse(tokens: list[int], fmt: ThreadFormat, *, prompt_len: int = 0) -> SegmentTree:
+def parse(
+    tokens: list[int], fmt: ThreadFormat, *, prompt_len: int = 0, lenient: bool = False
+) -> SegmentTree:
     """Parse `tokens[prompt_len:]` (the response) into a `SegmentTree`.
 
     Args:
         tokens: prompt + response ids.
         fmt: the format (tag ids and decoder).
         prompt_len: number of leading prompt tokens, never parsed.
+        lenient: first normalise the variants other pipelines write (see `lenient.py`); the
+            tree's `tokens` (and its spans) are then the normalised ones.
     """
     if not 0 <= prompt_len <= len(tokens):
         raise ValueError(f"prompt_len must be in [0, {len(tokens)}], got {prompt_len}")
-    tokens = list(tokens)
+    tokens = normalize(tokens, fmt, prompt_len=prompt_len).tokens if lenient else list(tokens)
     nodes: list[Seq | Block] = []
     seq_start = i = prompt_len
     while i < len(tokens):

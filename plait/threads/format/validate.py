@@ -133,7 +133,16 @@ def validate(
     max_outlines: int = 50,
     min_threads: int = 1,
 ) -> list[FormatError]:
-    """All format violations of `tokens[prompt_len:]`, sorted by position (empty = valid)."""
+    """All format violations of `tokens[prompt_len:]`, sorted by position (empty = valid).
+
+    An id outside the vocabulary (`fmt.vocab_size`) is a `bad-token` error, reported alone: text
+    cannot be decoded around it.
+    """
+    bad = fmt.out_of_vocabulary(list(tokens))
+    if bad is not None:
+        limit = "" if fmt.vocab_size is None else f" [0, {fmt.vocab_size})"
+        return [FormatError(pos=bad, code="bad-token", message=f"token id {tokens[bad]!r} is "
+                            f"outside the vocabulary{limit}; was it made with another tokenizer?")]  # fmt: skip
     tree = parse(tokens, fmt, prompt_len=prompt_len)
     c = _Ctx(tokens=tree.tokens, fmt=fmt, errors=[])
     for node in tree.nodes:
@@ -149,6 +158,8 @@ def validate(
 
 def explain(tokens: list[int], fmt: ThreadFormat, err: FormatError, width: int = 12) -> str:
     """`err` as one line with a snippet around the position, marked with '>>'."""
+    if err.code == "bad-token":
+        return f"token {err.pos} [{err.code}] {err.message}"
     before = fmt.decode(tokens[max(0, err.pos - width) : err.pos])
     after = fmt.decode(tokens[err.pos : err.pos + width])
     return f"token {err.pos} [{err.code}] {err.message}: ...{before!r} >> {after!r}..."

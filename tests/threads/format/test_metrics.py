@@ -45,6 +45,11 @@ def test_one_block_10_and_30(char_fmt):
     assert s.critical_path == seq + outlines + wrappers + tail + 30
     assert s.total_tokens == len(ids) and s.total_tokens - s.critical_path == 10
     assert s.parallel_tokens == len(b) and s.blocks == 1 and s.threads == 2
+    # parallel ratio: plait counts <Parallel> and </Parallel>, the release does not
+    assert s.parallel_ratio == s.parallel_ratio_as("block") == len(b) / len(ids)
+    assert s.parallel_ratio_as("inside") == (len(b) - 2) / len(ids)
+    with pytest.raises(ValueError, match="convention"):
+        s.parallel_ratio_as("tags")  # type: ignore[arg-type]
     assert s.acceleration == pytest.approx(10 / len(ids))
     # model-only: drop the inserted "\n" before thread 1, both <Thread> tags, the join "\n" (4
     # sequential tokens) and the "\n2:" header inside the longest body (3 tokens)
@@ -114,3 +119,12 @@ def test_activation_ratio(char_fmt):
     a = trajectory_stats(parse(encode_pieces(f, [BlockSpec(outlines=["p"], threads=["x"])])[0], f))
     b = trajectory_stats(parse(f.encode("plain"), f))
     assert activation_ratio([a, b, b, b]) == 0.25
+
+
+def test_parallel_ratio_inside_an_unclosed_block(char_fmt):
+    f = char_fmt
+    text = "ab<Parallel>\n<Outlines>\n<Outline>1: p</Outline>\n</Outlines>\n<Thread>\n1: x"
+    s = trajectory_stats(parse(f.encode(text), f))
+    n_block = len(f.encode(text)) - 2  # "ab" is outside; the block runs to the end, no closer
+    assert s.parallel_ratio_as("block") == n_block / (n_block + 2)
+    assert s.parallel_ratio_as("inside") == (n_block - 1) / (n_block + 2)
