@@ -7,7 +7,7 @@ import random
 import pytest
 
 from plait.threads.format.codec import ThreadFormat
-from tests.helpers.threads import WORDS
+from tests.helpers.threads import WORDS, StubServer
 
 
 @pytest.fixture(scope="session")
@@ -41,47 +41,6 @@ def bpe_tokenizer():
 @pytest.fixture()
 def bpe_fmt(bpe_tokenizer) -> ThreadFormat:
     return ThreadFormat.from_tokenizer(bpe_tokenizer)
-
-
-class StubServer:
-    """A scripted OpenAI-compatible HTTP server on 127.0.0.1 (a free port) for tests.
-
-    `handler(path, body) -> dict` answers each POST; every (path, body) is recorded.
-    """
-
-    def __init__(self, handler):
-        import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.calls: list[tuple[str, dict]] = []
-        stub = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.calls.append((self.path, body))
-                try:
-                    out, code = json.dumps(handler(self.path, body)).encode(), 200
-                except Exception as exc:  # surface handler bugs as HTTP 400s
-                    out, code = json.dumps({"error": repr(exc)}).encode(), 400
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ import pytest
 
 from plait.cli import main
 from plait.threads.format.render import BlockSpec, render
-from tests.helpers.threads import vllm_like
+from tests.helpers.threads import Raw, vllm_like
 
 
 @pytest.fixture()
@@ -53,12 +53,24 @@ def test_view(traj_file, tmp_path):
     assert "thread critical" in out.read_text()
 
 
-def test_pack(traj_file, capsys, monkeypatch):
-    assert main(["threads", "pack", str(traj_file[0]), "--row-length", "512", "--json"]) == 0
+def test_pack(traj_file, tmp_path, capsys, monkeypatch):
+    valid = tmp_path / "valid.jsonl"
+    valid.write_text(traj_file[0].read_text().splitlines()[0] + "\n")
+    rows = tmp_path / "rows.pt"
+    args = ["threads", "pack", str(valid), "--row-length", "512", "--json", "--out", str(rows)]
+    assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["units"] == 10 and out["rows"] == 1 and out["dropped_units"] == 0
-    monkeypatch.setitem(sys.modules, "plait.threads.training.packing", None)  # packing unavailable
+    assert out["units"] == 5 and out["rows"] == 1 and out["dropped_units"] == 0
+    import torch
+
+    (row,) = torch.load(rows, weights_only=False)
+    assert row.used == out["packed_tokens"] and row.length == 512
+    # an invalid trajectory is not packed: the error names it and the way out
     assert main(["threads", "pack", str(traj_file[0])]) == 2
+    err = capsys.readouterr().err
+    assert "trajectory #1 is not valid" in err and "normalize" in err
+    monkeypatch.setitem(sys.modules, "plait.threads.training.packing", None)  # packing unavailable
+    assert main(["threads", "pack", str(valid)]) == 2
     assert "plait.threads.training.packing" in capsys.readouterr().err
 
 
@@ -100,4 +112,54 @@ def test_run_against_stub(char_fmt, stub_server, tmp_path, capsys):
 
 def test_bad_tokenizer(traj_file, capsys):
     assert main(["threads", "stats", str(traj_file[0]), "--tokenizer", "/no/such/dir"]) == 2
-    assert "existing local path" in capsys.readouterr().err
+    assert "existing local directory" in capsys.readouterr().err
+
+
+def test_run_appends_resumes_and_refuses_other_settings(char_fmt, stub_server, tmp_path, capsys):
+    f = char_fmt
+    fail_on = {"P3"}  # the server breaks on this prompt (a crash mid-run)
+
+    def handler(path, body):
+        ctx = f.decode(body["prompt"])
+        if any(ctx.startswith(p) for p in fail_on):
+            return Raw(500, "text/plain", b"boom")
+        toks = f.encode(f" answer to {ctx.strip()}") + [264]
+        return vllm_like(f, lambda c, b: toks)(path, body)
+
+    server = stub_server(handler)
+    out = tmp_path / "runs.jsonl"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("P1\nP2\nP3\nP4\n")
+    base = [
+        "threads",
+        "run",
+        "--base-url",
+        server.url,
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+    ]
+    assert main(base) == 2  # P3 fails after P1 and P2 finished: both are kept
+    assert "HTTP 500" in capsys.readouterr().err
+    assert [r["prompt"] for r in map(json.loads, out.read_text().splitlines())] == ["P1", "P2"]
+    fail_on.clear()
+    n_calls = len(server.calls)
+    assert main(base + ["--json"]) == 0  # rerun: resumes, P1 and P2 are not asked again
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["skipped"] == 2 and [r["index"] for r in summary["runs"]] == [2, 3]
+    assert len(server.calls) - n_calls == 2
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["prompt"] for r in recs] == ["P1", "P2", "P3", "P4"]
+    assert f.decode(recs[3]["tokens"]) == "P4 answer to P4<|eos|>"
+    # other settings: refused (the file is left as it is) unless --overwrite
+    assert main(base + ["--max-total-tokens", "99"]) == 2
+    assert "other settings (max_total_tokens)" in capsys.readouterr().err
+    assert len(out.read_text().splitlines()) == 4
+    assert main(base + ["--max-total-tokens", "99", "--overwrite"]) == 0
+    assert len(out.read_text().splitlines()) == 4 and len(server.calls) - n_calls == 6
+    # a file from elsewhere, without a manifest, is not appended to silently
+    other = tmp_path / "other.jsonl"
+    other.write_text(out.read_text())
+    assert main(base[:-1] + [str(other)]) == 2
+    assert "no manifest" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from plait.threads.data.datagen_prompts import OUTLINE_PROMPT, REFERENCE_PROMPT,
 from plait.threads.format.codec import ThreadFormat
 from plait.threads.format.render import BlockSpec, render
 from plait.threads.format.validate import validate
+from plait.threads.inference.openai_backend import ServerError, read_answer
 
 
 @dataclass(slots=True, kw_only=True)
@@ -44,12 +45,17 @@ class ChatClient:
     def chat(self, messages: list[dict[str, str]]) -> str:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         body = {"model": self.model, "messages": messages, "temperature": self.temperature}
-        resp = httpx.post(f"{self.base_url.rstrip('/')}/chat/completions", json=body,
-                          headers=headers, timeout=self.timeout_s)  # fmt: skip
+        url = f"{self.base_url.rstrip('/')}/chat/completions"
+        try:
+            resp = httpx.post(url, json=body, headers=headers, timeout=self.timeout_s)
+        except httpx.TransportError as exc:
+            raise ServerError(f"cannot reach {url} ({type(exc).__name__}: {exc})") from exc
         self.calls += 1
-        if resp.status_code >= 400:
-            raise RuntimeError(f"chat endpoint answered {resp.status_code}: {resp.text[:300]}")
-        return str(resp.json()["choices"][0]["message"]["content"])
+        message = read_answer(url, resp)["choices"][0].get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            raise ServerError(f"{url} answered a choice without message content; is it a chat "
+                              "completions endpoint?")  # fmt: skip
+        return message["content"]
 
 
 @dataclass(slots=True, kw_only=True)

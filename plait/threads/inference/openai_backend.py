@@ -8,7 +8,10 @@ Two prompt modes:
 The threads of a block are sent as concurrent requests (the server batches them). Which stop ended
 a "stop" finish is read from `stop_reason` (vLLM) or `matched_stop` (SGLang); for servers that
 report neither (llama-cpp-python), a stop string present in the logprob tokens but cut from the
-text, or tokens hidden from the text (usage count > logprob tokens), mean a stop fired; else EOS. The stop token is appended to the ids.
+text, or tokens hidden from the text (usage count > logprob tokens), mean a stop fired; else EOS.
+The stop token is appended to the ids. A server that cannot be reached, answers an HTTP error
+(after `retries` for 5xx and connection errors), answers something other than JSON, or JSON
+without `choices` raises `ServerError`: one line naming the URL and what to check.
 """
 
 from __future__ import annotations
@@ -20,8 +23,39 @@ from typing import Any, Literal
 
 import httpx
 
+from plait.errors import PlaitError
 from plait.threads.format.codec import ThreadFormat
 from plait.threads.inference.engine_api import Completion, CompletionRequest, FinishReason
+
+
+class ServerError(PlaitError):
+    """The server could not be reached or did not answer like an OpenAI-compatible API."""
+
+
+def read_answer(url: str, resp: httpx.Response) -> dict[str, Any]:
+    """The JSON body of an OpenAI-style answer with at least one choice, or a `ServerError`."""
+    if resp.status_code >= 400:
+        raise ServerError(
+            f"{url} answered HTTP {resp.status_code}: {resp.text[:200]!r}; check the model name, "
+            "--prompt-mode and that the server supports these fields"
+        )
+    try:
+        data = resp.json()
+    except ValueError:
+        kind = resp.headers.get("content-type", "no content type")
+        raise ServerError(
+            f"{url} did not answer JSON (HTTP {resp.status_code}, {kind}: {resp.text[:60]!r}); "
+            "the base URL must be the API root of an OpenAI-compatible server, e.g. "
+            "http://127.0.0.1:8000/v1"
+        ) from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        keys = sorted(data)[:6] if isinstance(data, dict) else type(data).__name__
+        raise ServerError(
+            f"{url} answered JSON without 'choices' ({keys}); is this an OpenAI-compatible "
+            "completions endpoint?"
+        )
+    return data
 
 
 @dataclass(slots=True, kw_only=True)
@@ -81,18 +115,18 @@ class OpenAICompletionsEngine:
     async def _post(self, client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.config.base_url}/completions"
         for attempt in range(self.config.retries + 1):
+            last = attempt == self.config.retries
             try:
                 resp = await client.post(url, json=body)
-                if resp.status_code < 500 or attempt == self.config.retries:
-                    if resp.status_code >= 400:
-                        raise RuntimeError(
-                            f"{url} answered {resp.status_code}: {resp.text[:500]}; check the "
-                            "model name, prompt_mode and that the server supports these fields"
-                        )
-                    return resp.json()
-            except httpx.TransportError:
-                if attempt == self.config.retries:
-                    raise
+            except httpx.TransportError as exc:
+                if last:
+                    raise ServerError(
+                        f"cannot reach {url} ({type(exc).__name__}: {exc}); is the server "
+                        "running, and is the base URL right?"
+                    ) from exc
+            else:
+                if resp.status_code < 500 or last:
+                    return read_answer(url, resp)
             await asyncio.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 
@@ -108,7 +142,8 @@ class OpenAICompletionsEngine:
         self, choice: dict[str, Any], req: CompletionRequest, usage: dict[str, Any]
     ) -> Completion:
         """Turn one response choice into a `Completion` following the engine contract."""
-        lp = choice.get("logprobs") or {}
+        lp = choice.get("logprobs")
+        lp = lp if isinstance(lp, dict) else {}
         lp_tokens = lp.get("tokens") or []
         ids = _ids_from_logprobs(lp_tokens)
         if ids is None:

@@ -8,7 +8,11 @@ import pytest
 
 from plait.threads.format.render import BlockSpec, encode_pieces
 from plait.threads.inference.engine_api import CompletionRequest
-from plait.threads.inference.openai_backend import OpenAICompletionsEngine, OpenAIConfig
+from plait.threads.inference.openai_backend import (
+    OpenAICompletionsEngine,
+    OpenAIConfig,
+    ServerError,
+)
 from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
 from plait.threads.training.units import extract_units
 from tests.helpers.threads import vllm_like
@@ -92,7 +96,7 @@ def test_text_mode_uses_hidden_token_count(char_fmt, stub_server):
 def test_http_error_names_fix(char_fmt, stub_server):
     server = stub_server(lambda path, body: 1 / 0)
     engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server.url, retries=0), char_fmt)
-    with pytest.raises(RuntimeError, match="prompt_mode"):
+    with pytest.raises(ServerError, match="prompt-mode"):
         asyncio.run(engine.complete([CompletionRequest(context=[65], max_tokens=2)]))
 
 
