@@ -44,6 +44,15 @@ class EngineStats:
     fresh_segments: int = 0  # times the shared prefix diverged and was rebuilt
 
 
+def _finish(tok: int, req: CompletionRequest, n_out: int, cap: int) -> str | None:
+    """Why a stream ends after emitting `tok` as its `n_out`-th token (None: it goes on)."""
+    if tok in req.stop_token_ids:
+        return "stop"
+    if tok in req.eos_token_ids:
+        return "eos"
+    return "length" if n_out >= cap else None
+
+
 def _common_prefix(seqs: list[list[int]]) -> int:
     n = min(len(s) for s in seqs)
     first = seqs[0]
@@ -128,12 +137,12 @@ class RuntimeEngine:
         start = time.perf_counter()
         self.stats.calls += 1
         limit = self.model.config.max_position
-        for r in requests:
-            if len(r.context) >= limit:
-                raise ValueError(
-                    f"a request context has {len(r.context)} tokens but the model's context is "
-                    f"{limit}; lower the orchestrator's total token budget"
-                )
+        longest = max(len(r.context) for r in requests)
+        if longest >= limit:
+            raise ValueError(
+                f"a request context has {longest} tokens but the model's context is {limit}; "
+                "lower the orchestrator's total token budget"
+            )
         ctxs = [list(r.context) for r in requests]
         # NOTE: keep >= 1 suffix token per stream: its last context token yields the first logits
         p = min(_common_prefix(ctxs), min(len(c) for c in ctxs) - 1)
@@ -176,15 +185,9 @@ class RuntimeEngine:
                 if r.logprobs:
                     lps[i].append(float(torch.log_softmax(logits[row].float(), -1)[tok]))
                 # 3) stop rules ("stop" wins over "eos", then the length budget)
-                if tok in r.stop_token_ids:
-                    reasons[i] = "stop"
-                elif tok in r.eos_token_ids:
-                    reasons[i] = "eos"
-                elif len(out[i]) >= budgets[i] or (
-                    scripts is not None and len(out[i]) >= len(scripts[i])
-                ):
-                    reasons[i] = "length"
-                else:
+                cap = budgets[i] if scripts is None else min(budgets[i], len(scripts[i]))
+                reasons[i] = _finish(tok, r, len(out[i]), cap)
+                if reasons[i] is None:
                     feed[i] = [tok]
         self.stats.generated_tokens += sum(len(o) for o in out)
         self._last = segs
