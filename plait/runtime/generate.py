@@ -1,4 +1,4 @@
-"""Plain generation on plait's runtime: one stream, one segment, chunked prefill, then decode.
+"""Plain generation on plait's runtime: one request on the engine (chunked prefill, then decode).
 
 `generate_tokens` yields token ids as they are sampled; `stream_text` turns a token iterator into
 printable text deltas (decoding the whole suffix each time, so multi-byte characters split across
@@ -12,10 +12,9 @@ from typing import Any
 
 import torch
 
+from plait.runtime.engine import Engine, EngineConfig, EngineRequest
 from plait.runtime.model import DecoderLM
-from plait.runtime.runner import Runner, StreamInput
-from plait.runtime.sampling import Sampler, SamplingParams
-from plait.runtime.segments import KVStore
+from plait.runtime.sampling import SamplingParams
 
 
 def generate_tokens(
@@ -28,6 +27,8 @@ def generate_tokens(
     attention: str = "fast",
 ) -> Iterator[int]:
     """Yield up to `max_new_tokens` sampled ids; stops after emitting a token in `stop_ids`.
+
+    One request on a private `Engine` sized for it (prefill in chunks of `chunk` tokens).
 
     Raises:
         ValueError: empty prompt, non-positive budget, or prompt beyond the model's context.
@@ -43,18 +44,23 @@ def generate_tokens(
             "shorten the prompt"
         )
     max_new_tokens = min(max_new_tokens, limit - len(prompt_ids))
-    store = KVStore(model.config, model.dtype, model.device, rope=model.rope)
-    runner = Runner(model, store, attention=attention)  # type: ignore[arg-type]
-    seg = store.new_segment(len(prompt_ids) + max_new_tokens, name="sequence")
-    sampler = Sampler(params or SamplingParams())
-    stops = set(stop_ids)
-    logits = runner.prefill(seg, list(prompt_ids), chunk=chunk)[None]  # (1, V)
-    for i in range(max_new_tokens):
-        tok = int(sampler(logits)[0])
-        yield tok
-        if tok in stops or i == max_new_tokens - 1:
-            return
-        logits = runner.step([StreamInput([tok], [seg], seg)])
+    config = EngineConfig(
+        kv_budget_tokens=len(prompt_ids) + max_new_tokens,
+        step_tokens=chunk,
+        block_tokens=len(prompt_ids),  # one request: nothing to share, the prompt is one segment
+        max_rows=1,
+    )
+    engine = Engine(model, config=config, eos_token_ids=(), attention=attention)
+    request = EngineRequest(
+        prompt=list(prompt_ids),
+        max_tokens=max_new_tokens,
+        sampling=params or SamplingParams(),
+        stop_token_ids=tuple(stop_ids),
+    )
+    engine.add(request)
+    while engine.has_work:
+        for out in engine.step():
+            yield from out.token_ids  # type: ignore[union-attr]
 
 
 def stream_text(tokenizer: Any, tokens: Iterable[int], skip_special: bool = True) -> Iterator[str]:

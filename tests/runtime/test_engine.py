@@ -9,6 +9,7 @@ import torch
 from plait.runtime.engine import Engine, EngineConfig, EngineRequest, SampleOutput
 from plait.runtime.generate import greedy
 from plait.runtime.sampling import SamplingParams
+from tests.helpers.engine import reference_greedy
 from tests.helpers.tiny import tiny_model
 
 
@@ -27,7 +28,7 @@ def _run(engine: Engine) -> list[SampleOutput]:
 def test_greedy_alone_batched_and_generate_agree(family):
     m = tiny_model(family, seed=3)
     target = _prompt(150)
-    ref = greedy(m, target, 24)
+    ref = reference_greedy(m, target, 24)
     cfg = EngineConfig(block_tokens=16, step_tokens=48, kv_budget_tokens=4096)
     alone = Engine(m, config=cfg).generate([EngineRequest(prompt=target, max_tokens=24)])[0][0]
     # seven others: sharing prefixes of the target (split mid-block) and not, n up to 3
@@ -37,10 +38,10 @@ def test_greedy_alone_batched_and_generate_agree(family):
     ] + [EngineRequest(prompt=_prompt(40 + 9 * s, salt=s), max_tokens=12) for s in (1, 2)]
     engine = Engine(m, config=cfg)
     batched = engine.generate([others[0], EngineRequest(prompt=target, max_tokens=24), *others[1:]])
-    assert alone == ref
+    assert alone == ref == greedy(m, target, 24)  # the engine, generate and the bare runner loop
     assert batched[1][0] == ref
     for r, got in zip([others[0], *others[1:]], [batched[0], *batched[2:]]):
-        want = greedy(m, r.prompt, r.max_tokens)
+        want = reference_greedy(m, r.prompt, r.max_tokens)
         assert all(g == want for g in got), "a batched request changed its greedy output"
     assert engine.request_kv_tokens() == 0 and engine.cache.hit_rate() > 0
 
@@ -66,7 +67,7 @@ def test_n_samples_share_the_prompt_and_seeds_reproduce():
     prompt = _prompt(60)
     e = Engine(m, config=EngineConfig(block_tokens=16))
     greedy3 = e.generate([EngineRequest(prompt=prompt, max_tokens=10, n=3)])[0]
-    assert greedy3[0] == greedy3[1] == greedy3[2] == greedy(m, prompt, 10)
+    assert greedy3[0] == greedy3[1] == greedy3[2] == reference_greedy(m, prompt, 10)
     assert e.stats.computed_prompt_tokens == 60  # once for all three samples
     p = SamplingParams(temperature=1.0, top_k=40, seed=5)
     a = e.generate([EngineRequest(prompt=prompt, max_tokens=12, n=3, sampling=p)])[0]
@@ -132,7 +133,7 @@ def test_chunked_prefill_shares_steps_with_decode_rows():
 def test_stop_rules_and_lengths():
     m = tiny_model("qwen2", seed=1)
     prompt = _prompt(30)
-    full = greedy(m, prompt, 16)
+    full = reference_greedy(m, prompt, 16)
     stop = full[5]
     e = Engine(m, eos_token_ids=[full[9]])
     out = e.generate(

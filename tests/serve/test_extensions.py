@@ -6,6 +6,7 @@ import openai
 import pytest
 
 from plait.hogwild import HogwildConfig, HogwildEngine
+from tests.helpers.engine import reference_greedy as greedy
 from tests.helpers.serve import MODEL, wait_idle
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
@@ -60,7 +61,6 @@ def test_hogwild_bad_settings_are_400(served):
 
 def test_threads_extension_runs_the_orchestrator_in_the_server(served, smol):
     """The untrained model writes no tags: one sequential call, the same tokens as greedy."""
-    from plait.runtime.generate import greedy
 
     _, url = served
     client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=120)
@@ -86,7 +86,6 @@ def test_a_block_of_threads_decodes_as_rows_of_one_batch(served, smol):
     their context through the prefix cache and each follows the engine contract."""
     import asyncio
 
-    from plait.runtime.generate import greedy
     from plait.serve.threads_ext import EngineCompletions
     from plait.threads.inference import CompletionRequest
 

@@ -1,4 +1,4 @@
-"""Greedy on the real Qwen2.5-0.5B (bf16): the server's answer == `generate` == the engine alone
+"""Greedy on the real Qwen2.5-0.5B (bf16, `slow`; the default suite checks the same on SmolLM2): the server's answer == `generate` == the engine alone
 == the engine with 7 other requests in the batch (sharing the chat template's prefix blocks)."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import pytest
 
 from plait.runtime.engine import Engine, EngineConfig, EngineRequest
 from plait.runtime.generate import greedy
+from tests.helpers.engine import reference_greedy
 from tests.helpers.serve import require
 
-pytestmark = [pytest.mark.model, pytest.mark.server]
+pytestmark = [pytest.mark.model, pytest.mark.server, pytest.mark.slow]  # ~1 min idle, 3 loaded
 
 QUESTION = "In two sentences, why is the sky blue?"
 OTHERS = ["Name a colour.", "Say hello in French.", "What is 2 + 2?", "Name a planet.",
@@ -27,7 +28,8 @@ def test_greedy_server_generate_engine_alone_and_batched_agree():
 
     lm = load_model("qwen2.5-0.5b", dtype="bf16")
     ids = lm.chat_prompt_ids(QUESTION)
-    want = greedy(lm.model, ids, TOKENS, stop_ids=lm.eos_token_ids)
+    want = reference_greedy(lm.model, ids, TOKENS, stop_ids=lm.eos_token_ids)
+    assert greedy(lm.model, ids, TOKENS, stop_ids=lm.eos_token_ids) == want  # generate
     assert len(want) >= 8  # a long enough answer to compare
     config = EngineConfig(block_tokens=16, kv_budget_tokens=8192)
     alone = Engine(lm.model, config=config).generate([EngineRequest(prompt=ids, max_tokens=TOKENS)])

@@ -8,6 +8,7 @@ import pytest
 
 from plait.runtime.engine import Engine, EngineRequest
 from plait.runtime.generate import greedy
+from tests.helpers.engine import reference_greedy
 from tests.helpers.serve import MODEL, wait_idle
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
@@ -24,12 +25,18 @@ def test_models_and_greedy_completion_matches_generate_and_engine(served, client
     assert [m.id for m in client.models.list().data] == [MODEL]
     ids = smol.tokenizer.encode("The three primary colours are", add_special_tokens=False)
     r = client.completions.create(model=MODEL, prompt=ids, max_tokens=12, temperature=0)
-    want = greedy(smol.model, ids, 12)
+    want = reference_greedy(smol.model, ids, 12)
+    assert greedy(smol.model, ids, 12) == want  # generate (the engine) == the bare runner loop
     assert r.choices[0].text == smol.tokenizer.decode(want, skip_special_tokens=True)
     assert r.usage.prompt_tokens == len(ids) and r.usage.completion_tokens == 12
     assert r.choices[0].finish_reason == "length"
-    direct = Engine(smol.model, smol.tokenizer).generate([EngineRequest(prompt=ids, max_tokens=12)])
-    assert direct[0][0] == want
+    others = [EngineRequest(prompt=smol.chat_prompt_ids(q), max_tokens=6 + k)
+              for k, q in enumerate(["Hi", "Name a fruit.", "2 + 2?", "Say yes.", "Red or blue?",
+                                     "Count to 3.", "A colour?"])]  # fmt: skip
+    engine = Engine(smol.model, smol.tokenizer)
+    alone = engine.generate([EngineRequest(prompt=ids, max_tokens=12)])[0][0]
+    batched = engine.generate([*others[:3], EngineRequest(prompt=ids, max_tokens=12), *others[3:]])
+    assert alone == batched[3][0] == want  # engine alone == engine with 7 others
     text = client.completions.create(model=MODEL, prompt="The three primary colours are",
                                      max_tokens=12, temperature=0)  # fmt: skip
     assert text.choices[0].text == r.choices[0].text
@@ -118,7 +125,7 @@ def test_threadweaver_openai_backend_against_plait_serve(served, smol):
 
     engine = OpenAICompletionsEngine(OpenAIConfig(base_url=url, model=MODEL), Fmt())  # type: ignore[arg-type]
     prompt = smol.chat_prompt_ids("List three fruits, one per line.")
-    want = greedy(smol.model, prompt, 40)
+    want = reference_greedy(smol.model, prompt, 40)
     nl = want[next(i for i, t in enumerate(want) if "\n" in tok.decode([t]))]
     reqs = [
         CompletionRequest(context=prompt, max_tokens=5, eos_token_ids=eos),
