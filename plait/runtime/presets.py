@@ -37,35 +37,34 @@ def smollm2_135m(*, layers: int | None = None, max_position: int = 8192) -> Mode
     return _with_layers(cfg, layers)
 
 
+def _qwen25(
+    layers: int | None, max_position: int, shape: tuple[int, int, int, int, int, int, int]
+) -> ModelConfig:
+    """A Qwen2.5 shape (vocab, hidden, intermediate, layers, heads, KV heads, head dim): q/k/v
+    biases, RoPE base 1e6 over the whole head, an untied head."""
+    vocab, hidden, intermediate, n_layers, heads, kv_heads, head_dim = shape
+    cfg = ModelConfig(
+        family="qwen2", vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate,
+        num_layers=n_layers, num_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
+        qkv_bias=True, max_position=max_position, rope=RopeConfig(theta=1e6, rotary_dim=head_dim),
+    )  # fmt: skip
+    return _with_layers(cfg, layers)
+
+
 def qwen25_05b(*, layers: int | None = None, max_position: int = 32768) -> ModelConfig:
     """Qwen2.5-0.5B as plait bundles it (Qwen2.5-Coder-0.5B-Instruct GGUF): 24 layers, 14 heads
     over 2 KV heads of 64, an untied output head (the GGUF keeps its own output.weight)."""
-    cfg = ModelConfig(
-        family="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864,
-        num_layers=24, num_heads=14, num_kv_heads=2, head_dim=64, qkv_bias=True,
-        max_position=max_position, rope=RopeConfig(theta=1e6, rotary_dim=64),
-    )  # fmt: skip
-    return _with_layers(cfg, layers)
+    return _qwen25(layers, max_position, (151936, 896, 4864, 24, 14, 2, 64))
 
 
 def qwen25_7b(*, layers: int | None = None, max_position: int = 32768) -> ModelConfig:
     """Qwen2.5-7B: 28 layers, 28 heads over 4 KV heads of 128, untied head."""
-    cfg = ModelConfig(
-        family="qwen2", vocab_size=152064, hidden_size=3584, intermediate_size=18944,
-        num_layers=28, num_heads=28, num_kv_heads=4, head_dim=128, qkv_bias=True,
-        max_position=max_position, rope=RopeConfig(theta=1e6, rotary_dim=128),
-    )  # fmt: skip
-    return _with_layers(cfg, layers)
+    return _qwen25(layers, max_position, (152064, 3584, 18944, 28, 28, 4, 128))
 
 
 def qwen25_32b(*, layers: int | None = None, max_position: int = 32768) -> ModelConfig:
     """Qwen2.5-32B: 64 layers, 40 heads over 8 KV heads of 128, untied head."""
-    cfg = ModelConfig(
-        family="qwen2", vocab_size=152064, hidden_size=5120, intermediate_size=27648,
-        num_layers=64, num_heads=40, num_kv_heads=8, head_dim=128, qkv_bias=True,
-        max_position=max_position, rope=RopeConfig(theta=1e6, rotary_dim=128),
-    )  # fmt: skip
-    return _with_layers(cfg, layers)
+    return _qwen25(layers, max_position, (152064, 5120, 27648, 64, 40, 8, 128))
 
 
 def attention_only(cfg: ModelConfig, *, vocab: int = 256, intermediate: int = 64) -> ModelConfig:
