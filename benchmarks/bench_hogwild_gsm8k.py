@@ -1,26 +1,30 @@
 """Hogwild! accuracy vs budget on GSM8K: W-worker Hogwild against the sequential baseline.
 
-Runs `plait.hogwild.evaluate` (resumable: records are appended per batch to `<out>/records.jsonl`,
-finished (method, problem) pairs are skipped) and writes the summary to benchmarks/results:
-`<name>.json` (accuracy with 95% Wilson intervals, early stops, mean passes used and where the
-answers came from, per method and budget), `<name>.png` (the curves) and `<name>_records.jsonl`
-(every record, so a later session can resume or re-plot). `--summarize` skips solving and only
-rebuilds the summary from the records already in `<out>`; `--resume` first seeds an empty `<out>`
-with the committed `<name>_records.jsonl`, so a later session continues where the last one stopped.
+Each named variant (`VARIANTS` below: prompt, loop guard, temperature, layout, interjection
+cadence) runs `plait.hogwild.evaluate` into `<out>/<variant>/` (resumable: records are appended
+per batch, finished (method, problem) pairs are skipped; a manifest refuses a rerun with other
+settings) and writes `benchmarks/results/hogwild_gsm8k_<variant>.json` (strict and lenient accuracy
+with 95% Wilson intervals, duplicate-step rate, cuts, mean passes, answer rules) and
+`..._records.jsonl` (every record). Accuracy runs take hours on 2 shared cores and are not timed
+under the lock; `--speed` measures tokens/s of a variant (a few problems, few passes, under
+`flock /tmp/plait-bench.lock`, 3 interleaved rounds against the `paper` baseline).
 
-    python benchmarks/bench_hogwild_gsm8k.py --limit 50               # hours on 2 CPU cores
-    python benchmarks/bench_hogwild_gsm8k.py --out DIR --summarize   # table + plot from records
+    python benchmarks/bench_hogwild_gsm8k.py --variant seq-answer_boxed --methods sequential
+    python benchmarks/bench_hogwild_gsm8k.py --variant short-cut --methods hogwild-2 --limit 20
+    python benchmarks/bench_hogwild_gsm8k.py --variant short-cut --summarize
+    flock /tmp/plait-bench.lock python benchmarks/bench_hogwild_gsm8k.py --speed short-cut full
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,94 +32,152 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine, save  # noqa: E402
 
 from plait.eval.curves import BudgetTable, read_records  # noqa: E402
-from plait.eval.plots import plot_budget_curves  # noqa: E402
+
+OLD_SEQUENTIAL = {"prompt": "boxed", "suppress": ("#", "</think>"), "suppress_eos": True}
+SEQ = {"prompt": "answer_boxed"}
+CUT = {"loop_guard": "cut"}
+# name -> (HogwildConfig fields for hogwild-W, fields for sequential, temperature)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
+    "old": ({}, OLD_SEQUENTIAL, 0.0),  # the setup before issue 14
+    "seq-boxed": ({}, {"prompt": "boxed"}, 0.0),
+    "seq-answer_is": ({}, {"prompt": "answer_is"}, 0.0),
+    "seq-answer_boxed": ({}, SEQ, 0.0),
+    "full": ({}, SEQ, 0.0),
+    "full-cut": (CUT, SEQ, 0.0),
+    "full-penalise": ({"loop_guard": "penalise"}, SEQ, 0.0),
+    "short": ({"prompt": "short"}, SEQ, 0.0),
+    "short-cut": ({"prompt": "short", **CUT}, SEQ, 0.0),
+    "roles": ({"prompt": "roles"}, SEQ, 0.0),
+    "roles-cut": ({"prompt": "roles", **CUT}, SEQ, 0.0),
+    "full-tips-example-cut": ({"collaboration_tips": True, "few_shot": True, **CUT}, SEQ, 0.0),
+    "full-cut-t0.5": (CUT, SEQ, 0.5),
+    "full-t0.5": ({}, SEQ, 0.5),
+    "full-cut-interleaved": ({"layout": "interleaved", **CUT}, SEQ, 0.0),
+    "full-cut-contiguous": ({"layout": "contiguous", **CUT}, SEQ, 0.0),
+    "full-cut-every128": ({"interjection_every": 128, **CUT}, SEQ, 0.0),
+}
 
 
-def summarize(out: Path, name: str, model: str, dataset: str, note: str) -> dict:
-    """Build the results JSON and PNG from `<out>/records.jsonl` (only problems every method has)."""
+def settings(variant: str, budgets: list[int], model: str, dtype: str) -> Any:
+    from plait.hogwild.evaluate import EvalSettings
+    from plait.runtime.sampling import SamplingParams
+
+    if variant not in VARIANTS:
+        raise SystemExit(f"unknown variant {variant!r}; one of {sorted(VARIANTS)}")
+    hog, seq, temperature = VARIANTS[variant]
+    sampling = SamplingParams(temperature=temperature, top_p=0.95) if temperature else None
+    return EvalSettings(
+        budgets=tuple(budgets),
+        hogwild=hog,
+        sequential=seq,
+        sampling=sampling,
+        describe={"model": model, "dtype": dtype, "dataset": "gsm8k", "variant": variant},
+    )
+
+
+def summarize(out: Path, variant: str, model: str) -> dict:
+    """Results JSON from `<out>/records.jsonl` (every method on the problems all methods have)."""
     records = read_records(out / "records.jsonl")
     if not records:
         raise SystemExit(f"no records in {out / 'records.jsonl'}: run without --summarize first")
     by_method: dict[str, set[str]] = defaultdict(set)
     for r in records:
         by_method[r.method].add(r.problem)
-    common = set.intersection(*by_method.values())
-    kept = [r for r in records if r.problem in common]
-    table = BudgetTable.from_records(kept)
-    passes: dict[str, dict[str, float]] = defaultdict(dict)
-    sources: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    table = BudgetTable.from_records(records)
+    extra: dict[str, dict[str, Any]] = defaultdict(dict)
     for m in table.methods:
         for b in table.budgets:
-            cell = [r for r in kept if r.method == m and r.budget == b]
-            passes[m][str(b)] = statistics.mean(r.passes for r in cell)
-            kinds = Counter(r.source.split(":")[0] for r in cell)
-            sources[m][str(b)] = dict(sorted(kinds.items()))
-    png = plot_budget_curves(
-        table, RESULTS / f"{name}.png", title=f"{model} on {dataset}, n={len(common)}"
-    )
-    shutil.copyfile(out / "records.jsonl", RESULTS / f"{name}_records.jsonl")
+            cell = [r for r in records if r.method == m and r.budget == b]
+            extra[m][str(b)] = {
+                "mean_passes": statistics.mean(r.passes for r in cell) if cell else None,
+                "rules": dict(Counter(r.rule for r in cell)),
+                "rules_lenient": dict(Counter(r.rule_lenient for r in cell)),
+            }
+    hog, seq, temperature = VARIANTS[variant]
     payload = {
-        "benchmark": "hogwild_accuracy_vs_budget",
+        "benchmark": "hogwild_gsm8k_accuracy",
+        "variant": variant,
+        "settings": {"hogwild": hog, "sequential": seq, "temperature": temperature},
         "model": model,
-        "dataset": dataset,
-        "n": len(common),
         "problems_per_method": {m: len(p) for m, p in sorted(by_method.items())},
         "budgets": table.budgets,
         "table": table.to_json(),
-        "mean_passes_used": passes,
-        "answer_sources": sources,
+        "details": extra,
         "machine": machine(),
-        "note": note,
-        "plot": png.name,
     }
     print(table.format())
-    save(name, payload)
+    save(f"hogwild_gsm8k_{variant}", payload)
+    (RESULTS / f"hogwild_gsm8k_{variant}_records.jsonl").write_text(
+        (out / "records.jsonl").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    return payload
+
+
+def speed(variants: list[str], model: str, rounds: int, problems: int, passes: int) -> dict:
+    """Tokens/s of each variant's hogwild-2 and hogwild-4 runs, interleaved rounds (run it under the lock)."""
+    from plait.eval.datasets import load
+    from plait.hogwild.engine import HogwildEngine
+    from plait.hogwild.evaluate import Method
+    from plait.runtime.loader import load_model
+
+    lm = load_model(model, dtype="bf16")
+    qs = [p.question for p in load("gsm8k", problems)]
+    rates: dict[str, list[float]] = defaultdict(list)
+    for _ in range(rounds):
+        for v in variants:
+            for spec in ("hogwild-2", "hogwild-4"):
+                s = settings(v, [passes], model, "bf16")
+                eng = HogwildEngine(lm.model, lm.tokenizer, s.config(Method.parse(spec)))
+                t0 = time.perf_counter()
+                res = eng.solve_batch(qs)
+                dt = time.perf_counter() - t0
+                rates[f"{v}/{spec}"].append(sum(r.final.tokens for r in res) / dt)
+    table = {
+        k: {"median_tokens_per_s": statistics.median(x), "rounds": x} for k, x in rates.items()
+    }
+    for k, x in table.items():
+        print(f"{k:40s} {x['median_tokens_per_s']:8.1f} tok/s")
+    payload = {"benchmark": "hogwild_gsm8k_speed", "problems": problems, "passes": passes,
+               "table": table, "machine": machine()}  # fmt: skip
+    save("hogwild_gsm8k_speed", payload)
     return payload
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="qwen2.5-0.5b")
-    ap.add_argument("--dtype", default="bf16")
-    ap.add_argument("--dataset", default="gsm8k")
+    ap.add_argument("--variant", default="old", help=f"one of {sorted(VARIANTS)}")
     ap.add_argument("--limit", type=int, default=50)
     ap.add_argument("--methods", nargs="+", default=["sequential", "hogwild-2", "hogwild-4"])
-    ap.add_argument("--budgets", type=int, nargs="+", default=[128, 256, 512, 1024])
-    ap.add_argument("--batch", type=int, default=8, help="problems per forward pass")
-    ap.add_argument("--out", default="out/bench_hogwild_gsm8k", help="working dir (records)")
-    ap.add_argument("--name", default="hogwild_gsm8k_qwen05", help="results file stem")
-    ap.add_argument("--summarize", action="store_true", help="only rebuild table and plot")
-    ap.add_argument("--note", default="", help="free text stored in the results JSON")
-    ap.add_argument(
-        "--resume", action="store_true", help="seed <out> with the committed records first"
-    )
+    ap.add_argument("--budgets", type=int, nargs="+", default=[256, 512, 1024])
+    ap.add_argument("--batch", type=int, default=50, help="problems per forward pass")
+    ap.add_argument("--out", default="out/gsm8k", help="working dir (records per variant)")
+    ap.add_argument("--summarize", action="store_true", help="only rebuild the results JSON")
+    ap.add_argument("--speed", nargs="+", metavar="VARIANT", help="tokens/s of these variants")
     args = ap.parse_args()
-    out = Path(args.out)
-    committed = RESULTS / f"{args.name}_records.jsonl"
-    if args.resume and not (out / "records.jsonl").exists():
-        if not committed.exists():
-            raise SystemExit(f"--resume: {committed} does not exist; run without --resume")
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(committed, out / "records.jsonl")
-    model_desc = f"{args.model} ({args.dtype}, greedy)"
+    if args.speed:
+        print(json.dumps(speed(args.speed, args.model, rounds=3, problems=4, passes=96)))
+        return
+    out = Path(args.out) / args.variant
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model_desc = f"{args.model} (bf16)"
     if not args.summarize:
         from plait.eval.datasets import load
         from plait.hogwild.evaluate import Method, evaluate
         from plait.runtime.loader import load_model
 
-        lm = load_model(args.model, dtype=args.dtype)
+        lm = load_model(args.model, dtype="bf16")
         evaluate(
             lm.model,
             lm.tokenizer,
-            load(args.dataset, args.limit),
+            load("gsm8k", args.limit),
             [Method.parse(m) for m in args.methods],
-            args.budgets,
+            settings(args.variant, args.budgets, args.model, "bf16"),
             out,
             batch=args.batch,
-            title=f"{lm.name} on {args.dataset}",
+            title=f"{lm.name} on gsm8k, {args.variant}",
         )
-    payload = summarize(out, args.name, model_desc, args.dataset, args.note)
-    print(json.dumps(payload))
+    print(json.dumps(summarize(out, args.variant, model_desc)))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """Accuracy-vs-budget curves: per-problem records in, a table (method x budget) out.
 
-A record is one (method, problem, budget) outcome. `BudgetTable.from_records` aggregates them
-into accuracy, count and a 95% Wilson interval per cell, ready for JSON and plotting. Records are
-kept as JSON lines so long evaluations can write them incrementally and resume.
+A record is one (method, problem, budget) outcome, scored twice: strict (the model's own
+`\\boxed{}`, else the finisher's) and lenient (`plait.eval.extraction`), each naming the rule that
+gave the answer. `BudgetTable.from_records` aggregates them into accuracy (strict and lenient),
+count, a 95% Wilson interval and the duplicate-step rate per cell, ready for JSON and plotting.
+Records are kept as JSON lines (`plait.outputs.read_jsonl` / `JsonlAppender`) so long evaluations
+write them incrementally and resume.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from plait.outputs import JsonlAppender, read_jsonl
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,18 @@ class Record:
     correct: bool
     source: str  # where the answer came from: worker:<name>, finisher, none
     passes: int
+    rule: str = ""
+    """Strict rule that gave `answer`: boxed, finisher or none (`plait.eval.extraction`)."""
+    answer_lenient: str | None = None
+    rule_lenient: str = ""
+    """Lenient rule: boxed, answer_is, finisher, last_number or none."""
+    correct_lenient: bool = False
+    steps: int = 0
+    """Finished steps (all workers) at this budget."""
+    duplicate_steps: int = 0
+    cut_steps: int = 0
+    tokens: int = 0
+    """Tokens the method fed (all workers) by this budget."""
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -40,13 +56,34 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 @dataclass(slots=True)
 class Cell:
-    correct: int
-    total: int
-    early_stops: int  # answers written by a worker before the budget ran out
+    correct: int = 0
+    total: int = 0
+    early_stops: int = 0  # answers written by a worker before the budget ran out
+    correct_lenient: int = 0
+    steps: int = 0
+    duplicate_steps: int = 0
+    cut_steps: int = 0
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.total if self.total else 0.0
+
+    @property
+    def accuracy_lenient(self) -> float:
+        return self.correct_lenient / self.total if self.total else 0.0
+
+    @property
+    def duplicate_rate(self) -> float:
+        return self.duplicate_steps / self.steps if self.steps else 0.0
+
+    def add(self, r: Record) -> None:
+        self.correct += r.correct
+        self.correct_lenient += r.correct_lenient
+        self.total += 1
+        self.early_stops += r.source.startswith("worker:")
+        self.steps += r.steps
+        self.duplicate_steps += r.duplicate_steps
+        self.cut_steps += r.cut_steps
 
 
 class BudgetTable:
@@ -59,10 +96,7 @@ class BudgetTable:
     def from_records(cls, records: list[Record]) -> BudgetTable:
         cells: dict[str, dict[int, Cell]] = defaultdict(dict)
         for r in records:
-            c = cells[r.method].setdefault(r.budget, Cell(0, 0, 0))
-            c.correct += r.correct
-            c.total += 1
-            c.early_stops += r.source.startswith("worker:")
+            cells[r.method].setdefault(r.budget, Cell()).add(r)
         return cls(dict(cells))
 
     @property
@@ -82,36 +116,48 @@ class BudgetTable:
                     "correct": c.correct,
                     "total": c.total,
                     "ci95": wilson(c.correct, c.total),
+                    "accuracy_lenient": c.accuracy_lenient,
+                    "correct_lenient": c.correct_lenient,
+                    "ci95_lenient": wilson(c.correct_lenient, c.total),
                     "early_stops": c.early_stops,
+                    "steps": c.steps,
+                    "duplicate_steps": c.duplicate_steps,
+                    "duplicate_rate": c.duplicate_rate,
+                    "cut_steps": c.cut_steps,
                 }
                 for b, c in sorted(row.items())
             }
         return out
 
     def format(self) -> str:
-        """A readable table: one row per method, one column per budget (accuracy %, n)."""
+        """A readable table: per method and budget, strict / lenient accuracy %, n, dup. rate."""
         budgets = self.budgets
-        lines = ["method".ljust(16) + "".join(f"{b:>12}" for b in budgets)]
+        lines = ["method".ljust(16) + "".join(f"{b:>24}" for b in budgets)]
         for m, row in self.cells.items():
             cells = [
-                f"{100 * row[b].accuracy:6.1f}% ({row[b].total:>2})" if b in row else " " * 12
+                f"{100 * row[b].accuracy:3.0f}/{100 * row[b].accuracy_lenient:3.0f}% "
+                f"({row[b].total:>2}) dup {100 * row[b].duplicate_rate:3.0f}%"
+                if b in row
+                else ""
                 for b in budgets
             ]
-            lines.append(m.ljust(16) + "".join(f"{c:>12}" for c in cells))
+            lines.append(m.ljust(16) + "".join(f"{c:>24}" for c in cells))
+        lines.append("(accuracy strict/lenient %, problems, duplicate-step rate)")
         return "\n".join(lines)
 
 
 def append_records(path: Path, records: list[Record]) -> None:
-    with path.open("a", encoding="utf-8") as f:
+    with JsonlAppender(path) as out:
         for r in records:
-            f.write(json.dumps(asdict(r)) + "\n")
+            out.write(asdict(r))
 
 
 def read_records(path: Path) -> list[Record]:
-    if not path.is_file():
-        return []
-    return [
-        Record(**json.loads(line))
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip()
-    ]
+    """Records of a JSONL file (a torn last line is skipped with a warning)."""
+    out = []
+    for n, row in enumerate(read_jsonl(path), 1):
+        try:
+            out.append(Record(**row))
+        except TypeError as exc:
+            raise ValueError(f"{path}: record {n} is not an evaluation record ({exc})") from None
+    return out

@@ -7,6 +7,7 @@ that names the install command.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -43,15 +44,22 @@ def gsm8k_answer(solution: str) -> str:
 
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(
-                        f"{path}:{n} is not valid JSON ({exc}); one JSON object per line"
-                    ) from exc
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{path}:{n} is not valid JSON ({exc.msg}); one JSON object per line"
+            ) from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{n} is a JSON {type(row).__name__}; one object per line")
+        rows.append(row)
     return rows
 
 
@@ -89,13 +97,32 @@ def load_jsonl(
     for i, r in enumerate(_read_jsonl(path)):
         if question_key not in r or answer_key not in r:
             raise ValueError(
-                f"{path} line {i + 1} lacks '{question_key}' or '{answer_key}'; "
+                f"{path} record {i + 1} lacks '{question_key}' or '{answer_key}'; "
                 "set --question-key / --answer-key to the field names used"
             )
+        if not str(r[question_key]).strip() or not str(r[answer_key]).strip():
+            raise ValueError(f"{path} record {i + 1} has an empty question or answer")
         out.append(
             Problem(str(r.get("id", f"{path.stem}-{i}")), str(r[question_key]), str(r[answer_key]))
         )
     return out[offset : None if limit is None else offset + limit]
+
+
+def source_files(name: str) -> list[Path]:
+    """The file(s) a dataset name reads."""
+    if name == "gsm8k":
+        return [package_data() / "gsm8k" / "test.jsonl"]
+    if name in ("aime2025", "aime25", "aime"):
+        return [package_data() / "AIME2025" / f"aime2025-{part}.jsonl" for part in ("I", "II")]
+    return [Path(name)]
+
+
+def fingerprint(name: str) -> str:
+    """sha256 (first 16 hex digits) of a dataset's source file(s): results name the data they used."""
+    h = hashlib.sha256()
+    for path in source_files(name):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def load(
@@ -105,15 +132,23 @@ def load(
     question_key: str = "question",
     answer_key: str = "answer",
 ) -> list[Problem]:
-    """Load 'gsm8k', 'aime2025' or a path to a JSONL file."""
+    """Load 'gsm8k', 'aime2025' or a path to a JSONL file (at least one problem, or an error)."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
     if name == "gsm8k":
-        return load_gsm8k(limit, offset)
-    if name in ("aime2025", "aime25", "aime"):
-        return load_aime2025(limit, offset)
-    if name.endswith(".jsonl") or Path(name).is_file():
-        return load_jsonl(name, question_key, answer_key, limit, offset)
-    raise ValueError(
-        f"unknown dataset {name!r}: use one of {list(DATASETS)} or a path to a .jsonl file"
-    )
+        problems = load_gsm8k(limit, offset)
+    elif name in ("aime2025", "aime25", "aime"):
+        problems = load_aime2025(limit, offset)
+    elif name.endswith(".jsonl") or Path(name).is_file():
+        problems = load_jsonl(name, question_key, answer_key, limit, offset)
+    else:
+        raise ValueError(
+            f"unknown dataset {name!r}: use one of {list(DATASETS)} or a path to a .jsonl file"
+        )
+    if not problems:
+        raise ValueError(
+            f"dataset {name!r} has no problems at offset {offset}; check the file or lower --offset"
+        )
+    return problems

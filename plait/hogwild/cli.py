@@ -1,7 +1,9 @@
-"""`plait hogwild` (solve a problem with W workers, live view, JSON transcript) and `plait demo`.
+"""`plait hogwild`: solve a problem with W workers (live view, JSON transcript); registers the rest.
 
-`plait demo` is the README's first command: 2-4 workers of the bundled Qwen2.5-0.5B solve a
-short word problem on the CPU while the terminal shows them side by side.
+Settings come from a preset (`--preset auto`: `small` for models under 3B parameters, `paper`
+otherwise; `plait.hogwild.presets`), and any option given on the command line wins over it.
+Everything the user typed is checked before the model loads (config fields, `--file`, `--json`).
+`plait demo` lives in `plait.hogwild.demo`, `plait eval hogwild` in `plait.hogwild.eval_cli`.
 """
 
 from __future__ import annotations
@@ -13,178 +15,205 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEMO_PROBLEM = (
-    "A bakery sells muffins for 3 dollars each and cookies for 2 dollars each. On Monday it sold "
-    "14 muffins and 25 cookies. On Tuesday it sold twice as many muffins as on Monday and 10 fewer "
-    "cookies than on Monday. How much money did the bakery make on the two days together?"
-)
-DEMO_ANSWER = "206"
+from plait.errors import UsageError
+from plait.outputs import atomic_write_text
 
 
-def _add_run_args(p: argparse.ArgumentParser, workers: int, budgets: list[int]) -> None:
+class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each option's help (none for flags and unset options); epilogs as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+HOGWILD_EPILOG = """examples:
+  plait hogwild "A farmer has 12 cows and buys 5 more. How many cows?"
+  plait hogwild --file problem.txt --workers 3 --budgets 256 512 --json run.json
+  plait hogwild "..." --preset paper --layout interleaved --loop-guard cut --temperature 0.5
+  plait hogwild "..." --workers 10 --names A B C D E F G H I J
+"""
+
+
+def add_run_args(p: argparse.ArgumentParser, workers: int, budgets: list[int]) -> None:
+    """Options shared by `plait hogwild` and `plait demo` (unset ones come from the preset)."""
+    p.add_argument("--model", default="qwen2.5-0.5b", help="bundled name, HF directory or .gguf")
+    p.add_argument("--workers", "-w", type=int, default=workers, help="number of workers W")
     p.add_argument(
-        "--model",
-        default="qwen2.5-0.5b",
-        help="bundled name, HF directory or .gguf (default: %(default)s)",
+        "--names", nargs="+", help="worker names (default: Alice, Bob, ..., Worker9, ...)"
     )
-    p.add_argument(
-        "--workers",
-        "-w",
-        type=int,
-        default=workers,
-        help="number of workers W (default: %(default)s)",
-    )
-    p.add_argument(
-        "--budgets",
-        type=int,
-        nargs="+",
-        default=budgets,
-        help="forward-pass budgets; a snapshot (with the finisher) at each (default: %(default)s)",
-    )
-    p.add_argument(
-        "--layout",
-        default="combined",
-        help="combined | interleaved | contiguous (default: %(default)s)",
-    )
+    p.add_argument("--budgets", type=int, nargs="+", default=budgets,
+                   help="forward-pass budgets; a snapshot (with the finisher) at each")  # fmt: skip
+    p.add_argument("--preset", default="auto", help="auto | paper | small (see docs/hogwild.md)")
+    p.add_argument("--layout", help="combined | interleaved | contiguous (default: the preset's)")
+    p.add_argument("--prompt", help="prompt variant: full | short | roles (default: the preset's)")
+    p.add_argument("--loop-guard", choices=["off", "cut", "penalise"],
+                   help="step-level loop guard (default: the preset's)")  # fmt: skip
     p.add_argument(
         "--no-instant", action="store_true", help="workers see others' tokens one pass late"
     )
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--temperature", type=float, help="0 = greedy (default: the preset's)")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tips", action="store_true", help="add the collaboration tips to the prompt")
     p.add_argument("--few-shot", action="store_true", help="add our worked example to the prompt")
-    p.add_argument(
-        "--interjection-every",
-        type=int,
-        default=1024,
-        help="tokens between interjections (0 = off)",
-    )
-    p.add_argument(
-        "--interjection-policy", default="global", choices=["global", "per_worker", "random_worker"]
-    )
-    p.add_argument(
-        "--finisher-tokens", type=int, default=16, help="max finisher tokens (default: %(default)s)"
-    )
+    p.add_argument("--interjection-every", type=int,
+                   help="tokens between interjections, 0 = off (default: the preset's, 1024)")  # fmt: skip
+    p.add_argument("--interjection-policy", choices=["global", "per_worker", "random_worker"])
+    p.add_argument("--finisher-tokens", type=int, default=16, help="max finisher tokens")
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", metavar="PATH", help="write the JSON transcript here")
-    p.add_argument(
-        "--no-live", action="store_true", help="print finished steps instead of live columns"
-    )
+    p.add_argument("--no-live", action="store_true", help="print finished steps instead of live columns")  # fmt: skip
 
 
 def register(subparsers: Any) -> None:
     """Add `hogwild`, `demo` and `eval hogwild`."""
+    from plait.hogwild.demo import register_demo
     from plait.hogwild.eval_cli import register_eval
 
     p = subparsers.add_parser(
-        "hogwild", help="solve a problem with W Hogwild! workers over one shared cache"
+        "hogwild",
+        help="solve a problem with W Hogwild! workers over one shared cache",
+        formatter_class=Help,
+        epilog=HOGWILD_EPILOG,
     )
     p.add_argument("problem", nargs="?", help="the problem text (or use --file)")
-    p.add_argument("--file", help="read the problem from this file")
+    p.add_argument("--file", help="read the problem from this UTF-8 text file")
     p.add_argument("--task", default="math", choices=["math", "code"])
-    _add_run_args(p, workers=2, budgets=[512])
+    add_run_args(p, workers=2, budgets=[512])
     p.set_defaults(func=_cmd_hogwild)
-    d = subparsers.add_parser(
-        "demo", help="2-4 Hogwild! workers of the bundled Qwen2.5-0.5B solve a word problem"
-    )
-    _add_run_args(d, workers=2, budgets=[384])
-    d.set_defaults(func=_cmd_demo, problem=None, file=None, task="math")
+    register_demo(subparsers)
     register_eval(subparsers)
 
 
-def _problem(args: argparse.Namespace) -> str:
+def read_problem(args: argparse.Namespace) -> str:
+    """The problem from the argument or --file (one of them, non-empty, UTF-8)."""
+    if args.file and args.problem:
+        raise UsageError("give the problem either as an argument or with --file, not both")
     if args.file:
-        return Path(args.file).read_text(encoding="utf-8")
-    if args.problem:
-        return str(args.problem)
-    raise SystemExit("plait hogwild: give the problem as an argument or with --file PATH")
+        path = Path(args.file)
+        if not path.is_file():
+            raise UsageError(f"--file {path}: no such file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"--file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from None
+    else:
+        text = args.problem or ""
+    if not text.strip():
+        where = f"--file {args.file} is empty" if args.file else "no problem given"
+        raise UsageError(f"{where}; pass the problem text as an argument or with --file PATH")
+    return text
 
 
-def run(args: argparse.Namespace, problem: str) -> dict[str, Any]:
-    """Load the model, solve `problem` with live output, return the JSON transcript."""
+def config_fields(
+    args: argparse.Namespace, preset: Any, sequential: bool = False
+) -> dict[str, Any]:
+    """`HogwildConfig` fields: the preset's, then every option the user set."""
+    fields = dict(preset.sequential if sequential else preset.hogwild)
+    given = {
+        "layout": args.layout, "prompt": None if sequential else args.prompt,
+        "loop_guard": args.loop_guard, "interjection_every": args.interjection_every,
+        "interjection_policy": args.interjection_policy,
+        "collaboration_tips": args.tips or None, "few_shot": args.few_shot or None,
+        "instant": False if args.no_instant else None,
+        "names": None if sequential or not args.names else tuple(args.names),
+    }  # fmt: skip
+    fields.update({k: v for k, v in given.items() if v is not None})
+    workers = 1 if sequential else args.workers
+    fields.update(workers=workers, sequential=sequential, budgets=tuple(args.budgets),
+                  task=getattr(args, "task", "math"), finisher_max_tokens=args.finisher_tokens,
+                  seed=args.seed)  # fmt: skip
+    return fields
+
+
+def sampling_for(args: argparse.Namespace, preset: Any) -> Any:
+    from plait.runtime.sampling import SamplingParams
+
+    t = preset.temperature if args.temperature is None else args.temperature
+    return SamplingParams(temperature=t, top_p=args.top_p if t else 1.0)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Validate every user setting (with the paper preset) and --json before the model loads."""
     from plait.hogwild.config import HogwildConfig
+    from plait.hogwild.presets import get_preset
+    from plait.outputs import check_writable
+
+    if args.preset != "auto":
+        get_preset(args.preset)
+    HogwildConfig(**config_fields(args, get_preset("paper")))
+    if args.temperature is not None and args.temperature < 0:
+        raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
+    if args.json:
+        check_writable(args.json, "--json")
+
+
+def load(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(loaded model, resolved preset)."""
+    from plait.hogwild.presets import get_preset
+    from plait.runtime.loader import load_model
+
+    print(f"loading {args.model} ...", file=sys.stderr)
+    lm = load_model(args.model, dtype=args.dtype, device=args.device)
+    return lm, get_preset(args.preset, lm.model.config)
+
+
+def solve(lm: Any, cfg: Any, sampling: Any, problem: str, live: bool) -> dict[str, Any]:
+    """Solve `problem` with a live (terminal) or plain view; the result, seconds and tokens."""
     from plait.hogwild.engine import HogwildEngine
     from plait.hogwild.events import DoneEvent
     from plait.hogwild.live import LiveView, PlainView
-    from plait.runtime.loader import load_model
-    from plait.runtime.sampling import SamplingParams
 
-    cfg = HogwildConfig(
-        workers=args.workers,
-        layout=args.layout,
-        instant=not args.no_instant,
-        budgets=tuple(args.budgets),
-        task=args.task,
-        collaboration_tips=args.tips,
-        few_shot=args.few_shot,
-        interjection_every=args.interjection_every,
-        interjection_policy=args.interjection_policy,
-        finisher_max_tokens=args.finisher_tokens,
-        seed=args.seed,
-    )
-    print(f"loading {args.model} ...", file=sys.stderr)
-    lm = load_model(args.model, dtype=args.dtype, device=args.device)
-    eng = HogwildEngine(
-        lm.model,
-        lm.tokenizer,
-        cfg,
-        sampling=SamplingParams(temperature=args.temperature, top_p=args.top_p),
-    )
-    live = not args.no_live and sys.stdout.isatty()
+    eng = HogwildEngine(lm.model, lm.tokenizer, cfg, sampling=sampling)
     view = LiveView(cfg.resolved_names) if live else PlainView()
-    t0, result, tokens = time.perf_counter(), None, 0
+    t0, result = time.perf_counter(), None
     for ev in eng.stream(problem):
         view(ev)
-        tokens += type(ev).__name__ == "TokenEvent"
         if isinstance(ev, DoneEvent):
             result = ev.result
-    seconds = time.perf_counter() - t0
-    assert result is not None
-    final = result.final
-    print(
-        f"\nanswer: {final.answer!r} (from {final.answer_source}; {final.passes} passes, {tokens} tokens, "
-        f"{seconds:.1f} s, {tokens / seconds:.1f} tokens/s)"
-    )
-    out = {
+    if result is None:
+        raise RuntimeError("the Hogwild! run ended without a result")
+    return {"result": result, "seconds": time.perf_counter() - t0, "tokens": result.final.tokens}
+
+
+def transcript_json(lm: Any, cfg: Any, preset: Any, run: dict[str, Any]) -> dict[str, Any]:
+    result, final = run["result"], run["result"].final
+    keys = ("workers", "layout", "instant", "budgets", "prompt", "loop_guard",
+            "interjection_every", "interjection_policy")  # fmt: skip
+    return {
         "model": lm.name,
-        "config": {
-            k: getattr(cfg, k)
-            for k in (
-                "workers",
-                "layout",
-                "instant",
-                "budgets",
-                "interjection_every",
-                "interjection_policy",
-            )
-        },
-        "seconds": seconds,
-        "tokens": tokens,
+        "preset": preset.name,
+        "config": {k: getattr(cfg, k) for k in keys},
+        "seconds": run["seconds"],
+        "tokens": run["tokens"],
+        "duplicate_step_rate": final.duplicate_rate,
+        "cut_steps": final.cut_steps,
         **result.to_json(),
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2, default=str), encoding="utf-8")
-        print(f"transcript written to {args.json}")
-    return out
 
 
 def _cmd_hogwild(args: argparse.Namespace) -> int:
-    run(args, _problem(args))
-    return 0
+    from plait.hogwild.config import HogwildConfig
 
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    if not 1 <= args.workers <= 8:
-        raise SystemExit("plait demo: --workers must be between 1 and 8 (2-4 recommended)")
-    print(f"Problem: {DEMO_PROBLEM}\n(expected answer: {DEMO_ANSWER})\n")
-    out = run(args, DEMO_PROBLEM)
-    print(
-        "correct!"
-        if out["snapshots"][-1]["answer"] == DEMO_ANSWER
-        else "(not the expected answer: the bundled 0.5B model collaborates poorly - workers "
-        "tend to repeat each other's steps - and more workers, budget or sampling did not fix "
-        "it in our runs; measurements in docs/hogwild.md. Try a larger model with --model.)"
+    problem = read_problem(args)
+    check_args(args)
+    lm, preset = load(args)
+    cfg = HogwildConfig(**config_fields(args, preset))
+    run = solve(
+        lm, cfg, sampling_for(args, preset), problem, not args.no_live and sys.stdout.isatty()
     )
+    final, s = run["result"].final, run["seconds"]
+    print(f"\nanswer: {final.answer!r} (from {final.answer_source}; {final.passes} passes, "
+          f"{run['tokens']} tokens, {s:.1f} s, {run['tokens'] / s:.1f} tokens/s; "
+          f"duplicate steps {final.duplicate_steps}/{final.finished_steps}, "
+          f"cut {final.cut_steps})")  # fmt: skip
+    if args.json:
+        out = transcript_json(lm, cfg, preset, run)
+        atomic_write_text(args.json, json.dumps(out, indent=2, default=str))
+        print(f"transcript written to {args.json}")
     return 0

@@ -16,6 +16,19 @@ InterjectionPolicyName = Literal["global", "per_worker", "random_worker"]
 TaskKind = Literal["math", "code"]
 
 
+def _check_int(name: str, value: object, low: int | None, hint: str) -> None:
+    """Raise ValueError unless `value` is an int (not a bool or float) >= `low`."""
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        bound = f" >= {low}" if low is not None else ""
+        raise ValueError(f"{name} must be an integer{bound}, got {value!r}; {hint}")
+
+
+def default_names(workers: int) -> tuple[str, ...]:
+    """The first W of `DEFAULT_NAMES`, then "Worker9", "Worker10", ... for more than eight."""
+    extra = tuple(f"Worker{k + 1}" for k in range(len(DEFAULT_NAMES), workers))
+    return (DEFAULT_NAMES + extra)[:workers]
+
+
 @dataclass(slots=True, kw_only=True)
 class HogwildConfig:
     """Everything that shapes one Hogwild! run (model and sampling aside)."""
@@ -36,8 +49,11 @@ class HogwildConfig:
     """What a final answer looks like: a balanced \\boxed{} (math) or a ```python block (code)."""
     sequential: bool = False
     """Baseline mode: one worker, a plain step-by-step prompt, no collaboration text."""
+    prompt: str = ""
+    """Prompt variant (`plait.hogwild.prompt_texts.VARIANTS`): Hogwild 'full' | 'short' | 'roles',
+    sequential 'boxed' | 'answer_is' | 'answer_boxed'; "" = 'full' / 'boxed'."""
     instructions: str = ""
-    """Custom collaboration instructions replacing the built-in system prompt ("" = built in)."""
+    """Custom collaboration instructions replacing the variant's text ("" = the variant's)."""
     collaboration_tips: bool = False
     """Add the optional 'how to collaborate' section to the system prompt."""
     few_shot: bool = False
@@ -48,44 +64,59 @@ class HogwildConfig:
     """'global': one counter for all workers, the next worker to start a step gets it;
     'per_worker': one counter per worker; 'random_worker': a seeded random worker gets it."""
     interjection_text: str = INTERJECTION_TEXT
-    suppress: tuple[str, ...] = ("#", "</think>")
-    """Token texts the workers may never emit ('#' covers every all-'#' token)."""
-    suppress_eos: bool = True
-    """Workers never emit end-of-sequence (as in the paper); False: a worker stops at EOS."""
+    suppress: tuple[str, ...] | None = None
+    """Token texts the workers may never emit ('#' covers every all-'#' token); None = ('#',
+    '</think>') for Hogwild (no fake '###' headers), ('</think>',) for the sequential baseline."""
+    suppress_eos: bool | None = None
+    """Workers never emit end-of-sequence (as in the paper); False: a worker stops at EOS;
+    None = True for Hogwild, False for the sequential baseline (it ends when it is done)."""
     finisher: bool = True
     """Run the finisher at a budget snapshot that has no final answer yet."""
     finisher_max_tokens: int = 16
     """Greedy tokens the finisher may write (16 for short math answers, ~1024 for code)."""
+    loop_guard: str = "off"
+    """Step-level loop guard (`plait.hogwild.loopguard`): 'off' (measure the duplicate-step rate
+    only), 'cut' (a step repeating earlier steps is cut and rewritten with its tokens penalised)
+    or 'penalise' (a duplicate step stays; its tokens are penalised in the worker's next step)."""
+    loop_ngram: int = 3
+    """Word n-gram length for the overlap."""
+    loop_threshold: float = 0.5
+    """Overlap (fraction of a step's n-grams seen before) at which a step is a duplicate."""
+    loop_penalty: float = 4.0
+    """Logit penalty for the tokens of a cut or duplicate step."""
     step_capacity: int = 0
     """Token capacity of a step segment; 0 -> max(budgets) + 64."""
-    seed: int = 0
+    seed: int | None = 0
+    """Base seed of the workers' samplers (None = 0)."""
 
     resolved_names: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
-        if not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(
-                f"workers must be an integer >= 1, got {self.workers!r}; use workers=2 for two workers"
-            )
+        _check_int("workers", self.workers, 1, "use workers=2 for two workers")
         if self.sequential and self.workers != 1:
             raise ValueError(
                 "sequential=True is the one-worker baseline: set workers=1 (or sequential=False)"
             )
-        names = tuple(self.names) or DEFAULT_NAMES[: self.workers]
+        names = tuple(self.names) or default_names(self.workers)
         if len(names) < self.workers:
             raise ValueError(
                 f"{self.workers} workers need {self.workers} names, got {len(names)}: pass names=(...) "
-                f"with one name per worker (defaults cover up to {len(DEFAULT_NAMES)})"
+                "with one name per worker (or leave names empty for generated ones)"
             )
         if len(set(names[: self.workers])) != self.workers:
             raise ValueError(f"worker names must be distinct, got {names[: self.workers]}")
         self.resolved_names = tuple(names[: self.workers])
-        budgets = tuple(int(b) for b in self.budgets)
-        if not budgets or any(b <= 0 for b in budgets):
-            raise ValueError(
-                f"budgets must be positive numbers of forward passes, got {self.budgets!r}; e.g. budgets=(256, 512)"
+        budgets = tuple(self.budgets)
+        if not budgets:
+            raise ValueError("budgets must not be empty; e.g. budgets=(256, 512)")
+        for b in budgets:
+            _check_int(
+                "each budget", b, 1, "budgets are numbers of forward passes, e.g. (256, 512)"
             )
         self.budgets = tuple(sorted(set(budgets)))
+        if self.seed is not None:
+            _check_int("seed", self.seed, None, "pass an integer seed or None")
+        self._check_text_options()
         if self.interjection_every < 0:
             raise ValueError("interjection_every must be >= 0 (0 disables the interjection)")
         if self.interjection_policy not in ("global", "per_worker", "random_worker"):
@@ -105,6 +136,33 @@ class HogwildConfig:
                 raise ValueError(
                     f"unknown layout {self.layout!r}: use one of {sorted(LAYOUTS)} or pass a Layout object"
                 )
+
+    def _check_text_options(self) -> None:
+        from plait.hogwild.loopguard import GUARD_MODES
+        from plait.hogwild.prompt_texts import get_variant
+
+        get_variant(self.prompt, self.sequential)
+        if self.loop_guard not in GUARD_MODES:
+            raise ValueError(f"loop_guard must be one of {GUARD_MODES}, got {self.loop_guard!r}")
+        _check_int("loop_ngram", self.loop_ngram, 1, "e.g. loop_ngram=3")
+        if not 0.0 < self.loop_threshold <= 1.0:
+            raise ValueError(f"loop_threshold must be in (0, 1], got {self.loop_threshold!r}")
+        if self.loop_penalty < 0:
+            raise ValueError(f"loop_penalty must be >= 0, got {self.loop_penalty!r}")
+
+    @property
+    def suppressed_texts(self) -> tuple[str, ...]:
+        if self.suppress is not None:
+            return tuple(self.suppress)
+        return ("</think>",) if self.sequential else ("#", "</think>")
+
+    @property
+    def eos_suppressed(self) -> bool:
+        return (not self.sequential) if self.suppress_eos is None else self.suppress_eos
+
+    @property
+    def base_seed(self) -> int:
+        return self.seed or 0
 
     @property
     def max_budget(self) -> int:

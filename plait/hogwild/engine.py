@@ -65,12 +65,12 @@ class HogwildEngine:
         self.store = self.runner.store
         self.format = prompt_format or PromptFormat.for_model_type(model.config.family)
         self.sampling = sampling
-        self.suppress = suppressed_ids(tokenizer, config.suppress, model.config.vocab_size)
+        self.suppress = suppressed_ids(tokenizer, config.suppressed_texts, model.config.vocab_size)
         eos = set(model.config.eos_token_ids)
         if getattr(tokenizer, "eos_token_id", None) is not None:
             eos.add(int(tokenizer.eos_token_id))
         self.eos = frozenset(eos)
-        if config.suppress_eos:
+        if config.eos_suppressed:
             self.suppress = sorted(set(self.suppress) | self.eos)
         self.choose, self.step_rule, self.on_pass = choose, step_rule or step_ends, on_pass
 
@@ -90,6 +90,7 @@ class HogwildEngine:
             c.resolved_names,
             self.format,
             sequential=c.sequential,
+            variant=c.prompt,
             tips=c.collaboration_tips,
             few_shot=c.few_shot,
             past_steps=self.layout.merges_steps,
@@ -106,7 +107,15 @@ class HogwildEngine:
             )
         prompt = self.prompt_text(problem)
         ids = self.encode(prompt)
-        seeds = [self.encode(seed_step(i, n, c.sequential)) for i, n in enumerate(c.resolved_names)]
+        seeds = [
+            self.encode(seed_step(i, n, c.sequential, c.prompt))
+            for i, n in enumerate(c.resolved_names)
+        ]
+        hidden = 0
+        if not all(seeds):  # no seed: the prompt's last token opens the worker's step (unrecorded)
+            if c.workers != 1:
+                raise ValueError("a prompt variant without seeds needs workers=1")
+            ids, seeds, hidden = ids[:-1], [ids[-1:]], 1
         shared_len = sum(len(self.encode(t)) for _, t in self.layout.shared(c.workers))
         need = len(ids) + shared_len + sum(len(s) for s in seeds)
         limit = self.model.config.max_position
@@ -133,7 +142,7 @@ class HogwildEngine:
         for seg, text, view in ws.shared_prefill_views():
             self.runner.prefill(seg, self.encode(text), view=view)
         sampler = WorkerSampler(
-            c.workers, self.sampling, self.suppress, seed=c.seed * 1_000_003 + index
+            c.workers, self.sampling, self.suppress, seed=c.base_seed * 1_000_003 + index
         )
         override = self.choose
         choose = (lambda w, row: override(index, w, row)) if override is not None else sampler
@@ -149,6 +158,7 @@ class HogwildEngine:
             choose,
             self.eos,
             self.step_rule,
+            hidden=hidden,
         )
 
     # ------------------------------------------------------------------ loop

@@ -1,26 +1,34 @@
 """Accuracy vs budget for Hogwild! (W workers) and the sequential baseline, in one run.
 
 Every method solves every problem once with snapshots at all budgets (one run gives the whole
-curve); answers are checked with math-verify (`plait.eval.checking`). Records are appended to
-`records.jsonl` after each batch, so an interrupted evaluation resumes where it stopped; the table
-(JSON) and the plot (PNG) are rebuilt from all records at the end.
+curve). Each snapshot is scored strictly (the workers' `\\boxed{}`, else the finisher's) and
+leniently ("the answer is N", the last number: `plait.eval.extraction`), with math-verify
+(`plait.eval.checking`); records say which rule gave each answer, and carry the duplicate-step
+counts. Records are appended (and flushed) to `records.jsonl` after each batch, so an interrupted
+evaluation resumes where it stopped; `manifest.json` holds the settings, and a rerun with other
+settings is refused unless `overwrite` (then the old records are discarded). The table (JSON) and
+the plot (PNG) are rebuilt from all records at the end.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plait.eval import extraction
 from plait.eval.checking import is_correct
 from plait.eval.curves import BudgetTable, Record, append_records, read_records
 from plait.eval.datasets import Problem
 from plait.eval.plots import plot_budget_curves
 from plait.hogwild.config import HogwildConfig
 from plait.hogwild.engine import HogwildEngine
+from plait.hogwild.events import ProblemResult, Snapshot
+from plait.hogwild.paragraph import header
+from plait.outputs import Manifest, atomic_write_text, check_writable_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,43 +49,67 @@ class Method:
         )
 
 
+@dataclass(slots=True, kw_only=True)
+class EvalSettings:
+    """What the methods run with (everything but the problems and the methods themselves)."""
+
+    budgets: tuple[int, ...]
+    hogwild: Mapping[str, Any] = field(default_factory=dict)
+    """`HogwildConfig` fields for the hogwild-W methods (layout, prompt, loop guard, ...)."""
+    sequential: Mapping[str, Any] = field(default_factory=dict)
+    """`HogwildConfig` fields for the sequential baseline (prompt, finisher, ...)."""
+    sampling: Any = None
+    """A `SamplingParams` for every method; None = greedy."""
+    describe: Mapping[str, Any] = field(default_factory=dict)
+    """Facts the caller adds to the manifest: model, dtype, dataset and its hash."""
+
+    def config(self, m: Method) -> HogwildConfig:
+        extra = self.sequential if m.sequential else self.hogwild
+        return HogwildConfig(
+            workers=m.workers, sequential=m.sequential, budgets=self.budgets, **extra
+        )
+
+    def manifest(self) -> dict[str, Any]:
+        s = self.sampling
+        return {
+            **self.describe,
+            "budgets": sorted(self.budgets),
+            "hogwild": dict(self.hogwild),
+            "sequential": dict(self.sequential),
+            "sampling": None
+            if s is None
+            else {k: getattr(s, k, None) for k in ("temperature", "top_p", "top_k")},
+        }
+
+
 def evaluate(
     model: Any,
     tokenizer: Any,
     problems: Sequence[Problem],
     methods: Sequence[Method],
-    budgets: Sequence[int],
+    settings: EvalSettings,
     out_dir: str | Path,
     batch: int = 4,
     progress: bool = True,
-    layout: str = "combined",
-    finisher_max_tokens: int = 16,
     title: str = "",
-    **config: Any,
+    overwrite: bool = False,
 ) -> BudgetTable:
     """Run every method on every problem; write records.jsonl, table.json and curve.png in `out_dir`."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1 problem, got {batch}")
-    out = Path(out_dir)
+    if not problems or not methods:
+        raise ValueError("nothing to evaluate: give at least one problem and one method")
+    engines = {
+        m.name: HogwildEngine(model, tokenizer, settings.config(m), sampling=settings.sampling)
+        for m in methods
+    }  # configs validated before anything is written
+    out = check_writable_dir(out_dir, "--out")
     out.mkdir(parents=True, exist_ok=True)
     rec_path = out / "records.jsonl"
-    done = {(r.method, r.problem) for r in read_records(rec_path)}
+    if Manifest(out / "manifest.json", settings.manifest()).check(overwrite):
+        rec_path.unlink(missing_ok=True)
+    done = _complete(read_records(rec_path), settings.budgets)
     timings: dict[str, float] = {m.name: 0.0 for m in methods}
-    engines = {
-        m.name: HogwildEngine(
-            model,
-            tokenizer,
-            HogwildConfig(
-                workers=m.workers,
-                sequential=m.sequential,
-                budgets=tuple(budgets),
-                layout=layout,
-                finisher_max_tokens=finisher_max_tokens,
-                **config,
-            ),
-        )
-        for m in methods
-    }
     bar = _bar(len(problems) * len(methods), "problems x methods", progress)
     # NOTE: batches outer, methods inner: an interrupted run has every method on the same problems.
     for i in range(0, len(problems), batch):
@@ -93,21 +125,65 @@ def evaluate(
             append_records(rec_path, _records(m, todo, results))
             bar.update(len(todo))
     bar.close()
-    return _write_table(out, problems, methods, budgets, timings, title)
+    return _write_table(out, problems, methods, settings.budgets, timings, title)
 
 
-def _records(m: Method, problems: Sequence[Problem], results: Sequence[Any]) -> list[Record]:
+def _complete(records: Sequence[Record], budgets: Sequence[int]) -> set[tuple[str, str]]:
+    """(method, problem) pairs with a record at every budget (a torn tail can leave one partial:
+    it is solved again and its new records supersede the old ones)."""
+    seen: dict[tuple[str, str], set[int]] = {}
+    for r in records:
+        seen.setdefault((r.method, r.problem), set()).add(r.budget)
+    return {k for k, b in seen.items() if b >= set(budgets)}
+
+
+def _latest(records: Sequence[Record]) -> list[Record]:
+    """The last record of every (method, problem, budget)."""
+    return list({(r.method, r.problem, r.budget): r for r in records}.values())
+
+
+def content_text(snap: Snapshot) -> str:
+    """What the workers wrote by this snapshot, without step headers (for the lenient rules)."""
+    parts = []
+    for s in snap.steps:
+        head = header(s.name, s.step)
+        parts.append(s.text[len(head) :] if s.text.startswith(head) else s.text)
+    return "\n\n".join(p.strip() for p in parts if p.strip())
+
+
+def score(snap: Snapshot, gold: str) -> dict[str, Any]:
+    """Strict and lenient answers of a snapshot, the rules that gave them, and whether each is right."""
+    own = snap.answer if snap.answer_source.startswith("worker:") else None
+    forced = snap.answer if snap.answer_source == "finisher" else None
+    strict = extraction.strict(own, forced)
+    lenient = extraction.lenient(content_text(snap), own, forced)
+    return {
+        "answer": strict.answer,
+        "rule": strict.rule,
+        "correct": is_correct(strict.answer, gold),
+        "answer_lenient": lenient.answer,
+        "rule_lenient": lenient.rule,
+        "correct_lenient": is_correct(lenient.answer, gold),
+    }
+
+
+def _records(
+    m: Method, problems: Sequence[Problem], results: Sequence[ProblemResult]
+) -> list[Record]:
     """One record per (problem, budget snapshot) of one method's batch."""
     return [
         Record(
             method=m.name,
             problem=p.id,
             budget=s.budget,
-            answer=s.answer,
             gold=p.answer,
-            correct=is_correct(s.answer, p.answer),
             source=s.answer_source,
             passes=s.passes,
+            steps=s.finished_steps,
+            duplicate_steps=s.duplicate_steps,
+            cut_steps=s.cut_steps,
+            tokens=s.tokens,
+            **score(s, p.answer),
         )
         for p, res in zip(problems, results)
         for s in res.snapshots
@@ -126,16 +202,18 @@ def _write_table(
     wanted = {m.name for m in methods}
     ids = {p.id for p in problems}
     records = [
-        r for r in read_records(out / "records.jsonl") if r.method in wanted and r.problem in ids
+        r
+        for r in _latest(read_records(out / "records.jsonl"))
+        if r.method in wanted and r.problem in ids
     ]
     table = BudgetTable.from_records(records)
     summary = {
         "table": table.to_json(),
         "seconds": timings,
         "problems": len(problems),
-        "budgets": list(budgets),
+        "budgets": sorted(budgets),
     }
-    (out / "table.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    atomic_write_text(out / "table.json", json.dumps(summary, indent=2))
     plot_budget_curves(table, out / "curve.png", title=title)
     return table
 

@@ -32,6 +32,16 @@ class StepEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class CutEvent:
+    """The loop guard cut a worker's step (text: the content removed); it is written again."""
+
+    problem: int
+    worker: int
+    step: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class StepText:
     """One step of the transcript, in the order it sits in the KV history."""
 
@@ -40,6 +50,8 @@ class StepText:
     step: int
     text: str
     finished: bool
+    duplicate: bool = False
+    """A finished step that repeats earlier steps (`plait.hogwild.loopguard`)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -54,6 +66,18 @@ class Snapshot:
     """'worker:<name>' (written by a worker), 'finisher', or 'none'."""
     finisher_text: str = ""
     steps: list[StepText] = field(default_factory=list)
+    finished_steps: int = 0
+    """Steps finished (kept) so far, all workers."""
+    duplicate_steps: int = 0
+    """Finished steps that repeat earlier steps (overlap at or above the loop threshold)."""
+    cut_steps: int = 0
+    """Steps the loop guard cut and had written again."""
+    tokens: int = 0
+    """Tokens fed so far, all workers (headers included; finisher tokens not)."""
+
+    @property
+    def duplicate_rate(self) -> float:
+        return self.duplicate_steps / self.finished_steps if self.finished_steps else 0.0
 
     def transcript(self) -> str:
         return "".join(s.text for s in self.steps if s.finished) + "".join(
@@ -95,4 +119,4 @@ class DoneEvent:
     result: ProblemResult
 
 
-Event = TokenEvent | StepEvent | SnapshotEvent | DoneEvent
+Event = TokenEvent | StepEvent | CutEvent | SnapshotEvent | DoneEvent

@@ -14,7 +14,7 @@ import textwrap
 import time
 from typing import TextIO
 
-from plait.hogwild.events import Event, SnapshotEvent, StepEvent, TokenEvent
+from plait.hogwild.events import CutEvent, Event, SnapshotEvent, StepEvent, TokenEvent
 
 COLORS = ("\x1b[36m", "\x1b[33m", "\x1b[35m", "\x1b[32m", "\x1b[34m", "\x1b[31m")
 RESET, CLEAR = "\x1b[0m", "\x1b[H\x1b[2J"
@@ -45,12 +45,18 @@ class LiveView:
         self.names, self.out, self.interval = list(names), out or sys.stdout, interval
         self.texts = ["" for _ in names]
         self.status = ""
+        self.cuts = 0
         self._last = 0.0
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TokenEvent):
             self.texts[event.worker] += event.text
             self.status = f"pass {event.pass_index}"
+        elif isinstance(event, CutEvent):  # the loop guard removed a repeated step's text
+            text = self.texts[event.worker]
+            if event.text and text.endswith(event.text):
+                self.texts[event.worker] = text[: -len(event.text)]
+            self.cuts += 1
         elif isinstance(event, SnapshotEvent):
             s = event.snapshot
             self.status = f"budget {s.budget}: answer {s.answer!r} ({s.answer_source})"
@@ -66,7 +72,8 @@ class LiveView:
         size = shutil.get_terminal_size((120, 40))
         rows = columns(self.texts, self.names, size.columns, max(5, size.lines - 5))
         colored = [COLORS[0] + rows[0] + RESET, *rows[1:]]
-        self.out.write(CLEAR + "\n".join(colored) + f"\n\n{self.status}\n")
+        cuts = f" | loop guard: {self.cuts} repeated steps cut" if self.cuts else ""
+        self.out.write(CLEAR + "\n".join(colored) + f"\n\n{self.status}{cuts}\n")
         self.out.flush()
 
 

@@ -15,8 +15,9 @@ import torch
 
 from plait.hogwild.answers import final_answer
 from plait.hogwild.config import HogwildConfig
-from plait.hogwild.events import Snapshot, StepEvent, StepText, TokenEvent
+from plait.hogwild.events import CutEvent, Snapshot, StepEvent, StepText, TokenEvent
 from plait.hogwild.interjection import InterjectionPolicy
+from plait.hogwild.loopguard import LoopGuard
 from plait.hogwild.paragraph import header, step_ends
 from plait.hogwild.workspace import Feed, Workspace
 
@@ -32,6 +33,9 @@ class WorkerState:
     step_text: str = ""
     feed: Feed | None = None
     done: bool = False
+    hidden: int = 0  # next fed tokens that belong to the prompt, not to the step text
+    mark: tuple[int, int, int] | None = None
+    """Where the step's generated content starts: (segment length, step tokens, step chars)."""
 
 
 class ProblemRun:
@@ -50,6 +54,7 @@ class ProblemRun:
         choose: TokenChooser,
         eos: frozenset[int],
         step_rule: StepRule = step_ends,
+        hidden: int = 0,
     ) -> None:
         self.index, self.problem, self.prompt, self.ws, self.cfg = index, problem, prompt, ws, cfg
         self.decode, self.encode, self.choose, self.eos, self.step_rule = (
@@ -60,14 +65,19 @@ class ProblemRun:
             step_rule,
         )
         self.workers = [
-            WorkerState(name=n, feed=Feed(cur=list(s))) for n, s in zip(cfg.resolved_names, seeds)
+            WorkerState(name=n, feed=Feed(cur=list(s)), hidden=hidden)
+            for n, s in zip(cfg.resolved_names, seeds)
         ]
+        self.guard = LoopGuard(
+            cfg.workers, cfg.loop_guard, cfg.loop_ngram, cfg.loop_threshold, cfg.loop_penalty
+        )
         every = 0 if cfg.sequential else cfg.interjection_every
         self.interjection = InterjectionPolicy(
-            cfg.workers, every, cfg.interjection_policy, cfg.seed
+            cfg.workers, every, cfg.interjection_policy, cfg.base_seed
         )
         self.history: list[StepText] = []
         self.passes = 0
+        self.tokens = 0  # tokens fed so far, all workers (headers and re-fed tokens included)
         self.answer: tuple[str, str] | None = None  # (answer, worker name)
         self.snapshots: list[Snapshot] = []
         self.events: list[object] = []
@@ -131,7 +141,11 @@ class ProblemRun:
 
     def _record_fed(self, i: int, tokens: list[int]) -> None:
         w = self.workers[i]
+        self.tokens += len(tokens)
         for t in tokens:
+            if w.hidden:
+                w.hidden -= 1
+                continue
             before = w.step_text
             w.step_tokens.append(t)
             w.step_text = self.decode(w.step_tokens)
@@ -141,25 +155,63 @@ class ProblemRun:
 
     def _finish_step(self, i: int) -> None:
         w = self.workers[i]
+        _, n_tokens, n_chars = w.mark or (0, 0, 0)
+        content = self._penalisable(w.step_tokens[n_tokens:])
+        dup = self.guard.on_step(i, w.step_text[n_chars:], content)
         self.history.append(
-            StepText(worker=i, name=w.name, step=w.step, text=w.step_text, finished=True)
+            StepText(
+                worker=i, name=w.name, step=w.step, text=w.step_text, finished=True, duplicate=dup
+            )
         )
         self.events.append(StepEvent(self.index, i, w.step, w.step_text))
         w.step += 1
-        w.step_tokens, w.step_text = [], ""
+        w.step_tokens, w.step_text, w.mark = [], "", None
 
     def _sample(self, i: int, row: torch.Tensor) -> None:
         w = self.workers[i]
-        tok = self.choose(i, row)
+        if w.mark is None:  # the first token after the header (or seed): content starts here
+            w.mark = (self.ws.current[i].length, len(w.step_tokens), len(w.step_text))
+        tok = self.choose(i, self.guard.adjust(i, row))
         self.interjection.on_tokens(i)
         if tok in self.eos:
             w.done, w.feed = True, None
             return
         piece = self.decode([*w.step_tokens, tok])[len(w.step_text) :]
-        if self.step_rule(w.step_text, piece):
+        ends = self.step_rule(w.step_text, piece)
+        if self.guard.should_cut(i, w.step_text[w.mark[2] :] + piece, ends):
+            self._cut(i)
+        elif ends:
             w.feed = Feed(cur=[tok], switch=True, nxt=self.encode(self.next_header(i)))
         else:
             w.feed = Feed(cur=[tok])
+
+    def _cut(self, i: int) -> None:
+        """Drop the current step's content (a repeat) and write it again from its header."""
+        w = self.workers[i]
+        assert w.mark is not None
+        length, n_tokens, n_chars = w.mark
+        self.guard.on_cut(i, self._penalisable(w.step_tokens[n_tokens:]))
+        self.events.append(CutEvent(self.index, i, w.step, w.step_text[n_chars:]))
+        # re-feed the token before the content (the header's last, or the history's last when a
+        # sequential step has no header): its logits start the new content
+        store, cur = self.ws.store, self.ws.current[i]
+        store.truncate(cur, length)
+        seg = cur if length else self.ws.common  # no header: only W=1 (sequential) gets here
+        again = seg.tokens[-1]
+        store.truncate(seg, seg.length - 1)
+        if n_tokens:
+            w.step_tokens = w.step_tokens[: n_tokens - 1]
+            w.step_text = self.decode(w.step_tokens)
+        else:  # the re-fed token is the prompt's or the previous step's last (already in the text)
+            w.step_tokens, w.step_text = [], ""
+            w.hidden += 1
+        w.mark = None
+        w.feed = Feed(cur=[again])
+
+    def _penalisable(self, ids: list[int]) -> list[int]:
+        """Token ids with a letter in them (digits, spacing and punctuation are never penalised:
+        the arithmetic needs them, and "\\n\\n" ends steps)."""
+        return [t for t in set(ids) if any(ch.isalpha() for ch in self.decode([t]))]
 
     def _check_answer(self) -> None:
         if self.answer or not self.cfg.stop_on_answer:
@@ -182,9 +234,18 @@ class ProblemRun:
                 ans, src = self.answer[0], f"worker:{self.answer[1]}"
             else:
                 ans, src = None, "pending" if self.cfg.finisher else "none"
+            g = self.guard.stats
             self.snapshots.append(
                 Snapshot(
-                    budget=b, passes=self.passes, answer=ans, answer_source=src, steps=self.steps()
+                    budget=b,
+                    passes=self.passes,
+                    answer=ans,
+                    answer_source=src,
+                    steps=self.steps(),
+                    finished_steps=g.steps,
+                    duplicate_steps=g.duplicates,
+                    cut_steps=g.cuts,
+                    tokens=self.tokens,
                 )
             )
 

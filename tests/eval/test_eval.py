@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -86,30 +85,3 @@ def test_budget_table_records_and_plot(tmp_path: Path) -> None:
     assert 0 < lo < 0.5 < hi < 1 and wilson(0, 0) == (0.0, 0.0)
     png = plot_budget_curves(t, tmp_path / "c.png", title="t")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_evaluate_driver_resumes_and_writes_table(tmp_path: Path) -> None:
-    from plait.hogwild.evaluate import Method, evaluate
-    from tests.helpers.toy import ToyTokenizer, toy_model
-
-    problems = [Problem(f"p{i}", f"What is {i} + 1?", str(i + 1)) for i in range(3)]
-    methods = [Method.parse("sequential"), Method.parse("hogwild-2")]
-    kw = dict(
-        budgets=[4, 8],
-        out_dir=tmp_path,
-        batch=2,
-        progress=False,
-        finisher_max_tokens=2,
-        instructions="Be brief.",
-    )
-    model, tok = toy_model("llama"), ToyTokenizer()
-    table = evaluate(model, tok, problems, methods, **kw)
-    lines = (tmp_path / "records.jsonl").read_text().splitlines()
-    assert len(lines) == 3 * 2 * 2
-    evaluate(model, tok, problems, methods, **kw)  # resumes: nothing new to run
-    assert len((tmp_path / "records.jsonl").read_text().splitlines()) == len(lines)
-    data = json.loads((tmp_path / "table.json").read_text())
-    assert set(data["table"]) == {"sequential", "hogwild-2"} and table.budgets == [4, 8]
-    assert (tmp_path / "curve.png").is_file()
-    with pytest.raises(ValueError, match="unknown method"):
-        Method.parse("hogwild-x")

@@ -201,12 +201,27 @@ def test_bad_inputs_are_clear_errors(model) -> None:  # noqa: ANN001
         HogwildConfig(workers=0)
     with pytest.raises(ValueError, match="unknown layout"):
         HogwildConfig(layout="ring")
-    with pytest.raises(ValueError, match="budgets must be positive"):
-        HogwildConfig(budgets=(0,))
-    with pytest.raises(ValueError, match="budgets must be positive"):
-        HogwildConfig(budgets=(128, -5))
+    for budgets in [(0,), (128, -5), (16.5,), ("64",), (True,), ()]:
+        with pytest.raises(ValueError, match="budget"):
+            HogwildConfig(budgets=budgets)
+    for seed in ["x", 1.5]:
+        with pytest.raises(ValueError, match="seed must be an integer"):
+            HogwildConfig(seed=seed)
+    assert HogwildConfig(seed=None).base_seed == 0
+    with pytest.raises(ValueError, match="workers must be an integer"):
+        HogwildConfig(workers=2.0)
     with pytest.raises(ValueError, match="names"):
         HogwildConfig(workers=3, names=("A", "B"))
+    many = HogwildConfig(workers=10).resolved_names
+    assert many[:2] == ("Alice", "Bob") and many[8:] == ("Worker9", "Worker10")
+    with pytest.raises(ValueError, match="unknown Hogwild prompt"):
+        HogwildConfig(prompt="answer_is")
+    with pytest.raises(ValueError, match="unknown sequential prompt"):
+        HogwildConfig(workers=1, sequential=True, prompt="roles")
+    with pytest.raises(ValueError, match="loop_guard"):
+        HogwildConfig(loop_guard="maybe")
+    with pytest.raises(ValueError, match="loop_threshold"):
+        HogwildConfig(loop_threshold=0)
     with pytest.raises(ValueError, match="sequential"):
         HogwildConfig(workers=2, sequential=True)
     with pytest.raises(ValueError, match="context is 4096"):

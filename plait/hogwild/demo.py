@@ -1,0 +1,83 @@
+"""`plait demo`: W Hogwild! workers of the bundled model divide a problem live, then the sequential
+baseline solves the same problem, and both are printed side by side.
+
+The problem is a GSM8K test problem that the small-model preset solves in the measured runs; the
+demo prints where it comes from, the preset's settings and the GSM8K-50 accuracy table those
+settings come from (`DEMO_TABLE`, copied from benchmarks/results and checked against them by
+tests/hogwild/test_demo.py), so the choice can be judged. Greedy decoding from seed 0 makes the
+run repeatable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+DEMO_SOURCE = "GSM8K test problem 3 (the fourth)"
+DEMO_PROBLEM = (
+    "James decides to run 3 sprints 3 times a week.  He runs 60 meters each sprint.  How many "
+    "total meters does he run a week?"
+)
+DEMO_ANSWER = "540"
+DEMO_RESULTS = "benchmarks/results/hogwild_gsm8k_full-cut.json"
+DEMO_TABLE = """GSM8K, first 50 test problems, accuracy strict/lenient % at 256 / 512 / 1024 passes
+(not yet measured)"""
+
+DEMO_EPILOG = """examples:
+  plait demo                      # 2 workers, the small-model preset, then the sequential run
+  plait demo --workers 4 --budgets 512
+  plait demo --preset paper       # the paper's settings (the bundled 0.5B model loops with them)
+"""
+
+
+def register_demo(subparsers: Any) -> None:
+    from plait.hogwild.cli import Help, add_run_args
+
+    d = subparsers.add_parser(
+        "demo",
+        help="Hogwild! workers of the bundled Qwen2.5-0.5B solve a word problem, vs sequential",
+        formatter_class=Help,
+        epilog=DEMO_EPILOG,
+    )
+    add_run_args(d, workers=2, budgets=[512])
+    d.add_argument("--no-sequential", action="store_true", help="skip the sequential comparison")
+    d.set_defaults(func=_cmd_demo, problem=None, file=None, task="math")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from plait.errors import UsageError
+    from plait.eval.checking import is_correct
+    from plait.hogwild.cli import check_args, config_fields, load, sampling_for, solve
+    from plait.hogwild.config import HogwildConfig
+
+    if not 1 <= args.workers <= 8:
+        raise UsageError("--workers must be between 1 and 8 for the demo (2-4 recommended)")
+    check_args(args)
+    lm, preset = load(args)
+    cfg = HogwildConfig(**config_fields(args, preset))
+    sampling = sampling_for(args, preset)
+    print(f"Problem ({DEMO_SOURCE}): {DEMO_PROBLEM}\n(expected answer: {DEMO_ANSWER})\n")
+    print(f"Preset {preset.name!r}: {preset.note}")
+    print(
+        f"Hogwild settings: {dict(config_fields(args, preset))}, temperature {sampling.temperature}"
+    )
+    print(f"{DEMO_TABLE}\n(from {DEMO_RESULTS})\n")
+    live = not args.no_live and sys.stdout.isatty()
+    runs = {f"Hogwild W={cfg.workers}": solve(lm, cfg, sampling, DEMO_PROBLEM, live)}
+    if not args.no_sequential:
+        seq = HogwildConfig(**config_fields(args, preset, sequential=True))
+        print("\nThe sequential baseline on the same problem ...", file=sys.stderr)
+        runs["sequential"] = solve(lm, seq, sampling, DEMO_PROBLEM, live=False)
+    print(f"\n{'method':<14}{'answer':>10}{'from':>16}{'passes':>8}{'seconds':>9}{'tokens':>8}")
+    for name, run in runs.items():
+        f = run["result"].final
+        print(f"{name:<14}{f.answer!s:>10}{f.answer_source:>16}{f.passes:>8}{run['seconds']:>9.1f}"
+              f"{run['tokens']:>8}")  # fmt: skip
+    answer = runs[f"Hogwild W={cfg.workers}"]["result"].final.answer
+    print(
+        "correct!"
+        if is_correct(answer, DEMO_ANSWER)
+        else f"not the expected answer ({DEMO_ANSWER})"
+    )
+    return 0
