@@ -27,10 +27,11 @@ class DecodeCheck:
         self.errors: dict[int, float] = {}
         self.failed: list[int] = []  # jobs whose decoding raised
         self._rows: dict[tuple[int, int], int] = {}  # (group, chunk) -> row of _W
+        self.ranges: dict[tuple[int, int], int] = {}  # (start, stop) -> row of vectors(job)
         self._W: sparse.csr_matrix | None = None  # (tasks, ranges) piece coefficients
 
     def _build(self, scheme: Scheme) -> sparse.csr_matrix:
-        ranges: dict[tuple[int, int], int] = {}
+        ranges = self.ranges
         entries = []
         for g, size in enumerate(scheme.group_sizes()):
             for c in range(size):
@@ -57,13 +58,17 @@ class DecodeCheck:
             return float("inf")
         rows = np.array([self._rows[(t.group, t.chunk)] for t, _ in coeffs])
         c = np.array([c for _, c in coeffs])
-        V = np.random.default_rng([self.seed, job]).standard_normal((self._W.shape[1], self.dim))
+        V = self.vectors(job)
         results = self._W[rows] @ V  # (tasks, dim): what the workers send
         decoded = c @ results  # (dim,): what the master computes
         truth = V.sum(axis=0)
         err = float(np.linalg.norm(decoded - truth) / np.linalg.norm(truth))
         self.errors[job] = err
         return err
+
+    def vectors(self, job: int) -> np.ndarray:
+        """(ranges, dim) the seeded random gradient of each sample range of ``job``."""
+        return np.random.default_rng([self.seed, job]).standard_normal((len(self.ranges), self.dim))
 
     @property
     def worst(self) -> float:

@@ -63,6 +63,7 @@ class Scheme(ABC):
         self.ledger: list[tuple[int, int, MiniTask]] = []  # (round, worker, task) delivered
         self.decoded_at: dict[int, int] = {}  # job -> round it became decodable
         self.counting = False  # decide coded groups by counting rows (the paper's rules)
+        self._index: tuple[RoundPlan, dict[int, np.ndarray]] | None = None
         self._sizes: dict[tuple[int, int], int] = {}
 
     # ---- per-scheme definition -------------------------------------------------------------
@@ -141,24 +142,40 @@ class Scheme(ABC):
             jobs = [k for k in range(self.n_jobs) if k not in self.decoded_at]
         return [k for k in jobs if k not in self.decoded_at]
 
+    def _tasks_of(self, plan: RoundPlan) -> dict[int, np.ndarray]:
+        """job -> (3, tasks) int array of (worker, group, chunk) in ``plan`` (cached per plan)."""
+        if self._index is None or self._index[0] is not plan:
+            by: dict[int, list[tuple[int, int, int]]] = {}
+            for i, ts in enumerate(plan.tasks):
+                for t in ts:
+                    by.setdefault(t.job, []).append((i, t.group, t.chunk))
+            self._index = (plan, {j: np.array(v, dtype=np.int64).T for j, v in by.items()})
+        return self._index[1]
+
     def _with(self, plan: RoundPlan, delivered: np.ndarray, job: int) -> list[np.ndarray]:
+        """``job``'s delivered masks if exactly ``delivered`` (n,) bool workers arrive now."""
         got = [m.copy() for m in self._masks(job)]
-        for i in np.flatnonzero(delivered):
-            for t in plan.tasks[i]:
-                if t.job == job:
-                    got[t.group][t.chunk] = True
+        idx = self._tasks_of(plan).get(job)
+        if idx is not None:
+            w, g, c = idx
+            ok = delivered[w]
+            for grp in np.unique(g[ok]):
+                got[grp][c[ok & (g == grp)]] = True
         return got
 
     def undecodable(self, plan: RoundPlan, delivered: np.ndarray) -> str | None:
         """Why round ``plan.round`` may not close with exactly ``delivered`` (n,) bool workers:
         "rows" / "numeric" when a due job, or a group whose rows get no later chance, would not
         decode; None when everything due decodes."""
+        masks: dict[int, list[np.ndarray]] = {}
         for job in self.due(plan.round):
-            why = self.job_status(job, self._with(plan, delivered, job))
+            masks[job] = self._with(plan, delivered, job)
+            why = self.job_status(job, masks[job])
             if why != "ok":
                 return why
         for job, g, code in self.final_groups(plan.round):
-            why = self.coded_status(code, self._with(plan, delivered, job)[g])
+            got = masks[job] if job in masks else self._with(plan, delivered, job)
+            why = self.coded_status(code, got[g])
             if why != "ok":
                 return why
         return None
