@@ -5,7 +5,8 @@ curve). Each snapshot is scored strictly (the workers' `\\boxed{}`, else the fin
 leniently ("the answer is N", the last number: `plait.eval.extraction`), with math-verify
 (`plait.eval.checking`); records say which rule gave each answer, and carry the duplicate-step
 counts. Records are appended (and flushed) to `records.jsonl` after each batch, so an interrupted
-evaluation resumes where it stopped; `manifest.json` holds the settings, and a rerun with other
+evaluation resumes where it stopped (`transcripts.jsonl` beside them keeps each problem's last
+transcript); `manifest.json` holds the settings, and a rerun with other
 settings is refused unless `overwrite` (then the old records are discarded). The table (JSON) and
 the plot (PNG) are rebuilt from all records at the end.
 """
@@ -28,7 +29,7 @@ from plait.hogwild.config import HogwildConfig
 from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.events import ProblemResult, Snapshot
 from plait.hogwild.paragraph import header
-from plait.outputs import Manifest, atomic_write_text, check_writable_dir
+from plait.outputs import JsonlAppender, Manifest, atomic_write_text, check_writable_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ def evaluate(
     rec_path = out / "records.jsonl"
     if Manifest(out / "manifest.json", settings.manifest()).check(overwrite):
         rec_path.unlink(missing_ok=True)
+        (out / "transcripts.jsonl").unlink(missing_ok=True)
     done = _complete(read_records(rec_path), settings.budgets)
     timings: dict[str, float] = {m.name: 0.0 for m in methods}
     bar = _bar(len(problems) * len(methods), "problems x methods", progress)
@@ -123,6 +125,7 @@ def evaluate(
             results = engines[m.name].solve_batch([p.question for p in todo])
             timings[m.name] += time.perf_counter() - t0
             append_records(rec_path, _records(m, todo, results))
+            _append_transcripts(out / "transcripts.jsonl", m, todo, results)
             bar.update(len(todo))
     bar.close()
     return _write_table(out, problems, methods, settings.budgets, timings, title)
@@ -188,6 +191,18 @@ def _records(
         for p, res in zip(problems, results)
         for s in res.snapshots
     ]
+
+
+def _append_transcripts(
+    path: Path, m: Method, problems: Sequence[Problem], results: Sequence[ProblemResult]
+) -> None:
+    """The last snapshot's transcript of each problem (for reading what the workers did)."""
+    with JsonlAppender(path) as out:
+        for p, res in zip(problems, results):
+            f = res.final
+            out.write({"method": m.name, "problem": p.id, "gold": p.answer, "answer": f.answer,
+                       "source": f.answer_source, "finisher": f.finisher_text,
+                       "transcript": f.transcript()})  # fmt: skip
 
 
 def _write_table(

@@ -44,6 +44,8 @@ def test_driver_resumes_and_writes_table(model, tmp_path: Path) -> None:  # noqa
     rec = json.loads(lines[0])
     assert rec["rule"] in ("boxed", "finisher", "none") and "rule_lenient" in rec
     assert {"steps", "duplicate_steps", "cut_steps", "tokens"} <= set(rec) and rec["tokens"] > 0
+    transcripts = [json.loads(x) for x in (tmp_path / "transcripts.jsonl").read_text().splitlines()]
+    assert len(transcripts) == 6 and "**Alice [1]:**" in transcripts[-1]["transcript"]
     run(model, tmp_path, settings())  # resumes: nothing new to run
     assert len((tmp_path / "records.jsonl").read_text().splitlines()) == len(lines)
     data = json.loads((tmp_path / "table.json").read_text())
