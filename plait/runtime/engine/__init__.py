@@ -6,7 +6,7 @@ through a radix tree of KV segments (prefix_cache.py) in a free-list KV store (k
 turns tokens into text with stop strings (detokenize.py).
 """
 
-from plait.runtime.engine.engine import Engine, EngineStats
+from plait.runtime.engine.engine import Engine
 from plait.runtime.engine.groups import StreamGroup
 from plait.runtime.engine.kv_pool import KVPool
 from plait.runtime.engine.prefix_cache import PrefixCache

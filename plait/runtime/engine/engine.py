@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,6 +28,7 @@ from plait.runtime.engine.prefix_cache import PrefixCache
 from plait.runtime.engine.requests import (
     CapacityError,
     EngineRequest,
+    EngineStats,
     GroupOutput,
     SampleOutput,
     TokenLogprob,
@@ -46,19 +46,6 @@ from plait.runtime.model import DecoderLM
 from plait.runtime.runner import Runner
 
 Output = SampleOutput | GroupOutput
-
-
-@dataclass(slots=True)
-class EngineStats:
-    steps: int = 0
-    step_seconds: float = 0.0  # total time in `step` forwards (plus sampling)
-    last_step_seconds: float = 0.0
-    generated_tokens: int = 0
-    prompt_tokens: int = 0  # prompt tokens of admitted requests
-    prefilled_tokens: int = 0  # prompt tokens not cached at admission
-    computed_prompt_tokens: int = 0  # prompt tokens run through the model (shared work once)
-    finished_requests: int = 0
-    cancelled_requests: int = 0
 
 
 class Engine:
@@ -191,12 +178,15 @@ class Engine:
         logits = self.runner.step([w.input for w in plan.work], instant=plan.instant)  # (S, V)
         outputs: list[Output] = []
         group_rows: dict[int, list[int]] = {}
+        # greedy picks of every row at once (first maximum, as `greedy_argmax`): one reduction
+        # over (S, V) instead of a filtered copy of each row
+        picks = logits.argmax(-1).tolist()
         for row, w in enumerate(plan.work):
             if w.kind == "group":
                 group_rows.setdefault(id(w.state), []).append(row)
             elif w.kind == "decode" or w.last:
                 assert isinstance(w.state, RequestState)
-                outputs.extend(self._sample(w, logits[row]))
+                outputs.extend(self._sample(w, logits[row], picks[row]))
         for st in list(self.scheduler.running):
             if isinstance(st, GroupState) and id(st) in group_rows:
                 outputs.append(self._advance_group(st, logits[group_rows[id(st)]]))
@@ -218,8 +208,9 @@ class Engine:
             self._finish(st)
         return GroupOutput(st.request_id, events, finished=done)
 
-    def _sample(self, w: Work, row: torch.Tensor) -> list[SampleOutput]:
-        """Pick the next token of one sample (decode) or of every sample (end of prefill)."""
+    def _sample(self, w: Work, row: torch.Tensor, greedy: int) -> list[SampleOutput]:
+        """Pick the next token of one sample (decode) or of every sample (end of prefill);
+        `greedy` is the row's argmax (used by greedy samples without suppressed tokens)."""
         st = w.state
         assert isinstance(st, RequestState)
         req = st.request
@@ -228,7 +219,9 @@ class Engine:
         outs = []
         for s in samples:
             assert s is not None
-            tok = int(s.sampler(row[None])[0])
+            p = s.sampler.params[0]
+            plain = p.greedy and not p.suppress_tokens
+            tok = greedy if plain else int(s.sampler(row[None])[0])
             lps = [TokenLogprob.of(logp, tok, req.logprobs or 0)] if logp is not None else []
             outs.append(self._emit(st, s, tok, lps))
         if all(s.finish is not None for s in st.samples):

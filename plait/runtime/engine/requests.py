@@ -111,3 +111,16 @@ class GroupOutput:
     events: list[object]
     finished: bool = False
     error: str | None = None
+
+
+@dataclass(slots=True)
+class EngineStats:
+    steps: int = 0
+    step_seconds: float = 0.0  # total time in `step` forwards (plus sampling)
+    last_step_seconds: float = 0.0
+    generated_tokens: int = 0
+    prompt_tokens: int = 0  # prompt tokens of admitted requests
+    prefilled_tokens: int = 0  # prompt tokens not cached at admission
+    computed_prompt_tokens: int = 0  # prompt tokens run through the model (shared work once)
+    finished_requests: int = 0
+    cancelled_requests: int = 0
