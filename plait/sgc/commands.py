@@ -189,10 +189,11 @@ def cmd_train(args) -> int:
     require("sklearn", "training on digits", "ml")
     if args.backend == "ray":
         require("ray", "--backend ray", "ray")
-    from plait.sgc.training import TrainConfig, reference_train, train
+    from plait.sgc.training import TrainConfig, check_round_robin, reference_train, train
 
     params = params_of(args)
     sc = make_scheme(args.scheme, args.n, args.jobs, unit=args.unit, **params)
+    check_round_robin(args.models, sc.T)
     cfg = TrainConfig(models=args.models, seed=args.seed, lr_min=args.lr_min, lr_max=args.lr_max)
     tr = gilbert_elliott_trace(args.n, sc.n_rounds + 1, seed=args.seed, jitter=0.02 * args.scale,
                                slow=(0.3 * args.scale, 1.0 * args.scale), tail_prob=0.0)  # fmt: skip
