@@ -35,7 +35,7 @@ def check_args(args, **bounds: float) -> None:
     """Raise UsageError for the first ``--name`` whose value is below its bound (skips None)."""
     for name, low in bounds.items():
         v = getattr(args, name, None)
-        if v is not None and v < low:
+        if v is not None and not v >= low:  # also refuses nan
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} must be >= {low:g}, got {v:g}")
 
@@ -181,7 +181,7 @@ def cmd_train(args) -> int:
     from plait.sgc.traces import gilbert_elliott_trace
 
     check_args(args, n=1, jobs=1, mu=0, c0=0, c1=0, seed=0, models=1, unit=1)
-    if not args.scale > 0 or not args.cpus_per_actor > 0:
+    if not 0 < args.scale < float("inf") or not args.cpus_per_actor > 0:
         raise UsageError(f"--scale and --cpus-per-actor must be > 0, got {args.scale}, "
                          f"{args.cpus_per_actor}")  # fmt: skip
     check_outputs(args, "plot")
