@@ -46,6 +46,61 @@ class FinisherRequest:
     """The segments the reader reads (the last worker's view)."""
 
 
+class FinisherBatch:
+    """Finishers as a step-able batch: `streams()` for the next forward, `advance(logits)` after
+    it, until `done` (every answer complete or `max_tokens` steps); `results()` then `free()`.
+    `run_finishers` loops over it; a serving engine puts its streams into a shared batch."""
+
+    def __init__(
+        self,
+        store: Any,
+        requests: Sequence[FinisherRequest],
+        encode: Callable[[str], list[int]],
+        decode: Callable[[list[int]], str],
+        task: str,
+        max_tokens: int,
+    ) -> None:
+        self.store, self.requests, self.decode, self.task = store, requests, decode, task
+        self.max_tokens, self.steps = max_tokens, 0
+        prompt = encode(finisher_text(task))
+        self.readers = [
+            store.new_segment(capacity=len(prompt) + max_tokens + 1, name="reader")
+            for _ in requests
+        ]
+        self.generated: list[list[int]] = [[] for _ in requests]
+        self.answers: list[str | None] = [None] * len(requests)
+        self.feeds = [list(prompt) for _ in requests]
+        self.live: list[int] = []
+
+    @property
+    def done(self) -> bool:
+        return self.steps >= self.max_tokens or all(a is not None for a in self.answers)
+
+    def streams(self) -> list[tuple[list[int], list[Any], Any]]:
+        """(tokens, view, write_to) of every reader still without an answer."""
+        self.live = [i for i, a in enumerate(self.answers) if a is None]
+        return [
+            (self.feeds[i], [*self.requests[i].view, self.readers[i]], self.readers[i])
+            for i in self.live
+        ]
+
+    def advance(self, logits: Any) -> None:
+        """Greedy next token of each live reader from its last-token logits row (S, V)."""
+        self.steps += 1
+        for row, i in enumerate(self.live):
+            tok = int(logits[row].argmax())
+            self.generated[i].append(tok)
+            self.feeds[i] = [tok]
+            self.answers[i] = finisher_answer(self.decode(self.generated[i]), self.task)
+
+    def results(self) -> list[tuple[str | None, str]]:
+        return [(a, self.decode(g)) for a, g in zip(self.answers, self.generated)]
+
+    def free(self) -> None:
+        for seg in self.readers:
+            self.store.free(seg)
+
+
 def run_finishers(
     step: Callable[[list[tuple[list[int], list[Any], Any]]], Any],
     store: Any,
@@ -60,25 +115,10 @@ def run_finishers(
     Args:
         step: runs one forward over [(tokens, view, write_to)] and returns last-token logits (S, V).
     """
-    prompt = encode(finisher_text(task))
-    readers = [
-        store.new_segment(capacity=len(prompt) + max_tokens + 1, name="reader") for _ in requests
-    ]
-    generated: list[list[int]] = [[] for _ in requests]
-    answers: list[str | None] = [None] * len(requests)
-    feeds = [list(prompt) for _ in requests]
+    batch = FinisherBatch(store, requests, encode, decode, task, max_tokens)
     try:
-        for _ in range(max_tokens):
-            live = [i for i, a in enumerate(answers) if a is None]
-            if not live:
-                break
-            logits = step([(feeds[i], [*requests[i].view, readers[i]], readers[i]) for i in live])
-            for row, i in enumerate(live):
-                tok = int(logits[row].argmax())
-                generated[i].append(tok)
-                feeds[i] = [tok]
-                answers[i] = finisher_answer(decode(generated[i]), task)
+        while not batch.done:
+            batch.advance(step(batch.streams()))
     finally:
-        for seg in readers:
-            store.free(seg)
-    return [(answers[i], decode(generated[i])) for i in range(len(requests))]
+        batch.free()
+    return batch.results()

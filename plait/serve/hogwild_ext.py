@@ -7,8 +7,8 @@
 W workers' streams (over the problem's own segments: common history, shared texts, per-worker
 steps) join every engine step next to the plain requests' rows; the problem's state machine
 (`ProblemRun`) samples, applies the paragraph rule and records snapshots exactly as
-`HogwildEngine.stream` does for one problem. The finisher (at most `finisher_max_tokens` greedy
-steps) runs on the runner directly when a budget ends without an answer.
+`HogwildEngine.stream` does for one problem. When a budget ends without an answer, the finisher's
+reader streams (`FinisherBatch`) take the group's place in the next steps of the shared batch.
 
 The response's message is the final answer (the last budget's snapshot); `hogwild` in the body
 holds every snapshot and the workers' transcript. Streaming sends one chunk per worker token with
@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 
 from plait.hogwild import HogwildConfig, HogwildEngine
 from plait.hogwild.events import DoneEvent, ProblemResult, TokenEvent
+from plait.hogwild.finisher import FinisherBatch, FinisherRequest
 from plait.runtime.engine import GroupOutput
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.segments import KVStore
@@ -53,6 +54,7 @@ class HogwildGroup:
         self.rows = 2 * c.workers
         self.instant = c.instant
         self.run: Any = None
+        self.finisher: FinisherBatch | None = None
         self._planned: tuple[list[Any], list[Any]] = ([], [])
 
     def start(self, store: KVStore, runner: Runner) -> None:
@@ -60,25 +62,48 @@ class HogwildGroup:
         self.run = self.hw._start(0, self.problem)  # noqa: SLF001 - prompt prefill + state machine
 
     def plan(self, budget: int) -> list[StreamInput]:
+        if self.finisher is not None:  # the finisher's readers run before the next pass
+            return [StreamInput(t, v, w) for t, v, w in self.finisher.streams()]
         feeds = self.run.feeds()
         planned = self.run.ws.plan(feeds)
         self._planned = (feeds, planned)
         return [StreamInput(s.tokens, s.view, s.write_to) for s in planned]
 
     def advance(self, logits: torch.Tensor) -> list[Any]:
+        if self.finisher is not None:
+            return self._advance_finisher(logits)
         feeds, planned = self._planned
         self.run.advance(feeds, {s.worker: logits[k] for k, s in enumerate(planned) if s.logits})
         events = list(self.run.events)
         self.run.events.clear()
         if self.run.pending_finishers():
-            self.hw._finish([self.run])  # noqa: SLF001 - a few greedy steps on the runner
+            c = self.hw.cfg
+            view = [FinisherRequest(view=self.run.ws.reader_view())]
+            self.finisher = FinisherBatch(self.hw.store, view, self.hw.encode, self.hw.decode,
+                                          c.task, c.finisher_max_tokens)  # fmt: skip
+            return events
         return events + list(self.hw._flush(self.run))  # noqa: SLF001
+
+    def _advance_finisher(self, logits: torch.Tensor) -> list[Any]:
+        assert self.finisher is not None
+        self.finisher.advance(logits)
+        if not self.finisher.done:
+            return []
+        ((answer, text),) = self.finisher.results()
+        self.finisher.free()
+        self.finisher = None
+        for snap in self.run.pending_finishers():  # as HogwildEngine._finish
+            snap.answer, snap.finisher_text = answer, text
+            snap.answer_source = "finisher" if answer is not None else "none"
+        return list(self.hw._flush(self.run))  # noqa: SLF001
 
     @property
     def done(self) -> bool:
-        return self.run is not None and self.run.finished
+        return self.run is not None and self.run.finished and self.finisher is None
 
     def release(self) -> None:
+        if self.finisher is not None:
+            self.finisher.free()
         if self.run is not None:
             self.run.ws.free()
 
