@@ -24,7 +24,7 @@ def _run(engine: Engine) -> list[SampleOutput]:
     return outs
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
 def test_greedy_alone_batched_and_generate_agree(family):
     m = tiny_model(family, seed=3)
     target = _prompt(150)

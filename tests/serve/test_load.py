@@ -20,7 +20,7 @@ SYSTEM = "You are a careful assistant. " * 12  # a shared prefix (several cache 
 async def _one(client: openai.AsyncOpenAI, i: int) -> tuple[int, str | None, int]:
     """(client index, finish reason, completion tokens) of one request."""
     msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"Count to {i}."}]
-    max_tokens = 4 + (i * 7) % 29
+    max_tokens = 4 + (i * 7) % 17
     if i % 2:
         stream = await client.chat.completions.create(
             model=MODEL, messages=msgs, max_tokens=max_tokens, temperature=0.7, seed=i,
@@ -57,6 +57,10 @@ def test_32_concurrent_clients_each_get_one_complete_response(served):
     assert after["kv_request_tokens"] == 0
     assert after["finished_requests_total"] - before["finished_requests_total"] == 32
     assert after["prefix_cache_hit_rate"] > 0.5  # the shared system prompt was computed once
+    assert after["generated_tokens_total"] - before["generated_tokens_total"] >= sum(
+        n for _, _, n in results
+    )
+    assert after["steps_total"] > before["steps_total"] and after["last_step_seconds"] > 0
     engine = state.loop.engine
     assert engine.store.reserved_slots() == engine.cache.total_tokens()  # only cached blocks
 
