@@ -29,7 +29,8 @@ install: $(STAMP)
 LLAMA_VERSION := 0.3.36
 LLAMA_WHEELS ?= $(HOME)/.cache/plait/wheels
 LLAMA_SERVER_DEPS := "diskcache>=5.6.1" "uvicorn>=0.22.0" "fastapi>=0.100.0" "pydantic-settings>=2.0.1" \
-                     "sse-starlette>=1.6.1" "starlette-context>=0.3.6,<0.4" "PyYAML>=5.1"
+                     "sse-starlette>=1.6.1" "starlette-context>=0.3.6,<0.4" "PyYAML>=5.1" \
+                     "rich" "accelerate>=1.1.0"  # the last two: `transformers serve` (bench_serve.py)
 server: $(STAMP) $(LLAMA_SERVER)
 	$(BIN)/python -m pip install -q $(LLAMA_SERVER_DEPS)
 	test -f $(VENV)/.llama-portable || { \
