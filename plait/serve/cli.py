@@ -47,6 +47,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be in 0..65535, got {args.port}")
+    _check_port(args.host, args.port)  # before the model loads
     config = EngineConfig(
         kv_budget_tokens=args.kv_budget_tokens, max_rows=args.max_rows,
         step_tokens=args.step_tokens, block_tokens=args.block_tokens,
@@ -59,3 +60,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)  # fmt: skip
     run(state, args.host, args.port, args.graceful_s)
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    from plait.errors import UsageError
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pick a free --port or --host"
+        ) from None

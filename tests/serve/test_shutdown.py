@@ -60,3 +60,24 @@ def test_sigterm_drains_a_stream_then_exits():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--port", "70000"], "--port must be in 0..65535"),
+        (["--kv-budget-tokens", "0"], "kv_budget_tokens must be >= 1"),
+        (["--max-rows", "-1"], "max_rows must be >= 1"),
+        (["--port", "{busy}"], "pick a free --port"),
+    ],
+)
+def test_cli_bad_input_is_one_line_before_loading(args, fragment, capsys):
+    from plait.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = [a.replace("{busy}", str(busy.getsockname()[1])) for a in args]
+        assert main(["serve", "--model", "no-such-model", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("plait serve: error:") and fragment in err[0]
