@@ -142,12 +142,16 @@ class ThreadFormat:
     def out_of_vocabulary(self, tokens: list[int]) -> int | None:
         """Index of the first id outside [0, vocab_size) (or not an int), None if all are fine."""
         limit = self.vocab_size
+        if not tokens:
+            return None
+        if set(map(type, tokens)) == {int}:  # the common case, checked at C speed
+            lo, hi = min(tokens), max(tokens)
+            if lo >= 0 and (limit is None or hi < limit):
+                return None
         for k, tok in enumerate(tokens):
-            if not isinstance(tok, int) or isinstance(tok, bool) or tok < 0:
+            if type(tok) is not int or tok < 0 or (limit is not None and tok >= limit):
                 return k
-            if limit is not None and tok >= limit:
-                return k
-        return None
+        return None  # pragma: no cover - the fast path accepts every list the loop accepts
 
     def is_tag(self, tok: int) -> bool:
         return tok in self.tags.all()

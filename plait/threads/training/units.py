@@ -77,8 +77,14 @@ def structural_inserted(
     inserted (a block the model wrote itself in AR mode is not); without it, every block with a
     closed outline list and a thread counts.
     """
+    return _structural(tokens, fmt, prompt_len, forked_blocks(tokens, fmt, prompt_len, inserted))
+
+
+def _structural(
+    tokens: list[int], fmt: ThreadFormat, prompt_len: int, forked: list[Block]
+) -> list[bool]:
     ins = [False] * (len(tokens) - prompt_len)
-    for b in forked_blocks(tokens, fmt, prompt_len, inserted):
+    for b in forked:
         o1 = b.outlines_span[1]  # type: ignore[index]
         marks = list(range(o1, b.threads[0].start))  # newline before the first thread
         for t in b.threads:
@@ -127,7 +133,7 @@ def extract_units(
             f"inserted has {len(inserted)} flags for {len(tokens) - prompt_len} response tokens"
         )
     forked = forked_blocks(tokens, fmt, prompt_len, inserted)
-    structural = structural_inserted(tokens, fmt, prompt_len, inserted)
+    structural = _structural(tokens, fmt, prompt_len, forked)
     inserted = structural if inserted is None else list(inserted)
     gen = [not x for x in inserted]
     full_gen = [g or (header_loss and st) for g, st in zip(gen, structural)]
