@@ -12,7 +12,7 @@ from tests.helpers.serve import MODEL, wait_idle
 pytestmark = [pytest.mark.model, pytest.mark.server]
 
 PROBLEM = "A farmer has 12 cows and buys 5 more. How many cows does he have?"
-SPEC = {"workers": 2, "budgets": [6, 12], "finisher_max_tokens": 4}
+SPEC = {"workers": 2, "budgets": [4, 8], "finisher_max_tokens": 3}
 
 
 def test_hogwild_extension_matches_the_hogwild_engine(served, smol):
@@ -22,9 +22,9 @@ def test_hogwild_extension_matches_the_hogwild_engine(served, smol):
     r = client.chat.completions.create(model=MODEL, messages=msgs, temperature=0,
                                        extra_body={"hogwild": SPEC})  # fmt: skip
     got = r.model_extra["hogwild"]
-    cfg = HogwildConfig(workers=2, budgets=(6, 12), finisher_max_tokens=4)
+    cfg = HogwildConfig(workers=2, budgets=(4, 8), finisher_max_tokens=3)
     want = HogwildEngine(smol.model, smol.tokenizer, cfg).solve(PROBLEM)
-    assert [s["budget"] for s in got["snapshots"]] == [6, 12]
+    assert [s["budget"] for s in got["snapshots"]] == [4, 8]
     assert [(s["answer"], s["answer_source"]) for s in got["snapshots"]] == [
         (s.answer, s.answer_source) for s in want.snapshots
     ]
