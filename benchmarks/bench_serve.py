@@ -150,6 +150,21 @@ async def wave(
             "errors": [r.get("error") for r in results if not r["ok"]][:3]}  # fmt: skip
 
 
+def plait_idle_kv(server: Server) -> float:
+    """plait's KV slots held for requests, read from /metrics once it reports none running."""
+    for _ in range(100):
+        text = httpx.get(server.url + "/metrics", timeout=10).text
+        vals = dict(
+            line.split()
+            for line in text.splitlines()
+            if line.startswith("plait_") and "{" not in line
+        )
+        if float(vals["plait_requests_running"]) == 0:
+            return float(vals["plait_kv_request_tokens"])
+        time.sleep(0.1)
+    return float("nan")
+
+
 def pct(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
@@ -167,6 +182,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "itl_p50_s": pct(itl, 50), "itl_p99_s": pct(itl, 99),
         "requests": sum(r["requests"] for r in runs), "complete": sum(r["complete"] for r in runs),
         "done_markers": sum(r["done_markers"] for r in runs),
+        "kv_request_tokens_after": [r["kv_after"] for r in runs if "kv_after" in r] or None,
         "errors": [e for r in runs for e in r["errors"]][:3],
     }  # fmt: skip
 
@@ -257,6 +273,9 @@ def main() -> None:
                 s.stop()
                 print(f"skipping {s.name}: {exc}", file=sys.stderr)
         runs: dict[str, dict[int, list[dict[str, Any]]]] = {s.name: {} for s in started}
+        partial = (
+            RESULTS / f"{args.tag}_partial.json"
+        )  # every wave so far (a stopped run keeps them)
         for r in range(args.rounds):
             for c in args.clients:
                 order = started if r % 2 == 0 else started[::-1]
@@ -264,7 +283,10 @@ def main() -> None:
                     if c > s.max_clients:
                         continue
                     res = asyncio.run(wave(s, prompts, c, args.per_client, args.tokens))
+                    if s.name == "plait":  # nothing held once the wave is over
+                        res["kv_after"] = plait_idle_kv(s)
                     runs[s.name].setdefault(c, []).append(res)
+                    partial.write_text(json.dumps({"settings": vars(args), "runs": runs}) + "\n")
                     print(f"round {r} {s.name:12s} clients={c:3d} {res['tokens'] / res['wall_s']:.1f} tok/s "
                           f"complete {res['complete']}/{res['requests']}", file=sys.stderr, flush=True)  # fmt: skip
     finally:
