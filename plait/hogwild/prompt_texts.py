@@ -13,6 +13,7 @@ Sequential variants (the one-worker baseline, no collaboration text):
 - `boxed`: "solve step by step, put the final answer in \\boxed{}", seeded "Let's solve this step by step.";
 - `answer_is`: "solve step by step, end with 'The answer is N'" (the plain-transformers GSM8K
   prompt), no seed;
+- `answer_is_after`: the problem first, then "Solve step by step and end with 'The answer is N'.";
 - `answer_boxed`: "solve step by step, end with 'The answer is \\boxed{N}'", no seed.
 """
 
@@ -121,6 +122,8 @@ class PromptVariant:
     """(worker index, name) -> the forced opening of its first step ("" = none: the model starts)."""
     closing: str = ""
     """A sentence after the instructions (Hogwild variants: what to do next)."""
+    problem_first: bool = False
+    """The problem comes before the instructions in the user message."""
 
     def text(self, names: tuple[str, ...], tips: bool = False, few_shot: bool = False) -> str:
         text = self.instructions(names)
@@ -152,6 +155,13 @@ VARIANTS: dict[str, PromptVariant] = {
             True,
             lambda names: f"{STEPWISE} End with 'The answer is N', where N is the final number.",
             lambda i, n: "",
+        ),
+        PromptVariant(
+            "answer_is_after",
+            True,
+            lambda names: "Solve step by step and end with 'The answer is N'.",
+            lambda i, n: "",
+            problem_first=True,
         ),
         PromptVariant(
             "answer_boxed",

@@ -34,10 +34,13 @@ class PromptFormat:
         return cls(think=model_type in THINK_MODEL_TYPES)
 
 
-def render_chat(tokenizer: Any, instructions: str, problem: str, fmt: PromptFormat) -> str:
+def render_chat(
+    tokenizer: Any, instructions: str, problem: str, fmt: PromptFormat, problem_first: bool = False
+) -> str:
     """Apply the chat template (or a plain fallback) to the instructions and the problem."""
     if fmt.system_in_user:
-        messages = [{"role": "user", "content": f"{instructions}\n\n{problem}"}]
+        parts = (problem, instructions) if problem_first else (instructions, problem)
+        messages = [{"role": "user", "content": "\n\n".join(parts)}]
     else:
         messages = [
             {"role": "system", "content": instructions},
@@ -65,8 +68,9 @@ def common_prompt(
     instructions: str = "",
 ) -> str:
     """The text that opens the shared history (`instructions` replaces the variant's text)."""
-    text = instructions or get_variant(variant, sequential).text(names, tips, few_shot)
-    rendered = render_chat(tokenizer, text, problem, fmt)
+    v = get_variant(variant, sequential)
+    text = instructions or v.text(names, tips, few_shot)
+    rendered = render_chat(tokenizer, text, problem, fmt, v.problem_first)
     if sequential:
         return rendered
     return rendered + (PAST_STEPS if past_steps else "\n")

@@ -88,3 +88,11 @@ def test_demo_on_the_bundled_model(capsys) -> None:  # noqa: ANN001
     assert main(["demo", "--budgets", "12", "--no-live"]) == 0
     out = capsys.readouterr().out
     assert "**Alice [1]:**" in out or "answer:" in out
+
+
+@pytest.mark.parametrize("argv", [["hogwild"], ["demo"], ["eval", "hogwild"]])
+def test_help_shows_defaults_and_examples(argv: list[str], capsys) -> None:  # noqa: ANN001
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "examples:" in out and "(default: " in out
