@@ -1,109 +1,222 @@
-"""Run one benchmark script in two checkouts (before / after a change) in interleaved rounds.
+"""Before / after a change in one run: a benchmark measured in two checkouts, paired.
 
-Each round runs the script once in each checkout, in alternating order (A B, B A, ...), each
-process importing its own checkout's `plait` (PYTHONPATH); the script's JSON last line gives its
-rows. For every row (matched on --keys) and metric (a time: lower is better) the table shows the
-median of each side over rounds and the median over rounds of the paired ratio after/before
-(> 1: the change is slower). A metric renamed by the change is given as before_name=after_name.
-A checkout needs its kernels built once (~80 s; the first round pays it if not).
+Two worker processes, one per checkout (each imports its own plait through PYTHONPATH and its
+own copy of the benchmark module), set up once and then measure on command, taking turns: every
+configuration is measured by both within seconds of each other, before-after in one round and
+after-before in the next, so the drift of a shared machine hits both alike. Kinds:
+  step_attention  bench_step_attention.one_step: median microseconds per layer of one decode
+                  step's attention, per backend (the before side's names for them are mapped);
+  hogwild         bench_hogwild.measure: the full engine's median (and mean) ms per pass.
+The table gives per configuration and metric the median of each side and the median over rounds
+of the paired ratio after / before (a time: > 1 means the change is slower).
 
     git worktree add --detach /tmp/plait-before <commit before the change>
-    flock /tmp/plait-bench.lock python benchmarks/compare_checkouts.py --before /tmp/plait-before \
-        --rounds 3 --keys shape threads context workers \
-        --metrics fused_us=step_kernel_us per_read_us=segment_kernel_us torch_us \
-        --out step_attention_before_after -- bench_step_attention.py --repeats 9
+    flock /tmp/plait-bench.lock python benchmarks/compare_checkouts.py step_attention \
+        --before /tmp/plait-before --rounds 5 --out step_attention_before_after
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, save, table  # noqa: E402
-
-HERE = Path(__file__).resolve().parents[1]
-
-
-def run_once(checkout: Path, script: str, args: list[str], scratch: Path) -> dict:
-    """Run benchmarks/<script> in `checkout` with its own plait; return its JSON payload."""
-    env = dict(os.environ, PYTHONPATH=str(checkout))
-    cmd = [sys.executable, str(checkout / "benchmarks" / script), *args, "--out", str(scratch)]
-    done = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{script} failed in {checkout}:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+HERE = Path(__file__).resolve()
+BACKENDS = ("step_kernel", "segment_kernel", "torch")
+OLD_NAMES = {"step_kernel": "fused", "segment_kernel": "per-read", "torch": "torch"}
 
 
-def compare(runs: dict[str, list[dict]], keys: list[str], metrics: list[tuple[str, str]]) -> list:
-    """One row per (key, metric): medians of both sides and the median paired ratio."""
-    out = []
-    rounds = list(zip(runs["before"], runs["after"]))
-    for row in runs["after"][0]["rows"]:
-        key = tuple(row[k] for k in keys)
-        for old, new in metrics:
-            pairs = []
-            for before, after in rounds:
-                b = next(r for r in before["rows"] if tuple(r[k] for k in keys) == key)
-                a = next(r for r in after["rows"] if tuple(r[k] for k in keys) == key)
-                pairs.append((b[old], a[new]))
-            out.append(
-                {
-                    **dict(zip(keys, key)),
-                    "metric": new,
+# ---------------------------------------------------------------- worker (runs in a checkout)
+
+
+def _step_attention_worker(bench: Any) -> Any:
+    import torch
+
+    models: dict[str, Any] = {}
+
+    def measure(cmd: dict) -> dict:
+        torch.set_num_threads(cmd["threads"])
+        shape = cmd["shape"]
+        model = models.setdefault(shape, bench.attention_model(bench.SHAPES[shape]))
+        name = cmd["backend"] if cmd["backend"] in bench.VARIANTS else OLD_NAMES[cmd["backend"]]
+        run = bench.one_step(model, cmd["workers"], cmd["context"], cmd["own"], name)[0]
+        times = []
+        for rep in range(cmd["repeats"] + 2):
+            t = time.perf_counter()
+            run()
+            if rep >= 2:
+                times.append(time.perf_counter() - t)
+        return {"us_per_layer": 1e6 * statistics.median(times) / model.config.num_layers}
+
+    return measure
+
+
+def _hogwild_worker(bench: Any) -> Any:
+    import torch
+
+    from plait.runtime.loader import load_model
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    lm = load_model("qwen2.5-0.5b", dtype="bf16")
+
+    def measure(cmd: dict) -> dict:
+        r = bench.measure(
+            lm.model, lm.tokenizer, cmd["workers"], cmd["context"], cmd["passes"], False
+        )
+        return {k: r[k] for k in ("ms_per_pass", "ms_per_pass_mean", "context")}
+
+    return measure
+
+
+def worker(kind: str) -> None:
+    """Serve measurements: one JSON command per stdin line, one JSON result per stdout line."""
+    sys.path.insert(0, str(Path.cwd() / "benchmarks"))  # this checkout's benchmark modules
+    if kind == "step_attention":
+        import bench_step_attention
+
+        measure = _step_attention_worker(bench_step_attention)
+    else:
+        import bench_hogwild
+
+        measure = _hogwild_worker(bench_hogwild)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        print(json.dumps(measure(json.loads(line))), flush=True)
+
+
+# ---------------------------------------------------------------- driver
+
+
+class Side:
+    """A worker process in one checkout."""
+
+    def __init__(self, checkout: Path, kind: str) -> None:
+        env = dict(os.environ, PYTHONPATH=str(checkout))
+        cmd = [sys.executable, str(HERE), "--worker", kind]
+        self.proc = subprocess.Popen(
+            cmd, cwd=checkout, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        if self.proc.stdin is None or self.proc.stdout is None:
+            raise RuntimeError("no pipes to the worker")
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        self.checkout = checkout
+        self._read()
+
+    def _read(self) -> dict:
+        line = self.stdout.readline()
+        if not line:
+            raise SystemExit(f"the worker in {self.checkout} died (its stderr is above)")
+        return json.loads(line)
+
+    def measure(self, cmd: dict) -> dict:
+        self.stdin.write(json.dumps(cmd) + "\n")
+        self.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def configs(args: argparse.Namespace) -> list[dict]:
+    if args.kind == "step_attention":
+        grid = itertools.product(args.shapes, args.threads, args.contexts, args.workers, BACKENDS)
+        keys = ("shape", "threads", "context", "workers", "backend")
+        fixed = {"own": 24, "repeats": args.repeats}
+    else:
+        grid = itertools.product(args.contexts, args.workers)
+        keys, fixed = ("context", "workers"), {"passes": args.passes}
+    return [dict(zip(keys, values)) | fixed for values in grid]
+
+
+def run_pairs(sides: dict[str, Side], cmds: list[dict], rounds: int) -> list[dict]:
+    rows = []
+    for cmd in cmds:
+        got: dict[str, list[dict]] = {"before": [], "after": []}
+        for r in range(rounds):
+            for side in ("before", "after") if r % 2 == 0 else ("after", "before"):
+                got[side].append(sides[side].measure(cmd))
+        for metric in got["after"][0]:
+            if metric == "context":
+                continue
+            pairs = [(b[metric], a[metric]) for b, a in zip(got["before"], got["after"])]
+            ratios = [a / b for b, a in pairs]
+            rows.append(
+                {k: v for k, v in cmd.items() if k not in ("own", "repeats", "passes")}
+                | {"context": got["after"][0].get("context", cmd.get("context"))}
+                | {
+                    "metric": metric,
                     "before": statistics.median(b for b, _ in pairs),
                     "after": statistics.median(a for _, a in pairs),
-                    "ratio": statistics.median(a / b for b, a in pairs),
-                    "ratios": [round(a / b, 4) for b, a in pairs],
+                    "ratio": statistics.median(ratios),
+                    "ratios": [round(x, 4) for x in ratios],
                 }
             )
-    return out
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def _git(checkout: Path) -> str:
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip()
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--worker"]:
+        worker(sys.argv[2])
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("kind", choices=["step_attention", "hogwild"])
     ap.add_argument("--before", type=Path, required=True, help="checkout of the old code")
-    ap.add_argument("--after", type=Path, default=HERE, help="checkout of the new code")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--keys", nargs="+", required=True, help="row fields that identify a row")
-    ap.add_argument("--metrics", nargs="+", required=True, help="name or before_name=after_name")
+    ap.add_argument("--after", type=Path, default=HERE.parents[1], help="checkout of the new code")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--contexts", type=int, nargs="+", default=[1024, 4096])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1], help="step_attention only")
+    ap.add_argument("--shapes", nargs="+", default=["qwen2.5-0.5b", "qwen2.5-7b(8 layers)"])
+    ap.add_argument("--repeats", type=int, default=9, help="step_attention: timed calls")
+    ap.add_argument("--passes", type=int, default=16, help="hogwild: timed passes")
     ap.add_argument("--out", required=True, help="result name under benchmarks/results/")
-    ap.add_argument("script", help="benchmark script in benchmarks/, then its arguments")
-    ap.add_argument("script_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
-    metrics = [tuple(m.split("=", 1)) if "=" in m else (m, m) for m in args.metrics]
-    runs: dict[str, list[dict]] = {"before": [], "after": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.rounds):
-            order = ("before", "after") if r % 2 == 0 else ("after", "before")
-            for side in order:
-                checkout = args.before if side == "before" else args.after
-                scratch = Path(tmp) / f"{side}_{r}"
-                runs[side].append(
-                    run_once(checkout.resolve(), args.script, args.script_args, scratch)
-                )
-                print(f"round {r + 1}/{args.rounds}: {side} done", file=sys.stderr)
-    rows = compare(runs, args.keys, metrics)  # type: ignore[arg-type]
-    print(table(rows, [*args.keys, "metric", "before", "after", "ratio"]))
+    sys.path.insert(0, str(HERE.parent))
+    from common import machine, save, table
+
+    sides = {"before": Side(args.before.resolve(), args.kind), "after": Side(args.after, args.kind)}
+    try:
+        rows = run_pairs(sides, configs(args), args.rounds)
+    finally:
+        for side in sides.values():
+            side.close()
+    keys = ["context", "workers"]
+    if args.kind == "step_attention":
+        keys = ["shape", "threads", *keys, "backend"]
+    print(table(rows, [*keys, "metric", "before", "after", "ratio"]))
     payload = {
-        "benchmark": f"before_after:{args.script}",
+        "benchmark": f"before_after_{args.kind}",
         "machine": machine(),
-        "before": {"checkout": str(args.before), "git": runs["before"][0]["machine"].get("git")},
-        "after": {"checkout": str(args.after), "git": runs["after"][0]["machine"].get("git")},
-        "script_args": args.script_args,
+        "checkouts": {
+            s: {"path": str(side.checkout), "git": _git(side.checkout)} for s, side in sides.items()
+        },
         "rounds": args.rounds,
-        "metrics": "ratio = median over rounds of after/before (time: > 1 is slower)",
+        "metrics": "ratio = median over rounds of the paired after/before (a time: > 1 is slower)",
         "rows": rows,
-        "raw": runs,
     }
     save(args.out, payload)
-    print(json.dumps({k: v for k, v in payload.items() if k != "raw"}))
+    print(json.dumps(payload))
 
 
 if __name__ == "__main__":

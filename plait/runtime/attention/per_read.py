@@ -31,7 +31,7 @@ class ReadBatch:
     (a single read is a batch of one). Their K/V are one strided view of the arena:
     (B, Hkv, L, D) starting at slot `base` with `stride` slots between segments; no copy."""
 
-    span: tuple[int, int]  # the batch's slice of the step's stacked query rows (read order)
+    cols: tuple[int, int]  # its columns of the grouped (Hkv, N*G) query layout (read order)
     count: int  # B
     base: int  # arena slot of the first segment
     stride: int  # slots between consecutive segments (their common capacity)
@@ -40,6 +40,8 @@ class ReadBatch:
 
     def strided(self, arena: torch.Tensor) -> torch.Tensor:
         """(Hkv, slots, D) arena of one layer -> (B, Hkv, L, D) view of the batch's segments."""
+        if self.count == 1:  # NOTE: one indexing call; ~25 reads per layer, each call counts
+            return arena[None, :, self.base : self.base + self.length]
         s_head, s_slot, s_dim = arena.stride()
         return arena.as_strided(
             (self.count, arena.shape[0], self.length, arena.shape[2]),
@@ -47,32 +49,41 @@ class ReadBatch:
             arena.storage_offset() + self.base * s_slot,
         )
 
+    def columns(self, x: torch.Tensor) -> torch.Tensor:
+        """The batch's columns of a grouped (Hkv, N*G, *tail) tensor as (B, Hkv, M*G, *tail)."""
+        a, b = self.cols
+        if self.count == 1:
+            return x[None, :, a:b]
+        cols = x[:, a:b]
+        return cols.view(cols.shape[0], self.count, -1, *cols.shape[2:]).transpose(0, 1)
 
-def batch_reads(reads: list[SegmentRead]) -> tuple[list[SegmentRead], list[ReadBatch]]:
+
+def batch_reads(reads: list[SegmentRead], group: int) -> tuple[list[SegmentRead], list[ReadBatch]]:
     """Order reads so that runs of evenly spaced, equally sized segments with the same number
-    of queries sit together; one `ReadBatch` per run (runs of one included), in read order."""
+    of queries sit together; one `ReadBatch` per run (runs of one included), in read order;
+    `group`: query heads per KV head (G)."""
     keyed: dict[tuple[int, int], list[SegmentRead]] = {}
     for r in reads:
         keyed.setdefault((len(r.rows), r.segment.capacity), []).append(r)
     ordered: list[SegmentRead] = []
     batches: list[ReadBatch] = []
     at = 0
-    for (m, cap), group in keyed.items():
-        group.sort(key=lambda r: r.segment.base)
+    for (m, cap), same in keyed.items():
+        same.sort(key=lambda r: r.segment.base)
         runs: list[list[SegmentRead]] = []
-        for r in group:  # split into runs of consecutive ranges (base steps by capacity)
+        for r in same:  # split into runs of consecutive ranges (base steps by capacity)
             if runs and r.segment.base == runs[-1][-1].segment.base + cap:
                 runs[-1].append(r)
             else:
                 runs.append([r])
         for run in runs:
-            batches.append(_batch(run, (at, at + m * len(run)), cap))
+            batches.append(_batch(run, (at * group, (at + m * len(run)) * group), cap))
             ordered.extend(run)
             at += m * len(run)
     return ordered, batches
 
 
-def _batch(run: list[SegmentRead], span: tuple[int, int], stride: int) -> ReadBatch:
+def _batch(run: list[SegmentRead], cols: tuple[int, int], stride: int) -> ReadBatch:
     length = max(r.visible for r in run)
     limits = None
     if any(r.limits is not None or r.visible < length for r in run):
@@ -84,7 +95,7 @@ def _batch(run: list[SegmentRead], span: tuple[int, int], stride: int) -> ReadBa
                 for r in run
             ]
         )  # (B, M)
-    return ReadBatch(span, len(run), run[0].segment.base, stride, length, limits)
+    return ReadBatch(cols, len(run), run[0].segment.base, stride, length, limits)
 
 
 class PerReadAttention:
@@ -100,7 +111,7 @@ class PerReadAttention:
         self.slots = store.arena_slots(plan.writes())
         kcos, ksin = rope.cos_sin(torch.tensor(plan.key_positions, device=device), dtype)
         self.key_cos, self.key_sin = kcos[:, None], ksin[:, None]  # (T, 1, R)
-        reads, self.batches = batch_reads(plan.reads)
+        reads, self.batches = batch_reads(plan.reads, self.group)
         self.read_rows = torch.tensor([x for r in reads for x in r.rows], device=device)  # (N,)
         rel = torch.tensor([p for r in reads for p in r.rel], device=device)  # (N,)
         qcos, qsin = rope.cos_sin(rel, dtype)
@@ -131,9 +142,3 @@ class PerReadAttention:
 
     def _reads(self, layer: int, qg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
-
-    def columns(self, bt: ReadBatch, x: torch.Tensor) -> torch.Tensor:
-        """A batch's columns of a grouped (Hkv, N*G, *tail) tensor as (B, Hkv, M*G, *tail)."""
-        a, b = bt.span[0] * self.group, bt.span[1] * self.group
-        cols = x[:, a:b]
-        return cols.view(cols.shape[0], bt.count, -1, *cols.shape[2:]).transpose(0, 1)

@@ -35,12 +35,12 @@ class SegmentKernelAttention(PerReadAttention):
         k_arena, v_arena = self.store.k[layer], self.store.v[layer]
         for bt, limits in zip(self.batches, self.limits):
             kernels.segment_attention(
-                self.columns(bt, qg),
+                bt.columns(qg),
                 bt.strided(k_arena),
                 bt.strided(v_arena),
                 limits,
-                out=self.columns(bt, out_g),
-                lse=self.columns(bt, lse_g),
+                out=bt.columns(out_g),
+                lse=bt.columns(lse_g),
             )
         return out_g, lse_g
 

@@ -43,15 +43,19 @@ class TorchAttention(PerReadAttention):
         outs, lses = [], []
         k_arena, v_arena = self.store.k[layer], self.store.v[layer]
         for bt, (bias, empty) in zip(self.batches, self.masks):
-            qb = self.columns(bt, qg)  # (B, Hkv, M*G, D)
+            qb = bt.columns(qg)  # (B, Hkv, M*G, D)
             if bt.length == 0:  # nothing stored or visible yet
                 out = torch.zeros_like(qb)
                 lse = torch.full(qb.shape[:3], -math.inf, device=qg.device)
             else:
                 kb, vb = bt.strided(k_arena), bt.strided(v_arena)
                 out, lse = batched_attention(qb, kb, vb, bias, empty, self.impl)
-            outs.append(out.transpose(0, 1).reshape(Hkv, -1, D))  # (Hkv, B*M*G, D)
-            lses.append(lse.transpose(0, 1).reshape(Hkv, -1))
+            if bt.count == 1:
+                outs.append(out[0])  # (Hkv, M*G, D)
+                lses.append(lse[0])
+            else:
+                outs.append(out.transpose(0, 1).reshape(Hkv, -1, D))  # (Hkv, B*M*G, D)
+                lses.append(lse.transpose(0, 1).reshape(Hkv, -1))
         return torch.cat(outs, dim=1), None if self.merge is None else torch.cat(lses, dim=1)
 
 
