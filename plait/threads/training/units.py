@@ -152,9 +152,11 @@ def extract_units(
         lead = tokens[o1 : b.threads[0].start]
         for t in b.threads:
             h = t.start + header_len(tokens, t, fmt)
-            u = unit(h, t.end, "thread", gen, block=bi, thread=t.number)
-            u.context = tokens[:o1] + lead + tokens[t.start : h]  # siblings never see each other
-            units.append(u)
+            units.append(Unit(
+                context=tokens[:o1] + lead + tokens[t.start : h],  # never sees its siblings
+                completion=tokens[h : t.end], generated=gen[h - prompt_len : t.end - prompt_len],
+                kind="thread", block=bi, thread=t.number, span=(h, t.end),
+            ))  # fmt: skip
         a = b.threads[-1].end
         while a < len(tokens) and inserted[a - prompt_len]:
             a += 1  # skip the join newline and any forced closers
