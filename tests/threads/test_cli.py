@@ -163,3 +163,44 @@ def test_run_appends_resumes_and_refuses_other_settings(char_fmt, stub_server, t
     other.write_text(out.read_text())
     assert main(base[:-1] + [str(other)]) == 2
     assert "no manifest" in capsys.readouterr().err
+
+
+def test_validate_lenient_and_normalize(tmp_path, capsys, char_fmt):
+    good = render(["s\n", BlockSpec(outlines=["a", "b"], threads=["x", "yy"]), "\ndone"])
+    wild = good.replace("</Thread><Thread>", "</Thread>\n<Thread>").replace("1: x", "1:x")
+    src = tmp_path / "wild.jsonl"
+    src.write_text(
+        json.dumps({"prompt": "Q\n", "response": wild, "problem": "p", "correct": True}) + "\n"
+        + json.dumps({"tokens": char_fmt.encode("Q\n" + good), "prompt_len": 2}) + "\n"
+    )  # fmt: skip
+    assert main(["threads", "validate", str(src)]) == 1  # strict
+    capsys.readouterr()
+    assert main(["threads", "validate", str(src), "--lenient", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["lenient"] and report["valid"] == 2
+    assert sorted(x["code"] for x in report["trajectories"][0]["fixes"]) == [
+        "glue",
+        "thread-format",
+    ]
+    assert report["trajectories"][1]["fixes"] == []
+    out = tmp_path / "canon.jsonl"
+    assert main(["threads", "normalize", str(src), "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["changed"] == 1 and summary["fixes"] == {"glue": 1, "thread-format": 1}
+    first, second = (json.loads(x) for x in out.read_text().splitlines())
+    assert first == {"prompt": "Q\n", "response": good, "problem": "p", "correct": True}
+    assert second["tokens"] == char_fmt.encode("Q\n" + good)  # token form stays token form
+    assert main(["threads", "validate", str(out)]) == 0  # strict accepts the normalised file
+
+
+def test_stats_names_its_parallel_ratio_convention(traj_file, capsys):
+    ratios = {}
+    for conv in ("block", "inside"):
+        assert (
+            main(["threads", "stats", str(traj_file[0]), "--parallel-ratio", conv, "--json"]) == 0
+        )
+        out = json.loads(capsys.readouterr().out)
+        assert out["parallel_ratio_convention"] == conv
+        ratios[conv] = out["mean_parallel_ratio"]
+    total = out["mean_total_tokens"]  # both trajectories have one closed block and equal length
+    assert ratios["block"] - ratios["inside"] == pytest.approx(2 / total)
