@@ -56,6 +56,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
     "full-cut-interleaved": ({"layout": "interleaved", **CUT}, SEQ, 0.0),
     "full-cut-contiguous": ({"layout": "contiguous", **CUT}, SEQ, 0.0),
     "full-cut-every128": ({"interjection_every": 128, **CUT}, SEQ, 0.0),
+    "roles-cut-contiguous": ({"prompt": "roles", "layout": "contiguous", **CUT}, SEQ, 0.0),
+    "short-cut-contiguous": ({"prompt": "short", "layout": "contiguous", **CUT}, SEQ, 0.0),
 }
 
 

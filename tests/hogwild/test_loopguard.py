@@ -50,7 +50,7 @@ def test_guard_counts_duplicates_and_penalises() -> None:
         LoopGuard(1, mode="sometimes")
 
 
-def _run(model, script: list[str], guard: str, sequential: bool = False):  # noqa: ANN001, ANN202
+def _run(model, script: list[str], guard: str, sequential: bool = False, layout: str = "combined"):  # noqa: ANN001, ANN202
     tok = ToyTokenizer()
     queue = [t for text in script for t in tok.encode(text)] + [tok.eos_token_id]
     logits, events = [], []
@@ -79,15 +79,18 @@ def _run(model, script: list[str], guard: str, sequential: bool = False):  # noq
     return result.final, logits, events, kv
 
 
-@pytest.mark.parametrize("sequential", [False, True])
-def test_cut_step_leaves_nothing_behind(sequential: bool) -> None:
+@pytest.mark.parametrize(
+    ("sequential", "layout"),
+    [(False, "combined"), (False, "interleaved"), (False, "contiguous"), (True, "combined")],
+)
+def test_cut_step_leaves_nothing_behind(sequential: bool, layout: str) -> None:
     """Hogwild: the cut step restarts after its header. Sequential without a seed or headers:
     the first step restarts after the prompt's last token, a later one after the previous step's."""
     model = toy_model("qwen2", seed=5)
     loop = " go go go go.\n\n"  # repeats itself: cut when it ends (the first step, no seed)
     script = [loop, X, X, Y] if sequential else [X, X, Y]
-    cut, cut_logits, cut_events, cut_kv = _run(model, script, "cut", sequential)
-    plain, plain_logits, _, plain_kv = _run(model, [X, Y], "off", sequential)
+    cut, cut_logits, cut_events, cut_kv = _run(model, script, "cut", sequential, layout)
+    plain, plain_logits, _, plain_kv = _run(model, [X, Y], "off", sequential, layout)
     cuts = [e.text for e in cut_events if isinstance(e, CutEvent)]
     assert cuts == ([loop[:-3]] if sequential else []) + [X[:-3]]
     assert cut.cut_steps == len(cuts) and plain.cut_steps == 0
