@@ -78,6 +78,13 @@ def settings(variant: str, budgets: list[int], model: str, dtype: str) -> Any:
     )
 
 
+def stem(out: Path, variant: str) -> str:
+    """Results file stem: hogwild_gsm8k_<variant> for out/gsm8k, else with the folder's name
+    (screens in out/screen -> hogwild_gsm8k_screen_<variant>)."""
+    tag = out.parent.name
+    return f"hogwild_gsm8k_{variant}" if tag == "gsm8k" else f"hogwild_gsm8k_{tag}_{variant}"
+
+
 def summarize(out: Path, variant: str, model: str) -> dict:
     """Results JSON from `<out>/records.jsonl` (every method on the problems all methods have)."""
     records = read_records(out / "records.jsonl")
@@ -109,8 +116,8 @@ def summarize(out: Path, variant: str, model: str) -> dict:
         "machine": machine(),
     }
     print(table.format())
-    save(f"hogwild_gsm8k_{variant}", payload)
-    (RESULTS / f"hogwild_gsm8k_{variant}_records.jsonl").write_text(
+    save(stem(out, variant), payload)
+    (RESULTS / f"{stem(out, variant)}_records.jsonl").write_text(
         (out / "records.jsonl").read_text(encoding="utf-8"), encoding="utf-8"
     )
     return payload
