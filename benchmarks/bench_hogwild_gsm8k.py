@@ -104,6 +104,11 @@ def summarize(out: Path, variant: str, model: str) -> dict:
                 "rules_lenient": dict(Counter(r.rule_lenient for r in cell)),
             }
     hog, seq, temperature = VARIANTS[variant]
+    seconds = json.loads((out / "table.json").read_text())["seconds"]
+    top = max(table.budgets)
+    tokens = {
+        m: sum(r.tokens for r in records if r.method == m and r.budget == top) for m in by_method
+    }
     payload = {
         "benchmark": "hogwild_gsm8k_accuracy",
         "variant": variant,
@@ -113,6 +118,10 @@ def summarize(out: Path, variant: str, model: str) -> dict:
         "budgets": table.budgets,
         "table": table.to_json(),
         "details": extra,
+        "solve_seconds_last_invocation": seconds,
+        "tokens_at_largest_budget": tokens,
+        "note": "accuracy runs are not timed under the lock (hours, niced, shared cores); tokens/s "
+        "comes from --speed runs (hogwild_gsm8k_speed.json)",
         "machine": machine(),
     }
     print(table.format())
