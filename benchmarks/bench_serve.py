@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,7 +266,7 @@ def main() -> None:
     try:
         for s in servers(args, lm, max(args.clients)):
             try:
-                s.start(RESULTS)
+                s.start(Path(tempfile.gettempdir()))  # server logs: <tmp>/serve_<name>.log
                 asyncio.run(wave(s, prompts[:1], 1, 1, 4))  # warm-up
                 started.append(s)
             except (RuntimeError, OSError) as exc:
@@ -315,6 +316,7 @@ def main() -> None:
     print(table(rows, ["server", "clients", "tok_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_s",
                        "itl_p99_s", "complete", "requests"]))  # fmt: skip
     save(args.tag, result)
+    (RESULTS / f"{args.tag}_partial.json").unlink(missing_ok=True)  # the full result replaces it
     plot(result, RESULTS / f"{args.tag}.png")
     print(json.dumps(result))
 
