@@ -43,6 +43,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
     "seq-answer_is": ({}, {"prompt": "answer_is"}, 0.0),
     "seq-answer_boxed": ({}, SEQ, 0.0),
     "seq-answer_is_after": ({}, {"prompt": "answer_is_after"}, 0.0),
+    "seq-worked": ({}, {"prompt": "worked"}, 0.0),
     "full": ({}, SEQ, 0.0),
     "full-cut": (CUT, SEQ, 0.0),
     "full-penalise": ({"loop_guard": "penalise"}, SEQ, 0.0),

@@ -14,7 +14,8 @@ Sequential variants (the one-worker baseline, no collaboration text):
 - `answer_is`: "solve step by step, end with 'The answer is N'" (the plain-transformers GSM8K
   prompt), no seed;
 - `answer_is_after`: the problem first, then "Solve step by step and end with 'The answer is N'.";
-- `answer_boxed`: "solve step by step, end with 'The answer is \\boxed{N}'", no seed.
+- `answer_boxed`: "solve step by step, end with 'The answer is \\boxed{N}'", no seed;
+- `worked`: `answer_boxed` + "be brief" + two short worked examples (plait's own), no seed.
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ notebooks; Ann buys 2 pens and 3 notebooks. How much do they spend together?
 
 **{a} [3]:** Together that is 22 + 21 = 43 dollars, so the answer is \\boxed{{43}}.
 </example>"""
+
+
+WORKED = """Example:
+Question: A baker makes 4 trays of 12 rolls. He sells 30 rolls and gives away half of the rest. How many rolls does he have left?
+Solution: He makes 4 * 12 = 48 rolls. After selling 30, he has 48 - 30 = 18 rolls. He gives away 18 / 2 = 9 rolls, so 18 - 9 = 9 rolls are left. The answer is \\boxed{9}.
+
+Example:
+Question: Mia earns $15 an hour and works 6 hours on each of 4 days. She spends a third of her earnings on books. How much money does she keep?
+Solution: She works 6 * 4 = 24 hours. She earns 24 * 15 = 360 dollars. She spends 360 / 3 = 120 dollars on books, so she keeps 360 - 120 = 240 dollars. The answer is \\boxed{240}."""
 
 
 def _team(names: tuple[str, ...]) -> str:
@@ -162,6 +172,13 @@ VARIANTS: dict[str, PromptVariant] = {
             lambda names: "Solve step by step and end with 'The answer is N'.",
             lambda i, n: "",
             problem_first=True,
+        ),
+        PromptVariant(
+            "worked",
+            True,
+            lambda names: f"{STEPWISE} Be brief: one calculation per sentence. End with 'The "
+            f"answer is \\boxed{{N}}', where N is the final number.\n\n{WORKED}",
+            lambda i, n: "",
         ),
         PromptVariant(
             "answer_boxed",
