@@ -34,7 +34,7 @@ from common import RESULTS, machine, save  # noqa: E402
 from plait.eval.curves import BudgetTable, read_records  # noqa: E402
 
 OLD_SEQUENTIAL = {"prompt": "boxed", "suppress": ("#", "</think>"), "suppress_eos": True}
-SEQ = {"prompt": "answer_boxed"}
+SEQ = {"prompt": "answer_is_after"}
 CUT = {"loop_guard": "cut"}
 # name -> (HogwildConfig fields for hogwild-W, fields for sequential, temperature)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
@@ -57,6 +57,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
     "full-cut-interleaved": ({"layout": "interleaved", **CUT}, SEQ, 0.0),
     "full-cut-contiguous": ({"layout": "contiguous", **CUT}, SEQ, 0.0),
     "full-cut-every128": ({"interjection_every": 128, **CUT}, SEQ, 0.0),
+    "short_after-cut": ({"prompt": "short_after", **CUT}, SEQ, 0.0),
+    "roles_after-cut": ({"prompt": "roles_after", **CUT}, SEQ, 0.0),
     "roles-cut-contiguous": ({"prompt": "roles", "layout": "contiguous", **CUT}, SEQ, 0.0),
     "short-cut-contiguous": ({"prompt": "short", "layout": "contiguous", **CUT}, SEQ, 0.0),
 }

@@ -7,6 +7,8 @@ worker's first step. Hogwild variants (W >= 1, collaboration text):
 - `short`: four sentences: who you are, you see each other, split and do not repeat, one `\\boxed{}`;
 - `roles`: `short` plus role hints: the first worker computes, the others check its steps (and
   the seeds say so), since a small model copes better with one job than with planning;
+- `short_after`, `roles_after`: the same with the problem first, then the instructions (the order
+  that lifted the small model's sequential accuracy);
 
 Sequential variants (the one-worker baseline, no collaboration text):
 
@@ -152,6 +154,10 @@ VARIANTS: dict[str, PromptVariant] = {
         PromptVariant("full", False, full_instructions, _greeting, _CLOSING),
         PromptVariant("short", False, short_instructions, lambda i, n: header(n, 1)),
         PromptVariant("roles", False, role_instructions, _role_seed),
+        PromptVariant(
+            "short_after", False, short_instructions, lambda i, n: header(n, 1), problem_first=True
+        ),
+        PromptVariant("roles_after", False, role_instructions, _role_seed, problem_first=True),
         PromptVariant(
             "boxed",
             True,
