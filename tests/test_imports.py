@@ -8,8 +8,10 @@ them); `plait.runtime`; `plait.eval` (a leaf below the wings); the wings `hogwil
 - wings import runtime/eval/base modules only, never each other or serve;
 - eval imports no wing and no serve;
 - the base modules import nothing else from plait;
-- no import cycle among plait's packages (sub-packages included), with relative imports resolved
-  and function-level (lazy) imports counted;
+- no import cycle among plait's top-level packages or its sub-packages, with relative imports
+  resolved and function-level (lazy) imports counted (a sub-package may use modules of the
+  package holding it), nor among its modules (imports that run at import time);
+- imports under `if TYPE_CHECKING:` never run: they count for the layer and torch rules only;
 - `plait.threads.format` and the orchestrator (`plait.threads.inference` without the runtime
   backend) import no torch at any level, also through the plait modules they import;
 - sgc's scheme logic imports no torch at module level; ray is imported only lazily (inside
@@ -53,21 +55,46 @@ def _is_module(name: str) -> bool:
     ).exists()
 
 
+def _import_nodes(tree: ast.Module) -> list[tuple[ast.Import | ast.ImportFrom, str]]:
+    """Every import statement with its kind: "eager" (runs when the module is imported), "lazy"
+    (inside a function) or "typing" (under `if TYPE_CHECKING:`, never run)."""
+    out: list[tuple[ast.Import | ast.ImportFrom, str]] = []
+
+    def visit(node: ast.AST, kind: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            sub = kind
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                sub = "lazy" if kind == "eager" else kind
+            elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                for stmt in child.body:
+                    visit_stmt(stmt, "typing")
+                for stmt in child.orelse:
+                    visit_stmt(stmt, kind)
+                continue
+            visit_stmt(child, sub)
+
+    def visit_stmt(node: ast.AST, kind: str) -> None:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.append((node, kind))
+        visit(node, kind)
+
+    visit(tree, "eager")
+    return out
+
+
 @cache
-def _imports(path: Path) -> tuple[tuple[str, bool], ...]:
-    """(absolute module, at_module_level) for every import in a file, relative ones resolved.
+def _imports(path: Path) -> tuple[tuple[str, str], ...]:
+    """(absolute module, kind) for every import in a file, relative ones resolved; kind is
+    "eager", "lazy" or "typing" (see `_import_nodes`).
 
     `from pkg import name` yields `pkg.name` when that is a plait module (a submodule import), and
     `pkg` itself only when some imported name is not a module.
     """
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    top = {id(n) for n in tree.body}
-    out: list[tuple[str, bool]] = []
-    for node in ast.walk(tree):
-        names: list[str] = []
+    out: list[tuple[str, str]] = []
+    for node, kind in _import_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
+        else:
             base = node.module or ""
             if node.level:
                 pkg = _package_of(path).split(".")
@@ -76,7 +103,7 @@ def _imports(path: Path) -> tuple[tuple[str, bool], ...]:
             subs = [f"{base}.{a.name}" for a in node.names]
             mods = [s for s in subs if s.startswith("plait") and _is_module(s)]
             names = mods + ([base] if len(mods) < len(subs) else [])
-        out += [(name, id(node) in top) for name in names if name]
+        out += [(name, kind) for name in names if name]
     return tuple(out)
 
 
@@ -95,14 +122,18 @@ def _violations(files: list[Path], *forbidden: str) -> list[str]:
 
 def test_relative_imports_are_resolved(tmp_path):
     pkg = ROOT / "threads" / "format" / "parser.py"
-    assert ("plait.threads.format.codec", True) in _imports(pkg)
+    assert ("plait.threads.format.codec", "eager") in _imports(pkg)
     # the resolver itself, on a relative import written for the purpose
     fake = ROOT / "threads" / "format" / "_probe_for_test.py"
     assert not fake.exists()
     try:
-        fake.write_text("from . import codec\nfrom ..inference import orchestrator\n")
-        got = {m for m, _ in _imports(fake)}
-        assert {"plait.threads.format.codec", "plait.threads.inference.orchestrator"} <= got
+        fake.write_text(
+            "from typing import TYPE_CHECKING\nfrom . import codec\nif TYPE_CHECKING:\n"
+            "    from ..training import units\ndef f():\n    from ..inference import orchestrator\n"
+        )
+        got = set(_imports(fake))
+        assert {("plait.threads.format.codec", "eager"), ("plait.threads.training.units", "typing"),
+                ("plait.threads.inference.orchestrator", "lazy")} <= got  # fmt: skip
     finally:
         fake.unlink()
         _imports.cache_clear()
@@ -132,12 +163,12 @@ def test_base_modules_import_nothing_else_from_plait():
         assert not bad, f"{name} is a base module; it imports {bad}"
 
 
-def _module_graph() -> dict[str, set[str]]:
-    """Module -> plait modules it imports (any level)."""
+def _module_graph(kinds: tuple[str, ...] = ("eager", "lazy")) -> dict[str, set[str]]:
+    """Module -> plait modules it imports with an import of one of `kinds`."""
     graph: dict[str, set[str]] = {}
     for f in _files():
         src = _module_name(f)
-        deps = {m for m, _ in _imports(f) if _under(m, "plait") and _is_module(m)}
+        deps = {m for m, k in _imports(f) if k in kinds and _under(m, "plait") and _is_module(m)}
         graph[src] = deps - {src}
     return graph
 
@@ -181,7 +212,8 @@ def test_cycle_check_finds_a_cycle():
 
 
 def test_no_module_import_cycle():
-    graph = _module_graph()
+    """Among imports that run at import time (a lazy import inside a package is allowed)."""
+    graph = _module_graph(("eager",))
     assert "plait.threads.format.codec" in graph
     assert _cycle(graph) is None, f"import cycle: {_cycle(graph)}"
 
@@ -241,10 +273,10 @@ def test_format_and_orchestrator_import_no_torch_when_run():
 
 def test_ray_is_lazy_and_only_in_sgc():
     for f in _files():
-        for mod, top_level in _imports(f):
+        for mod, kind in _imports(f):
             if _under(mod, "ray"):
                 assert "sgc" in f.parts, f"{f}: only the SGC backend may import ray"
-                assert not top_level, f"{f}: import ray lazily, inside the function that needs it"
+                assert kind != "eager", f"{f}: import ray lazily, inside the function that needs it"
 
 
 def test_sgc_scheme_logic_has_no_module_level_torch():
@@ -252,6 +284,8 @@ def test_sgc_scheme_logic_has_no_module_level_torch():
     for f in _files("sgc"):
         if f.name in allowed:
             continue
-        for mod, top_level in _imports(f):
+        for mod, kind in _imports(f):
             if _under(mod, "torch"):
-                assert not top_level, f"{f}: sgc scheme logic must not import torch at import time"
+                assert kind != "eager", (
+                    f"{f}: sgc scheme logic must not import torch at import time"
+                )
