@@ -35,7 +35,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "small",
             hogwild={"prompt": "full", "loop_guard": "cut"},
-            sequential={"prompt": "answer_boxed"},
+            sequential={"prompt": "answer_is_after"},
             note="best measured on Qwen2.5-Coder-0.5B, GSM8K (docs/hogwild.md)",
         ),
     )

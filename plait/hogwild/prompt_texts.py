@@ -12,10 +12,12 @@ worker's first step. Hogwild variants (W >= 1, collaboration text):
 
 Sequential variants (the one-worker baseline, no collaboration text):
 
-- `boxed`: "solve step by step, put the final answer in \\boxed{}", seeded "Let's solve this step by step.";
+- `boxed`: "solve step by step, put the final answer in \\boxed{}", seeded "Let's solve this step
+  by step." (the default before issue 14);
 - `answer_is`: "solve step by step, end with 'The answer is N'" (the plain-transformers GSM8K
   prompt), no seed;
-- `answer_is_after`: the problem first, then "Solve step by step and end with 'The answer is N'.";
+- `answer_is_after` (the default): the problem first, then "Solve step by step and end with 'The
+  answer is N'." (the plain-transformers GSM8K prompt; best measured on the bundled model);
 - `answer_boxed`: "solve step by step, end with 'The answer is \\boxed{N}'", no seed;
 - `worked`: `answer_boxed` + "be brief" + two short worked examples (plait's own), no seed.
 """
@@ -196,7 +198,7 @@ VARIANTS: dict[str, PromptVariant] = {
         ),
     )
 }
-DEFAULT_HOGWILD, DEFAULT_SEQUENTIAL = "full", "boxed"
+DEFAULT_HOGWILD, DEFAULT_SEQUENTIAL = "full", "answer_is_after"
 
 
 def get_variant(name: str, sequential: bool) -> PromptVariant:
