@@ -59,6 +59,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
     "full-cut-every128": ({"interjection_every": 128, **CUT}, SEQ, 0.0),
     "short_after-cut": ({"prompt": "short_after", **CUT}, SEQ, 0.0),
     "roles_after-cut": ({"prompt": "roles_after", **CUT}, SEQ, 0.0),
+    "short_after-cut-vote": ({"prompt": "short_after", "answer_policy": "vote", **CUT}, SEQ, 0.0),
+    "short_after-cut-vote-contiguous": (
+        {"prompt": "short_after", "answer_policy": "vote", "layout": "contiguous", **CUT},
+        SEQ,
+        0.0,
+    ),
     "roles-cut-contiguous": ({"prompt": "roles", "layout": "contiguous", **CUT}, SEQ, 0.0),
     "short-cut-contiguous": ({"prompt": "short", "layout": "contiguous", **CUT}, SEQ, 0.0),
 }

@@ -27,7 +27,7 @@ class Record:
     answer: str | None
     gold: str
     correct: bool
-    source: str  # where the answer came from: worker:<name>, finisher, none
+    source: str  # where the answer came from: worker:<name>, vote:<k>/<n>, finisher, none
     passes: int
     rule: str = ""
     """Strict rule that gave `answer`: boxed, finisher or none (`plait.eval.extraction`)."""
@@ -80,7 +80,7 @@ class Cell:
         self.correct += r.correct
         self.correct_lenient += r.correct_lenient
         self.total += 1
-        self.early_stops += r.source.startswith("worker:")
+        self.early_stops += r.source.startswith(("worker:", "vote:"))
         self.steps += r.steps
         self.duplicate_steps += r.duplicate_steps
         self.cut_steps += r.cut_steps

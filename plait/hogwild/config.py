@@ -45,6 +45,10 @@ class HogwildConfig:
     """Forward-pass budgets at which a snapshot is taken; the run stops at the largest."""
     stop_on_answer: bool = True
     """Stop a problem once a worker writes a valid final answer (\\boxed{...} or a code block)."""
+    answer_policy: str = "first"
+    """'first': the first worker's final answer ends the run (the paper's rule); 'vote': each
+    worker's first answer is its vote and it stops, the most common answer wins
+    (`plait.hogwild.answering`)."""
     task: TaskKind = "math"
     """What a final answer looks like: a balanced \\boxed{} (math) or a ```python block (code)."""
     sequential: bool = False
@@ -139,10 +143,15 @@ class HogwildConfig:
                 )
 
     def _check_text_options(self) -> None:
+        from plait.hogwild.answering import ANSWER_POLICIES
         from plait.hogwild.loopguard import GUARD_MODES
         from plait.hogwild.prompt_texts import get_variant
 
         get_variant(self.prompt, self.sequential)
+        if self.answer_policy not in ANSWER_POLICIES:
+            raise ValueError(
+                f"answer_policy must be one of {ANSWER_POLICIES}, got {self.answer_policy!r}"
+            )
         if self.loop_guard not in GUARD_MODES:
             raise ValueError(f"loop_guard must be one of {GUARD_MODES}, got {self.loop_guard!r}")
         _check_int("loop_ngram", self.loop_ngram, 1, "e.g. loop_ngram=3")

@@ -156,7 +156,7 @@ def content_text(snap: Snapshot) -> str:
 
 def score(snap: Snapshot, gold: str) -> dict[str, Any]:
     """Strict and lenient answers of a snapshot, the rules that gave them, and whether each is right."""
-    own = snap.answer if snap.answer_source.startswith("worker:") else None
+    own = snap.answer if snap.answer_source.startswith(("worker:", "vote:")) else None
     forced = snap.answer if snap.answer_source == "finisher" else None
     strict = extraction.strict(own, forced)
     lenient = extraction.lenient(content_text(snap), own, forced)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from plait.hogwild.answers import final_answer
+from plait.hogwild.answering import Answers
 from plait.hogwild.config import HogwildConfig
 from plait.hogwild.events import CutEvent, Snapshot, StepEvent, StepText, TokenEvent
 from plait.hogwild.interjection import InterjectionPolicy
@@ -78,7 +78,7 @@ class ProblemRun:
         self.history: list[StepText] = []
         self.passes = 0
         self.tokens = 0  # tokens fed so far, all workers (headers and re-fed tokens included)
-        self.answer: tuple[str, str] | None = None  # (answer, worker name)
+        self.answers = Answers(cfg.answer_policy, cfg.resolved_names, cfg.task)
         self.snapshots: list[Snapshot] = []
         self.events: list[object] = []
         self.emitted = 0  # snapshots already yielded as events
@@ -131,12 +131,13 @@ class ProblemRun:
                     w.feed = Feed(cur=list(f.nxt))
                     continue
                 self._record_fed(i, f.nxt)
-            if i not in logits:
+            if i not in logits or w.done:  # done: stopped at EOS or (answer vote) voted
                 w.feed = None
                 continue
             self._sample(i, logits[i])
         self._check_answer()
-        if self.passes in self.cfg.budgets or self.answer or all(w.done for w in self.workers):
+        stop = self.answers.final or all(w.done for w in self.workers)
+        if self.passes in self.cfg.budgets or stop:
             self._snapshot_due()
 
     def _record_fed(self, i: int, tokens: list[int]) -> None:
@@ -214,24 +215,22 @@ class ProblemRun:
         return [t for t in set(ids) if any(ch.isalpha() for ch in self.decode([t]))]
 
     def _check_answer(self) -> None:
-        if self.answer or not self.cfg.stop_on_answer:
+        if not self.cfg.stop_on_answer:
             return
-        for w in self.workers:
-            ans = final_answer(w.step_text, self.cfg.task)
-            if ans is not None:
-                self.answer = (ans, w.name)
-                return
+        for i in self.answers.check([w.step_text for w in self.workers]):
+            self.workers[i].done, self.workers[i].feed = True, None  # voted: stops writing
 
     # ------------------------------------------------------------------ snapshots
 
     def _snapshot_due(self) -> None:
         """Record snapshots for every budget reached (all remaining ones when the run stops)."""
-        stop = self.answer is not None or all(w.done for w in self.workers)
+        stop = self.answers.final is not None or all(w.done for w in self.workers)
         for b in self.cfg.budgets[len(self.snapshots) :]:
             if b > self.passes and not stop:
                 break
-            if self.answer:
-                ans, src = self.answer[0], f"worker:{self.answer[1]}"
+            decided = self.answers.at_budget()
+            if decided:
+                ans, src = decided
             else:
                 ans, src = None, "pending" if self.cfg.finisher else "none"
             g = self.guard.stats
