@@ -65,6 +65,22 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
         SEQ,
         0.0,
     ),
+    "team": ({"prompt": "team_after", "layout": "contiguous", "step_headers": False}, SEQ, 0.0),
+    "team-cut": (
+        {"prompt": "team_after", "layout": "contiguous", "step_headers": False, **CUT},
+        SEQ,
+        0.0,
+    ),
+    "team-vote": (
+        {
+            "prompt": "team_after",
+            "layout": "contiguous",
+            "step_headers": False,
+            "answer_policy": "vote",
+        },
+        SEQ,
+        0.0,
+    ),
     "roles-cut-contiguous": ({"prompt": "roles", "layout": "contiguous", **CUT}, SEQ, 0.0),
     "short-cut-contiguous": ({"prompt": "short", "layout": "contiguous", **CUT}, SEQ, 0.0),
 }

@@ -79,6 +79,9 @@ class HogwildConfig:
     """Run the finisher at a budget snapshot that has no final answer yet."""
     finisher_max_tokens: int = 16
     """Greedy tokens the finisher may write (16 for short math answers, ~1024 for code)."""
+    step_headers: bool = True
+    """False: only a worker's first step opens with its header, so its workspace reads as one
+    continuous text (layouts that do not merge steps, i.e. contiguous, only)."""
     loop_guard: str = "off"
     """Step-level loop guard (`plait.hogwild.loopguard`): 'off' (measure the duplicate-step rate
     only), 'cut' (a step repeating earlier steps is cut and rewritten with its tokens penalised)
@@ -141,6 +144,7 @@ class HogwildConfig:
                 raise ValueError(
                     f"unknown layout {self.layout!r}: use one of {sorted(LAYOUTS)} or pass a Layout object"
                 )
+        self._check_layout_options()
 
     def _check_text_options(self) -> None:
         from plait.hogwild.answering import ANSWER_POLICIES
@@ -159,6 +163,17 @@ class HogwildConfig:
             raise ValueError(f"loop_threshold must be in (0, 1], got {self.loop_threshold!r}")
         if self.loop_penalty < 0:
             raise ValueError(f"loop_penalty must be >= 0, got {self.loop_penalty!r}")
+
+    def _check_layout_options(self) -> None:
+        if self.step_headers or self.sequential:
+            return
+        from plait.hogwild.layouts import get_layout
+
+        if get_layout(self.layout).merges_steps:
+            raise ValueError(
+                "step_headers=False needs a layout that does not merge steps (contiguous): merged "
+                "steps need their header to say whose they are"
+            )
 
     @property
     def suppressed_texts(self) -> tuple[str, ...]:

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 import torch
 
 _WORD = re.compile(r"[a-z]+|\d+(?:\.\d+)?")
+_ENUMERATION = re.compile(r"^\s*\d+[.)]\s", re.MULTILINE)  # "3. " list markers are not content
 GUARD_MODES = ("off", "cut", "penalise")
 
 
 def words(text: str) -> list[str]:
-    """Normalised words of a step's text: lower-case letter runs and numbers (commas dropped)."""
-    return _WORD.findall(text.lower().replace(",", ""))
+    """Normalised words of a step's text: lower-case letter runs and numbers (commas and list
+    markers such as "3. " at a line start dropped)."""
+    return _WORD.findall(_ENUMERATION.sub(" ", text).lower().replace(",", ""))
 
 
 def ngrams(ws: list[str], n: int) -> list[tuple[str, ...]]:

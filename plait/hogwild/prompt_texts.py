@@ -9,6 +9,10 @@ worker's first step. Hogwild variants (W >= 1, collaboration text):
   the seeds say so), since a small model copes better with one job than with planning;
 - `short_after`, `roles_after`: the same with the problem first, then the instructions (the order
   that lifted the small model's sequential accuracy);
+- `team_after`: the problem, then "you are one of W assistants solving this at the same time; you
+  see the others' work above yours: use it, check it, do not copy it; solve step by step and end
+  with 'The answer is N'" (for the contiguous layout without step headers: each worker writes one
+  continuous solution, as the sequential baseline does, next to the others');
 
 Sequential variants (the one-worker baseline, no collaboration text):
 
@@ -108,6 +112,19 @@ def role_instructions(names: tuple[str, ...]) -> str:
     )
 
 
+def team_instructions(names: tuple[str, ...]) -> str:
+    see = (
+        " Each of you sees the other assistants' work above your own as it is written: use it, "
+        "check it, do not copy it."
+        if len(names) > 1
+        else ""
+    )
+    return (
+        f"You are one of {len(names)} assistants ({_team(names)}) solving this problem at the same "
+        f"time.{see} Solve step by step and end with 'The answer is N'."
+    )
+
+
 def _with_extras(text: str, names: tuple[str, ...], tips: bool, few_shot: bool) -> str:
     if tips:
         text += "\n\n" + TIPS.format(first=names[0])
@@ -161,6 +178,9 @@ VARIANTS: dict[str, PromptVariant] = {
         ),
         PromptVariant("roles_after", False, role_instructions, _role_seed, problem_first=True),
         PromptVariant(
+            "team_after", False, team_instructions, lambda i, n: header(n, 1), problem_first=True
+        ),
+        PromptVariant(
             "boxed",
             True,
             lambda names: (
@@ -184,8 +204,10 @@ VARIANTS: dict[str, PromptVariant] = {
         PromptVariant(
             "worked",
             True,
-            lambda names: f"{STEPWISE} Be brief: one calculation per sentence. End with 'The "
-            f"answer is \\boxed{{N}}', where N is the final number.\n\n{WORKED}",
+            lambda names: (
+                f"{STEPWISE} Be brief: one calculation per sentence. End with 'The "
+                f"answer is \\boxed{{N}}', where N is the final number.\n\n{WORKED}"
+            ),
             lambda i, n: "",
         ),
         PromptVariant(

@@ -103,7 +103,7 @@ class ProblemRun:
 
     def next_header(self, i: int) -> str:
         w = self.workers[i]
-        if self.cfg.sequential:
+        if self.cfg.sequential or not self.cfg.step_headers:
             return ""
         extra = self.cfg.interjection_text if self.interjection.take(i) else ""
         return header(w.name, w.step + 1, extra)

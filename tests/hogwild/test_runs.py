@@ -241,3 +241,16 @@ def test_repeated_solves_reuse_the_arena(model) -> None:  # noqa: ANN001
         again = eng.solve_batch(["Add.", "Sum up."])
         assert eng.store.top == 0 and eng.store.k.shape[2] == size
     assert summary(again[0]) == summary(first[0])
+
+
+def test_contiguous_without_step_headers(model) -> None:  # noqa: ANN001
+    """step_headers=False: each worker's workspace is one continuous text (its first header only)."""
+    res = engine(model, workers=2, budgets=(40,), layout="contiguous", step_headers=False,
+                 finisher=False).solve("Add.")  # fmt: skip
+    steps = res.final.steps
+    for w, name in enumerate(("Alice", "Bob")):
+        mine = [s.text for s in steps if s.worker == w]
+        assert len(mine) > 2 and mine[0].startswith(f"**{name} [1]:**")
+        assert not any("**" + name in t for t in mine[1:])
+    with pytest.raises(ValueError, match="step_headers=False needs a layout"):
+        HogwildConfig(step_headers=False)
