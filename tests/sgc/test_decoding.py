@@ -70,26 +70,6 @@ def test_wait_reasons_rows_and_model() -> None:
     assert res.rounds[3].wait_reason == "rows"  # the paper's rules count rows: 2 > s
 
 
-def test_with_matches_the_task_loop() -> None:
-    """Scheme._with (indexed by job, vectorised) against the obvious loop over every task."""
-    rng = np.random.default_rng(0)
-    for name, params in [("m-sgc", dict(B=2, W=4, lam=3)), ("sr-sgc", dict(B=1, W=2, lam=4))]:
-        sc = make_scheme(name, 12, 10, **params)
-        for r in range(sc.n_rounds):
-            plan = sc.plan(r)
-            delivered = rng.random(12) < 0.7
-            for job in {t.job for ts in plan.tasks for t in ts}:
-                want = [m.copy() for m in sc._masks(job)]
-                for i in np.flatnonzero(delivered):
-                    for t in plan.tasks[i]:
-                        if t.job == job:
-                            want[t.group][t.chunk] = True
-                got = sc._with(plan, delivered, job)
-                assert all(np.array_equal(a, b) for a, b in zip(got, want))
-            ok = np.ones(12, dtype=bool)
-            sc.commit(plan, ok, ~ok)
-
-
 def _end_to_end(name: str, params: dict, jobs: int) -> None:
     n = 256
     sc = make_scheme(name, n, jobs, **params)

@@ -63,7 +63,6 @@ class Scheme(ABC):
         self.ledger: list[tuple[int, int, MiniTask]] = []  # (round, worker, task) delivered
         self.decoded_at: dict[int, int] = {}  # job -> round it became decodable
         self.counting = False  # decide coded groups by counting rows (the paper's rules)
-        self._index: tuple[RoundPlan, dict[int, np.ndarray]] | None = None  # plan's tasks by job
         self._sizes: dict[tuple[int, int], int] = {}
 
     # ---- per-scheme definition -------------------------------------------------------------
@@ -142,25 +141,13 @@ class Scheme(ABC):
             jobs = [k for k in range(self.n_jobs) if k not in self.decoded_at]
         return [k for k in jobs if k not in self.decoded_at]
 
-    def _tasks_of(self, plan: RoundPlan, job: int) -> np.ndarray:
-        """(3, tasks) int array of (worker, group, chunk) of ``job`` in ``plan`` (cached)."""
-        if self._index is None or self._index[0] is not plan:
-            self._index = (plan, {})
-        hit = self._index[1].get(job)
-        if hit is None:
-            rows = [
-                (i, t.group, t.chunk) for i, ts in enumerate(plan.tasks) for t in ts if t.job == job
-            ]
-            hit = self._index[1][job] = np.array(rows, dtype=np.int64).reshape(-1, 3).T
-        return hit
-
     def _with(self, plan: RoundPlan, delivered: np.ndarray, job: int) -> list[np.ndarray]:
         """``job``'s delivered masks if exactly ``delivered`` (n,) bool workers arrive now."""
         got = [m.copy() for m in self._masks(job)]
-        w, g, c = self._tasks_of(plan, job)
-        ok = delivered[w]
-        for grp in np.unique(g[ok]):
-            got[grp][c[ok & (g == grp)]] = True
+        for i in np.flatnonzero(delivered):
+            for t in plan.tasks[i]:
+                if t.job == job:
+                    got[t.group][t.chunk] = True
         return got
 
     def undecodable(self, plan: RoundPlan, delivered: np.ndarray) -> str | None:
@@ -174,8 +161,9 @@ class Scheme(ABC):
             if why != "ok":
                 return why
         for job, g, code in self.final_groups(plan.round):
-            got = masks[job] if job in masks else self._with(plan, delivered, job)
-            why = self.coded_status(code, got[g])
+            if job in masks:  # a due job: job_status checked all its groups already
+                continue
+            why = self.coded_status(code, self._with(plan, delivered, job)[g])
             if why != "ok":
                 return why
         return None
