@@ -11,10 +11,14 @@ the rows and coefficients the master decoded with. numpy and scipy.sparse.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy import sparse
 
 from plait.sgc.schemes.base import MiniTask, Scheme
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 
 class DecodeCheck:
@@ -31,6 +35,8 @@ class DecodeCheck:
         self._W: sparse.csr_matrix | None = None  # (tasks, ranges) piece coefficients
 
     def _build(self, scheme: Scheme) -> sparse.csr_matrix:
+        from scipy import sparse  # imported on first use: a simulation without checks skips it
+
         ranges = self.ranges
         entries = []
         for g, size in enumerate(scheme.group_sizes()):
