@@ -12,21 +12,11 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from plait.arguments import HelpFormatter, read_text_input
 from plait.errors import UsageError
 from plait.outputs import atomic_write_text
-
-
-class Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults after each option's help (none for flags and unset options); epilogs as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
 
 HOGWILD_EPILOG = """examples:
   plait hogwild "A farmer has 12 cows and buys 5 more. How many cows?"
@@ -76,11 +66,11 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "hogwild",
         help="solve a problem with W Hogwild! workers over one shared cache",
-        formatter_class=Help,
+        formatter_class=HelpFormatter,
         epilog=HOGWILD_EPILOG,
     )
     p.add_argument("problem", nargs="?", help="the problem text (or use --file)")
-    p.add_argument("--file", help="read the problem from this UTF-8 text file")
+    p.add_argument("--file", help="read the problem from this UTF-8 text file ('-' = stdin)")
     p.add_argument("--task", default="math", choices=["math", "code"])
     add_run_args(p, workers=2, budgets=[512])
     p.set_defaults(func=_cmd_hogwild)
@@ -93,20 +83,12 @@ def read_problem(args: argparse.Namespace) -> str:
     if args.file and args.problem:
         raise UsageError("give the problem either as an argument or with --file, not both")
     if args.file:
-        path = Path(args.file)
-        if not path.is_file():
-            raise UsageError(f"--file {path}: no such file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise UsageError(
-                f"--file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
-            ) from None
-    else:
-        text = args.problem or ""
+        return read_text_input(args.file, "--file", "the problem")
+    text = args.problem or ""
     if not text.strip():
-        where = f"--file {args.file} is empty" if args.file else "no problem given"
-        raise UsageError(f"{where}; pass the problem text as an argument or with --file PATH")
+        raise UsageError(
+            "no problem given; pass the problem text as an argument or with --file PATH"
+        )
     return text
 
 

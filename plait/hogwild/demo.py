@@ -32,12 +32,13 @@ DEMO_EPILOG = """examples:
 
 
 def register_demo(subparsers: Any) -> None:
-    from plait.hogwild.cli import Help, add_run_args
+    from plait.arguments import HelpFormatter
+    from plait.hogwild.cli import add_run_args
 
     d = subparsers.add_parser(
         "demo",
         help="Hogwild! workers of the bundled Qwen2.5-0.5B solve a word problem, vs sequential",
-        formatter_class=Help,
+        formatter_class=HelpFormatter,
         epilog=DEMO_EPILOG,
     )
     add_run_args(d, workers=2, budgets=[512])

@@ -25,13 +25,13 @@ EVAL_EPILOG = """examples:
 
 def register_eval(subparsers: Any) -> None:
     """Add `plait eval hogwild` to the `plait eval` group."""
+    from plait.arguments import HelpFormatter
     from plait.eval.cli import evaluation_parsers
-    from plait.hogwild.cli import Help
 
     h = evaluation_parsers(subparsers).add_parser(
         "hogwild",
         help="Hogwild! W workers vs the sequential baseline, accuracy vs budget",
-        formatter_class=Help,
+        formatter_class=HelpFormatter,
         epilog=EVAL_EPILOG,
     )
     h.add_argument("--dataset", default="gsm8k", help="gsm8k, aime2025 or a path to a .jsonl file")
