@@ -63,3 +63,26 @@ def test_bad_files_are_one_usage_error(tmp_path, name, content, says) -> None:
     msg = str(exc.value)
     assert "\n" not in msg
     assert re.search(says.format(re.escape(str(path))), msg), msg
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser, path: str):  # noqa: ANN202
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+    for action in subs:
+        for name, sub in action.choices.items():
+            yield from _leaf_parsers(sub, f"{path} {name}")
+
+
+def test_every_command_shows_its_defaults_and_examples() -> None:
+    from plait.cli import build_parser
+
+    leaves = dict(_leaf_parsers(build_parser(), "plait"))
+    assert {"plait generate", "plait hogwild", "plait threads run", "plait sgc bench"} <= set(
+        leaves
+    )
+    for path, parser in leaves.items():
+        out = parser.format_help()
+        assert parser.formatter_class is HelpFormatter, path
+        assert "\nexamples:\n" in out and f"{path} " in out.split("examples:")[1], path
+        assert "(default: None)" not in out and "(default: False)" not in out, path

@@ -12,21 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from plait.arguments import HelpFormatter, read_text_input
 from plait.errors import UsageError
-
-
-class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults after each option's help (none for flags and empty defaults); the examples
-    epilog printed as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:  # not 0: 0 == False
-            return action.help
-        return super()._get_help_string(action)
-
 
 _MODELS_EPILOG = """examples:
   plait models                      # table: bundled and cached models, installed?, cached?
@@ -60,7 +49,7 @@ def register(subparsers: Any) -> None:
         help="list bundled and locally cached models",
         description="List the bundled models (installed? cached?) and every cached conversion.",
         epilog=_MODELS_EPILOG,
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=_cmd_models)
@@ -70,7 +59,7 @@ def register(subparsers: Any) -> None:
         help="generate text from a prompt (chat template applied)",
         description="Stream a model's answer to one prompt (greedy unless --temperature > 0).",
         epilog=_GENERATE_EPILOG,
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
     )
     g.add_argument("prompt", nargs="?", help="the user message (or raw text with --no-chat)")
     g.add_argument("--file", help="read the prompt from this UTF-8 file ('-' = stdin)")
@@ -186,21 +175,12 @@ def prompt_text(prompt: str | None, file: str | None) -> str:
     if prompt is not None and file is not None:
         raise UsageError("give the prompt as an argument or with --file PATH, not both")
     if file is not None:
-        try:
-            data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UsageError(
-                f"{file} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
-            ) from None
-    elif prompt is not None:
-        text = prompt
-    else:
+        return read_text_input(file, "--file", "the prompt")
+    if prompt is None:
         raise UsageError('no prompt: give it as an argument (plait generate "...") or with --file')
-    if not text.strip():
-        where = f" in {file}" if file is not None else ""
-        raise UsageError(f"the prompt{where} is empty; give some text")
-    return text
+    if not prompt.strip():
+        raise UsageError("the prompt is empty; give some text")
+    return prompt
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

@@ -6,22 +6,39 @@ import argparse
 import sys
 from typing import Any
 
+from plait.arguments import HelpFormatter
+
+SERVE_EPILOG = """examples:
+  plait serve                                       # Qwen2.5-0.5B on http://127.0.0.1:8000/v1
+  plait serve --model smollm2-135m --port 8001 --served-model-name tiny
+  plait serve --kv-budget-tokens 65536 --max-rows 32 --graceful-s 10
+  curl -s http://127.0.0.1:8000/v1/models
+"""
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "serve", help="serve a model over an OpenAI-compatible HTTP API (/v1/completions, ...)"
+        "serve",
+        help="serve a model over an OpenAI-compatible HTTP API (/v1/completions, ...)",
+        formatter_class=HelpFormatter,
+        epilog=SERVE_EPILOG,
     )
-    p.add_argument("--model", default="qwen2.5-0.5b",
-                   help="bundled name, HF-format directory, .gguf file or hub id (default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--model",
+        default="qwen2.5-0.5b",
+        help="bundled name, HF-format directory, .gguf file or hub id",
+    )
     p.add_argument(
         "--served-model-name", default=None, help="the name clients send (default: --model)"
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument(
+        "--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="weights and KV"
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--kv-budget-tokens", type=int, default=32768,
-                   help="KV slots for all requests and the prefix cache (default: %(default)s)")  # fmt: skip
+                   help="KV slots for all requests and the prefix cache")  # fmt: skip
     p.add_argument("--max-rows", type=int, default=64, help="sequences decoding at once")
     p.add_argument("--step-tokens", type=int, default=512, help="tokens per batched step")
     p.add_argument("--block-tokens", type=int, default=64, help="prefix-cache block size")

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-
-class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in the help, examples kept as written."""
-
+from plait.arguments import HelpFormatter
 
 EXAMPLES = {
     "sgc": """examples:
@@ -76,7 +73,7 @@ def _trace(p: argparse.ArgumentParser, *, c0: float = 0.56, c1: float = 2.2013) 
 
 def _parser(sub, name: str, help: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help, epilog=EXAMPLES[name],
-                          formatter_class=_Help)  # fmt: skip
+                          formatter_class=HelpFormatter)  # fmt: skip
 
 
 def _run(name: str):
@@ -94,7 +91,7 @@ def register(subparsers) -> None:
         help="sequential gradient coding (virtual clock and Ray)",
         description="Sequential gradient coding: GC, SR-SGC and M-SGC on a virtual clock or Ray.",
         epilog=EXAMPLES["sgc"],
-        formatter_class=_Help,
+        formatter_class=HelpFormatter,
     )
     sub = sgc.add_subparsers(dest="sgc_command", metavar="SGC_COMMAND")
     sgc.set_defaults(func=lambda a: (sgc.print_help(), 0)[1])

@@ -188,10 +188,10 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         ([*g, "   "], "the prompt is empty"),
         (g, "no prompt: give it as an argument"),
         ([*g, "hi", "--file", str(tmp / "blank.txt")], "not both"),
-        ([*g, "--file", str(tmp / "missing.txt")], "missing.txt: No such file or directory"),
-        ([*g, "--file", str(tmp / "not-a-model")], "not-a-model: Is a directory"),
+        ([*g, "--file", str(tmp / "missing.txt")], "missing.txt: no such file; check the path"),
+        ([*g, "--file", str(tmp / "not-a-model")], "not-a-model is a directory"),
         ([*g, "--file", str(tmp / "latin1.txt")], "latin1.txt is not UTF-8 text (byte 3"),
-        ([*g, "--file", str(tmp / "blank.txt")], "the prompt in"),
+        ([*g, "--file", str(tmp / "blank.txt")], "blank.txt is empty; put the prompt in it"),
         ([*g, "--model", str(long), "--dtype", "fp32", "x " * 400], "shorten the prompt"),
     ]
 

@@ -138,7 +138,7 @@ CASES = [
     (["threads", "pack", "good.jsonl", "--out", "nodir/rows.pt"], "does not exist"),
     (["threads", "run", "--base-url", "http://127.0.0.1:9/v1", "--out", "runs.jsonl"], "--prompt"),
     (["threads", "run", "--base-url", "http://x/v1", "--prompts", "nope.txt", "--out", "r.jsonl"],
-     "No such file"),
+     "no such file"),
     (["threads", "run", "--base-url", "http://x/v1", "--prompts", "prompts_bad.txt", "--out",
       "runs.jsonl"], "not UTF-8"),
     (["threads", "run", "--base-url", "http://x/v1", "--prompts", "prompts_blank.txt", "--out",

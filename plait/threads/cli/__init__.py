@@ -14,9 +14,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-
-class _FMT(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each option's help; the examples epilog printed as written."""
+from plait.arguments import HelpFormatter
 
 
 def _command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
@@ -29,7 +27,7 @@ def _command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _parser(sub: Any, name: str, about: str, examples: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=about, description=about, formatter_class=_FMT,
+    return sub.add_parser(name, help=about, description=about, formatter_class=HelpFormatter,
                           epilog="examples:\n" + examples)  # fmt: skip
 
 
@@ -41,7 +39,7 @@ def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
 
 def register(subparsers: Any) -> None:
     top = subparsers.add_parser(
-        "threads", help="ThreadWeaver: parallel reasoning threads", formatter_class=_FMT,
+        "threads", help="ThreadWeaver: parallel reasoning threads", formatter_class=HelpFormatter,
         description="ThreadWeaver trajectories: check, measure, view, pack for training, generate.",
         epilog="examples:\n  plait threads validate trajs.jsonl\n  plait threads stats trajs.jsonl "
         "--baseline base.jsonl\n  plait threads ACTION --help",
@@ -122,7 +120,7 @@ def _run(sub: Any) -> None:
     p.add_argument("--prompt-mode", choices=["ids", "text"], default="ids",
                    help="ids: vLLM/SGLang; text: llama.cpp and text-only servers")  # fmt: skip
     p.add_argument("--prompt", action="append", default=[], help="prompt text (repeatable)")
-    p.add_argument("--prompts", help="file with one prompt per line")
+    p.add_argument("--prompts", help="file with one prompt per line ('-' = stdin)")
     p.add_argument("--out", required=True,
                    help="trajectories (.jsonl), appended as each finishes; a rerun skips the "
                    "prompts already there")  # fmt: skip

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from plait.arguments import read_text_input
 from plait.errors import OutputError, UsageError
 from plait.outputs import JsonlAppender, Manifest, check_writable, read_jsonl
 from plait.threads.cli.common import emit
@@ -24,10 +25,7 @@ from plait.threads.data.records import TrajectoryRecord, load_format
 def _prompts(args: argparse.Namespace) -> list[str]:
     prompts = list(args.prompt)
     if args.prompts:
-        try:
-            text = Path(args.prompts).read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UsageError(f"--prompts {args.prompts}: not UTF-8 text") from None
+        text = read_text_input(args.prompts, "--prompts", "one prompt per line")
         prompts += [ln for ln in text.splitlines() if ln.strip()]
     if not prompts:
         raise UsageError("give at least one --prompt or a --prompts file with non-blank lines")
