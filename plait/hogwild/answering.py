@@ -21,10 +21,12 @@ ANSWER_POLICIES = ("first", "vote")
 class Answers:
     """Answer bookkeeping for one problem's W workers."""
 
-    def __init__(self, policy: str, names: tuple[str, ...], task: str) -> None:
+    def __init__(
+        self, policy: str, names: tuple[str, ...], task: str, skip: frozenset[str] = frozenset()
+    ) -> None:
         if policy not in ANSWER_POLICIES:
             raise ValueError(f"answer policy must be one of {ANSWER_POLICIES}, got {policy!r}")
-        self.policy, self.names, self.task = policy, names, task
+        self.policy, self.names, self.task, self.skip = policy, names, task, skip
         self.votes: dict[int, str] = {}  # worker -> its answer, in the order they were written
         self.final: tuple[str, str] | None = None
         """(answer, source) once the run's answer is decided."""
@@ -38,7 +40,7 @@ class Answers:
         for i, text in enumerate(texts):
             if i in self.votes:
                 continue
-            ans = final_answer(text, self.task)
+            ans = final_answer(text, self.task, self.skip)
             if ans is None:
                 continue
             if self.policy == "first":

@@ -68,10 +68,17 @@ def last_code_block(text: str) -> str | None:
     return None
 
 
-def final_answer(text: str, task: str = "math") -> str | None:
-    """The final answer in `text` for a task kind ('math' -> boxed, 'code' -> code block)."""
+def placeholders(prompt: str) -> frozenset[str]:
+    """Box contents of the prompt that hold no digit ("N" in "write \\boxed{N}", "answer"): a
+    worker that copies such a box from the instructions has not answered."""
+    return frozenset(c for c in boxed_contents(prompt) if not any(ch.isdigit() for ch in c))
+
+
+def final_answer(text: str, task: str = "math", skip: frozenset[str] = frozenset()) -> str | None:
+    """The final answer in `text` for a task kind ('math' -> the last box whose content is not in
+    `skip`, 'code' -> the last compiling code block)."""
     if task == "math":
-        return last_boxed(text)
+        return last_boxed(text, lambda c: c not in skip)
     if task == "code":
         return last_code_block(text)
     raise ValueError(f"task must be 'math' or 'code', got {task!r}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from plait.hogwild.answering import Answers
+from plait.hogwild.answers import placeholders
 from plait.hogwild.config import HogwildConfig
 from plait.hogwild.events import CutEvent, Snapshot, StepEvent, StepText, TokenEvent
 from plait.hogwild.interjection import InterjectionPolicy
@@ -78,7 +79,9 @@ class ProblemRun:
         self.history: list[StepText] = []
         self.passes = 0
         self.tokens = 0  # tokens fed so far, all workers (headers and re-fed tokens included)
-        self.answers = Answers(cfg.answer_policy, cfg.resolved_names, cfg.task)
+        self.answers = Answers(
+            cfg.answer_policy, cfg.resolved_names, cfg.task, placeholders(prompt)
+        )
         self.snapshots: list[Snapshot] = []
         self.events: list[object] = []
         self.emitted = 0  # snapshots already yielded as events

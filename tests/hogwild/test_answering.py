@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from plait.hogwild.answering import Answers
+from plait.hogwild.answers import final_answer, placeholders
 from plait.hogwild.config import HogwildConfig
 from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.events import TokenEvent
@@ -19,6 +20,21 @@ def test_first_answer_is_final() -> None:
     assert a.check(["x", "so \\boxed{5}", "\\boxed{7}"]) == [] and a.final == ("5", "worker:Bob")
     a.check(["\\boxed{9}", "", ""])
     assert a.final == ("5", "worker:Bob") and a.at_budget() == a.final
+
+
+def test_a_copied_placeholder_box_is_no_answer() -> None:
+    # measured on GSM8K (roles_after prompt): Bob wrote "give it as \\boxed{N}" and the run
+    # stopped at pass 17 with the answer "N"
+    prompt = "Write the result as \\boxed{N}, e.g. \\boxed{answer}; 2 + 2 = \\boxed{4}."
+    skip = placeholders(prompt)
+    assert skip == {"N", "answer"}  # boxes with a digit are worked answers, not placeholders
+    for policy in ("first", "vote"):
+        a = Answers(policy, NAMES[:2], "math", skip)
+        assert a.check(["I will give it as \\boxed{N}.", "\\boxed{answer}"]) == []
+        assert a.final is None and a.at_budget() is None
+        a.check(["so \\boxed{N} is \\boxed{4}", ""])
+        assert (a.final or a.tally() or ("",))[0] == "4"
+    assert final_answer("\\boxed{7} then \\boxed{N}", "math", skip) == "7"
 
 
 def test_vote_majority_ties_and_partial_votes() -> None:
@@ -55,3 +71,16 @@ def test_voters_stop_and_the_majority_wins() -> None:
         written = "".join(e.text for e in events if isinstance(e, TokenEvent) and e.worker == w)
         assert written.endswith(text.strip()[-3:]), (w, written)
     assert result.final.passes == max(last_token.values())  # the run ended with the last vote
+
+
+def test_the_engine_skips_the_prompts_placeholder() -> None:
+    tok = ToyTokenizer()
+    queue = tok.encode(" as \\boxed{N} so 2 + 3 = \\boxed{5}") + [tok.encode(" ")[0]] * 60
+
+    def choose(problem: int, worker: int, row: torch.Tensor) -> int:
+        return queue.pop(0)
+
+    cfg = HogwildConfig(workers=1, budgets=(80,), instructions="Answer as \\boxed{N}.",
+                        finisher=False)  # fmt: skip
+    result = HogwildEngine(toy_model("llama", seed=2), tok, cfg, choose=choose).solve("Add.")
+    assert (result.answer, result.final.answer_source) == ("5", "worker:Alice")
