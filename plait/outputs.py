@@ -8,16 +8,20 @@
   every finished record and a rerun can resume from them.
 - `Manifest`: the settings a results directory was produced with; a rerun with different settings
   is refused unless the caller chose to overwrite.
-- `atomic_write_text(path, text)`: write a file whole or not at all.
+- `atomic_file(path)`: a temporary path beside `path` that becomes `path` when the block succeeds
+  (any writer: torch.save, numpy); `atomic_write_bytes` / `atomic_write_text` on top of it. The
+  file is whole or absent, never half-written, and gets the permissions a plain write would.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,17 +57,50 @@ def check_writable_dir(path: str | os.PathLike[str], flag: str = "output directo
     return p
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename (never a half-written file)."""
+@functools.cache
+def _new_file_mode() -> int:
+    """The mode `open(path, "w")` gives a new file (0o666 less the umask)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path (`.tmp-<name>-*` beside `path`) for the block to write; on success
+    it is renamed to `path`, on any exception removed, so `path` is never half-written.
+
+    The new file gets the mode a plain write would give it (an existing file's mode is kept). An
+    OSError about the temporary file is raised naming `path`.
+    """
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        fd, name = tempfile.mkstemp(dir=p.parent, prefix=f".tmp-{p.name}-")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(p)) from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, p.stat().st_mode & 0o7777 if p.is_file() else _new_file_mode())
         os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        if exc.filename != name or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(p)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` whole or not at all (see `atomic_file`)."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` to `path` as UTF-8, whole or not at all (see `atomic_file`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def read_jsonl(path: str | os.PathLike[str], warn: TextIO | None = None) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -10,7 +12,15 @@ import pytest
 
 from plait import cli
 from plait.errors import OutputError, UsageError
-from plait.outputs import JsonlAppender, Manifest, check_writable, read_jsonl
+from plait.outputs import (
+    JsonlAppender,
+    Manifest,
+    atomic_file,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_writable,
+    read_jsonl,
+)
 
 
 def _fake_command(monkeypatch, exc: BaseException) -> None:
@@ -118,3 +128,38 @@ def test_manifest_refuses_other_settings(tmp_path):
     with pytest.raises(OutputError, match="model"):
         other.check(overwrite=False)
     assert other.check(overwrite=True) is True
+
+
+def test_atomic_writes_whole_files_with_plain_permissions(tmp_path):
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    out = tmp_path / "out.bin"
+    atomic_write_bytes(out, b"\x00\xffdata")
+    assert out.read_bytes() == b"\x00\xffdata"
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    os.chmod(out, 0o640)
+    atomic_write_text(out, "caf\u00e9\n")  # replacing keeps the file's mode
+    assert out.read_bytes() == "caf\u00e9\n".encode() and stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin", "plain.bin"]
+
+
+def test_atomic_file_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    out = tmp_path / "rows.pt"
+    out.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt), atomic_file(out) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".tmp-rows.pt-")
+        tmp.write_bytes(b"half of the new")
+        raise KeyboardInterrupt
+    assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["rows.pt"]
+
+
+def test_atomic_file_errors_name_the_target(tmp_path):
+    missing = tmp_path / "nodir" / "x.json"
+    with pytest.raises(FileNotFoundError) as exc:
+        atomic_write_text(missing, "{}")
+    assert exc.value.filename == str(missing)
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(IsADirectoryError) as exc2:
+        atomic_write_text(tmp_path / "adir", "{}")
+    assert exc2.value.filename == str(tmp_path / "adir") and ".tmp-" not in str(exc2.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from plait import outputs
+
 CACHE_ENV = "PLAIT_CACHE_DIR"
 META_FILE = "plait-cache.json"  # written last into every converted-model entry
 CACHE_FORMAT = 3  # bump when the layout or content of a converted entry changes
@@ -108,15 +110,9 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_file(final: Path) -> Iterator[Path]:
     """Yield a temporary file path that is renamed to `final` when the block succeeds."""
-    parent = _writable_parent(final)
-    fd, name = tempfile.mkstemp(prefix=f".tmp-{final.name}-", dir=parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    _writable_parent(final)
+    with outputs.atomic_file(final) as tmp:
         yield tmp
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def dir_size(path: Path) -> int:

@@ -9,8 +9,6 @@ admissible-adversarial (B, W, lambda) patterns, and violating patterns. Files ar
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from plait.errors import UsageError
+from plait.outputs import atomic_file
 from plait.sgc.stragglers import BurstyModel
 
 
@@ -57,18 +56,8 @@ class Trace:
 
     def save(self, path: str | Path) -> None:
         """Write a .npz at exactly ``path`` (no suffix added), whole or not at all."""
-        p = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, delays=self.delays, meta=json.dumps(self.meta))
-            os.replace(tmp, p)
-        except OSError as exc:  # name the file asked for, not the temporary one
-            Path(tmp).unlink(missing_ok=True)
-            raise OSError(exc.errno, exc.strerror, str(p)) from None
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as tmp, open(tmp, "wb") as f:  # a file: savez adds no suffix
+            np.savez_compressed(f, delays=self.delays, meta=json.dumps(self.meta))
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:

@@ -8,32 +8,22 @@ whole because a trajectory's trie overflows a row are reported (and warned about
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from plait.errors import UsageError
-from plait.outputs import check_writable
+from plait.outputs import atomic_file, check_writable
 from plait.threads.cli.common import emit, load
 from plait.threads.format.validate import explain, validate
 from plait.threads.training.units import extract_units
 
 
 def _save(rows: list[Any], path: str) -> None:
-    """torch.save through a temporary file and a rename (never a half-written file)."""
+    """torch.save, whole or not at all."""
     import torch
 
-    p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.")
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         torch.save(rows, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
