@@ -71,7 +71,7 @@ class Engine:
         self.config = config or EngineConfig()
         c = self.config
         self.store = KVPool(model.config, model.dtype, model.device, model.rope, c.kv_budget_tokens)
-        self.runner = Runner(model, self.store, attention=attention)  # type: ignore[arg-type]
+        self.runner = Runner(model, self.store, attention=attention)
         self.cache = PrefixCache(self.store, c.block_tokens)
         self.scheduler = Scheduler(c, self.cache)
         ids = model.config.eos_token_ids if eos_token_ids is None else eos_token_ids

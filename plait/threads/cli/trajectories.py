@@ -107,7 +107,7 @@ def _rollouts(recs: list[TrajectoryRecord], stats: list[TrajectoryStats], what: 
                     correct=bool(r.correct)) for r, s in zip(recs, stats)]  # fmt: skip
 
 
-def _speedup(args: argparse.Namespace, fmt: ThreadFormat, recs: list, st: list) -> dict[str, Any]:  # type: ignore[type-arg]
+def _speedup(args: argparse.Namespace, fmt: ThreadFormat, recs: list, st: list) -> dict[str, Any]:
     from plait.threads.data.records import read_records
     from plait.threads.format.metrics import speedup_vs_baseline
 

@@ -167,5 +167,5 @@ def _flex(compiled: bool) -> Callable[..., torch.Tensor]:
         from torch.nn.attention.flex_attention import flex_attention
 
         fn = torch.compile(flex_attention) if compiled else flex_attention
-        _COMPILED[compiled] = fn  # type: ignore[assignment]
+        _COMPILED[compiled] = fn
     return _COMPILED[compiled]
