@@ -183,7 +183,7 @@ def test_random_arrivals_and_cancels_match_the_twin(seed):
                                       max_rows=6))  # fmt: skip
     base = _prompt(60, salt=seed)
     pending = []
-    for k in range(10):
+    for _ in range(10):
         cut = rng.choice([0, 5, 8, 17, 40, 60])
         prompt = base[:cut] + [rng.randrange(3, 120) for _ in range(rng.randint(1, 20))]
         req = EngineRequest(prompt=prompt, max_tokens=rng.randint(1, 12), n=rng.randint(1, 2))
