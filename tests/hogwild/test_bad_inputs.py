@@ -45,6 +45,7 @@ def _table(tmp: Path) -> list[tuple[list[str], str, bool]]:
         (["hogwild", "--file", str(tmp / "blank.txt")], "blank.txt is empty", False),
         (["hogwild", "--file", str(tmp / "missing.txt")], "missing.txt: no such file", False),
         (["hogwild", "--file", str(tmp / "latin1.txt")], "latin1.txt is not UTF-8 text", False),
+        (["hogwild", "--file", str(tmp)], f"--file {tmp} is a directory", False),
         (["demo", "--workers", "9"], "between 1 and 8", False),
         (["demo", "--budgets", "-3"], "each budget must be an integer >= 1", False),
         ([*e, "--dataset", "bogus"], "unknown dataset 'bogus'", False),

@@ -223,9 +223,11 @@ def test_bad_input_in_a_real_process(tmp_path):
     for argv, says in [
         (["generate", "--file", str(bad)], "is not UTF-8 text"),
         (["generate", "--model", "nope", "hi"], "unknown model 'nope'"),
+        (["generate", "--file", "-"], "--file - (standard input) is empty; put the prompt in it"),
     ]:
         proc = subprocess.run(
-            [sys.executable, "-m", "plait.cli", *argv], capture_output=True, text=True, timeout=120
-        )
+            [sys.executable, "-m", "plait.cli", *argv],
+            capture_output=True, text=True, timeout=120, input=" \n",
+        )  # fmt: skip
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.strip().startswith("plait generate: error: ") and says in proc.stderr

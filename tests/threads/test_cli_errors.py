@@ -143,6 +143,8 @@ CASES = [
       "runs.jsonl"], "not UTF-8"),
     (["threads", "run", "--base-url", "http://x/v1", "--prompts", "prompts_blank.txt", "--out",
       "runs.jsonl"], "--prompt"),
+    (["threads", "run", "--base-url", "http://x/v1", "--prompts", ".", "--out", "runs.jsonl"],
+     "--prompts . is a directory"),
     (["threads", "run", "--base-url", "ftp://x", "--prompt", "Q", "--out", "runs.jsonl"], "http"),
     (["threads", "run", "--base-url", "http://x/v1", "--prompt", "Q", "--out", "nodir/r.jsonl"],
      "does not exist"),
