@@ -4,8 +4,8 @@ Both modes force the same scripted trajectory through the same real model (every
 real forward step, nothing is skipped):
 - sequential: one request, prompt -> the whole merged response (AR mode, one stream);
 - threaded: the orchestrator's calls replayed on `RuntimeEngine` (sequential phases as one
-  stream; the threads of a block as streams of one batch over the shared prefix; join = thread 1
-  moved in, threads 2..n re-encoded).
+  stream; the threads of a block as rows of one engine batch over the prefix cache; join =
+  thread 1's kept blocks read from the cache, the rest (threads 2..n) re-encoded).
 Critical-path speedup = total response tokens / critical-path tokens (thread bodies of a block
 count as their longest one). Goal: wall-clock speedup >= 0.9 x critical-path speedup.
 
@@ -104,11 +104,26 @@ def run_threaded(model, t: RandomTrajectory) -> tuple[float, dict]:  # noqa: ANN
     took = time.perf_counter() - start
     s = engine.stats
     return took, {
-        "decode_steps": s.decode_steps,
-        "prefilled": s.prefilled_tokens,
-        "moved": s.moved_tokens,
+        "steps": s.steps,
+        "computed_prompt": s.computed_prompt_tokens,
+        "kept": s.kept_tokens,
         "batches": len(groups),
     }
+
+
+def padded_trajectory(
+    rep: int, vocab: int, blocks: int, threads: tuple[int, int], body: tuple[int, int], pad: int
+) -> RandomTrajectory:
+    """Trajectory `rep` of the benchmark: a random one, its prompt padded by `pad` tokens."""
+    t = random_trajectory(
+        random.Random(rep), vocab=vocab, blocks=blocks, threads=threads, body=body
+    )
+    pad_rng = random.Random(1000 + rep)
+    extra = [pad_rng.randrange(20, vocab) for _ in range(pad)]
+    t.prompt = extra + t.prompt
+    for u in t.units:
+        u.context = extra + u.context
+    return t
 
 
 def run_sequential(model, t: RandomTrajectory) -> float:  # noqa: ANN001
@@ -161,18 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     lo_b, hi_b = (int(x) for x in args.body.split(","))
     rows = []
     for rep in range(args.repeats):
-        t = random_trajectory(
-            random.Random(rep),
-            vocab=vocab,
-            blocks=args.blocks,
-            threads=(lo_t, hi_t),
-            body=(lo_b, hi_b),
-        )
-        pad_rng = random.Random(1000 + rep)
-        pad = [pad_rng.randrange(20, vocab) for _ in range(args.prompt_pad)]
-        t.prompt = pad + t.prompt
-        for u in t.units:
-            u.context = pad + u.context
+        t = padded_trajectory(rep, vocab, args.blocks, (lo_t, hi_t), (lo_b, hi_b), args.prompt_pad)
         cp = critical_path(t)
         variants = ["stock", "small_m"] if args.small_m_matmul else ["stock"]
         times: dict[str, list[float]] = {f"{v}_{m}": [] for v in variants for m in ("seq", "thr")}

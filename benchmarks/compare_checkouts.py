@@ -6,7 +6,10 @@ configuration is measured by both within seconds of each other, before-after in 
 after-before in the next, so the drift of a shared machine hits both alike. Kinds:
   step_attention  bench_step_attention.one_step: median microseconds per layer of one decode
                   step's attention, per backend (the before side's names for them are mapped);
-  hogwild         bench_hogwild.measure: the full engine's median (and mean) ms per pass.
+  hogwild         bench_hogwild.measure: the full engine's median (and mean) ms per pass;
+  threads_decode  bench_threads_decode.run_sequential / run_threaded: seconds of the sequential
+                  and threaded replay of one synthetic trajectory (built by the driver's
+                  `padded_trajectory`, so both sides replay the same tokens).
 The table gives per configuration and metric the median of each side and the median over rounds
 of the paired ratio after / before (a time: > 1 means the change is slower).
 
@@ -76,6 +79,33 @@ def _hogwild_worker(bench: Any) -> Any:
     return measure
 
 
+def _threads_decode_worker(bench: Any) -> Any:
+    import importlib.util
+
+    import torch
+
+    torch.set_num_threads(1)
+    spec = importlib.util.spec_from_file_location(
+        "driver_bench", HERE.parent / "bench_threads_decode.py"
+    )
+    assert spec is not None and spec.loader is not None
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    models: dict[str, Any] = {}
+
+    def measure(cmd: dict) -> dict:
+        model = models.get(cmd["model"])
+        if model is None:
+            model = models[cmd["model"]] = bench.load(cmd["model"], "cpu", "float32")
+        t = driver.padded_trajectory(
+            cmd["rep"], model.config.vocab_size, 2, (3, 3), (40, 60), cmd["context"]
+        )
+        thr, _ = bench.run_threaded(model, t)
+        return {"seq_s": bench.run_sequential(model, t), "thr_s": thr}
+
+    return measure
+
+
 def worker(kind: str) -> None:
     """Serve measurements: one JSON command per stdin line, one JSON result per stdout line."""
     sys.path.insert(0, str(Path.cwd() / "benchmarks"))  # this checkout's benchmark modules
@@ -83,6 +113,10 @@ def worker(kind: str) -> None:
         import bench_step_attention
 
         measure = _step_attention_worker(bench_step_attention)
+    elif kind == "threads_decode":
+        import bench_threads_decode
+
+        measure = _threads_decode_worker(bench_threads_decode)
     else:
         import bench_hogwild
 
@@ -131,6 +165,9 @@ def configs(args: argparse.Namespace) -> list[dict]:
         grid = itertools.product(args.shapes, args.threads, args.contexts, args.workers, BACKENDS)
         keys = ("shape", "threads", "context", "workers", "backend")
         fixed = {"own": 24, "repeats": args.repeats}
+    elif args.kind == "threads_decode":  # context = prompt pad tokens, workers = trajectory
+        grid = itertools.product(args.contexts, args.workers)
+        keys, fixed = ("context", "rep"), {"model": args.model}
     else:
         grid = itertools.product(args.contexts, args.workers)
         keys, fixed = ("context", "workers"), {"passes": args.passes}
@@ -150,7 +187,7 @@ def run_pairs(sides: dict[str, Side], cmds: list[dict], rounds: int) -> list[dic
             pairs = [(b[metric], a[metric]) for b, a in zip(got["before"], got["after"])]
             ratios = [a / b for b, a in pairs]
             rows.append(
-                {k: v for k, v in cmd.items() if k not in ("own", "repeats", "passes")}
+                {k: v for k, v in cmd.items() if k not in ("own", "repeats", "passes", "model")}
                 | {"context": got["after"][0].get("context", cmd.get("context"))}
                 | {
                     "metric": metric,
@@ -180,7 +217,7 @@ def main() -> None:
         worker(sys.argv[2])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("kind", choices=["step_attention", "hogwild"])
+    ap.add_argument("kind", choices=["step_attention", "hogwild", "threads_decode"])
     ap.add_argument("--before", type=Path, required=True, help="checkout of the old code")
     ap.add_argument("--after", type=Path, default=HERE.parents[1], help="checkout of the new code")
     ap.add_argument("--rounds", type=int, default=5)
@@ -190,6 +227,7 @@ def main() -> None:
     ap.add_argument("--shapes", nargs="+", default=["qwen2.5-0.5b", "qwen2.5-7b(8 layers)"])
     ap.add_argument("--repeats", type=int, default=9, help="step_attention: timed calls")
     ap.add_argument("--passes", type=int, default=16, help="hogwild: timed passes")
+    ap.add_argument("--model", default="smollm2-135m", help="threads_decode: the model")
     ap.add_argument("--out", required=True, help="result name under benchmarks/results/")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE.parent))
@@ -201,7 +239,7 @@ def main() -> None:
     finally:
         for side in sides.values():
             side.close()
-    keys = ["context", "workers"]
+    keys = ["context", "rep" if args.kind == "threads_decode" else "workers"]
     if args.kind == "step_attention":
         keys = ["shape", "threads", *keys, "backend"]
     print(table(rows, [*keys, "metric", "before", "after", "ratio"]))

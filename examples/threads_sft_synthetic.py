@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         "eval_seconds": round(eval_s, 1),
         "header_loss": not args.no_header_loss,
         **_summary(ar_rows, "ar_"),
-        "engine_decode_steps": engine.stats.decode_steps,
+        "engine_decode_steps": engine.stats.steps,
         "engine_generated_tokens": engine.stats.generated_tokens,
     }
     print(

@@ -6,8 +6,10 @@
 The orchestrator (`plait.threads.inference.Orchestrator`) drives `EngineCompletions`, a
 `CompletionEngine` whose `complete(requests)` puts every request of a call (the threads of one
 block) into the engine at once: they decode as rows of the shared batch, next to everyone else's,
-and their common context is stored once through the prefix cache. The answer is the merged
-trajectory's text; `threads` in the body holds its metrics (critical path, self-parallelism,
+and their common context is stored once through the prefix cache; each finished thread stays in
+the cache (`cache_output`), so the join's merged context reads thread 1's K/V instead of
+recomputing it. Requests and completions convert as in `RuntimeEngine` (the same helpers).
+The answer is the merged trajectory's text; `threads` in the body holds its metrics (critical path, self-parallelism,
 blocks, threads), the stop reason and the engine calls. `stream` is not supported here (a
 trajectory is merged only when its blocks join).
 """
@@ -22,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from plait.runtime.engine import EngineRequest, SampleOutput
-from plait.runtime.sampling import SamplingParams
+from plait.runtime.engine import SampleOutput
 from plait.serve import responses as R
 from plait.serve.protocol import GenParams, bad
 from plait.threads.format import ThreadFormat, trajectory_stats
 from plait.threads.inference import Completion, CompletionRequest, Orchestrator, OrchestratorConfig
+from plait.threads.inference.runtime_backend import completion, engine_request
 
 if TYPE_CHECKING:
     from plait.serve.app import ServeState
@@ -48,31 +50,13 @@ class EngineCompletions:
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
 
     async def _one(self, req: CompletionRequest) -> Completion:
-        sampling = SamplingParams(
-            temperature=req.temperature, top_p=req.top_p, top_k=req.top_k, seed=req.seed
-        )
-        stops = tuple(dict.fromkeys((*req.stop_token_ids, *req.eos_token_ids)))
-        er = EngineRequest(
-            prompt=list(req.context), max_tokens=req.max_tokens, sampling=sampling,
-            stop_token_ids=stops, ignore_eos=True, logprobs=0 if req.logprobs else None,
-        )  # fmt: skip
-        tokens: list[int] = []
-        lps: list[float] = []
-        async for out in self.state.loop.stream(er):
+        outs = []
+        async for out in self.state.loop.stream(engine_request(req, cache_output=True)):
             assert isinstance(out, SampleOutput)
-            tokens += out.token_ids
-            lps += [lp.logprob for lp in out.logprobs]
-        self.tokens += len(tokens)
-        last = tokens[-1] if tokens else None
-        reason = (
-            "stop"
-            if last in req.stop_token_ids
-            else "eos"
-            if last in req.eos_token_ids
-            else "length"
-        )
-        lp = lps if req.logprobs else None
-        return Completion(tokens=tokens, finish_reason=reason, logprobs=lp)  # type: ignore[arg-type]
+            outs.append(out)
+        done = completion(req, outs)
+        self.tokens += len(done.tokens)
+        return done
 
 
 def thread_format(state: ServeState) -> ThreadFormat:

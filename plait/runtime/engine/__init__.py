@@ -2,8 +2,9 @@
 
 `Engine` (engine.py) takes `EngineRequest`s (requests.py) and multi-stream `StreamGroup`s
 (groups.py), admits them under a KV budget and a row limit (scheduler.py), shares prompt prefixes
-through a radix tree of KV segments (prefix_cache.py) in a free-list KV store (kv_pool.py), and
-turns tokens into text with stop strings (detokenize.py).
+through a radix tree of KV segments (prefix_cache.py; finished sequences may stay in it:
+`EngineRequest.cache_output`) in a free-list KV store (kv_pool.py), and turns tokens into text
+with stop strings (detokenize.py).
 """
 
 from plait.runtime.engine.engine import Engine
@@ -13,6 +14,7 @@ from plait.runtime.engine.prefix_cache import PrefixCache
 from plait.runtime.engine.requests import (
     CapacityError,
     EngineRequest,
+    EngineStats,
     GroupOutput,
     SampleOutput,
     TokenLogprob,

@@ -86,16 +86,7 @@ class Engine:
         """Queue a request; returns its id. Raises ValueError if it can never run."""
         if request.request_id in self._states:
             raise ValueError(f"request id {request.request_id!r} is already in use")
-        if len(request.prompt) >= self.context:
-            raise ValueError(
-                f"the prompt has {len(request.prompt)} tokens but the model's context is "
-                f"{self.context}; shorten the prompt"
-            )
-        if request.stop and self.tokenizer is None:
-            raise ValueError("stop strings need an engine with a tokenizer; pass stop token ids")
-        vocab = self.model.config.vocab_size
-        if any(not 0 <= t < vocab for t in request.prompt):
-            raise ValueError(f"prompt token ids must be in [0, {vocab}); got an id outside it")
+        request.check(self.context, self.model.config.vocab_size, self.tokenizer is not None)
         budget = min(request.max_tokens, self.context - len(request.prompt))
         self.scheduler.check_fits(request, budget)
         st = RequestState(request, budget)
@@ -221,7 +212,10 @@ class Engine:
             assert s is not None
             p = s.sampler.params[0]
             plain = p.greedy and not p.suppress_tokens
-            tok = greedy if plain else int(s.sampler(row[None])[0])
+            if len(s.generated) < len(req.forced_tokens):
+                tok = req.forced_tokens[len(s.generated)]
+            else:
+                tok = greedy if plain else int(s.sampler(row[None])[0])
             lps = [TokenLogprob.of(logp, tok, req.logprobs or 0)] if logp is not None else []
             outs.append(self._emit(st, s, tok, lps))
         if all(s.finish is not None for s in st.samples):
@@ -253,6 +247,8 @@ class Engine:
             s.feed, s.finish = None, reason
             if s.text is not None:
                 text += s.text.flush()
+            if req.cache_output:
+                self.stats.kept_tokens += self.scheduler.keep_output(st, s)
             self.store.free(s.segment)
         return SampleOutput(
             req.request_id, s.index, [tok], text, lps, reason, stop,

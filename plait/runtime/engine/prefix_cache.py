@@ -13,7 +13,9 @@ request's whole path, before their K/V exist; any request holding a not-ready no
 it (requests that arrive together share one prefill). `refs` counts the requests that hold a
 node; a ready node with no refs stays cached until evicted, least recently used first (leaves
 first: a request holding a node holds its ancestors). A not-ready node whose last holder lets go
-is freed at once.
+is freed at once. `keep` adds a finished sequence's full blocks below its prompt's path, their K/V
+copied from the request's tail and sample segments (re-rotated to block-local positions), so a
+later prompt that continues the sequence finds them cached.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from plait.runtime.engine.kv_pool import append_range
 from plait.runtime.segments import KVStore, Segment
 
 
@@ -101,6 +104,40 @@ class PrefixCache:
             path.append(node)
             level, parent = node.children, node
         return path
+
+    def keep(
+        self,
+        path: Sequence[Block],
+        tokens: Sequence[int],
+        sources: Sequence[tuple[int, Segment]],
+        limit: int,
+    ) -> int:
+        """Add the full blocks of `tokens` below `path` (the first blocks of `tokens`, held) that
+        the tree lacks, at most `limit` new ones, unheld and ready; `sources` are (position of
+        its first token in `tokens`, segment) covering the tokens after the path. Returns the
+        blocks added."""
+        b, tick, added = self.block, next(self._clock), 0
+        parent = path[-1] if path else None
+        level = parent.children if parent is not None else self.root
+        for i in range(len(path), len(tokens) // b):
+            key = tuple(tokens[i * b : (i + 1) * b])
+            node = level.get(key)
+            if node is None:
+                if added >= limit:
+                    break
+                seg = self.store.new_segment(b, name=f"block{len(self.blocks)}")
+                for first, src in sources:  # the pieces of [i*b, (i+1)*b) each source holds
+                    lo, hi = max(i * b, first), min((i + 1) * b, first + src.length)
+                    if lo < hi:
+                        append_range(self.store, src, lo - first, hi - lo, seg)
+                if seg.length != b:  # the sources do not cover the block: keep nothing more
+                    self.store.free(seg)
+                    break
+                node = level[key] = Block(key, seg, parent, last_used=tick)
+                self.blocks.append(node)
+                added += 1
+            level, parent = node.children, node
+        return added
 
     def release(self, path: Sequence[Block]) -> None:
         """Let go of a path; not-ready nodes nobody holds are freed (deepest first)."""

@@ -34,6 +34,11 @@ class EngineRequest:
     `sampling.seed` seeds sample 0; sample i uses seed + i (None: i, as `Sampler`).
     `logprobs`: None = off; k >= 0 = the chosen token's log-prob plus the k most likely tokens'.
     Stop strings need an engine with a tokenizer; the text stops before the matched string.
+    `forced_tokens`: every sample emits these first instead of sampling (one real forward per
+    token; the stop rules apply to them; benchmarks replay scripted streams with it).
+    `cache_output`: when a sample finishes, the full blocks of prompt + its tokens stay in the
+    prefix cache (as SGLang keeps finished sequences), so a prompt that continues them (the next
+    call of a multi-turn or ThreadWeaver run) reads their K/V instead of prefilling them.
     """
 
     prompt: list[int]
@@ -45,6 +50,8 @@ class EngineRequest:
     ignore_eos: bool = False
     include_stop_str: bool = False  # keep a matched stop string / stop token's text in the text
     logprobs: int | None = None
+    forced_tokens: tuple[int, ...] = ()
+    cache_output: bool = False
     request_id: str = ""
 
     def __post_init__(self) -> None:
@@ -58,12 +65,26 @@ class EngineRequest:
         if self.logprobs is not None and self.logprobs < 0:
             raise ValueError(f"logprobs must be >= 0 (top alternatives), got {self.logprobs}")
         self.stop_token_ids = tuple(int(t) for t in self.stop_token_ids)
+        self.forced_tokens = tuple(int(t) for t in self.forced_tokens)
         self.stop = tuple(s for s in self.stop if s)
         if not self.request_id:
             self.request_id = next_request_id()
 
     def seed(self, index: int) -> int:
         return (self.sampling.seed if self.sampling.seed is not None else 0) + index
+
+    def check(self, context: int, vocab: int, has_tokenizer: bool) -> None:
+        """ValueError naming the fix if this request cannot run on a model with this context
+        length and vocabulary (and a tokenizer or not)."""
+        if len(self.prompt) >= context:
+            raise ValueError(
+                f"the prompt has {len(self.prompt)} tokens but the model's context is "
+                f"{context}; shorten the prompt"
+            )
+        if self.stop and not has_tokenizer:
+            raise ValueError("stop strings need an engine with a tokenizer; pass stop token ids")
+        if any(not 0 <= t < vocab for t in (*self.prompt, *self.forced_tokens)):
+            raise ValueError(f"token ids must be in [0, {vocab}); got an id outside it")
 
 
 @dataclass(slots=True)
@@ -124,3 +145,4 @@ class EngineStats:
     computed_prompt_tokens: int = 0  # prompt tokens run through the model (shared work once)
     finished_requests: int = 0
     cancelled_requests: int = 0
+    kept_tokens: int = 0  # finished tokens whose K/V went into the prefix cache (cache_output)

@@ -188,6 +188,20 @@ class Scheduler:
             st.samples.append(Sample(i, seg, st.budget, Sampler([params]), text))
         st.reserved = len(st.tail_tokens) + req.n * st.budget
 
+    def keep_output(self, st: RequestState, s: Sample) -> int:
+        """Put prompt + a finished sample's fed tokens into the prefix cache (`cache_output`):
+        as many blocks as the KV budget holds after evicting older unheld ones; returns the
+        tokens kept."""
+        req, cache, b = st.request, self.cache, self.cache.block
+        tokens = [*req.prompt, *s.segment.tokens]  # the last token was never fed: no K/V
+        want = (len(tokens) // b - len(st.path)) * b
+        room = self.config.kv_budget_tokens - self.used()[0]
+        if want > room:
+            room += cache.evict(want - room)
+        assert st.tail is not None
+        sources = [(st.tail_start, st.tail), (len(req.prompt), s.segment)]
+        return b * cache.keep(st.path, tokens, sources, max(room, 0) // b)
+
     # ------------------------------------------------------------------ plan
 
     def plan(self) -> StepPlan:

@@ -1,4 +1,5 @@
-"""RuntimeEngine (threads of a block as streams over one shared segment) == single-request greedy.
+"""RuntimeEngine (threads of a block as rows of a private engine over the prefix cache) ==
+single-request greedy, and the join reads thread 1's kept K/V instead of recomputing it.
 
 The twin recomputes the whole context for every generated token with a plain causal forward
 (no cache, no segments), one request at a time.
@@ -61,38 +62,40 @@ def _check(engine: RuntimeEngine, model: DecoderLM, reqs: list[CompletionRequest
     return got
 
 
-@pytest.mark.parametrize("seed", range(2))
-def test_block_streams_equal_single_request_greedy(model: DecoderLM, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "block"), [(0, 4), (1, 4), (0, 64)])
+def test_block_streams_equal_single_request_greedy(model: DecoderLM, seed: int, block: int) -> None:
     rng = random.Random(seed)
-    engine = RuntimeEngine(model=model)
+    engine = RuntimeEngine(model=model, block_tokens=block)
     prompt = [rng.randrange(10, VOCAB) for _ in range(9)]
     # 1) sequential request
     (seq,) = _check(engine, model, [_req(prompt)])
     base = prompt + seq.tokens
     # 2) a block: one request per thread, shared context + distinct headers
     headers = [[7, 8, 10 + i, 9] for i in range(1, 4)]
+    steps = engine.stats.steps
     threads = _check(engine, model, [_req(base + h, n=8) for h in headers])
-    assert engine.stats.decode_steps >= max(len(t.tokens) for t in threads)
-    # 3) join: thread 1 (its stream segment) is moved in, threads 2..n are re-encoded
+    assert engine.stats.steps - steps <= 1 + max(len(t.tokens) for t in threads)  # one batch
+    want = (len(prompt) + len(seq.tokens) - 1) // block * block  # the kept sequential call
+    assert all(t.cached_tokens == min(want, (len(base) + 3) // block * block) for t in threads)
+    # 3) join: thread 1's kept blocks are read, the rest (threads 2..n) is re-encoded
     merged = list(base)
     for h, t in zip(headers, threads):
         merged += h + t.tokens
     merged.append(7)
-    prefilled, moved = engine.stats.prefilled_tokens, engine.stats.moved_tokens
+    computed = engine.stats.computed_prompt_tokens
     (after,) = _check(engine, model, [_req(merged)])
-    moved = engine.stats.moved_tokens - moved
-    shared = len(base) + 2  # the headers' common "7 8" joined the shared prefix
-    assert moved == len(headers[0]) - 2 + len(threads[0].tokens) - 1  # last token never fed
-    recomputed = engine.stats.prefilled_tokens - prefilled
-    assert recomputed == len(merged) - 1 - shared - moved
-    assert after.cached_tokens == shared + moved
+    thread1 = len(base) + len(headers[0]) + len(threads[0].tokens) - 1  # its last token: no K/V
+    assert after.cached_tokens == thread1 // block * block
+    assert engine.stats.computed_prompt_tokens - computed == len(merged) - after.cached_tokens
+    assert (block == 64 or engine.stats.kept_tokens > 0) and engine.calls == 3
+    assert engine.engine.request_kv_tokens() == 0
 
 
 def test_diverging_prompt_and_identical_contexts(model: DecoderLM) -> None:
-    engine = RuntimeEngine(model=model)
+    engine = RuntimeEngine(model=model, block_tokens=2)
     _check(engine, model, [_req([11, 12, 13, 14])])
-    _check(engine, model, [_req([20, 21, 22])])  # unrelated prompt: fresh shared segment
-    assert engine.stats.fresh_segments == 1
+    (c,) = _check(engine, model, [_req([20, 21, 22])])  # unrelated prompt: nothing cached
+    assert c.cached_tokens == 0
     _check(engine, model, [_req([30]), _req([30])])  # one-token, identical contexts
     # budget and logprobs
     got = asyncio.run(
@@ -100,12 +103,18 @@ def test_diverging_prompt_and_identical_contexts(model: DecoderLM) -> None:
     )
     assert len(got[0].tokens) == 3 and got[0].finish_reason == "length"
     assert got[0].logprobs is not None and all(lp <= 0 for lp in got[0].logprobs)
+    engine.reset()
+    assert engine.engine.cache.total_tokens() == 0
 
 
 def test_script_forces_tokens_and_stops(model: DecoderLM) -> None:
     engine = RuntimeEngine(model=model, script=lambda r: [20, 21, STOP, 22])
     (c,) = asyncio.run(engine.complete([_req([11, 12])]))
     assert c.tokens == [20, 21, STOP] and c.finish_reason == "stop"
-    assert engine.stats.decode_steps == 3
+    assert engine.stats.steps == 3  # prefill + first pick, then two decode steps
     with pytest.raises(ValueError, match="context"):
         asyncio.run(engine.complete([_req(list(range(10, 40)) * 9)]))
+    bad = RuntimeEngine(model=model, script=lambda r: [20, VOCAB + 5])
+    with pytest.raises(ValueError, match="token ids must be in"):
+        asyncio.run(bad.complete([_req([11, 12]), _req([11, 13])]))
+    assert bad.engine.num_running() == bad.engine.num_waiting() == 0  # nothing left behind
