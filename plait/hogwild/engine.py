@@ -8,6 +8,11 @@ Each pass: 1) every live problem plans its workers' streams (`Workspace.plan`), 
 `Runner.step` runs them all, 3) each problem samples, applies the paragraph rule and moves
 finished steps (`ProblemRun.advance`), 4) budget snapshots without an answer get the finisher
 (batched over problems, reading the existing segments).
+
+The pieces are public for drivers that run a problem elsewhere (`plait.hogwild.group` runs one
+as a multi-stream request of the serving engine): `start` (prompt prefill + state machine),
+`run_pass`, `record_finisher`, `flush` (pending snapshot / done events); `bind` points the engine
+at another runner and its store.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from plait.hogwild.run import ProblemRun, StepRule
 from plait.hogwild.sampling import WorkerSampler, suppressed_ids
 from plait.hogwild.workspace import Workspace
 from plait.runtime.presets import fresh_runner
-from plait.runtime.runner import StreamInput
+from plait.runtime.runner import Runner, StreamInput
 
 
 class HogwildEngine:
@@ -99,7 +104,12 @@ class HogwildEngine:
 
     # ------------------------------------------------------------------ setup
 
-    def _start(self, index: int, problem: str) -> ProblemRun:
+    def bind(self, runner: Runner) -> None:
+        """Run on `runner` and its store from now on (e.g. a serving engine's)."""
+        self.runner, self.store = runner, runner.store
+
+    def start(self, index: int, problem: str) -> ProblemRun:
+        """Prefill problem `index`'s prompt and shared texts; its state machine."""
         c = self.cfg
         if not isinstance(problem, str) or not problem.strip():
             raise ValueError(
@@ -168,23 +178,24 @@ class HogwildEngine:
         problems = [problems] if isinstance(problems, str) else list(problems)
         if not problems:
             raise ValueError("no problems given; pass a problem string or a non-empty list")
-        runs = [self._start(i, p) for i, p in enumerate(problems)]
+        runs = [self.start(i, p) for i, p in enumerate(problems)]
         try:
             while True:
                 live = [r for r in runs if not r.finished]
                 if not live:
                     break
-                yield from self._pass(live)
+                yield from self.run_pass(live)
                 done = [r for r in live if r.pending_finishers()]
                 if done:
                     self._finish(done)
                 for r in live:
-                    yield from self._flush(r)
+                    yield from self.flush(r)
         finally:
             for r in runs:
                 r.ws.free()
 
-    def _pass(self, live: list[ProblemRun]) -> Iterator[Event]:
+    def run_pass(self, live: list[ProblemRun]) -> Iterator[Event]:
+        """One forward for every worker of the live problems; yields their events."""
         # 1) plan every problem's streams
         plans = [(r, r.feeds()) for r in live]
         streams = [(r, f, r.ws.plan(f)) for r, f in plans]
@@ -226,11 +237,17 @@ class HogwildEngine:
             self.cfg.finisher_max_tokens,
         )
         for r, (answer, text) in zip(runs, outs):
-            for snap in r.pending_finishers():
-                snap.answer, snap.finisher_text = answer, text
-                snap.answer_source = "finisher" if answer is not None else "none"
+            self.record_finisher(r, answer, text)
 
-    def _flush(self, r: ProblemRun) -> Iterator[Event]:
+    @staticmethod
+    def record_finisher(r: ProblemRun, answer: str | None, text: str) -> None:
+        """Give the finisher's answer to every snapshot of `r` waiting for one."""
+        for snap in r.pending_finishers():
+            snap.answer, snap.finisher_text = answer, text
+            snap.answer_source = "finisher" if answer is not None else "none"
+
+    def flush(self, r: ProblemRun) -> Iterator[Event]:
+        """Events for the snapshots `r` took since the last flush, then its DoneEvent."""
         while r.emitted < len(r.snapshots):
             yield SnapshotEvent(r.index, r.snapshots[r.emitted])
             r.emitted += 1

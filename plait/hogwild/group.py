@@ -1,0 +1,115 @@
+"""A Hogwild! problem as one multi-stream request of the continuous-batching engine.
+
+    group = HogwildGroup(HogwildEngine(model, tokenizer, config), "A farmer has ...")
+    engine.add_group(group)                        # a `plait.runtime.engine.Engine`
+    while engine.has_work:
+        for out in engine.step(): ...              # GroupOutput.events: TokenEvent, ..., DoneEvent
+
+`HogwildGroup` implements the engine's `StreamGroup` protocol (plait/runtime/engine/groups.py):
+its W workers' streams (over the problem's own segments: common history, shared texts,
+per-worker steps) join every engine step next to other requests' rows; the problem's state
+machine (`ProblemRun`) samples, applies the paragraph rule and records snapshots exactly as
+`HogwildEngine.stream` does for one problem (the same `start` / `flush` / `record_finisher`).
+When a budget ends without an answer, the finisher's reader streams (`FinisherBatch`) take the
+group's place in the next steps of the shared batch. The server's `hogwild` extension
+(plait/serve/hogwild_ext.py) runs problems this way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from plait.hogwild.engine import HogwildEngine
+from plait.hogwild.events import Event
+from plait.hogwild.finisher import FinisherBatch, FinisherRequest
+from plait.hogwild.run import ProblemRun
+from plait.runtime.runner import Runner, StreamInput
+from plait.runtime.segments import KVStore
+
+
+class HogwildGroup:
+    """One Hogwild! problem as a `StreamGroup` (see the module docstring).
+
+    Args:
+        hogwild: the problem's engine (config, tokenizer, sampling); `start` binds it to the
+            serving engine's runner and store.
+        problem: the problem statement.
+        index: the problem's index in its events (and its sampling seed, as in `stream`).
+    """
+
+    def __init__(self, hogwild: HogwildEngine, problem: str, index: int = 0) -> None:
+        self.hw, self.problem, self.index = hogwild, problem, index
+        c = hogwild.cfg
+        prompt = len(hogwild.encode(hogwild.prompt_text(problem)))
+        shared = len(hogwild.layout.shared(c.workers))
+        # an upper bound on what the workspace, its regrowths and the finisher may allocate
+        self.kv_tokens = (prompt + 64 + 2 * c.workers * c.max_budget + 2 * c.workers * min(c.capacity, 1024)
+                          + 16 * shared + c.finisher_max_tokens + 64)  # fmt: skip
+        self.rows = 2 * c.workers
+        self.instant = c.instant
+        self.run: ProblemRun | None = None
+        self.finisher: FinisherBatch | None = None
+        self._planned: tuple[list[Any], list[Any]] = ([], [])
+
+    def start(self, store: KVStore, runner: Runner) -> None:
+        if runner.store is not store:
+            raise ValueError("the runner must run over the given store")
+        self.hw.bind(runner)
+        self.run = self.hw.start(self.index, self.problem)  # prompt prefill + state machine
+
+    def _run(self) -> ProblemRun:
+        if self.run is None:
+            raise ValueError("the group has not started; the engine calls start() first")
+        return self.run
+
+    def plan(self, budget: int) -> list[StreamInput]:
+        if self.finisher is not None:  # the finisher's readers run before the next pass
+            return [StreamInput(t, v, w) for t, v, w in self.finisher.streams()]
+        run = self._run()
+        feeds = run.feeds()
+        planned = run.ws.plan(feeds)
+        self._planned = (feeds, planned)
+        return [StreamInput(s.tokens, s.view, s.write_to) for s in planned]
+
+    def advance(self, logits: torch.Tensor) -> list[Event]:
+        """Consume the planned streams' logits (S, V); returns this step's events."""
+        if self.finisher is not None:
+            return self._advance_finisher(logits)
+        run = self._run()
+        feeds, planned = self._planned
+        run.advance(feeds, {s.worker: logits[k] for k, s in enumerate(planned) if s.logits})
+        events: list[Event] = list(run.events)  # type: ignore[arg-type]
+        run.events.clear()
+        if run.pending_finishers():
+            c, hw = self.hw.cfg, self.hw
+            view = [FinisherRequest(view=run.ws.reader_view())]
+            self.finisher = FinisherBatch(
+                hw.store, view, hw.encode, hw.decode, c.task, c.finisher_max_tokens
+            )
+            return events
+        return events + list(self.hw.flush(run))
+
+    def _advance_finisher(self, logits: torch.Tensor) -> list[Event]:
+        assert self.finisher is not None
+        self.finisher.advance(logits)
+        if not self.finisher.done:
+            return []
+        ((answer, text),) = self.finisher.results()
+        self.finisher.free()
+        self.finisher = None
+        run = self._run()
+        self.hw.record_finisher(run, answer, text)
+        return list(self.hw.flush(run))
+
+    @property
+    def done(self) -> bool:
+        return self.run is not None and self.run.finished and self.finisher is None
+
+    def release(self) -> None:
+        if self.finisher is not None:
+            self.finisher.free()
+            self.finisher = None
+        if self.run is not None:
+            self.run.ws.free()

@@ -1,0 +1,71 @@
+"""A Hogwild! problem as a request of the continuous-batching engine (`HogwildGroup`) equals
+`HogwildEngine.solve`, alone and with plain requests decoding in the same steps; cancel frees it."""
+
+from __future__ import annotations
+
+import pytest
+
+from plait.hogwild.config import HogwildConfig
+from plait.hogwild.engine import HogwildEngine
+from plait.hogwild.events import DoneEvent, TokenEvent
+from plait.hogwild.group import HogwildGroup
+from plait.runtime.engine import Engine, EngineConfig, EngineRequest, GroupOutput, SampleOutput
+from tests.helpers.engine import reference_greedy
+from tests.helpers.toy import ToyTokenizer, toy_model
+
+
+def always_end(step: str, piece: str) -> bool:
+    return "\n\n" in piece or len(step) > 12
+
+
+@pytest.fixture(scope="module")
+def model():  # noqa: ANN201
+    return toy_model("qwen2", seed=21)
+
+
+def hogwild(model, **kw) -> HogwildEngine:  # noqa: ANN001
+    cfg = HogwildConfig(instructions="Be brief.", finisher_max_tokens=4, **kw)
+    return HogwildEngine(model, ToyTokenizer(), cfg, step_rule=always_end)
+
+
+def summary(res) -> list[tuple]:  # noqa: ANN001
+    return [
+        (s.budget, s.passes, s.answer, s.answer_source, s.finisher_text, s.transcript())
+        for s in res.snapshots
+    ]
+
+
+@pytest.mark.parametrize("others", [0, 2])
+def test_group_equals_solve_alone_and_batched(model, others) -> None:  # noqa: ANN001
+    kw = {"workers": 2, "budgets": (5, 9)}
+    want = hogwild(model, **kw).solve("Add.")
+    engine = Engine(model, config=EngineConfig(block_tokens=8, kv_budget_tokens=8192))
+    prompts = [[(7 * i + 3 * k) % 60 + 4 for i in range(15 + 4 * k)] for k in range(others)]
+    rids = [engine.add(EngineRequest(prompt=p, max_tokens=12, ignore_eos=True)) for p in prompts]
+    gid = engine.add_group(HogwildGroup(hogwild(model, **kw), "Add."))
+    plain: dict[str, list[int]] = {r: [] for r in rids}
+    done, tokens, steps = None, 0, 0
+    while engine.has_work:
+        steps += 1
+        for out in engine.step():
+            if isinstance(out, SampleOutput):
+                plain[out.request_id] += out.token_ids
+            else:
+                assert isinstance(out, GroupOutput) and out.request_id == gid and not out.error
+                tokens += sum(isinstance(e, TokenEvent) for e in out.events)
+                done = next((e.result for e in out.events if isinstance(e, DoneEvent)), done)
+    assert done is not None and summary(done) == summary(want)
+    assert tokens > 0 and any(s.finisher_text for s in done.snapshots)  # the finisher ran
+    for p, r in zip(prompts, rids):  # the plain requests decoded as they do alone
+        assert plain[r] == reference_greedy(model, p, 12)
+    assert engine.request_kv_tokens() == 0 and not engine.active(gid)
+
+
+def test_cancelled_group_frees_its_segments(model) -> None:  # noqa: ANN001
+    engine = Engine(model, config=EngineConfig(block_tokens=8, kv_budget_tokens=8192))
+    gid = engine.add_group(HogwildGroup(hogwild(model, workers=2, budgets=(40,)), "Add."))
+    for _ in range(3):
+        engine.step()
+    assert engine.store.reserved_slots() > 0
+    assert engine.cancel(gid)
+    assert engine.store.reserved_slots() == 0 and not engine.has_work
