@@ -37,7 +37,8 @@ def test_rules_in_order() -> None:
     assert strict(None, "7") == Extracted("7", "finisher")
     assert strict(None, None) == Extracted(None, "none")
     assert lenient(text, "17", "7") == Extracted("17", "boxed")  # the model's own box first
-    assert lenient(text, None, "7") == Extracted("18", "answer_is")  # a statement beats the finisher
+    # a statement beats the finisher
+    assert lenient(text, None, "7") == Extracted("18", "answer_is")
     assert lenient("9 + 9 = 18", None, "7") == Extracted("7", "finisher")
     assert lenient("9 + 9 = 18", None, None) == Extracted("18", "last_number")
     assert lenient("nothing", None, None) == Extracted(None, "none")
