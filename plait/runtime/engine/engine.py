@@ -171,7 +171,8 @@ class Engine:
         group_rows: dict[int, list[int]] = {}
         # greedy picks of every row at once (first maximum, as `greedy_argmax`): one reduction
         # over (S, V) instead of a filtered copy of each row
-        picks = logits.argmax(-1).tolist()
+        plain = any(w.kind != "group" for w in plan.work)
+        picks = logits.argmax(-1).tolist() if plain else []
         for row, w in enumerate(plan.work):
             if w.kind == "group":
                 group_rows.setdefault(id(w.state), []).append(row)
