@@ -36,6 +36,8 @@ from plait.eval.curves import BudgetTable, read_records  # noqa: E402
 OLD_SEQUENTIAL = {"prompt": "boxed", "suppress": ("#", "</think>"), "suppress_eos": True}
 SEQ = {"prompt": "answer_is_after"}
 CUT = {"loop_guard": "cut"}
+PLAIN = {"prompt": "plain_after", "layout": "contiguous", "step_headers": False,
+         "suppress": ("</think>",), "suppress_eos": False}  # fmt: skip
 # name -> (HogwildConfig fields for hogwild-W, fields for sequential, temperature)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
     "old": ({}, OLD_SEQUENTIAL, 0.0),  # the setup before issue 14
@@ -81,6 +83,20 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], float]] = {
         SEQ,
         0.0,
     ),
+    "team-vote-t0.7": (
+        {
+            "prompt": "team_after",
+            "layout": "contiguous",
+            "step_headers": False,
+            "answer_policy": "vote",
+        },
+        SEQ,
+        0.7,
+    ),
+    # plain_after: the sequential prompt and token rules; W = 1 is exactly the sequential run
+    "plain": (PLAIN, SEQ, 0.0),
+    "plain-vote": ({**PLAIN, "answer_policy": "vote"}, SEQ, 0.0),
+    "plain-cut": ({**PLAIN, **CUT}, SEQ, 0.0),
     "roles-cut-contiguous": ({"prompt": "roles", "layout": "contiguous", **CUT}, SEQ, 0.0),
     "short-cut-contiguous": ({"prompt": "short", "layout": "contiguous", **CUT}, SEQ, 0.0),
 }

@@ -122,10 +122,9 @@ class HogwildEngine:
             for i, n in enumerate(c.resolved_names)
         ]
         hidden = 0
-        if not all(seeds):  # no seed: the prompt's last token opens the worker's step (unrecorded)
-            if c.workers != 1:
-                raise ValueError("a prompt variant without seeds needs workers=1")
-            ids, seeds, hidden = ids[:-1], [ids[-1:]], 1
+        if not all(seeds):  # a worker without a seed: the prompt's last token opens every
+            # worker's first step (unrecorded), so the model writes its first token itself
+            ids, seeds, hidden = ids[:-1], [ids[-1:] + s for s in seeds], 1
         shared_len = sum(len(self.encode(t)) for _, t in self.layout.shared(c.workers))
         need = len(ids) + shared_len + sum(len(s) for s in seeds)
         limit = self.model.config.max_position

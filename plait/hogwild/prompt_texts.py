@@ -14,6 +14,12 @@ worker's first step. Hogwild variants (W >= 1, collaboration text):
   with 'The answer is N'" (for the contiguous layout without step headers: each worker writes one
   continuous solution, as the sequential baseline does, next to the others');
 
+- `plain_after`: the sequential prompt (`answer_is_after`) plus, for W > 1, one sentence saying the
+  others' work appears above; no step headers and no seed for the first worker (it starts as the
+  sequential run does), a usual opening for the others ("Let's solve this step by step.", ...) so
+  greedy workers differ. With W = 1 its prompt is exactly the sequential one. For the contiguous
+  layout without step headers.
+
 Sequential variants (the one-worker baseline, no collaboration text):
 
 - `boxed`: "solve step by step, put the final answer in \\boxed{}", seeded "Let's solve this step
@@ -125,6 +131,28 @@ def team_instructions(names: tuple[str, ...]) -> str:
     )
 
 
+ANSWER_IS_AFTER = "Solve step by step and end with 'The answer is N'."
+OPENINGS = (
+    "",
+    "Let's solve this step by step.",
+    "First, let's list what we know.",
+    "Let's break this problem down.",
+)
+
+
+def plain_instructions(names: tuple[str, ...]) -> str:
+    if len(names) == 1:
+        return ANSWER_IS_AFTER
+    return (
+        f"{ANSWER_IS_AFTER} You are one of {len(names)} assistants solving it at the same time; "
+        "the others' work appears above yours."
+    )
+
+
+def _opening(worker: int, name: str) -> str:
+    return OPENINGS[worker % len(OPENINGS)]
+
+
 def _with_extras(text: str, names: tuple[str, ...], tips: bool, few_shot: bool) -> str:
     if tips:
         text += "\n\n" + TIPS.format(first=names[0])
@@ -180,6 +208,7 @@ VARIANTS: dict[str, PromptVariant] = {
         PromptVariant(
             "team_after", False, team_instructions, lambda i, n: header(n, 1), problem_first=True
         ),
+        PromptVariant("plain_after", False, plain_instructions, _opening, problem_first=True),
         PromptVariant(
             "boxed",
             True,
@@ -197,7 +226,7 @@ VARIANTS: dict[str, PromptVariant] = {
         PromptVariant(
             "answer_is_after",
             True,
-            lambda names: "Solve step by step and end with 'The answer is N'.",
+            lambda names: ANSWER_IS_AFTER,
             lambda i, n: "",
             problem_first=True,
         ),

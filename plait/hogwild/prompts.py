@@ -73,7 +73,10 @@ def common_prompt(
     rendered = render_chat(tokenizer, text, problem, fmt, v.problem_first)
     if sequential:
         return rendered
-    return rendered + (PAST_STEPS if past_steps else "\n")
+    if past_steps:
+        return rendered + PAST_STEPS
+    # a seedless worker's text follows the assistant turn directly, as in the sequential prompt
+    return rendered + ("\n" if all(v.seed(i, n) for i, n in enumerate(names)) else "")
 
 
 def seed_step(worker: int, name: str, sequential: bool = False, variant: str = "") -> str:

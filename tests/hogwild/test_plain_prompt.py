@@ -1,0 +1,39 @@
+"""The `plain_after` prompt: one worker is the sequential run; more workers start without a seed."""
+
+from __future__ import annotations
+
+from plait.hogwild.config import HogwildConfig
+from plait.hogwild.engine import HogwildEngine
+from plait.hogwild.events import TokenEvent
+from tests.helpers.toy import ToyTokenizer, toy_model
+
+PLAIN = {"prompt": "plain_after", "layout": "contiguous", "step_headers": False}
+PROBLEM = "Add 2 and 3, then double it."
+
+
+def test_one_plain_worker_is_the_sequential_run() -> None:
+    tok, model = ToyTokenizer(), toy_model("llama", seed=3)
+    seq_cfg = HogwildConfig(workers=1, sequential=True, budgets=(16, 40), finisher=False)
+    # the sequential baseline's token rules: '#' allowed, stops at EOS
+    cfg = HogwildConfig(workers=1, budgets=(16, 40), finisher=False, suppress=("</think>",),
+                        suppress_eos=False, **PLAIN)  # fmt: skip
+    seq, hog = HogwildEngine(model, tok, seq_cfg), HogwildEngine(model, tok, cfg)
+    assert hog.prompt_text(PROBLEM) == seq.prompt_text(PROBLEM)
+    a, b = seq.solve(PROBLEM), hog.solve(PROBLEM)
+    assert [s.transcript() for s in a.snapshots] == [s.transcript() for s in b.snapshots]
+    assert [s.passes for s in a.snapshots] == [s.passes for s in b.snapshots]
+
+
+def test_plain_workers_start_without_headers() -> None:
+    tok, model = ToyTokenizer(), toy_model("llama", seed=3)
+    cfg = HogwildConfig(workers=3, budgets=(12,), finisher=False, **PLAIN)
+    eng = HogwildEngine(model, tok, cfg)
+    prompt = eng.prompt_text(PROBLEM)
+    assert "3 assistants" in prompt and "**Alice" not in prompt
+    events = list(eng.stream(PROBLEM))
+    text = {w: "".join(e.text for e in events if isinstance(e, TokenEvent) and e.worker == w)
+            for w in range(3)}  # fmt: skip
+    assert not any("**" in t[:12] for t in text.values())  # no header
+    assert text[1].startswith("Let's solve this step by step.")  # a seed breaks the symmetry
+    assert text[2].startswith("First, let's list what we know.")
+    assert len(text[0]) > 0 and text[0] != text[1][: len(text[0])]
