@@ -1,18 +1,19 @@
-"""HogwildEngine: several problems x W workers decoding in one batched forward per pass.
+"""HogwildEngine: several problems x W workers decoding in one batched forward per step.
 
     engine = HogwildEngine(model, tokenizer, HogwildConfig(workers=2, budgets=(256, 512)))
     result = engine.solve("A farmer has ...")          # ProblemResult with one snapshot per budget
     for event in engine.stream(["p1", "p2"]): ...       # TokenEvent / StepEvent / SnapshotEvent / DoneEvent
 
-Each pass: 1) every live problem plans its workers' streams (`Workspace.plan`), 2) one
-`Runner.step` runs them all, 3) each problem samples, applies the paragraph rule and moves
-finished steps (`ProblemRun.advance`), 4) budget snapshots without an answer get the finisher
-(batched over problems, reading the existing segments).
+`stream` is a thin user of the continuous-batching engine (`plait.runtime.engine`): each problem
+is a `HogwildGroup` (plait/hogwild/group.py) of a private `Engine`. Each step: 1) every live
+problem plans its workers' streams (`Workspace.plan`), 2) one `Runner.step` runs them all, 3)
+each problem samples, applies the paragraph rule and moves finished steps (`ProblemRun.advance`),
+4) a budget snapshot without an answer gets the finisher: its reader streams (reading the
+existing segments) take the problem's place in the next steps, next to the other problems' workers.
 
-The pieces are public for drivers that run a problem elsewhere (`plait.hogwild.group` runs one
-as a multi-stream request of the serving engine): `start` (prompt prefill + state machine),
-`run_pass`, `record_finisher`, `flush` (pending snapshot / done events); `bind` points the engine
-at another runner and its store.
+The pieces the group (and any other driver, e.g. the server's engine) uses are public: `start`
+(prompt prefill + state machine), `record_finisher`, `flush` (pending snapshot / done events);
+`bind` points the engine at another runner and its store.
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ import torch
 
 from plait.hogwild.config import HogwildConfig
 from plait.hogwild.events import DoneEvent, Event, ProblemResult, SnapshotEvent
-from plait.hogwild.finisher import FinisherRequest, run_finishers
 from plait.hogwild.layouts import get_layout
 from plait.hogwild.paragraph import step_ends
 from plait.hogwild.prompts import PromptFormat, common_prompt, seed_step
 from plait.hogwild.run import ProblemRun, StepRule
 from plait.hogwild.sampling import WorkerSampler, suppressed_ids
 from plait.hogwild.workspace import Workspace
-from plait.runtime.presets import fresh_runner
-from plait.runtime.runner import Runner, StreamInput
+from plait.runtime.engine.kv_pool import KVPool
+from plait.runtime.runner import Runner
 
 
 class HogwildEngine:
@@ -66,7 +66,9 @@ class HogwildEngine:
     ) -> None:
         self.model, self.tokenizer, self.cfg = model, tokenizer, config
         self.layout = get_layout(config.layout)
-        self.runner = fresh_runner(model, attention)
+        # the runner `stream`'s private engine steps (a pool: freed ranges are reused)
+        store = KVPool(model.config, model.dtype, model.device, model.rope)
+        self.runner = Runner(model, store, attention=attention)
         self.store = self.runner.store
         self.format = prompt_format or PromptFormat.for_model_type(model.config.family)
         self.sampling = sampling
@@ -108,13 +110,18 @@ class HogwildEngine:
         """Run on `runner` and its store from now on (e.g. a serving engine's)."""
         self.runner, self.store = runner, runner.store
 
-    def start(self, index: int, problem: str) -> ProblemRun:
-        """Prefill problem `index`'s prompt and shared texts; its state machine."""
-        c = self.cfg
+    @staticmethod
+    def check_problem(index: int, problem: Any) -> None:
+        """ValueError unless `problem` is a non-empty string."""
         if not isinstance(problem, str) or not problem.strip():
             raise ValueError(
                 f"problem {index} is empty; pass the problem statement as a non-empty string"
             )
+
+    def start(self, index: int, problem: str) -> ProblemRun:
+        """Prefill problem `index`'s prompt and shared texts; its state machine."""
+        c = self.cfg
+        self.check_problem(index, problem)
         prompt = self.prompt_text(problem)
         ids = self.encode(prompt)
         seeds = [
@@ -173,70 +180,34 @@ class HogwildEngine:
     # ------------------------------------------------------------------ loop
 
     def stream(self, problems: str | Sequence[str]) -> Iterator[Event]:
-        """Solve problems together (one forward per pass for all); yield events as they happen."""
+        """Solve problems together (one forward per step for all); yield events as they happen.
+
+        Each problem is a `HogwildGroup` of a private continuous-batching `Engine` sized for
+        all of them, so every step runs every live problem's workers (or its finisher's
+        readers) in one `Runner.step`."""
+        from plait.hogwild.group import HogwildGroup  # it imports this module
+        from plait.runtime.engine import Engine, EngineConfig, GroupOutput
+
         problems = [problems] if isinstance(problems, str) else list(problems)
         if not problems:
             raise ValueError("no problems given; pass a problem string or a non-empty list")
-        runs = [self.start(i, p) for i, p in enumerate(problems)]
-        try:
-            while True:
-                live = [r for r in runs if not r.finished]
-                if not live:
-                    break
-                yield from self.run_pass(live)
-                done = [r for r in live if r.pending_finishers()]
-                if done:
-                    self._finish(done)
-                for r in live:
-                    yield from self.flush(r)
-        finally:
-            for r in runs:
-                r.ws.free()
-
-    def run_pass(self, live: list[ProblemRun]) -> Iterator[Event]:
-        """One forward for every worker of the live problems; yields their events."""
-        # 1) plan every problem's streams
-        plans = [(r, r.feeds()) for r in live]
-        streams = [(r, f, r.ws.plan(f)) for r, f in plans]
-        inputs = [StreamInput(s.tokens, s.view, s.write_to) for _, _, ps in streams for s in ps]
-        # 2) one forward for all problems and workers
-        logits = self.runner.step(inputs, instant=self.cfg.instant)  # (S, V)
-        assert isinstance(logits, torch.Tensor)
-        # 3) sample, paragraph rule, moves
-        row = 0
-        for r, feeds, ps in streams:
-            rows = logits[row : row + len(ps)]
-            if self.on_pass is not None:
-                self.on_pass(r.index, r.passes + 1, feeds, ps, rows)
-            by_worker = {s.worker: rows[k] for k, s in enumerate(ps) if s.logits}
-            row += len(ps)
-            r.advance(feeds, by_worker)
-            events: list[Event] = r.events  # type: ignore[assignment]
-            yield from events
-            r.events.clear()
-
-    def _finish(self, runs: list[ProblemRun]) -> None:
-        """4) the finisher for every snapshot taken this pass without an answer (one batch)."""
-        reqs = [FinisherRequest(view=r.ws.reader_view()) for r in runs]
-
-        def step(items: list[tuple[list[int], list[Any], Any]]) -> torch.Tensor:
-            logits = self.runner.step(
-                [StreamInput(t, v, w) for t, v, w in items], instant=self.cfg.instant
-            )
-            assert isinstance(logits, torch.Tensor)
-            return logits
-
-        outs = run_finishers(
-            step,
-            self.store,
-            reqs,
-            self.encode,
-            self.decode,
-            self.cfg.task,
-            self.cfg.finisher_max_tokens,
+        groups = [HogwildGroup(self, p, i) for i, p in enumerate(problems)]
+        config = EngineConfig(
+            kv_budget_tokens=sum(g.kv_tokens for g in groups), max_rows=sum(g.rows for g in groups)
         )
-        for r, (answer, text) in zip(runs, outs):
-            self.record_finisher(r, answer, text)
+        engine = Engine(self.model, config=config, runner=self.runner)
+        ids = [engine.add_group(g) for g in groups]
+        try:
+            while engine.has_work:
+                for out in engine.step():
+                    assert isinstance(out, GroupOutput)  # only groups run here
+                    group = groups[ids.index(out.request_id)]
+                    if group.error is not None:
+                        raise group.error
+                    yield from out.events  # type: ignore[misc]
+        finally:
+            for rid in ids:
+                engine.cancel(rid)
 
     @staticmethod
     def record_finisher(r: ProblemRun, answer: str | None, text: str) -> None:

@@ -11,8 +11,9 @@ per-worker steps) join every engine step next to other requests' rows; the probl
 machine (`ProblemRun`) samples, applies the paragraph rule and records snapshots exactly as
 `HogwildEngine.stream` does for one problem (the same `start` / `flush` / `record_finisher`).
 When a budget ends without an answer, the finisher's reader streams (`FinisherBatch`) take the
-group's place in the next steps of the shared batch. The server's `hogwild` extension
-(plait/serve/hogwild_ext.py) runs problems this way.
+group's place in the next steps of the shared batch. `HogwildEngine.stream` runs its problems
+this way on a private engine, and the server's `hogwild` extension (plait/serve/hogwild_ext.py)
+on the server's.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class HogwildGroup:
     """
 
     def __init__(self, hogwild: HogwildEngine, problem: str, index: int = 0) -> None:
+        hogwild.check_problem(index, problem)
         self.hw, self.problem, self.index = hogwild, problem, index
         c = hogwild.cfg
         prompt = len(hogwild.encode(hogwild.prompt_text(problem)))
@@ -51,6 +53,7 @@ class HogwildGroup:
         self.instant = c.instant
         self.run: ProblemRun | None = None
         self.finisher: FinisherBatch | None = None
+        self.error: Exception | None = None
         self._planned: tuple[list[Any], list[Any]] = ([], [])
 
     def start(self, store: KVStore, runner: Runner) -> None:
@@ -74,11 +77,21 @@ class HogwildGroup:
         return [StreamInput(s.tokens, s.view, s.write_to) for s in planned]
 
     def advance(self, logits: torch.Tensor) -> list[Event]:
-        """Consume the planned streams' logits (S, V); returns this step's events."""
-        if self.finisher is not None:
-            return self._advance_finisher(logits)
+        """Consume the planned streams' logits (S, V); returns this step's events. An exception
+        (e.g. from a `choose` hook) is kept in `error` for the driver to re-raise."""
+        try:
+            if self.finisher is not None:
+                return self._advance_finisher(logits)
+            return self._advance_workers(logits)
+        except Exception as exc:
+            self.error = exc
+            raise
+
+    def _advance_workers(self, logits: torch.Tensor) -> list[Event]:
         run = self._run()
         feeds, planned = self._planned
+        if self.hw.on_pass is not None:
+            self.hw.on_pass(run.index, run.passes + 1, feeds, planned, logits)
         run.advance(feeds, {s.worker: logits[k] for k, s in enumerate(planned) if s.logits})
         events: list[Event] = list(run.events)  # type: ignore[arg-type]
         run.events.clear()

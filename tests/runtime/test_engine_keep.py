@@ -81,3 +81,20 @@ def test_forced_tokens_are_emitted_and_stop_rules_apply():
     assert got == [40, 3] and e.stats.steps > 0
     with pytest.raises(ValueError, match="token ids must be in"):
         e.add(EngineRequest(prompt=prompt, forced_tokens=(10_000,)))
+
+
+def test_engine_steps_a_given_runner_over_a_pool_only():
+    from plait.runtime.engine import KVPool
+    from plait.runtime.presets import fresh_runner
+    from plait.runtime.runner import Runner
+
+    m = tiny_model("llama", seed=4)
+    with pytest.raises(ValueError, match="KVPool"):
+        Engine(m, runner=fresh_runner(m))  # a plain KVStore
+    runner = Runner(m, KVPool(m.config, m.dtype, m.device, m.rope))
+    e = Engine(m, config=EngineConfig(block_tokens=8), runner=runner)
+    assert e.runner is runner and e.store is runner.store
+    prompt = _prompt(20)
+    assert _tokens(e, EngineRequest(prompt=prompt, max_tokens=6))[0] == reference_greedy(
+        m, prompt, 6
+    )

@@ -57,6 +57,7 @@ class Engine:
         config: limits (KV budget, row limit, step token budget, block size).
         eos_token_ids: ids that end a sample (default: the model config's).
         attention: runner attention, "fast" or "reference".
+        runner: step this runner (over a `KVPool`) instead of a new one (`attention` unused).
     """
 
     def __init__(
@@ -66,12 +67,17 @@ class Engine:
         config: EngineConfig | None = None,
         eos_token_ids: Iterable[int] | None = None,
         attention: str = "fast",
+        runner: Runner | None = None,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.config = config or EngineConfig()
         c = self.config
-        self.store = KVPool(model.config, model.dtype, model.device, model.rope, c.kv_budget_tokens)
-        self.runner = Runner(model, self.store, attention=attention)
+        store = runner.store if runner is not None else KVPool(
+            model.config, model.dtype, model.device, model.rope, c.kv_budget_tokens
+        )  # fmt: skip
+        if not isinstance(store, KVPool):
+            raise ValueError("the engine's runner must run over a KVPool; build it with one")
+        self.store, self.runner = store, runner or Runner(model, store, attention=attention)
         self.cache = PrefixCache(self.store, c.block_tokens)
         self.scheduler = Scheduler(c, self.cache)
         ids = model.config.eos_token_ids if eos_token_ids is None else eos_token_ids
