@@ -12,6 +12,9 @@ path, then its tail, chunked to what the budget has left. A block that another r
 in this step is waited for (requests that arrive together prefill a shared prompt once). A request
 may fill several of its own pieces in one step (each reads the ones before it: `instant`
 visibility); if a group needs `instant=False`, each request fills one piece per step.
+
+`keep_output`: a finished sample of a `cache_output` request leaves its full blocks in the prefix
+cache (within the KV budget, evicting older unheld blocks first).
 """
 
 from __future__ import annotations
