@@ -37,7 +37,8 @@ def test_kept_blocks_equal_fresh_prefill_and_continuations_stay_greedy(family, b
     out, _ = _tokens(e, EngineRequest(prompt=prompt, max_tokens=30, cache_output=True))
     assert out == reference_greedy(m, prompt, 30)
     seq = prompt + out[:-1]  # the last token was never fed
-    assert e.stats.kept_tokens == (len(seq) // block - (n_prompt - 1) // block) * block
+    assert e.stats.kept_tokens == len(seq) - (n_prompt - 1) // block * block  # blocks + partial
+    assert len(e.cache.partials) == (len(seq) % block > 0)
     assert e.request_kv_tokens() == 0  # kept blocks are cached, not held
     # every kept block holds what prefilling its tokens from scratch computes
     fresh = Engine(m, config=cfg)
@@ -49,10 +50,22 @@ def test_kept_blocks_equal_fresh_prefill_and_continuations_stay_greedy(family, b
         torch.testing.assert_close(seg.k, b.segment.k, atol=2e-5, rtol=1e-4)
         torch.testing.assert_close(seg.v, b.segment.v, atol=2e-5, rtol=1e-4)
     # a prompt that continues the sequence reads the kept blocks and decodes as the twin
+    # (its tail starts with the kept partial block: copied, so only the new tokens are computed)
     follow = [*prompt, *out, 7, 8, 9]
+    computed = e.stats.computed_prompt_tokens
     got, cached = _tokens(e, EngineRequest(prompt=follow, max_tokens=12))
     assert cached == (len(seq) // block) * block
+    assert e.stats.computed_prompt_tokens - computed == len(follow) - len(seq)
     assert got == reference_greedy(m, follow, 12)
+    # a prompt that leaves the sequence inside its partial block copies the common part only
+    other = [*seq[: len(seq) // block * block + 1], 11, 12]
+    computed = e.stats.computed_prompt_tokens
+    got, _ = _tokens(e, EngineRequest(prompt=other, max_tokens=5))
+    copied = min(len(seq) % block, 1)
+    assert (
+        e.stats.computed_prompt_tokens - computed == len(other) - len(seq) // block * block - copied
+    )
+    assert got == reference_greedy(m, other, 5)
 
 
 def test_keep_respects_the_kv_budget_and_off_by_default():

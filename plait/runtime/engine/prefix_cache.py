@@ -15,7 +15,11 @@ node; a ready node with no refs stays cached until evicted, least recently used 
 first: a request holding a node holds its ancestors). A not-ready node whose last holder lets go
 is freed at once. `keep` adds a finished sequence's full blocks below its prompt's path, their K/V
 copied from the request's tail and sample segments (re-rotated to block-local positions), so a
-later prompt that continues the sequence finds them cached.
+later prompt that continues the sequence finds them cached. The sequence's last tokens, too few
+for a block, are kept as a `Partial` of the node they follow (a few per node): a new block or a
+request's tail below that node that starts with (part of) them gets their K/V copied in (`reuse`,
+the same block-local slots) and prefills only the rest. The view stays what the prompt fixes;
+only how many of its tokens are computed changes.
 """
 
 from __future__ import annotations
@@ -49,6 +53,18 @@ class CacheStats:
     queried_tokens: int = 0  # prompt tokens looked up (full blocks of admitted prompts)
     hit_tokens: int = 0  # of those, tokens of blocks that existed (cached or being filled)
     evicted_blocks: int = 0
+    copied_tokens: int = 0  # prompt tokens whose K/V `reuse` copied from a kept partial block
+
+
+@dataclass(eq=False, slots=True)
+class Partial:
+    """Tokens after a kept sequence's last full block (fewer than B), K/V at block-local slots."""
+
+    tokens: tuple[int, ...]
+    segment: Segment
+
+
+PARTIALS_PER_NODE = 4
 
 
 class PrefixCache:
@@ -66,6 +82,7 @@ class PrefixCache:
         self.root: dict[tuple[int, ...], Block] = {}
         self.blocks: list[Block] = []  # every node
         self.stats = CacheStats()
+        self.partials: dict[int, list[Partial]] = {}  # by id(node) they follow, 0 for the root
         self._clock = itertools.count(1)
 
     def cached_blocks(self, prompt: Sequence[int]) -> int:
@@ -113,31 +130,72 @@ class PrefixCache:
         limit: int,
     ) -> int:
         """Add the full blocks of `tokens` below `path` (the first blocks of `tokens`, held) that
-        the tree lacks, at most `limit` new ones, unheld and ready; `sources` are (position of
-        its first token in `tokens`, segment) covering the tokens after the path. Returns the
-        blocks added."""
-        b, tick, added = self.block, next(self._clock), 0
+        the tree lacks, then the rest as a `Partial`: at most `limit` new segments of B slots,
+        unheld; `sources` are (position of its first token in `tokens`, segment) covering the
+        tokens after the path. Returns the tokens kept."""
+        b, tick, added, kept = self.block, next(self._clock), 0, 0
         parent = path[-1] if path else None
         level = parent.children if parent is not None else self.root
         for i in range(len(path), len(tokens) // b):
             key = tuple(tokens[i * b : (i + 1) * b])
             node = level.get(key)
             if node is None:
-                if added >= limit:
-                    break
-                seg = self.store.new_segment(b, name=f"block{len(self.blocks)}")
-                for first, src in sources:  # the pieces of [i*b, (i+1)*b) each source holds
-                    lo, hi = max(i * b, first), min((i + 1) * b, first + src.length)
-                    if lo < hi:
-                        append_range(self.store, src, lo - first, hi - lo, seg)
-                if seg.length != b:  # the sources do not cover the block: keep nothing more
-                    self.store.free(seg)
-                    break
+                seg = self._filled(i * b, (i + 1) * b, sources) if added < limit else None
+                if seg is None:
+                    return kept
                 node = level[key] = Block(key, seg, parent, last_used=tick)
                 self.blocks.append(node)
-                added += 1
+                added, kept = added + 1, kept + b
             level, parent = node.children, node
-        return added
+        first = len(tokens) // b * b
+        if first < len(tokens) and added < limit:
+            seg = self._filled(first, len(tokens), sources)
+            if seg is not None:
+                self._stash(parent, Partial(tuple(tokens[first:]), seg))
+                kept += len(tokens) - first
+        return kept
+
+    def _filled(self, lo: int, hi: int, sources: Sequence[tuple[int, Segment]]) -> Segment | None:
+        """A new B-slot segment holding positions lo..hi-1 (block-local), or None if the
+        sources do not cover them."""
+        seg = self.store.new_segment(self.block, name=f"block{len(self.blocks)}")
+        for first, src in sources:  # the piece of [lo, hi) each source holds
+            a, z = max(lo, first), min(hi, first + src.length)
+            if a < z:
+                append_range(self.store, src, a - first, z - a, seg)
+        if seg.length != hi - lo:
+            self.store.free(seg)
+            return None
+        return seg
+
+    def _stash(self, node: Block | None, part: Partial) -> None:
+        parts = self.partials.setdefault(id(node) if node is not None else 0, [])
+        for old in [p for p in parts if p.tokens[: len(part.tokens)] == part.tokens]:
+            parts.remove(old)  # a newer partial covers it
+            self.store.free(old.segment)
+        parts.append(part)
+        if len(parts) > PARTIALS_PER_NODE:
+            self.store.free(parts.pop(0).segment)
+
+    def reuse(self, node: Block | None, seg: Segment, tokens: Sequence[int], most: int) -> int:
+        """Copy into the empty `seg` (a new block or tail after `node`, to hold `tokens`) the K/V
+        of the kept partial that shares the longest prefix with them, at most `most` tokens;
+        returns the tokens copied."""
+        if seg.length or most <= 0:
+            return 0
+        best, n = None, 0
+        for part in self.partials.get(id(node) if node is not None else 0, []):
+            k = 0
+            for x, y in zip(part.tokens[:most], tokens):
+                if x != y:
+                    break
+                k += 1
+            if k > n:
+                best, n = part, k
+        if best is not None:
+            append_range(self.store, best.segment, 0, n, seg)
+            self.stats.copied_tokens += n
+        return n
 
     def release(self, path: Sequence[Block]) -> None:
         """Let go of a path; not-ready nodes nobody holds are freed (deepest first)."""
@@ -153,16 +211,27 @@ class PrefixCache:
         del level[node.tokens]
         self.blocks.remove(node)
         self.store.free(node.segment)
+        for part in self.partials.pop(id(node), []):
+            self.store.free(part.segment)
 
     def evictable_tokens(self, keep: Sequence[Block] = ()) -> int:
         """Slots that eviction could free (nodes nobody holds), not counting `keep`."""
         kept = {id(b) for b in keep}
-        return sum(self.block for b in self.blocks if b.refs == 0 and id(b) not in kept)
+        free = sum(self.block for b in self.blocks if b.refs == 0 and id(b) not in kept)
+        return free + self._partial_tokens()
+
+    def _partial_tokens(self) -> int:
+        return self.block * sum(len(parts) for parts in self.partials.values())
 
     def evict(self, tokens: int) -> int:
         """Free least recently used unheld leaves until `tokens` slots are freed; returns slots
         freed (less if not enough is evictable)."""
         freed = 0
+        while freed < tokens and self.partials:  # partials first: the cheapest to lose
+            _, parts = self.partials.popitem()
+            for part in parts:
+                self.store.free(part.segment)
+                freed += self.block
         while freed < tokens:
             leaves = [b for b in self.blocks if b.refs == 0 and not b.children]
             if not leaves:
@@ -178,8 +247,8 @@ class PrefixCache:
         return sum(self.block for b in self.blocks if b.refs > 0)
 
     def total_tokens(self) -> int:
-        """Slots of every node (held or only cached)."""
-        return self.block * len(self.blocks)
+        """Slots of every node (held or only cached) and kept partial."""
+        return self.block * len(self.blocks) + self._partial_tokens()
 
     def hit_rate(self) -> float:
         s = self.stats

@@ -176,12 +176,19 @@ class Scheduler:
             st.tail_start = len(st.path) * cache.block
         if excess > 0:
             cache.evict(excess)
+        if isinstance(st, RequestState):
+            for i, node in enumerate(st.path):  # new blocks may start with a kept partial
+                cache.reuse(
+                    st.path[i - 1] if i else None, node.segment, node.tokens, len(node.tokens)
+                )
         return True
 
     def start(self, st: RequestState, store: KVStore, tokenizer: Any) -> None:
         """Allocate an admitted request's tail and sample segments; one sampler per sample."""
         req = st.request
         st.tail = store.new_segment(len(st.tail_tokens), name=f"{req.request_id}/prompt")
+        last = st.path[-1] if st.path else None  # its last token is computed: it gives logits
+        self.cache.reuse(last, st.tail, st.tail_tokens, len(st.tail_tokens) - 1)
         for i in range(req.n):
             seg = store.new_segment(st.budget, name=f"{req.request_id}/{i}")
             params = replace(req.sampling, seed=req.seed(i))
@@ -197,13 +204,13 @@ class Scheduler:
         tokens kept."""
         req, cache, b = st.request, self.cache, self.cache.block
         tokens = [*req.prompt, *s.segment.tokens]  # the last token was never fed: no K/V
-        want = (len(tokens) // b - len(st.path)) * b
+        want = (-(-len(tokens) // b) - len(st.path)) * b  # full blocks and the partial one
         room = self.config.kv_budget_tokens - self.used()[0]
         if want > room:
             room += cache.evict(want - room)
         assert st.tail is not None
         sources = [(st.tail_start, st.tail), (len(req.prompt), s.segment)]
-        return b * cache.keep(st.path, tokens, sources, max(room, 0) // b)
+        return cache.keep(st.path, tokens, sources, max(room, 0) // b)
 
     # ------------------------------------------------------------------ plan
 
