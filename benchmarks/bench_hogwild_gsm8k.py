@@ -145,7 +145,8 @@ def summarize(out: Path, variant: str, model: str) -> dict:
                 "rules_lenient": dict(Counter(r.rule_lenient for r in cell)),
             }
     hog, seq, temperature = VARIANTS[variant]
-    seconds = json.loads((out / "table.json").read_text())["seconds"]
+    summary = out / "table.json"  # absent when the run was stopped between batches
+    seconds = json.loads(summary.read_text())["seconds"] if summary.exists() else None
     top = max(table.budgets)
     tokens = {
         m: sum(r.tokens for r in records if r.method == m and r.budget == top) for m in by_method

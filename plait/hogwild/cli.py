@@ -96,6 +96,8 @@ def config_fields(
     args: argparse.Namespace, preset: Any, sequential: bool = False
 ) -> dict[str, Any]:
     """`HogwildConfig` fields: the preset's, then every option the user set."""
+    from plait.hogwild.presets import fit_layout
+
     fields = dict(preset.sequential if sequential else preset.hogwild)
     given = {
         "layout": args.layout, "prompt": None if sequential else args.prompt,
@@ -106,6 +108,7 @@ def config_fields(
         "names": None if sequential or not args.names else tuple(args.names),
     }  # fmt: skip
     fields.update({k: v for k, v in given.items() if v is not None})
+    fit_layout(fields, args.layout)
     workers = 1 if sequential else args.workers
     fields.update(workers=workers, sequential=sequential, budgets=tuple(args.budgets),
                   task=getattr(args, "task", "math"), finisher_max_tokens=args.finisher_tokens,

@@ -14,15 +14,50 @@ import argparse
 import sys
 from typing import Any
 
-DEMO_SOURCE = "GSM8K test problem 3 (the fourth)"
+DEMO_SOURCE = "GSM8K test problem 1 (the second; id gsm8k-1)"
 DEMO_PROBLEM = (
-    "James decides to run 3 sprints 3 times a week.  He runs 60 meters each sprint.  How many "
-    "total meters does he run a week?"
+    "A robe takes 2 bolts of blue fiber and half that much white fiber.  How many bolts in total "
+    "does it take?"
 )
-DEMO_ANSWER = "540"
-DEMO_RESULTS = "benchmarks/results/hogwild_gsm8k_full-cut.json"
-DEMO_TABLE = """GSM8K, first 50 test problems, accuracy strict/lenient % at 256 / 512 / 1024 passes
-(not yet measured)"""
+DEMO_ANSWER = "3"
+DEMO_METHOD = "hogwild-2"
+"""The method of `DEMO_RESULTS[0]` that solved the demo problem there (the demo's default W)."""
+DEMO_RESULTS = (
+    "benchmarks/results/hogwild_gsm8k_plain.json",
+    "benchmarks/results/hogwild_gsm8k_seq-answer_is_after.json",
+)
+"""The results files behind `DEMO_TABLE`: the preset's Hogwild runs and its sequential baseline."""
+DEMO_TABLE = """GSM8K (first n test problems): accuracy % strict/lenient at 256 / 512 / 1024 passes, duplicate-step rate at the largest
+method      variant                n       256       512      1024  dup
+hogwild-2   plain                 50    14/14     16/16     16/16   35%
+sequential  seq-answer_is_after   50    20/20     32/32     32/32   10%"""
+
+
+def format_table(payloads: list[dict[str, Any]]) -> str:
+    """The accuracy table of `bench_hogwild_gsm8k` results (one row per method of each file):
+    strict / lenient % at each budget, and the duplicate-step rate at the largest budget."""
+    budgets = sorted({int(b) for p in payloads for b in p["budgets"]})
+    lines = [
+        "GSM8K (first n test problems): accuracy % strict/lenient at "
+        + " / ".join(map(str, budgets))
+        + " passes, duplicate-step rate at the largest",
+        f"{'method':<12}{'variant':<21}{'n':>3}" + "".join(f"{b:>10}" for b in budgets) + "  dup",
+    ]
+    for p in payloads:
+        for method, cells in p["table"].items():
+            n = p["problems_per_method"][method]
+            row = f"{method:<12}{p['variant']:<21}{n:>3}"
+            for b in budgets:
+                c = cells.get(str(b))
+                row += (
+                    f"{100 * c['accuracy']:>6.0f}/{100 * c['accuracy_lenient']:<3.0f}"
+                    if c
+                    else f"{'-':>7}{'':3}"
+                )
+            top = cells[str(max(int(b) for b in cells))]
+            lines.append(f"{row}{100 * top['duplicate_rate']:>4.0f}%")
+    return "\n".join(lines)
+
 
 DEMO_EPILOG = """examples:
   plait demo                      # 2 workers, the small-model preset, then the sequential run
@@ -63,7 +98,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"Hogwild settings: {dict(config_fields(args, preset))}, temperature {sampling.temperature}"
     )
-    print(f"{DEMO_TABLE}\n(from {DEMO_RESULTS})\n")
+    print(f"{DEMO_TABLE}\n(from {', '.join(DEMO_RESULTS)})\n")
     live = not args.no_live and sys.stdout.isatty()
     runs = {f"Hogwild W={cfg.workers}": solve(lm, cfg, sampling, DEMO_PROBLEM, live)}
     if not args.no_sequential:

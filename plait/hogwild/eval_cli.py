@@ -66,12 +66,14 @@ def register_eval(subparsers: Any) -> None:
 def settings_for(args: argparse.Namespace, preset: Any, describe: dict[str, Any]) -> Any:
     """`EvalSettings`: the preset's fields, then the options the user set."""
     from plait.hogwild.evaluate import EvalSettings
+    from plait.hogwild.presets import fit_layout
     from plait.runtime.sampling import SamplingParams
 
     hog = dict(preset.hogwild)
     seq = dict(preset.sequential)
     hog.update({k: v for k, v in (("layout", args.layout), ("prompt", args.prompt),
                                   ("loop_guard", args.loop_guard)) if v is not None})  # fmt: skip
+    fit_layout(hog, args.layout)
     if args.sequential_prompt is not None:
         seq["prompt"] = args.sequential_prompt
     for fields in (hog, seq):

@@ -61,7 +61,7 @@ def test_hogwild_command_writes_a_json_transcript(fake_load: None, tmp_path: Pat
 def test_demo_runs(fake_load: None, capsys) -> None:  # noqa: ANN001
     assert main(["demo", "--budgets", "5", "--no-live", "--finisher-tokens", "2"]) == 0
     out = capsys.readouterr().out
-    assert "James" in out and "Hogwild W=2" in out and "sequential" in out  # side by side
+    assert "robe" in out and "Hogwild W=2" in out and "sequential" in out  # side by side
 
 
 def test_many_workers_get_generated_or_given_names(fake_load: None, tmp_path: Path) -> None:

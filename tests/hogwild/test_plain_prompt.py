@@ -37,3 +37,14 @@ def test_plain_workers_start_without_headers() -> None:
     assert text[1].startswith("Let's solve this step by step.")  # a seed breaks the symmetry
     assert text[2].startswith("First, let's list what we know.")
     assert len(text[0]) > 0 and text[0] != text[1][: len(text[0])]
+
+
+def test_a_merging_layout_drops_the_small_presets_step_headers() -> None:
+    from plait.hogwild.presets import PRESETS, fit_layout
+
+    fields = dict(PRESETS["small"].hogwild)
+    fit_layout(fields, "contiguous")
+    assert fields["step_headers"] is False
+    fit_layout(fields, "interleaved")
+    assert "step_headers" not in fields
+    assert HogwildConfig(workers=2, **{**fields, "layout": "interleaved"}).step_headers
