@@ -68,10 +68,15 @@ def last_code_block(text: str) -> str | None:
     return None
 
 
+_STATED = re.compile(r"answer is '?(\w+)", re.IGNORECASE)
+
+
 def placeholders(prompt: str) -> frozenset[str]:
-    """Box contents of the prompt that hold no digit ("N" in "write \\boxed{N}", "answer"): a
-    worker that copies such a box from the instructions has not answered."""
-    return frozenset(c for c in boxed_contents(prompt) if not any(ch.isdigit() for ch in c))
+    """Answers the prompt shows as placeholders: box contents without a digit ("N" in "write
+    \\boxed{N}", "answer") and the word of "the answer is N". A worker that boxes one of them
+    (copying the instructions) has not answered."""
+    shown = boxed_contents(prompt) + _STATED.findall(prompt)
+    return frozenset(c for c in shown if not any(ch.isdigit() for ch in c))
 
 
 def final_answer(text: str, task: str = "math", skip: frozenset[str] = frozenset()) -> str | None:

@@ -28,6 +28,7 @@ def test_a_copied_placeholder_box_is_no_answer() -> None:
     prompt = "Write the result as \\boxed{N}, e.g. \\boxed{answer}; 2 + 2 = \\boxed{4}."
     skip = placeholders(prompt)
     assert skip == {"N", "answer"}  # boxes with a digit are worked answers, not placeholders
+    assert placeholders("End with 'The answer is N'. The answer is 42.") == {"N"}
     for policy in ("first", "vote"):
         a = Answers(policy, NAMES[:2], "math", skip)
         assert a.check(["I will give it as \\boxed{N}.", "\\boxed{answer}"]) == []
