@@ -49,7 +49,7 @@ class FinisherRequest:
 class FinisherBatch:
     """Finishers as a step-able batch: `streams()` for the next forward, `advance(logits)` after
     it, until `done` (every answer complete or `max_tokens` steps); `results()` then `free()`.
-    `run_finishers` loops over it; a serving engine puts its streams into a shared batch."""
+    `HogwildGroup` puts its streams into the engine's shared batch."""
 
     def __init__(
         self,
@@ -99,26 +99,3 @@ class FinisherBatch:
     def free(self) -> None:
         for seg in self.readers:
             self.store.free(seg)
-
-
-def run_finishers(
-    step: Callable[[list[tuple[list[int], list[Any], Any]]], Any],
-    store: Any,
-    requests: Sequence[FinisherRequest],
-    encode: Callable[[str], list[int]],
-    decode: Callable[[list[int]], str],
-    task: str,
-    max_tokens: int,
-) -> list[tuple[str | None, str]]:
-    """Run all finishers greedily in one batch; return (answer or None, generated text) per request.
-
-    Args:
-        step: runs one forward over [(tokens, view, write_to)] and returns last-token logits (S, V).
-    """
-    batch = FinisherBatch(store, requests, encode, decode, task, max_tokens)
-    try:
-        while not batch.done:
-            batch.advance(step(batch.streams()))
-    finally:
-        batch.free()
-    return batch.results()
