@@ -30,6 +30,7 @@ DEMO_RESULTS = (
 DEMO_TABLE = """GSM8K (first n test problems): accuracy % strict/lenient at 256 / 512 / 1024 passes, duplicate-step rate at the largest
 method      variant                n       256       512      1024  dup
 hogwild-2   plain                 50    14/14     16/16     16/16   35%
+hogwild-4   plain                 50    10/10     10/10     10/10   84%
 sequential  seq-answer_is_after   50    20/20     32/32     32/32   10%"""
 
 
