@@ -37,7 +37,8 @@ def add_run_args(p: argparse.ArgumentParser, workers: int, budgets: list[int]) -
                    help="forward-pass budgets; a snapshot (with the finisher) at each")  # fmt: skip
     p.add_argument("--preset", default="auto", help="auto | paper | small (see docs/hogwild.md)")
     p.add_argument("--layout", help="combined | interleaved | contiguous (default: the preset's)")
-    p.add_argument("--prompt", help="prompt variant: full | short | roles (default: the preset's)")
+    p.add_argument("--prompt", help="prompt variant: plain_after | full | short | roles | ... "
+                   "(docs/hogwild.md; default: the preset's)")  # fmt: skip
     p.add_argument("--loop-guard", choices=["off", "cut", "penalise"],
                    help="step-level loop guard (default: the preset's)")  # fmt: skip
     p.add_argument(

@@ -55,8 +55,8 @@ class HogwildConfig:
     """Baseline mode: one worker, a plain step-by-step prompt, no collaboration text."""
     prompt: str = ""
     """Prompt variant (`plait.hogwild.prompt_texts.VARIANTS`): Hogwild 'full' | 'short' | 'roles'
-    | 'short_after' | 'roles_after', sequential 'answer_is_after' | 'answer_is' | 'answer_boxed' |
-    'boxed' | 'worked'; "" = 'full' / 'answer_is_after'."""
+    | 'short_after' | 'roles_after' | 'team_after' | 'plain_after', sequential 'answer_is_after' |
+    'answer_is' | 'answer_boxed' | 'boxed' | 'worked'; "" = 'full' / 'answer_is_after'."""
     instructions: str = ""
     """Custom collaboration instructions replacing the variant's text ("" = the variant's)."""
     collaboration_tips: bool = False

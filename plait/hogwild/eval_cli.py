@@ -45,7 +45,9 @@ def register_eval(subparsers: Any) -> None:
     h.add_argument("--budgets", type=int, nargs="+", default=[256, 512, 1024])
     h.add_argument("--preset", default="auto", help="auto | paper | small (docs/hogwild.md)")
     h.add_argument("--layout", help="Hogwild layout (default: the preset's)")
-    h.add_argument("--prompt", help="Hogwild prompt variant: full | short | roles")
+    h.add_argument(
+        "--prompt", help="Hogwild prompt variant: plain_after | full | short | roles | ..."
+    )
     h.add_argument("--sequential-prompt", help="baseline prompt: boxed | answer_is | answer_boxed")
     h.add_argument(
         "--loop-guard", choices=["off", "cut", "penalise"], help="(default: the preset's)"
