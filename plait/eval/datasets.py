@@ -148,7 +148,10 @@ def load(
             f"unknown dataset {name!r}: use one of {list(DATASETS)} or a path to a .jsonl file"
         )
     if not problems:
+        if offset:
+            raise ValueError(f"dataset {name!r} has no problems at offset {offset}; lower --offset")
         raise ValueError(
-            f"dataset {name!r} has no problems at offset {offset}; check the file or lower --offset"
+            f"dataset {name!r} has no problems: give a file with one JSON object per line "
+            f"holding {question_key!r} and {answer_key!r}"
         )
     return problems

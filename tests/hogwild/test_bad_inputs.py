@@ -52,7 +52,7 @@ def _table(tmp: Path) -> list[tuple[list[str], str, bool]]:
         ([*e, "--limit", "0"], "limit must be >= 1, got 0", False),
         ([*e, "--offset", "-1"], "offset must be >= 0", False),
         ([*e, "--offset", "100000"], "has no problems at offset 100000", False),
-        ([*e, "--dataset", str(tmp / "empty.jsonl")], "has no problems", False),
+        ([*e, "--dataset", str(tmp / "empty.jsonl")], "has no problems: give a file", False),
         ([*e, "--dataset", str(tmp / "fields.jsonl")], "lacks 'question' or 'answer'", False),
         ([*e, "--dataset", str(tmp / "array.jsonl")], "is a JSON list; one object per line", False),
         ([*e, "--dataset", str(tmp / "bad.jsonl")], "bad.jsonl is not UTF-8 text", False),
