@@ -11,6 +11,7 @@
 - `atomic_file(path)`: a temporary path beside `path` that becomes `path` when the block succeeds
   (any writer: torch.save, numpy); `atomic_write_bytes` / `atomic_write_text` on top of it. The
   file is whole or absent, never half-written, and gets the permissions a plain write would.
+- `save_figure(fig, path)`: a matplotlib figure saved through `atomic_file`.
 """
 
 from __future__ import annotations
@@ -101,6 +102,17 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` as UTF-8, whole or not at all (see `atomic_file`)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> None:
+    """Save a matplotlib figure through `atomic_file`: a run stopped mid-write leaves no half PNG.
+
+    The format comes from `path`'s suffix (png without one), given explicitly because the
+    temporary file's name has no suffix (matplotlib would otherwise append one to it).
+    """
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format=fmt, **kwargs)
 
 
 def read_jsonl(path: str | os.PathLike[str], warn: TextIO | None = None) -> list[dict[str, Any]]:

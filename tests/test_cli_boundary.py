@@ -20,6 +20,7 @@ from plait.outputs import (
     atomic_write_text,
     check_writable,
     read_jsonl,
+    save_figure,
 )
 
 
@@ -163,3 +164,23 @@ def test_atomic_file_errors_name_the_target(tmp_path):
         atomic_write_text(tmp_path / "adir", "{}")
     assert exc2.value.filename == str(tmp_path / "adir") and ".tmp-" not in str(exc2.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
+
+
+def test_save_figure_writes_whole_pngs_and_leaves_nothing_on_failure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    out = tmp_path / "curve.png"
+    save_figure(fig, out, dpi=50)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bare = tmp_path / "plot"  # no suffix: png, written at exactly the path given
+    save_figure(fig, bare)
+    assert bare.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError):
+        save_figure(fig, tmp_path / "bad.notaformat")
+    plt.close(fig)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png", "plot"]

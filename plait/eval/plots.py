@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from plait.eval.curves import BudgetTable, wilson
+from plait.outputs import save_figure
 
 
 def plot_budget_curves(table: BudgetTable, path: str | Path, title: str = "") -> Path:
@@ -42,6 +43,6 @@ def plot_budget_curves(table: BudgetTable, path: str | Path, title: str = "") ->
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

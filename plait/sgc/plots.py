@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from plait.outputs import save_figure
+
 
 def _plt():
     import matplotlib
@@ -26,7 +28,7 @@ def jobs_vs_time(runs: dict[str, list[float]], path: str | Path, title: str = ""
     ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -51,7 +53,7 @@ def loss_vs_time(
     axes[0][0].legend(fontsize=6)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -70,5 +72,5 @@ def runtime_vs_load(
     ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
