@@ -15,8 +15,8 @@ the store for its writes' arena slots (`arena_slots`, checked once per step), wr
 layer (`write_slots`, which refuses slots made before a segment moved or was freed) and then
 advances the segments (`advance`).
 
-`KVStore.move(src, dst)` appends src's tokens to dst with one relative rotation of the moved keys
-(positions shift by dst's length) and empties src: O(len(src)), never a copy of dst.
+`KVStore.copy_range(src, start, n, dst)` appends src's tokens start.. to dst with one relative
+rotation of their keys (to their new positions); `move(src, dst)` copies all of src and empties it.
 
 The store is inference-only storage: every method that writes the arena runs under
 `torch.inference_mode()`, because the arena may be (re)allocated inside `Runner.step` (an
@@ -112,9 +112,7 @@ class KVStore:
         rope: Rope | None = None,
         slots: int = 1024,
     ) -> None:
-        self.config = config
-        self.dtype = dtype
-        self.device = torch.device(device)
+        self.config, self.dtype, self.device = config, dtype, torch.device(device)
         self.rope = rope or Rope(config.rope, config.head_dim)
         self.segments: list[Segment] = []
         self.stats = StoreStats()
@@ -139,8 +137,7 @@ class KVStore:
             for seg in self.segments:
                 self._bind(seg, seg.base, seg.capacity)
             self.stats.arena_growths += 1
-        base = self.top
-        self.top += capacity
+        base, self.top = self.top, self.top + capacity
         return base
 
     def _bind(self, seg: Segment, base: int, capacity: int) -> None:
@@ -163,8 +160,7 @@ class KVStore:
 
     def free(self, seg: Segment) -> None:
         """Drop a segment (it must no longer be in any view). Free space above the highest live
-        segment is reused, whatever order segments are freed in (all freed: the arena is empty
-        again), so repeated solves do not grow the arena."""
+        segment is reused, whatever order segments are freed in: repeated solves do not grow it."""
         seg.check_live()
         self.segments = [s for s in self.segments if s is not seg]
         self.top = max((s.base + s.capacity for s in self.segments), default=0)
@@ -194,8 +190,7 @@ class KVStore:
             return
         cap = max(need, 2 * seg.capacity)
         base = self._allocate(cap)  # may grow the arena and rebind seg
-        old = seg.base
-        n = seg.length
+        old, n = seg.base, seg.length
         self.k[:, :, base : base + n] = self.k[:, :, old : old + n]
         self.v[:, :, base : base + n] = self.v[:, :, old : old + n]
         self._bind(seg, base, cap)
@@ -206,8 +201,8 @@ class KVStore:
     def write(self, seg: Segment, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store rotated keys k and values v, each (Hkv, n, D), at slots start..start+n-1:
         over or right after the stored tokens (start <= length), within the capacity."""
-        self._check_write(seg, start, k.shape[1])
         n = k.shape[1]
+        self._check_write(seg, start, n)
         seg.k[layer, :, start : start + n] = k
         seg.v[layer, :, start : start + n] = v
 
@@ -274,24 +269,31 @@ class KVStore:
         self.layout += 1
 
     @torch.inference_mode()
-    def move(self, src: Segment, dst: Segment) -> None:
-        """Append all of src's tokens to dst (one rotation of the moved keys), then empty src."""
-        if src is dst:
-            raise ValueError("cannot move a segment into itself")
+    def copy_range(self, src: Segment, start: int, n: int, dst: Segment) -> None:
+        """Append src's tokens start..start+n-1 to dst, src unchanged: src's slot j becomes dst's
+        slot dst.length + j - start (keys rotated by that shift, in float32)."""
         src.check_live()
         dst.check_live()
-        n = src.length
+        if not 0 <= start <= start + n <= src.length:
+            raise ValueError(f"cannot copy {start}..{start + n} of {src.name!r} ({src.length})")
         if n == 0:
             return
         self.reserve(dst, n)
-        delta = torch.full((1,), dst.length, device=self.device)
+        delta = torch.full((1,), dst.length - start, device=self.device)
         cos, sin = self.rope.shift_cos_sin(delta, torch.float32)  # (1, R)
-        k = src.k[:, :, :n].float()  # (L, Hkv, n, D)
-        k = apply_rotary(k, cos, sin).to(self.dtype)
-        dst.k[:, :, dst.length : dst.length + n] = k
-        dst.v[:, :, dst.length : dst.length + n] = src.v[:, :, :n]
+        k = src.k[:, :, start : start + n].float()  # (L, Hkv, n, D)
+        dst.k[:, :, dst.length : dst.length + n] = apply_rotary(k, cos, sin).to(self.dtype)
+        dst.v[:, :, dst.length : dst.length + n] = src.v[:, :, start : start + n]
         dst.length += n
-        dst.tokens.extend(src.tokens)
-        src.length, src.tokens = 0, []
-        self.stats.moved_tokens += n
-        self.layout += 1
+        dst.tokens.extend(src.tokens[start : start + n])
+
+    def move(self, src: Segment, dst: Segment) -> None:
+        """Append all of src's tokens to dst (`copy_range`), then empty src."""
+        if src is dst:
+            raise ValueError("cannot move a segment into itself")
+        n = src.length
+        self.copy_range(src, 0, n, dst)
+        if n:
+            src.length, src.tokens = 0, []
+            self.stats.moved_tokens += n
+            self.layout += 1

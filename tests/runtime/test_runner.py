@@ -101,6 +101,29 @@ def test_move_equals_tokens_placed_in_history():
     assert max(future) < V
 
 
+def test_copy_range_equals_tokens_placed_in_history():
+    model = tiny_model("qwen2", seed=4)
+    prompt, step_tokens, future = [3, 9, 27, 4], [11, 12, 13], [50, 51, 52]
+    store = KVStore(model.config)
+    runner = Runner(model, store)
+    hist, src = store.new_segment(16), store.new_segment(4)
+    runner.prefill(hist, prompt)
+    runner.step([StreamInput(step_tokens, [hist, src], src)])
+    before = (src.k.clone(), src.v.clone())
+    # the step's tokens reach two new segments in two pieces: 12, 13 shift to local slots 0, 1
+    mid, dst = store.new_segment(2), store.new_segment(8)
+    store.copy_range(src, 0, 1, mid)
+    store.copy_range(src, 1, 2, dst)
+    assert src.tokens == step_tokens and mid.tokens == [11] and dst.tokens == [12, 13]
+    assert torch.equal(src.k, before[0]) and torch.equal(src.v, before[1])
+    a = runner.step([StreamInput(future, [hist, mid, dst], dst)], all_logits=True)[0]
+    seq = torch.tensor(prompt + step_tokens + future)
+    b = model(seq, causal_context(model.rope, len(seq)))[-len(future) :]
+    assert (a - b).abs().max().item() < 1e-4
+    with pytest.raises(ValueError, match="cannot copy 2..4"):
+        store.copy_range(src, 2, 2, dst)
+
+
 def test_shared_prefix_is_stored_once():
     model = tiny_model("qwen2", seed=0)
     store = KVStore(model.config)

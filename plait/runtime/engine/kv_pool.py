@@ -9,8 +9,7 @@ the first one that fits, falling back to the store's own allocation (at the top,
 arena when full: the engine's budget bounds the slots reserved, and fragmentation can make the
 arena larger than that, by doublings, never by a creeping pointer). `reserve` returning a segment's
 old range to the list closes the other leak (a regrown segment's old range). Everything else
-(views, writes, moves) is the store's. `append_range` copies a range of one segment's tokens onto
-another (keys re-rotated to their new positions): the prefix cache keeps finished sequences with it.
+(views, writes, moves) is the store's.
 
 Twin: the plain `KVStore` (tests/runtime/test_engine_kv.py checks identical contents and logits,
 and that a churn of allocations keeps the arena bounded).
@@ -23,7 +22,7 @@ import bisect
 import torch
 
 from plait.runtime.config import ModelConfig
-from plait.runtime.rope import Rope, apply_rotary
+from plait.runtime.rope import Rope
 from plait.runtime.segments import KVStore, Segment
 
 
@@ -91,23 +90,3 @@ class KVPool(KVStore):
     def reserved_slots(self) -> int:
         """Slots held by live segments (their capacities)."""
         return sum(s.capacity for s in self.segments)
-
-
-@torch.inference_mode()
-def append_range(store: KVStore, src: Segment, start: int, n: int, dst: Segment) -> None:
-    """Append src's tokens start..start+n-1 to dst, src unchanged: src's slot j becomes dst's slot
-    dst.length + j - start (keys rotated by that shift, in float32 as `KVStore.move`)."""
-    src.check_live()
-    dst.check_live()
-    if not 0 <= start <= start + n <= src.length:
-        raise ValueError(f"cannot copy tokens {start}..{start + n} of {src.name!r} ({src.length})")
-    if n == 0:
-        return
-    store.reserve(dst, n)
-    delta = torch.full((1,), dst.length - start, device=store.device)
-    cos, sin = store.rope.shift_cos_sin(delta, torch.float32)  # (1, R)
-    k = src.k[:, :, start : start + n].float()  # (L, Hkv, n, D)
-    dst.k[:, :, dst.length : dst.length + n] = apply_rotary(k, cos, sin).to(store.dtype)
-    dst.v[:, :, dst.length : dst.length + n] = src.v[:, :, start : start + n]
-    dst.length += n
-    dst.tokens.extend(src.tokens[start : start + n])

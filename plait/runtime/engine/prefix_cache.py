@@ -28,7 +28,6 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from plait.runtime.engine.kv_pool import append_range
 from plait.runtime.segments import KVStore, Segment
 
 
@@ -162,7 +161,7 @@ class PrefixCache:
         for first, src in sources:  # the piece of [lo, hi) each source holds
             a, z = max(lo, first), min(hi, first + src.length)
             if a < z:
-                append_range(self.store, src, a - first, z - a, seg)
+                self.store.copy_range(src, a - first, z - a, seg)
         if seg.length != hi - lo:
             self.store.free(seg)
             return None
@@ -193,7 +192,7 @@ class PrefixCache:
             if k > n:
                 best, n = part, k
         if best is not None:
-            append_range(self.store, best.segment, 0, n, seg)
+            self.store.copy_range(best.segment, 0, n, seg)
             self.stats.copied_tokens += n
         return n
 
