@@ -60,3 +60,8 @@ VOCAB = 128
 def toy_model(family: str, seed: int = 0, dtype: torch.dtype = torch.float32):
     """A 2-layer random plait model of the given family over the toy vocabulary."""
     return tiny_model(family, seed, dtype, vocab=VOCAB, intermediate=128, max_position=4096, eos=1)
+
+
+def always_end(step: str, piece: str) -> bool:
+    """A Hogwild step rule for toy models: a step ends at a blank line or after 12 characters."""
+    return "\n\n" in piece or len(step) > 12

@@ -11,11 +11,7 @@ from plait.hogwild.events import DoneEvent, TokenEvent
 from plait.hogwild.group import HogwildGroup
 from plait.runtime.engine import Engine, EngineConfig, EngineRequest, GroupOutput, SampleOutput
 from tests.helpers.engine import reference_greedy
-from tests.helpers.toy import ToyTokenizer, toy_model
-
-
-def always_end(step: str, piece: str) -> bool:
-    return "\n\n" in piece or len(step) > 12
+from tests.helpers.toy import ToyTokenizer, always_end, toy_model
 
 
 @pytest.fixture(scope="module")

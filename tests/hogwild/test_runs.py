@@ -10,13 +10,9 @@ from plait.hogwild.config import HogwildConfig
 from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.events import DoneEvent, SnapshotEvent, StepEvent, TokenEvent
 from plait.hogwild.finisher import MATH_FINISHER
-from tests.helpers.toy import ToyTokenizer, toy_model
+from tests.helpers.toy import ToyTokenizer, always_end, toy_model
 
 BRIEF = "Be brief."
-
-
-def always_end(step: str, piece: str) -> bool:
-    return "\n\n" in piece or len(step) > 12
 
 
 @pytest.fixture(scope="module")
