@@ -186,7 +186,7 @@ class HogwildEngine:
         all of them, so every step runs every live problem's workers (or its finisher's
         readers) in one `Runner.step`."""
         from plait.hogwild.group import HogwildGroup  # it imports this module
-        from plait.runtime.engine import Engine, EngineConfig, GroupOutput
+        from plait.runtime.engine import Engine, EngineConfig, GroupOutput, raise_for_error
 
         problems = [problems] if isinstance(problems, str) else list(problems)
         if not problems:
@@ -204,6 +204,7 @@ class HogwildEngine:
                     group = groups[ids.index(out.request_id)]
                     if group.error is not None:
                         raise group.error
+                    raise_for_error(out)  # failed in the engine outside advance (plan, forward)
                     yield from out.events  # type: ignore[misc]
         finally:
             for rid in ids:
