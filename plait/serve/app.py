@@ -7,31 +7,38 @@
     GET  /metrics                Prometheus text (plait.serve.metrics)
 
 Errors are OpenAI-shaped (`plait.serve.protocol.APIError`): 400 bad input, 404 unknown model or
-route, 413 a body or request larger than the server can ever take, 429 too many waiting
-requests, 503 shutting down. A client that disconnects (mid-stream or while waiting for a
-whole response) has its request cancelled, which frees its KV at once.
+route, 405 a wrong method, 413 a body or request larger than the server can ever take, 415 a
+body that is not JSON, 429 too many waiting requests, 500 a request that failed inside the
+engine (that request only: the others go on), 503 shutting down. A client that disconnects
+(while sending its body, mid-stream or while waiting for a whole response) has its request
+cancelled, which frees its KV at once, and nothing is logged. Bodies are checked before parsing
+(`plait.serve.bodies`: media type, nesting depth); large ones are parsed, and prompts tokenised,
+on worker threads (`off_loop`), so /health answers while a 4 MB prompt is read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from plait.runtime.engine import CapacityError, EngineRequest, SampleOutput
 from plait.serve import chat, completions
+from plait.serve.bodies import check_content_type, off_loop, parse_json
 from plait.serve.loop import EngineLoop
 from plait.serve.metrics import render_metrics
 from plait.serve.protocol import APIError, GenParams, Limits
 from plait.serve.responses import sse
+
+log = logging.getLogger("plait.serve")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -68,20 +75,18 @@ async def read_body(request: Request, state: ServeState) -> dict[str, Any]:
         raise APIError(
             503, "the server is shutting down; retry on another instance", "server_error"
         )
+    check_content_type(request.headers.get("content-type"))
     raw = await request.body()
     if len(raw) > state.max_body_bytes:
         raise APIError(413, f"the request body has {len(raw)} bytes; the limit is "
                        f"{state.max_body_bytes}; send a shorter prompt")  # fmt: skip
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise APIError(400, f"the body is not valid JSON ({exc}); send a JSON object") from None
+    body = await off_loop(len(raw), parse_json, raw)
     if not isinstance(body, dict):
         raise APIError(400, "the body must be a JSON object with 'model' and the request fields")
     model = body.get("model")
     if model != state.model_name:
         raise APIError(
-            404, f"the model {model!r} does not exist; this server serves {state.model_name!r} "
+            404, f"the model {model!r:.80} does not exist; this server serves {state.model_name!r} "
             "(GET /v1/models)", param="model", code="model_not_found",
         )  # fmt: skip
     if state.loop.snapshot.waiting >= state.max_waiting:
@@ -179,8 +184,13 @@ def create_app(state: ServeState) -> Starlette:
                 resp = await fn(request, state)
             except APIError as exc:
                 return error_response(exc, state)
-            except (ValueError, RuntimeError) as exc:
-                return error_response(_api_error(exc), state)
+            except ClientDisconnect:  # gone while sending its body: nobody reads an answer
+                return Response(status_code=499)
+            except Exception as exc:  # noqa: BLE001 - this request's error; the server goes on
+                err = _api_error(exc)
+                if err.status >= 500:
+                    log.error("request failed: %s", err.message, exc_info=exc)
+                return error_response(err, state)
             state.responses[resp.status_code] = state.responses.get(resp.status_code, 0) + 1
             return resp
 
@@ -204,6 +214,14 @@ def create_app(state: ServeState) -> Starlette:
         msg = f"no route {request.method} {request.url.path}; see /v1/models, /v1/completions, /v1/chat/completions"
         return error_response(APIError(404, msg, code="not_found"), state)
 
+    async def wrong_method(request: Request, exc: Exception) -> Response:
+        allow = getattr(exc, "headers", None) or {}
+        msg = (f"{request.method} is not allowed on {request.url.path}; use "
+               f"{allow.get('Allow', 'another method')}")  # fmt: skip
+        resp = error_response(APIError(405, msg, code="method_not_allowed"), state)
+        resp.headers.update(allow)
+        return resp
+
     routes = [
         Route("/v1/models", route(models), methods=["GET"]),
         Route("/health", route(health), methods=["GET"]),
@@ -211,4 +229,4 @@ def create_app(state: ServeState) -> Starlette:
         Route("/v1/completions", route(completions.handle), methods=["POST"]),
         Route("/v1/chat/completions", route(chat.handle), methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: wrong_method})

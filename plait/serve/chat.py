@@ -12,19 +12,26 @@ from starlette.responses import JSONResponse, Response
 
 from plait.runtime.loading.tokenizer import chat_prompt_ids
 from plait.serve import responses as R
+from plait.serve.bodies import off_loop
 from plait.serve.protocol import bad, chat_messages, check_length, gen_params
 
 if TYPE_CHECKING:
     from plait.serve.app import ServeState
 
 
-def prompt_ids(state: ServeState, body: dict[str, Any]) -> list[int]:
-    """The chat prompt as ids (the template's generation prompt appended)."""
+async def prompt_ids(state: ServeState, body: dict[str, Any]) -> list[int]:
+    """The chat prompt as ids (the template's generation prompt appended); a long one is
+    tokenised on a worker thread."""
     messages = chat_messages(body)
+    size = sum(len(m["content"]) for m in messages)
+    return list(await off_loop(size, _template_ids, state.loaded.tokenizer, messages))
+
+
+def _template_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     try:
-        return chat_prompt_ids(state.loaded.tokenizer, messages)
-    except Exception as exc:  # noqa: BLE001 - a template that rejects these messages
-        raise bad("messages", f"the chat template rejected the messages: {exc}") from None
+        return chat_prompt_ids(tokenizer, messages)
+    except Exception as exc:  # noqa: BLE001 - a template or tokenizer that rejects these messages
+        raise bad("messages", f"the chat template rejected the messages: {exc!s:.200}") from None
 
 
 async def handle(request: Request, state: ServeState) -> Response:
@@ -44,7 +51,7 @@ async def handle(request: Request, state: ServeState) -> Response:
         return await handle_threads(request, state, body, params)
     if body.get("tools") or body.get("functions"):
         raise bad("tools", "tool calling is not supported by plait serve; leave 'tools' out")
-    prompt = prompt_ids(state, body)
+    prompt = await prompt_ids(state, body)
     req = state.engine_request(prompt, check_length(prompt, params, state.limits), params)
     rid, name, n = R.new_id("chatcmpl"), state.model_name, params.n
     tok = state.loaded.tokenizer

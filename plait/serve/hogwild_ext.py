@@ -27,6 +27,7 @@ from plait.hogwild.events import DoneEvent, ProblemResult, TokenEvent
 from plait.hogwild.group import HogwildGroup
 from plait.runtime.engine import GroupOutput
 from plait.serve import responses as R
+from plait.serve.bodies import check_fields, off_loop
 from plait.serve.protocol import GenParams, bad, chat_messages
 
 if TYPE_CHECKING:
@@ -42,11 +43,12 @@ def make_group(state: ServeState, body: dict[str, Any], params: GenParams) -> Ho
     unknown = sorted(set(spec) - _FIELDS)
     if unknown:
         raise bad("hogwild", f"unknown hogwild fields {unknown}; known: {sorted(_FIELDS)}")
+    check_fields(spec, HogwildConfig, "hogwild")
     spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
     try:
         config = HogwildConfig(**spec)
-    except (TypeError, ValueError) as exc:
-        raise bad("hogwild", f"bad hogwild settings: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise bad("hogwild", f"bad hogwild settings: {exc!s:.300}") from None
     problem = next((m["content"] for m in reversed(chat_messages(body)) if m["role"] == "user"), "")
     if not problem.strip():
         raise bad("messages", "the hogwild extension needs a user message holding the problem")
@@ -56,8 +58,8 @@ def make_group(state: ServeState, body: dict[str, Any], params: GenParams) -> Ho
         return HogwildGroup(
             HogwildEngine(lm.model, lm.tokenizer, config, sampling=sampling), problem
         )
-    except ValueError as exc:
-        raise bad("hogwild", str(exc)) from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise bad("hogwild", f"{exc!s:.300}") from None
 
 
 def result_body(result: ProblemResult) -> dict[str, Any]:
@@ -77,7 +79,8 @@ async def handle_hogwild(
 ) -> Response:
     from plait.serve.app import start_stream, until_disconnect
 
-    group = make_group(state, body, params)
+    size = sum(len(m["content"]) for m in chat_messages(body))
+    group = await off_loop(size, make_group, state, body, params)
     rid, name = R.new_id("chatcmpl"), state.model_name
     usage = R.Usage()
 

@@ -203,6 +203,7 @@ class EngineLoop:
                 "generated_tokens": s.generated_tokens, "prompt_tokens": s.prompt_tokens,
                 "computed_prompt_tokens": s.computed_prompt_tokens,
                 "finished_requests": s.finished_requests, "cancelled_requests": s.cancelled_requests,
+                "failed_requests": s.failed_requests,
                 "updated": time.time(),
             },
         )  # fmt: skip

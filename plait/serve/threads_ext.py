@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 
 from plait.runtime.engine import SampleOutput
 from plait.serve import responses as R
+from plait.serve.bodies import check_fields
 from plait.serve.protocol import GenParams, bad
 from plait.threads.format import ThreadFormat, trajectory_stats
 from plait.threads.inference import Completion, CompletionRequest, Orchestrator, OrchestratorConfig
@@ -73,12 +74,13 @@ def orchestrator_config(spec: Any, params: GenParams, context: int) -> Orchestra
     unknown = sorted(set(spec) - _FIELDS)
     if unknown:
         raise bad("threads", f"unknown threads fields {unknown}; known: {sorted(_FIELDS)}")
+    check_fields(spec, OrchestratorConfig, "threads")
     s = params.sampling
     try:
         return OrchestratorConfig(**spec, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                                   seed=s.seed, max_context_tokens=context)  # fmt: skip
-    except (TypeError, ValueError) as exc:
-        raise bad("threads", f"bad threads settings: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise bad("threads", f"bad threads settings: {exc!s:.300}") from None
 
 
 async def handle_threads(
@@ -90,7 +92,7 @@ async def handle_threads(
     if params.stream:
         raise bad("stream", "the threads extension answers whole trajectories; set stream false")
     config = orchestrator_config(body.get("threads"), params, state.limits.context)
-    prompt = prompt_ids(state, body)
+    prompt = await prompt_ids(state, body)
     fmt = thread_format(state)
     engine = EngineCompletions(state)
     run = await until_disconnect(request, Orchestrator(engine, fmt, config).run(prompt))
