@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 _FIELDS = {f.name for f in fields(HogwildConfig) if f.init}
 
 
-def make_group(state: ServeState, body: dict[str, Any], params: GenParams) -> HogwildGroup:
-    spec = body.get("hogwild")
+def hogwild_config(spec: Any) -> HogwildConfig:
+    """The `hogwild` object of a body as a config; 400 naming the field for a bad one."""
     if not isinstance(spec, dict):
         raise bad("hogwild", '\'hogwild\' must be an object, e.g. {"workers": 2, "budgets": [256]}')
     unknown = sorted(set(spec) - _FIELDS)
@@ -46,9 +46,13 @@ def make_group(state: ServeState, body: dict[str, Any], params: GenParams) -> Ho
     check_fields(spec, HogwildConfig, "hogwild")
     spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
     try:
-        config = HogwildConfig(**spec)
+        return HogwildConfig(**spec)
     except (TypeError, ValueError, OverflowError) as exc:
         raise bad("hogwild", f"bad hogwild settings: {exc!s:.300}") from None
+
+
+def make_group(state: ServeState, body: dict[str, Any], params: GenParams) -> HogwildGroup:
+    config = hogwild_config(body.get("hogwild"))
     problem = next((m["content"] for m in reversed(chat_messages(body)) if m["role"] == "user"), "")
     if not problem.strip():
         raise bad("messages", "the hogwild extension needs a user message holding the problem")
