@@ -2,8 +2,9 @@
 
 Gauges: running and waiting requests, KV slots held for requests, held by the prefix cache, and
 the budget, the prefix-cache hit rate, the last step's seconds. Counters: steps, step seconds,
-generated / prompt / computed prompt tokens, finished, cancelled and failed requests, HTTP responses by
-status. Values come from the engine thread's last published snapshot (never a lock on the engine).
+generated / prompt / computed prompt tokens, finished, cancelled and failed requests, HTTP
+responses by status. Values come from the engine thread's last published snapshot (never a lock
+on the engine).
 """
 
 from __future__ import annotations
