@@ -23,19 +23,9 @@ from plait.serve.protocol import (
     gen_params,
 )
 from plait.serve.threads_ext import orchestrator_config
+from tests.helpers.serve import json_values
 
 LIMITS = Limits(context=512, vocab=1000, max_n=4)
-
-scalars = (
-    st.none() | st.booleans() | st.integers() | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)
-    | st.sampled_from(["", "x", "user", "wizard", "[{\"", "\\", "\ud800", "a" * 600])
-)  # fmt: skip
-json_values = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-    max_leaves=10,
-)  # fmt: skip
 
 COMMON = [
     "model", "n", "temperature", "top_p", "top_k", "seed", "stop", "stop_token_ids", "stream",

@@ -3,11 +3,15 @@ sent), and the server keeps serving after every row: 0 5xx on bad bodies."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from tests.helpers.serve import MODEL
+from tests.helpers.serve import MODEL, json_values
 
 pytestmark = [pytest.mark.model, pytest.mark.server]
 
@@ -198,3 +202,26 @@ def test_malformed_json_kv_overflow_body_limit_429_503_and_still_serving(served)
     ok = client.completions.create(model=MODEL, prompt="Hello", max_tokens=2, temperature=0)
     assert ok.usage.completion_tokens == 2
     assert httpx.get(url.removesuffix("/v1") + "/health").json() == {"status": "ok"}
+
+
+HTTP_FIELDS = [  # not max_tokens / extensions: a valid random value could run for minutes
+    "prompt", "messages", "n", "temperature", "top_p", "top_k", "seed", "stop", "stop_token_ids",
+    "stream", "stream_options", "logprobs", "top_logprobs", "echo", "suffix", "best_of",
+    "ignore_eos", "include_stop_str_in_output", "return_tokens_as_token_ids", "tools", "model",
+]  # fmt: skip
+
+
+@given(
+    path=st.sampled_from(["/completions", "/chat/completions"]),
+    fields=st.dictionaries(st.sampled_from(HTTP_FIELDS), json_values, max_size=3),
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzz_bodies_never_get_a_5xx(served, path, fields):
+    _, url = served
+    body = {"model": MODEL, "prompt": "Hi", "messages": CHAT, "max_tokens": 1, **fields}
+    raw = json.dumps(body).encode("utf-8", "surrogatepass")
+    r = httpx.post(url + path, content=raw, headers={"content-type": "application/json"},
+                   timeout=60)  # fmt: skip
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}
