@@ -38,6 +38,10 @@ log = logging.getLogger("plait.serve")
 Output = SampleOutput | GroupOutput
 
 
+class ShuttingDown(RuntimeError):
+    """A request posted after `stop()` began (the server answers 503)."""
+
+
 @dataclass(slots=True)
 class _Sink:
     loop: asyncio.AbstractEventLoop
@@ -115,7 +119,7 @@ class EngineLoop:
     def _post(self, kind: str, payload: Any, sink: _Sink | None) -> None:
         with self._cond:
             if self._stopping and kind == "add":
-                raise RuntimeError("the server is shutting down")
+                raise ShuttingDown("the server is shutting down; retry on another instance")
             self._inbox.append((kind, payload, sink))
             self._cond.notify()
 

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from plait.runtime.engine import CapacityError, EngineRequest, SampleOutput
 from plait.runtime.loading.tokenizer import chat_prompt_ids
 from plait.serve.bodies import check_content_type, off_loop, parse_json
-from plait.serve.loop import EngineLoop
+from plait.serve.loop import EngineLoop, ShuttingDown
 from plait.serve.protocol import APIError, GenParams, Limits, bad, chat_messages
 from plait.serve.responses import sse
 
@@ -141,6 +141,8 @@ def api_error(exc: BaseException) -> APIError:
         return exc
     if isinstance(exc, CapacityError):
         return APIError(413, str(exc))
+    if isinstance(exc, ShuttingDown):
+        return APIError(503, str(exc), "server_error")
     if isinstance(exc, ValueError):
         return APIError(400, str(exc))
     return APIError(500, f"internal error: {exc}", "server_error")

@@ -76,6 +76,23 @@ def test_bad_neighbours_leave_valid_requests_unharmed(served, monkeypatch):
     assert httpx.get(url.removesuffix("/v1") + "/health").json() == {"status": "ok"}
 
 
+@pytest.mark.parametrize("path", ["/completions", "/chat/completions"])
+def test_a_fault_mid_stream_is_an_error_event_for_that_stream_only(served, monkeypatch, path):
+    _, url = served
+    monkeypatch.setattr(scheduler_module, "Sampler", _factory)
+    body = {**_valid(7), "messages": [{"role": "user", "content": "Hi"}], "stream": True,
+            "seed": BOOM, "temperature": 1.0}  # fmt: skip
+    with httpx.stream("POST", url + path, json=body, timeout=120) as r:
+        assert r.status_code in (200, 500)
+        text = r.read().decode()
+    assert "injected" in text and "server_error" in text
+    if r.status_code == 200:  # the first event came before the fault: an error event, [DONE]
+        assert text.rstrip().endswith("data: [DONE]")
+    ok = httpx.post(url + "/completions", json=_valid(1), timeout=120)
+    assert ok.status_code == 200 and ok.json()["choices"][0]["finish_reason"] == "length"
+    assert wait_idle(url)["kv_request_tokens"] == 0
+
+
 def test_health_answers_while_a_large_prompt_is_tokenised(served):
     _, url = served
     big = "The quick brown fox jumps over the lazy dog. " * 23_000  # ~1 MB, ~230k tokens
