@@ -32,6 +32,7 @@ from plait.runtime.engine import (
     StreamGroup,
     raise_for_error,
 )
+from plait.runtime.engine.scheduler import GroupState
 
 log = logging.getLogger("plait.serve")
 
@@ -183,7 +184,7 @@ class EngineLoop:
         self.error = exc
         sched = self.engine.scheduler
         for st in [*sched.running, *sched.waiting]:
-            rid = getattr(st, "request_id", None) or st.request.request_id  # type: ignore[union-attr]
+            rid = st.request_id if isinstance(st, GroupState) else st.request.request_id
             self.engine.cancel(rid)
             sink = self._sinks.pop(rid, None)
             if sink is not None:

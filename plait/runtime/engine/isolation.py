@@ -2,13 +2,13 @@
 
 `Engine.step` runs every per-request operation under a guard: admission (its segments, samplers
 and text streams; a group's `start`), a group's `plan` (`GuardedGroup` keeps the exception), the
-forward (a failed `Runner.step` is retried without the groups whose streams do not plan alone:
-`plans_alone`; `forward`), sampling, log-probs, detokenising and the stop rules. A failure ends the request
-with error outputs (`failure_outputs`: `SampleOutput.finish_reason == "error"` with `error` set,
-or `GroupOutput.error`) and frees its KV; the step's other rows go on, their outputs unchanged
-(a request's tokens depend only on its own logits row and its own sampler). Consumers stop at a
-request's first error output (`raise_for_error`). The exception and its traceback go to the
-`plait.engine` logger, for whoever runs the engine.
+forward (`forward`: a failed `Runner.step` is retried without the groups whose streams do not
+plan alone, `plans_alone`), sampling, log-probs, detokenising and the stop rules. A failure ends
+the request with error outputs (`failure_outputs`: `SampleOutput.finish_reason == "error"` with
+`error` set, or `GroupOutput.error`) and frees its KV; the step's other rows go on, their outputs
+unchanged (a request's tokens depend only on its own logits row and its own sampler). Consumers
+stop at a request's first error output (`raise_for_error`). The exception and its traceback go
+to the `plait.engine` logger, for whoever runs the engine.
 """
 
 from __future__ import annotations
@@ -81,10 +81,11 @@ def failure_outputs(st: RequestState | GroupState, exc: BaseException) -> list[O
     done = {s.index for s in st.samples if s.finish is not None}
     for s in st.samples:
         s.feed, s.finish = None, s.finish or "error"
+    indices = [i for i in range(req.n) if i not in done] or [0]  # at least one: consumers stop
     return [
         SampleOutput(req.request_id, i, [], "", [], "error", None, len(req.prompt),
                      st.cached_tokens, error=message)
-        for i in range(req.n) if i not in done
+        for i in indices
     ]  # fmt: skip
 
 
