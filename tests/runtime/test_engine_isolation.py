@@ -15,8 +15,10 @@ from plait.runtime.engine import (
     RequestError,
     SampleOutput,
 )
+from plait.runtime.engine import engine as engine_module
 from plait.runtime.engine import scheduler as scheduler_module
-from plait.runtime.engine.detokenize import TextStream
+from plait.runtime.engine.detokenize import TextStream, stop_rules
+from plait.runtime.engine.requests import TokenLogprob
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.sampling import Sampler, SamplingParams
 from plait.runtime.segments import KVStore, Segment
@@ -176,6 +178,37 @@ def test_a_failing_detokenizer_ends_only_its_request(monkeypatch):
     assert len(got[("bad", 0)]["tokens"]) == 2  # two tokens out, then the failure
     assert {k: v for k, v in got.items() if k[0] != "bad"} == clean
     assert _idle(engine)
+
+
+@pytest.mark.parametrize("piece", ["logprobs", "stop rules"])
+def test_failing_logprobs_or_stop_rules_end_only_their_request(monkeypatch, piece):
+    m = tiny_model("qwen3", seed=5)
+    clean = _run(_engine(m), _requests(), {})
+    if piece == "logprobs":  # the faulty request asks for 7 alternatives
+        real_of = TokenLogprob.of.__func__  # type: ignore[attr-defined]
+
+        def of(cls, logp, token, top):  # noqa: ANN001, ANN202
+            if top == 7:
+                raise IndexError("injected: top-k failed")
+            return real_of(cls, logp, token, top)
+
+        monkeypatch.setattr(TokenLogprob, "of", classmethod(of))
+        bad = EngineRequest(prompt=_prompt(12, 9), max_tokens=5, request_id="bad", logprobs=7)
+    else:  # the faulty request has stop id 127
+
+        def rules(req, text, tok, at_budget, eos):  # noqa: ANN001, ANN202
+            if 127 in req.stop_token_ids:
+                raise ZeroDivisionError("injected: a stop rule failed")
+            return stop_rules(req, text, tok, at_budget, eos)
+
+        monkeypatch.setattr(engine_module, "stop_rules", rules)
+        bad = EngineRequest(prompt=_prompt(12, 9), max_tokens=5, request_id="bad",
+                            stop_token_ids=(127,))  # fmt: skip
+    engine = _engine(m)
+    got = _run(engine, [bad, *_requests()], {})
+    assert got[("bad", 0)]["finish"] == "error" and "injected" in got[("bad", 0)]["error"]
+    assert {k: v for k, v in got.items() if k[0] != "bad"} == clean
+    assert engine.stats.failed_requests == 1 and _idle(engine)
 
 
 @pytest.mark.parametrize("fault", ["plan", "inputs"])
