@@ -12,7 +12,6 @@ from plait.runtime.engine import (
     EngineConfig,
     EngineRequest,
     GroupOutput,
-    RequestError,
     SampleOutput,
 )
 from plait.runtime.engine import engine as engine_module
@@ -257,6 +256,6 @@ def test_generate_raises_for_a_failed_request_and_bad_seeds_are_refused_at_add(m
         engine.add(EngineRequest(prompt=[1, 2], sampling=SamplingParams(seed=-(2**63) - 1)))
     monkeypatch.setattr(scheduler_module, "Sampler", sampler_factory)
     bad = EngineRequest(prompt=[1, 2, 3], sampling=SamplingParams(temperature=1.0, seed=BOOM))
-    with pytest.raises(RequestError, match="injected"):
+    with pytest.raises(RuntimeError, match="injected: the sampler failed"):  # the original
         engine.generate([bad])
     assert _idle(engine)

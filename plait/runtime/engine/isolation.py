@@ -7,7 +7,7 @@ plan alone, `plans_alone`), sampling, log-probs, detokenising and the stop rules
 the request with error outputs (`failure_outputs`: `SampleOutput.finish_reason == "error"` with
 `error` set, or `GroupOutput.error`) and frees its KV; the step's other rows go on, their outputs
 unchanged (a request's tokens depend only on its own logits row and its own sampler). Consumers
-stop at a request's first error output (`raise_for_error`). The exception and its traceback go
+stop at a request's first error output (`raise_for_error` re-raises its exception). The exception and its traceback go
 to the `plait.engine` logger, for whoever runs the engine.
 """
 
@@ -75,7 +75,7 @@ def failure_outputs(st: RequestState | GroupState, exc: BaseException) -> list[O
     message = error_text(exc)
     if isinstance(st, GroupState):
         log.error("request %s failed: %s", st.request_id, message, exc_info=exc)
-        return [GroupOutput(st.request_id, [], finished=True, error=message)]
+        return [GroupOutput(st.request_id, [], finished=True, error=message, cause=exc)]
     req = st.request
     log.error("request %s failed: %s", req.request_id, message, exc_info=exc)
     done = {s.index for s in st.samples if s.finish is not None}
@@ -84,7 +84,7 @@ def failure_outputs(st: RequestState | GroupState, exc: BaseException) -> list[O
     indices = [i for i in range(req.n) if i not in done] or [0]  # at least one: consumers stop
     return [
         SampleOutput(req.request_id, i, [], "", [], "error", None, len(req.prompt),
-                     st.cached_tokens, error=message)
+                     st.cached_tokens, error=message, cause=exc)
         for i in indices
     ]  # fmt: skip
 
@@ -142,6 +142,10 @@ def forward(
 
 
 def raise_for_error(out: Output) -> None:
-    """`RequestError` if `out` ends its request with an error."""
-    if out.error is not None:
-        raise RequestError(f"request {out.request_id} failed in the engine: {out.error}")
+    """Re-raise the exception that ended `out`'s request, if it did (a ValueError from the
+    request's own input stays a ValueError: a user error); `RequestError` if none was kept."""
+    if out.error is None:
+        return
+    if out.cause is not None:
+        raise out.cause
+    raise RequestError(f"request {out.request_id} failed in the engine: {out.error}")

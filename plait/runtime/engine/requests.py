@@ -25,7 +25,7 @@ class CapacityError(ValueError):
 
 
 class RequestError(RuntimeError):
-    """A request failed inside the engine (its error output); the other requests went on."""
+    """A request failed inside the engine and its error output carries no exception."""
 
 
 def next_request_id(prefix: str = "req") -> str:
@@ -129,6 +129,7 @@ class SampleOutput:
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens whose K/V came from the prefix cache
     error: str | None = None  # finish_reason "error": what went wrong
+    cause: BaseException | None = field(default=None, repr=False, compare=False)  # its exception
 
     @property
     def finished(self) -> bool:
@@ -143,6 +144,7 @@ class GroupOutput:
     events: list[object]
     finished: bool = False
     error: str | None = None
+    cause: BaseException | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
