@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from plait.arguments import HelpFormatter, read_text_input
+from plait.arguments import HelpFormatter, finite_float, read_text_input
 from plait.errors import UsageError
 from plait.outputs import atomic_write_text
 
@@ -44,8 +44,8 @@ def add_run_args(p: argparse.ArgumentParser, workers: int, budgets: list[int]) -
     p.add_argument(
         "--no-instant", action="store_true", help="workers see others' tokens one pass late"
     )
-    p.add_argument("--temperature", type=float, help="0 = greedy (default: the preset's)")
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--temperature", type=finite_float, help="0 = greedy (default: the preset's)")
+    p.add_argument("--top-p", type=finite_float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tips", action="store_true", help="add the collaboration tips to the prompt")
     p.add_argument("--few-shot", action="store_true", help="add our worked example to the prompt")

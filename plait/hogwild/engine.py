@@ -140,6 +140,12 @@ class HogwildEngine:
                 f"problem {index}: the prompt needs {need} tokens but the model's context is {limit}; "
                 "shorten the problem, drop few_shot/collaboration_tips, or use fewer workers"
             )
+        if c.workers * c.max_budget >= limit or c.finisher_max_tokens >= limit:
+            raise ValueError(  # refused before a cache that size is allocated
+                f"problem {index}: {c.workers} workers x {c.max_budget} passes (finisher "
+                f"{c.finisher_max_tokens} tokens) cannot fit the model's {limit}-token context; "
+                "lower the budgets or --finisher-tokens"
+            )
         if need + c.workers * (c.max_budget + 16) > limit:
             warnings.warn(
                 f"problem {index}: {c.workers} workers x {c.max_budget} passes may exceed the "

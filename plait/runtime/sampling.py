@@ -24,12 +24,27 @@ class SamplingParams:
     seed: int | None = None  # per-stream seed (None: 0)
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        for name in ("temperature", "top_p"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{name} must be a number, got {type(v).__name__} {v!r}")
+        for name in ("top_k", "seed"):
+            v = getattr(self, name)
+            if (v is not None or name == "top_k") and (isinstance(v, bool) or not isinstance(v, int)):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+        if not 0 <= self.temperature < float("inf"):  # also refuses NaN
+            raise ValueError(
+                f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature}"
+            )
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
+        if isinstance(self.suppress_tokens, (str, bytes)) or not all(
+            isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in self.suppress_tokens
+        ):
+            raise TypeError(f"suppress_tokens must be token ids (ints >= 0), got "
+                            f"{self.suppress_tokens!r}")  # fmt: skip
         self.suppress_tokens = tuple(int(t) for t in self.suppress_tokens)
 
     @property
