@@ -52,8 +52,8 @@ def check_writable(
         raise OutputError(f"{flag} {p}: not a file name (empty, or over {NAME_MAX} bytes)")
     for in_flag, source in inputs:
         if source is not None and str(source) != "-" and _same_file(p, Path(source)):
-            raise OutputError(f"{flag} {p} is also the input {in_flag} {source}; writing it would "
-                              "destroy the input: choose another output path")  # fmt: skip
+            raise OutputError(f"{flag} {p} is the same file as {in_flag} {source}; writing it "
+                              "would destroy that: choose another output path")  # fmt: skip
     real = Path(os.path.realpath(p))  # a link's target (a dangling link: where it would be)
     parent = real.parent
     if not parent.exists():
