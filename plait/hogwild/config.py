@@ -186,7 +186,9 @@ class HogwildConfig:
         if not 0.0 < self.loop_threshold <= 1.0:
             raise ValueError(f"loop_threshold must be in (0, 1], got {self.loop_threshold!r}")
         if not 0 <= self.loop_penalty < float("inf"):  # also refuses NaN
-            raise ValueError(f"loop_penalty must be a finite number >= 0, got {self.loop_penalty!r}")
+            raise ValueError(
+                f"loop_penalty must be a finite number >= 0, got {self.loop_penalty!r}"
+            )
 
     def _check_layout_options(self) -> None:
         if self.step_headers or self.sequential:

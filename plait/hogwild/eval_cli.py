@@ -117,6 +117,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         probe.config(m)  # every setting checked before the model loads
     lm = load_model(args.model, dtype=args.dtype, device=args.device)
     settings = settings_for(args, get_preset(args.preset, lm.model.config), describe)
+
     def show(table: Any) -> None:  # the results, printed before the plot is drawn
         print(table.format())
         print(f"table: {args.out}/table.json  plot: {args.out}/curve.png")

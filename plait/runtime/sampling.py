@@ -30,7 +30,9 @@ class SamplingParams:
                 raise TypeError(f"{name} must be a number, got {type(v).__name__} {v!r}")
         for name in ("top_k", "seed"):
             v = getattr(self, name)
-            if (v is not None or name == "top_k") and (isinstance(v, bool) or not isinstance(v, int)):
+            if (v is not None or name == "top_k") and (
+                isinstance(v, bool) or not isinstance(v, int)
+            ):
                 raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
         if not 0 <= self.temperature < float("inf"):  # also refuses NaN
             raise ValueError(

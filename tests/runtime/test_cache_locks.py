@@ -10,15 +10,15 @@ import time
 
 from plait.runtime.cache_dir import BUILD_LOCK, TORCH_LOCK, build_lock
 
-_HOLDER = """
+_HOLDER = f"""
 import fcntl, pathlib, sys, time
 d = pathlib.Path(sys.argv[1])
-f = open(d / "{build}", "a")
+f = open(d / "{BUILD_LOCK}", "a")
 fcntl.flock(f, fcntl.LOCK_EX)
-(d / "{torch}").touch()  # what torch's FileBaton does at the start of a build
+(d / "{TORCH_LOCK}").touch()  # what torch's FileBaton does at the start of a build
 print("holding", flush=True)
 time.sleep(60)
-""".format(build=BUILD_LOCK, torch=TORCH_LOCK)
+"""
 
 
 def _holder(directory):
