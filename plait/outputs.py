@@ -47,9 +47,11 @@ def check_writable(
     over one of them would destroy it before (or while) it is read.
     """
     p = Path(path)
+    if len(os.fsencode(p.name)) > NAME_MAX:
+        raise OutputError(f"{flag} {p}: the file name is over {NAME_MAX} bytes; shorten it")
     check_regular(p, flag)
-    if not p.name or len(os.fsencode(p.name)) > NAME_MAX:
-        raise OutputError(f"{flag} {p}: not a file name (empty, or over {NAME_MAX} bytes)")
+    if not p.name:
+        raise OutputError(f"{flag} {p}: not a file name; give a file path")
     for in_flag, source in inputs:
         if source is not None and str(source) != "-" and _same_file(p, Path(source)):
             raise OutputError(f"{flag} {p} is the same file as {in_flag} {source}; writing it "

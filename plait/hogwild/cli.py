@@ -136,7 +136,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.temperature is not None and args.temperature < 0:
         raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
     if args.json:
-        check_writable(args.json, "--json")
+        check_writable(args.json, "--json", [("--file", getattr(args, "file", None))])
 
 
 def load(args: argparse.Namespace) -> tuple[Any, Any]:
