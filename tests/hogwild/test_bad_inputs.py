@@ -172,9 +172,9 @@ def test_eval_resume_keeps_a_record_without_its_newline_and_refuses_other_keys( 
     records = tmp_path / "o" / "records.jsonl"
     whole = records.read_text()
     records.write_text(whole.removesuffix("\n"))  # killed between the record and its newline
-    import plait.hogwild.engine as engine
+    import plait.hogwild.evaluate as evaluate
 
-    monkeypatch.setattr(engine.HogwildEngine, "solve_batch", lambda *a: 1 / 0)  # must not run
+    monkeypatch.setattr(evaluate, "solve_batch", lambda *a, **k: 1 / 0)  # must not run
     assert main(_eval_argv(tmp_path)) == 0
     assert records.read_text() == whole.removesuffix("\n")  # kept, and not solved again
     monkeypatch.undo()
