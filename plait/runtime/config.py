@@ -94,8 +94,8 @@ class ModelConfig:
                 raise TypeError(f"{name} must be an int, got {getattr(self, name)!r}")
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 < self.rms_eps < math.inf:  # a negative epsilon divides by ~0 or NaN
-            raise ValueError(f"rms_norm_eps must be a finite number > 0, got {self.rms_eps}")
+        if not 0 <= self.rms_eps < math.inf:  # a negative epsilon can divide by ~0 (NaN)
+            raise ValueError(f"rms_norm_eps must be a finite number >= 0, got {self.rms_eps}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
