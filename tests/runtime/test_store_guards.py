@@ -153,9 +153,7 @@ def test_a_segment_of_another_store_is_refused(setup):
     assert theirs.tokens == [5, 6] and mine.length == 0 and store.top == 8
 
 
-@pytest.mark.parametrize(
-    "tokens", [[1.0, 2.0], [True], ["1"], torch.tensor([1, 2]), (1, None), 7]
-)
+@pytest.mark.parametrize("tokens", [[1.0, 2.0], [True], ["1"], torch.tensor([1, 2]), (1, None), 7])
 def test_step_tokens_must_be_int_ids(setup, tokens):
     _, store, runner = setup
     seg = store.new_segment(8)
