@@ -314,3 +314,14 @@ def test_require_extra_names_the_extra(monkeypatch, module, extra):
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(UsageError, match=rf"x needs the package {module}.*'\.\[{extra}\]'"):
         require_extra(module, extra, "x")
+
+
+@pytest.mark.parametrize("module", ["starlette", "uvicorn"])
+def test_serve_without_its_extra_is_one_line(monkeypatch, capsys, module):
+    import plait.runtime.loader as loader
+
+    monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setitem(sys.modules, module, None)
+    assert cli.main(["serve", "--model", "smollm2-135m"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"needs {module}" in err and "'.[serve]'" in err

@@ -165,6 +165,8 @@ class HogwildConfig:
             v = getattr(self, flag, False)
             if not isinstance(v, bool):
                 raise TypeError(f"{flag} must be True or False, got {v!r}")
+        for name in ("step_capacity", "interjection_every"):
+            _check_int(name, getattr(self, name), None, "pass a whole number")
         for num in ("loop_threshold", "loop_penalty"):
             v = getattr(self, num)
             if isinstance(v, bool) or not isinstance(v, (int, float)):

@@ -217,3 +217,23 @@ def test_help_shows_defaults_and_examples(sub, capsys) -> None:
         main(["sgc", sub, "--help"])
     out = capsys.readouterr().out
     assert "(default:" in out and "examples:" in out and f"plait sgc {sub}" in out
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "extra"),
+    [
+        ("matplotlib", ["sgc", "simulate", "--n", "16", "--jobs", "8", "--lam", "3", "--plot", "j.png"], "ml"),
+        ("ray", ["sgc", "train", "--backend", "ray"], "ray"),
+        ("sklearn", ["sgc", "train"], "ml"),
+    ],
+)  # fmt: skip
+def test_a_missing_extra_is_one_line_before_the_work(
+    module, argv, extra, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, module, None)  # as if installed without the extra
+    assert main(argv) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and "Traceback" not in cap.err
+    assert f"needs the package {module}" in cap.err and f"'.[{extra}]'" in cap.err
+    assert list(tmp_path.iterdir()) == []
