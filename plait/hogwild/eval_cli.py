@@ -94,7 +94,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from plait.eval.datasets import fingerprint, load
     from plait.hogwild.evaluate import Method, evaluate
     from plait.hogwild.presets import get_preset
-    from plait.outputs import check_writable_dir
+    from plait.outputs import check_writable, check_writable_dir
     from plait.runtime.loader import load_model
 
     for module in ("matplotlib", "math_verify"):  # the plot and the answer checks, before the work
@@ -105,7 +105,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.temperature is not None and args.temperature < 0:
         raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
     problems = load(args.dataset, args.limit, args.offset, args.question_key, args.answer_key)
-    check_writable_dir(args.out, "--out")
+    out = check_writable_dir(args.out, "--out")
+    for name in ("records.jsonl", "transcripts.jsonl", "manifest.json", "table.json", "curve.png"):
+        if out.is_dir():  # a file it writes must not be the input
+            check_writable(out / name, "--out", [("--dataset", args.dataset)])
     describe = {"model": args.model, "dtype": args.dtype, "dataset": args.dataset,
                 "dataset_sha256": fingerprint(args.dataset)}  # fmt: skip
     if args.dataset.endswith(".jsonl"):  # the keys choose the gold answers: a resume must agree

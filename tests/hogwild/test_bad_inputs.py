@@ -28,6 +28,7 @@ def _table(tmp: Path) -> list[tuple[list[str], str, bool]]:
     (tmp / "p.txt").write_text("2+2?")
     (tmp / "dup.jsonl").write_text('{"id": "a", "question": "1+1?", "answer": "2"}\n'
                                    '{"id": "a", "question": "2+2?", "answer": "4"}\n')  # fmt: skip
+    (tmp / "records.jsonl").write_text('{"question": "1+1?", "answer": "2"}\n')
     (tmp / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
     os.mkfifo(tmp / "fifo")
     h = ["hogwild", "2+2?", "--no-live"]
@@ -88,6 +89,8 @@ def _table(tmp: Path) -> list[tuple[list[str], str, bool]]:
         ([*h, "--json", "x" * 300 + ".json"], "over 255 bytes", False),
         ([*e, "--dataset", str(tmp / "dup.jsonl")], "share the problem id 'a'", False),
         ([*e, "--dataset", str(tmp / "deep.jsonl")], "nested too deeply", False),
+        (["eval", "hogwild", "--out", str(tmp), "--dataset", str(tmp / "records.jsonl")],
+         "same file as --dataset", False),
     ]  # fmt: skip
 
 

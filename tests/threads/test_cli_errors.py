@@ -171,6 +171,8 @@ CASES = [
       "prompts.txt"], "same file as --prompts"),
     (["threads", "run", "--base-url", "http://x/v1", "--prompt", "Q", "--out", "fifo"],
      "special file"),
+    (["threads", "run", "--base-url", "http://x/v1", "--prompt", "Q", "--out", "r" * 250],
+     "manifest"),
     (["threads", "run", "--base-url", "http://x/v1", "--prompt", "Q", "--out", "runs.jsonl",
       "--top-p", "0"], "top_p must be in (0, 1]"),
 ]  # fmt: skip

@@ -67,6 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     prompts = _prompts(args)
     check_writable(args.out, "--out", [("--prompts", args.prompts)])
+    check_writable(f"{args.out}.manifest.json", "--out's manifest", [("--prompts", args.prompts)])
     fmt = load_format(args.tokenizer)
     engine = OpenAICompletionsEngine(
         OpenAIConfig(base_url=args.base_url, model=args.model, prompt_mode=args.prompt_mode,
