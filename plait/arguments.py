@@ -62,7 +62,7 @@ def read_text_input(path: str, flag: str = "--file", what: str = "the text") -> 
 def _read_stdin() -> bytes:
     """All of standard input; OSError when it is closed (`<&-`) or not readable."""
     stream = sys.stdin
-    if stream is None or stream.closed:
+    if stream is None or getattr(stream, "closed", False):
         raise OSError(9, "standard input is closed")
     try:
         return stream.buffer.read()
