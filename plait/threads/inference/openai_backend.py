@@ -154,7 +154,7 @@ class OpenAICompletionsEngine:
         if ids is None:
             ids = self.fmt.encode(text or "")
         else:
-            size = self.fmt.vocab_size
+            size = getattr(self.fmt, "vocab_size", None)  # None: only negative ids refused
             bad = [t for t in ids if t < 0 or (size is not None and t >= size)]
             if bad:
                 raise ServerError(f"{self.config.base_url} answered token id {bad[0]}, outside "
