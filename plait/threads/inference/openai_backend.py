@@ -41,7 +41,7 @@ def read_answer(url: str, resp: httpx.Response) -> dict[str, Any]:
         )
     try:
         data = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
         kind = resp.headers.get("content-type", "no content type")
         raise ServerError(
             f"{url} did not answer JSON (HTTP {resp.status_code}, {kind}: {resp.text[:60]!r}); "
