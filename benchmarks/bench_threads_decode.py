@@ -37,11 +37,11 @@ from plait.threads.inference.runtime_backend import EngineBackend
 def load(name: str, device: str, dtype: str):  # noqa: ANN201
     if name == "random-smollm2":  # SmolLM2-135M's shapes, fresh random weights
         from plait.runtime.model import DecoderLM
-        from plait.runtime.presets import smollm2_135m
+        from plait.runtime.shapes import smollm2_135m
 
         cfg = smollm2_135m()
         return DecoderLM.random(cfg, seed=0, device=device, dtype=getattr(torch, dtype))
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     return load_model(
         name, dtype={"float32": "fp32", "bfloat16": "bf16"}[dtype], device=device
