@@ -318,7 +318,7 @@ def test_require_extra_names_the_extra(monkeypatch, module, extra):
 
 @pytest.mark.parametrize("module", ["starlette", "uvicorn"])
 def test_serve_without_its_extra_is_one_line(monkeypatch, capsys, module):
-    import plait.runtime.loader as loader
+    import plait.runtime.loading.loader as loader
 
     monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
     monkeypatch.setitem(sys.modules, module, None)

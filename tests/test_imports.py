@@ -286,7 +286,7 @@ def _closure(start: list[str]) -> set[str]:
 
 TORCH_FREE = sorted(
     {_module_name(f) for f in _files("threads/format")}
-    | {"plait.threads.inference", "plait.threads.inference.engine_api",
+    | {"plait.threads.inference", "plait.threads.inference.backend_api",
        "plait.threads.inference.orchestrator", "plait.threads.inference.openai_backend"}
 )  # fmt: skip
 

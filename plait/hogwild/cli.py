@@ -141,7 +141,7 @@ def check_args(args: argparse.Namespace) -> None:
 def load(args: argparse.Namespace) -> tuple[Any, Any]:
     """(loaded model, resolved preset)."""
     from plait.hogwild.presets import get_preset
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     print(f"loading {args.model} ...", file=sys.stderr)
     lm = load_model(args.model, dtype=args.dtype, device=args.device)

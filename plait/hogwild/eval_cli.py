@@ -95,7 +95,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from plait.hogwild.evaluate import Method, evaluate
     from plait.hogwild.presets import get_preset
     from plait.outputs import check_writable, check_writable_dir
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     for module in ("matplotlib", "math_verify"):  # the plot and the answer checks, before the work
         require_extra(module, "eval", "plait eval hogwild")

@@ -32,7 +32,7 @@ from plait.hogwild.layouts import get_layout
 from plait.hogwild.paragraph import step_ends
 from plait.hogwild.prompts import PromptFormat, common_prompt, seed_step
 from plait.hogwild.run import ProblemRun, StepRule
-from plait.hogwild.sampling import WorkerSampler, suppressed_ids
+from plait.hogwild.worker_sampling import WorkerSampler, suppressed_ids
 from plait.hogwild.workspace import PlannedStream, Workspace
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.segments import KVStore
