@@ -10,11 +10,19 @@ and writes the new keys, rotates each query row for every segment it reads, and 
 softmax per row across all its segments (the exact merge), instead of ~15 small torch ops per
 layer around per-segment calls (the per-read backends of plait.runtime.attention, its twin).
 
-`skinny_linear(x, w, bias)` computes `F.linear` for a few activation rows (decode steps): it
-streams each weight row once for all rows (AVX512-BF16 dot products for bf16, FMA for fp32),
-which on the dev CPU is ~2x faster than torch's GEMM for one row and makes 4 rows cost about
-what 1 row costs (the Hogwild workers' rows ride along with the weight stream). Source:
-`skinny_linear.cpp`; parity with `F.linear` on random shapes: tests/runtime/test_kernels.py.
+`skinny_linear(x, w, bias)` computes `F.linear` for any number of activation rows with ONE
+summation order per output that depends on the input width only (batch invariance: a row gets
+the same bits alone or beside 511 others). Few rows (decode) stream each weight row once for all
+rows (AVX512-BF16 dot products for bf16, FMA for fp32): ~2x faster than torch's GEMM for one
+row, 4 rows cost about what 1 row costs. Many rows (prefill) take register tiles that compute
+the same sums. Source: `skinny_linear.cpp`; parity with `F.linear` on random shapes and
+bitwise row invariance: tests/runtime/test_kernels.py.
+
+Batch invariance (`batch_invariant()`, on by default; `PLAIT_BATCH_INVARIANT=0` or
+`set_batch_invariant(False)` turns it off): every linear row goes through `skinny_linear` and
+every attention step through the step kernel (plait.runtime.attention.registry), so a token's
+values never depend on the step it shares. Off: prefill rows (> `SKINNY_MAX_ROWS`) take torch's
+GEMM and long steps the segment kernel, as before (faster prefill, batch-dependent bits).
 
 The extension is compiled with `torch.utils.cpp_extension` (a C++ compiler and `ninja`) into
 `<plait cache>/kernels/<hash>/` when a CPU model loads (~80 s on 2 cores, once per machine and
@@ -41,11 +49,12 @@ import torch
 from plait.runtime.cache_dir import cache_root
 
 ENV = "PLAIT_KERNELS"
+INVARIANT_ENV = "PLAIT_BATCH_INVARIANT"
 SKINNY_MAX_ROWS = 28
-"""Largest row count sent to `skinny_linear`: measured crossover with torch's blocked GEMM on
-the dev box (bf16, Qwen-0.5B shapes): 24 rows 1.07-1.23x faster, 32 rows 0.90-0.97x
-(benchmarks/results/kernels_cpu.json). 28 covers a 4-worker Hogwild pass that also feeds three
-7-token step headers (25 rows)."""
+"""Largest row count that takes the weight-streaming path (`kManyRows` in skinny_linear.cpp),
+and with batch invariance off the largest sent to `skinny_linear` at all: measured crossover
+with torch's blocked GEMM on the dev box (bf16, Qwen-0.5B shapes): 24 rows 1.07-1.23x faster,
+32 rows 0.90-0.97x (benchmarks/results/kernels_cpu.json)."""
 
 _SOURCES = [
     Path(__file__).with_name(n)
@@ -62,6 +71,19 @@ def _env_enabled() -> bool:
 
 
 _enabled = _env_enabled()
+_invariant = os.environ.get(INVARIANT_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def batch_invariant() -> bool:
+    """True (the default) when every step's numerics are batch-invariant where the kernels run:
+    all linear rows through `skinny_linear`, all attention through the step kernel."""
+    return _invariant
+
+
+def set_batch_invariant(on: bool) -> None:
+    """Turn batch invariance on or off (off: faster prefill, bits that depend on the batch)."""
+    global _invariant
+    _invariant = bool(on)
 
 
 def enabled() -> bool:
@@ -190,11 +212,12 @@ def applies(device: torch.device, dtype: torch.dtype, head_dim: int | None = Non
 
 
 def use_skinny(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether `linear(x, weight)` should take the compiled path: 2-D, few rows, same dtypes,
-    and the kernels apply (`applies`)."""
+    """Whether `linear(x, weight)` should take the compiled path: 2-D, same dtypes, the kernels
+    apply (`applies`), and batch invariance is on or the rows are few."""
     return (
         x.dim() == 2
-        and 1 <= x.shape[0] <= SKINNY_MAX_ROWS
+        and x.shape[0] >= 1
+        and (_invariant or x.shape[0] <= SKINNY_MAX_ROWS)
         and weight.dtype == x.dtype
         and applies(x.device, x.dtype)
     )
