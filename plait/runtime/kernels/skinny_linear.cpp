@@ -30,6 +30,7 @@ constexpr int64_t kKBlock = 1024;  // elements per k-block: fixed (part of the s
 constexpr int kTileR = 4;           // rows per register tile (many-row path)
 constexpr int kTileO = 3;           // outputs per register tile: 2 * 4 * 3 = 24 accumulators
 constexpr int64_t kManyRows = 28;   // more rows than this take the tiled path (same sums)
+constexpr int64_t kXBytes = 20480;  // activations up to this size stay in L1 whole (few rows)
 constexpr int64_t kAheadBytes = 8192;  // prefetch distance inside a weight row (unblocked)
 constexpr int64_t kAheadRows = 4;      // prefetch distance in rows (k-blocked)
 
@@ -139,9 +140,19 @@ void span(const typename K::T* x, int64_t R, int64_t I, const typename K::T* w, 
           int64_t o1, float* acc) {
   using T = typename K::T;
   const int64_t kb = std::min<int64_t>(kKBlock, I);
-  // unblocked: prefetch further along the same (contiguous) rows; blocked: the same piece of
-  // a later row, which is where the stream goes next
-  const int64_t ahead = (kb < I) ? kAheadRows * I : kAheadBytes / int64_t(sizeof(T));
+  if (int64_t(sizeof(T)) * R * I <= kXBytes) {
+    // the activations fit L1 whole: read the weight front to back (row by row, its k-blocks in
+    // order: the same sums as below), prefetching further along the contiguous stream
+    const int64_t ahead = kAheadBytes / int64_t(sizeof(T));
+    for (int64_t o = o0; o < o1; ++o)
+      for (int64_t k0 = 0; k0 < I; k0 += kb)
+        for (int64_t r0 = 0; r0 < R; r0 += kMaxRows)
+          piece_rows<K>(x + r0 * I + k0, I, w + o * I + k0, std::min<int64_t>(kb, I - k0), ahead,
+                        int(std::min<int64_t>(kMaxRows, R - r0)), acc + (o - o0) * R + r0);
+    return;
+  }
+  // blocked: prefetch the same piece of a later row, which is where the stream goes next
+  const int64_t ahead = kb < I ? kAheadRows * I : kAheadBytes / int64_t(sizeof(T));
   for (int64_t k0 = 0; k0 < I; k0 += kb) {
     const int64_t n = std::min<int64_t>(kb, I - k0);
     for (int64_t o = o0; o < o1; ++o) {
@@ -236,16 +247,21 @@ void linear_impl(const torch::Tensor& x, const torch::Tensor& w, const c10::opti
   constexpr int64_t kChunkTiled = 48;  // output rows per scheduling unit (many rows; kTileO | 48)
   const bool many = R > kManyRows;
   const int64_t chunk = many ? kChunkTiled : kChunk;
+  // few rows: a thread's whole range in one span (one continuous weight stream, as before);
+  // many rows: one 48-output unit at a time (its weight block stays in L2 across row tiles).
+  // Either way each output's sum is the same (the order is per output, not per range).
   at::parallel_for(0, (O + chunk - 1) / chunk, many ? 1 : 4, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-    const int64_t o0 = b * chunk, o1 = std::min<int64_t>(O, (b + 1) * chunk);
-    std::vector<float> acc((o1 - o0) * R, 0.f);
-    if (many) span_tiled<K>(xp, R, I, wp, o0, o1, acc.data());
-    else span<K>(xp, R, I, wp, o0, o1, acc.data());
-    for (int64_t o = o0; o < o1; ++o) {
-      const float b = bp ? float(bp[o]) : 0.f;
-      for (int64_t r = 0; r < R; ++r) yp[r * O + o] = T(acc[(o - o0) * R + r] + b);
-    }
+    const int64_t unit = many ? 1 : b1 - b0;
+    std::vector<float> acc(unit * chunk * R);
+    for (int64_t b = b0; b < b1; b += unit) {
+      const int64_t o0 = b * chunk, o1 = std::min<int64_t>(O, (b + unit) * chunk);
+      std::fill(acc.begin(), acc.begin() + (o1 - o0) * R, 0.f);
+      if (many) span_tiled<K>(xp, R, I, wp, o0, o1, acc.data());
+      else span<K>(xp, R, I, wp, o0, o1, acc.data());
+      for (int64_t o = o0; o < o1; ++o) {
+        const float bo = bp ? float(bp[o]) : 0.f;
+        for (int64_t r = 0; r < R; ++r) yp[r * O + o] = T(acc[(o - o0) * R + r] + bo);
+      }
     }
   });
 }
