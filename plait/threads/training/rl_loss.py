@@ -106,7 +106,12 @@ def broadcast_pg_loss(
         unit_tokens=unit_tokens,
         sampler_gap=None
         if sampler_block_tokens is None
-        else sampler_gap(model, trajectories, block_tokens=sampler_block_tokens, backend=backend),
+        else sampler_gap(
+            model,
+            [rl_units(units) for units in trajectories],
+            block_tokens=sampler_block_tokens,
+            backend=backend,
+        ),
     )
 
 

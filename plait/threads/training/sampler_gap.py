@@ -48,12 +48,10 @@ def sampler_gap(
     backend: Backend = "chunked",
 ) -> float:
     """Max |packed trainer log-prob - sampler log-prob| over the generated tokens of every call
-    (units as for `broadcast_pg_loss`; a full-trajectory unit is skipped: it is no call)."""
-    from plait.threads.training.rl_loss import rl_units  # rl_loss imports this module
-
+    (per trajectory its engine calls: no full-trajectory unit, see `rl_loss.rl_units`)."""
     gap = 0.0
     for units in trajectories:
-        calls = [as_unit_tokens(u) for u in rl_units(units)]
+        calls = [as_unit_tokens(u) for u in units]
         flat = build_trie(calls)
         row = pack_row([flat])
         packed = packed_token_logprobs(model, row, backend=backend)  # (M,) per trained node
