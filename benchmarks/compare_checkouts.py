@@ -72,7 +72,7 @@ def _step_attention_worker(bench: Any) -> Any:
 def _hogwild_worker(bench: Any) -> Any:
     import torch
 
-    from plait.runtime.loader import load_model
+    from plait.runtime import load_model
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -117,9 +117,9 @@ def _threads_decode_worker(bench: Any) -> Any:
 def _decode_worker(bench: Any) -> Any:
     import torch
 
+    from plait.runtime import load_model
     from plait.runtime.engine import Engine, EngineConfig, EngineRequest
     from plait.runtime.generate import generate
-    from plait.runtime.loader import load_model
 
     torch.set_num_threads(1)
     lm = load_model("qwen2.5-0.5b", dtype="bf16")
@@ -151,8 +151,8 @@ def _decode_worker(bench: Any) -> Any:
 def _prefill_worker(model: str) -> Any:
     import torch
 
+    from plait.runtime import load_model
     from plait.runtime.engine import Engine, EngineConfig, EngineRequest
-    from plait.runtime.loader import load_model
 
     torch.set_num_threads(1)
     lm = load_model(model, dtype="bf16")
@@ -175,7 +175,7 @@ def _serve_worker(bench: Any) -> Any:
     import httpx
     import torch
 
-    from plait.runtime.loader import load_model
+    from plait.runtime import load_model
     from plait.serve.server import build_state, start_in_thread
 
     torch.set_num_threads(1)

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from plait.arguments import HelpFormatter, read_text_input
+from plait.arguments import HelpFormatter, finite_float, read_text_input
 from plait.errors import UsageError
 
 _MODELS_EPILOG = """examples:
@@ -71,9 +71,9 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--max-new-tokens", type=_positive_int, default=256, help="stop after this many tokens"
     )
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    g.add_argument("--temperature", type=finite_float, default=0.0, help="0 = greedy")
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
-    g.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    g.add_argument("--top-p", type=finite_float, default=1.0, help="1 = off")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same text)")
     g.add_argument(
         "--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="weights and compute"
@@ -185,7 +185,7 @@ def prompt_text(prompt: str | None, file: str | None) -> str:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from plait.runtime.generate import generate
-    from plait.runtime.loader import load_model, parse_device
+    from plait.runtime.loading.loader import load_model, parse_device
     from plait.runtime.sampling import SamplingParams
 
     text = prompt_text(args.prompt, args.file)  # every input is checked before the model loads

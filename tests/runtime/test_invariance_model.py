@@ -29,7 +29,7 @@ def lm():
         pytest.skip(f"batch invariance needs plait's kernels: {WHY_NOT}")
     if not bundled_status(BUNDLED["smollm2-135m"]).installed:
         pytest.skip("smollm2-135m is not installed (make install)")
-    from plait.runtime.loader import load_model
+    from plait.runtime import load_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # same bits with any thread count; fewer waits on a loaded box
