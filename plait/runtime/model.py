@@ -30,9 +30,15 @@ SMALL_ROWS_TRANSPOSED = 4
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`F.linear`, with plait's compiled few-row CPU kernel for decode steps (bf16/fp32, up to
-    `kernels.SKINNY_MAX_ROWS` rows; same result to rounding) and the small-row fp32 fallback
-    above where the kernel is unavailable."""
+    """`F.linear`, through plait's compiled CPU kernel where it runs (bf16/fp32, no autograd):
+    every row count (batch invariance, the default: a row's bits never depend on the rows
+    beside it; `kernels.batch_invariant`) or, with invariance off, decode steps up to
+    `kernels.SKINNY_MAX_ROWS` rows. Elsewhere torch (the small-row fp32 fallback below), whose
+    bits may depend on the row count.
+
+    The one routing point of the model's matrix products: another weight format (e.g.
+    quantised kernels) adds its branch here and keeps the rule: one summation order per output
+    whatever the row count."""
     if kernels.use_skinny(x, weight):
         return kernels.skinny_linear(x, weight, bias)
     if (
