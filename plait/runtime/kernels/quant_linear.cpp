@@ -2,19 +2,19 @@
 //
 // Why: decoding reads every weight once per step, so the bytes per weight set the speed. The
 // bundled GGUFs hold 4.5-8.5 bits per weight; dequantised to bf16 they cost 16. This kernel
-// reads the blocks themselves: activations are quantised per row and per 32-element block to
-// int8 (d = max|x| / 127, q = round(x / d), as llama.cpp's Q8_0), and every 64-element weight
-// chunk is unpacked in registers to 64 unsigned bytes plus per-lane float scales, then meets
-// every activation row with one AVX512-VNNI dot product (vpdpbusd, u8 x s8 -> 16 int32 lanes,
-// each lane 4 consecutive elements), one int->float conversion and one FMA by the lane's
-// weight scale x activation scale. Offsets (Q5_0's -16, Q8_0's -128 as bytes, Q6_K's -32) are
-// removed exactly in int32 by starting the dot product at -offset x (sum of the lane's
-// activation bytes); affine types (Q4_1, Q4_K: value = s q + m) add m x d_x x sum in float.
+// streams the blocks themselves: every 64-element weight chunk is unpacked in registers to 64
+// bytes, turned into fp32 (scale x byte + offset, one FMA per 16 elements: exactly the value the
+// GGUF encodes) and rounded to bf16, i.e. the very weights `--dtype bf16` holds in memory; then
+// it meets every activation row with AVX512-BF16 dot products (fp32 accumulation), so the
+// unpacking is paid once per weight for all rows of the call. (A VNNI int8 variant with
+// activations quantised per 32-block, as llama.cpp does, was measured first: its per-row
+// scale work made 8 rows cost 3.7x one row, against 1.4x here; docs/log.md 2026-12-07.)
 //
 // Batch invariance: a row's result is the same sequence of operations whatever the row count:
-// its activation quantisation depends on the row only, and each (row, output) sums the chunks
-// in order 0..C-1 into one 16-lane float accumulator, reduced in a fixed order. Row grouping
-// and the thread split change which rows share a weight load, never the arithmetic.
+// each (row, output) sums the chunks in order 0..C-1 into two 16-lane fp32 accumulators (first
+// and second 32 elements of each chunk), reduced in a fixed order. With more than kRows rows the
+// weights of a block of outputs are unpacked once into an L2 scratch and re-read per row group:
+// the same bf16 values, the same dot products, so the same bits.
 //
 // Layout (one byte row per output row, K padded with zero weights to the chunk size):
 //   Q8_0 chunk (68 B): d0 d1 (fp16), 64 bytes q + 128
@@ -41,11 +41,6 @@ inline float h2f(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// scale lanes for two 32-element blocks: lanes 0-7 = a, 8-15 = b
-inline __m512 pair(float a, float b) {
-  return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
-}
-
 inline __m512i nibbles(const uint8_t* p) {
   const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   const __m256i m = _mm256_set1_epi8(0x0F);
@@ -54,78 +49,79 @@ inline __m512i nibbles(const uint8_t* p) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
+// Each type: chunk(row, c) -> 64 unsigned bytes q and, per 16-element group g, the scale s[g]
+// and offset m[g] with weight = s[g] * q + m[g].
 struct Q8_0 {
-  static constexpr int64_t kChunk = 68, kSuper = 1;  // bytes per chunk; chunks per superblock
-  static constexpr int kOffset = 128;
-  static constexpr bool kAffine = false;
-  static inline void unpack(const uint8_t* row, int64_t c, __m512i& q, __m512& s, __m512& m) {
+  static constexpr int64_t kChunk = 68, kSuper = 1;
+  static inline __m512i chunk(const uint8_t* row, int64_t c, float* s, float* m) {
     const uint8_t* p = row + c * kChunk;
-    s = pair(h2f(p), h2f(p + 2));
-    q = _mm512_loadu_si512(p + 4);
-    (void)m;
+    const float d0 = h2f(p), d1 = h2f(p + 2);
+    s[0] = s[1] = d0;
+    s[2] = s[3] = d1;
+    m[0] = m[1] = -128.f * d0;
+    m[2] = m[3] = -128.f * d1;
+    return _mm512_loadu_si512(p + 4);
   }
 };
 
 struct Q5_0 {
   static constexpr int64_t kChunk = 44, kSuper = 1;
-  static constexpr int kOffset = 16;
-  static constexpr bool kAffine = false;
-  static inline void unpack(const uint8_t* row, int64_t c, __m512i& q, __m512& s, __m512& m) {
+  static inline __m512i chunk(const uint8_t* row, int64_t c, float* s, float* m) {
     const uint8_t* p = row + c * kChunk;
-    s = pair(h2f(p), h2f(p + 2));
+    const float d0 = h2f(p), d1 = h2f(p + 2);
+    s[0] = s[1] = d0;
+    s[2] = s[3] = d1;
+    m[0] = m[1] = -16.f * d0;
+    m[2] = m[3] = -16.f * d1;
     uint64_t bits;
     std::memcpy(&bits, p + 4, 8);
     const __m512i lo = nibbles(p + 12);
-    q = _mm512_mask_add_epi8(lo, (__mmask64)bits, lo, _mm512_set1_epi8(16));
-    (void)m;
+    return _mm512_mask_add_epi8(lo, (__mmask64)bits, lo, _mm512_set1_epi8(16));
   }
 };
 
 struct Q4_1 {
   static constexpr int64_t kChunk = 40, kSuper = 1;
-  static constexpr int kOffset = 0;
-  static constexpr bool kAffine = true;
-  static inline void unpack(const uint8_t* row, int64_t c, __m512i& q, __m512& s, __m512& m) {
+  static inline __m512i chunk(const uint8_t* row, int64_t c, float* s, float* m) {
     const uint8_t* p = row + c * kChunk;
-    s = pair(h2f(p), h2f(p + 2));
-    m = pair(h2f(p + 4), h2f(p + 6));
-    q = nibbles(p + 8);
+    s[0] = s[1] = h2f(p);
+    s[2] = s[3] = h2f(p + 2);
+    m[0] = m[1] = h2f(p + 4);
+    m[2] = m[3] = h2f(p + 6);
+    return nibbles(p + 8);
   }
 };
 
 struct Q4_K {
   static constexpr int64_t kChunk = 36, kSuper = 4, kSuperBytes = 148;
-  static constexpr int kOffset = 0;
-  static constexpr bool kAffine = true;
-  static inline void unpack(const uint8_t* row, int64_t c, __m512i& q, __m512& s, __m512& m) {
+  static inline __m512i chunk(const uint8_t* row, int64_t c, float* s, float* m) {
     const uint8_t* sb = row + (c >> 2) * kSuperBytes;
     const uint8_t* p = sb + 4 + (c & 3) * kChunk;
     const float d = h2f(sb), dmin = h2f(sb + 2);
-    s = pair(d * float(p[0]), d * float(p[1]));
-    m = pair(-dmin * float(p[2]), -dmin * float(p[3]));
-    q = nibbles(p + 4);
+    s[0] = s[1] = d * float(p[0]);
+    s[2] = s[3] = d * float(p[1]);
+    m[0] = m[1] = -dmin * float(p[2]);
+    m[2] = m[3] = -dmin * float(p[3]);
+    return nibbles(p + 4);
   }
 };
 
 struct Q6_K {
   static constexpr int64_t kChunk = 48, kSuper = 4, kSuperBytes = 210;
-  static constexpr int kOffset = 32;
-  static constexpr bool kAffine = false;
-  static inline void unpack(const uint8_t* row, int64_t c, __m512i& q, __m512& s, __m512& m) {
+  static inline __m512i chunk(const uint8_t* row, int64_t c, float* s, float* m) {
     const uint8_t* sb = row + (c >> 2) * kSuperBytes;
     const uint8_t* p = sb + 18 + (c & 3) * kChunk;
     const float d = h2f(sb);
     const int8_t* sc = reinterpret_cast<const int8_t*>(sb + 2) + (c & 3) * 4;
-    const __m128 s4 = _mm_mul_ps(_mm_set1_ps(d), _mm_cvtepi32_ps(_mm_cvtepi8_epi32(
-                                                     _mm_cvtsi32_si128(*reinterpret_cast<const int32_t*>(sc)))));
-    const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    s = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4));
+    for (int g = 0; g < 4; ++g) {
+      s[g] = d * float(sc[g]);
+      m[g] = -32.f * s[g];
+    }
     const __m512i h = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     const __m512i shift = _mm512_set_epi16(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2,
                                            0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i top = _mm512_and_si512(_mm512_srlv_epi16(h, shift), _mm512_set1_epi8(3));
-    q = _mm512_or_si512(nibbles(p + 16), _mm512_slli_epi16(top, 4));
-    (void)m;
+    return _mm512_or_si512(nibbles(p + 16), _mm512_slli_epi16(top, 4));
   }
 };
 
@@ -138,136 +134,161 @@ constexpr int64_t row_bytes(int64_t chunks) {
   }
 }
 
-// Activations quantised for one call: per row r and chunk c, 64 int8 values, 16 lane scales
-// (d of the lane's 32-block) and 16 lane sums of the int8 values (4 elements each).
-struct Act {
-  int64_t R = 0, C = 0;
-  std::vector<int8_t> q;    // (R, C * 64)
-  std::vector<float> d;     // (R, C, 16)
-  std::vector<int32_t> sum; // (R, C, 16)
+inline __m512 group(__m512i q, int g, const float* s, const float* m) {
+  __m128i b;
+  switch (g) {
+    case 0: b = _mm512_castsi512_si128(q); break;
+    case 1: b = _mm512_extracti32x4_epi32(q, 1); break;
+    case 2: b = _mm512_extracti32x4_epi32(q, 2); break;
+    default: b = _mm512_extracti32x4_epi32(q, 3); break;
+  }
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), _mm512_set1_ps(s[g]), _mm512_set1_ps(m[g]));
+}
+
+// chunk c of a weight row as fp32 values (64) -> two bf16 vectors (elements 0-31, 32-63)
+template <class W>
+inline void unpack(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
+  float s[4], m[4];
+  const __m512i q = W::chunk(row, c, s, m);
+  const __m512 f0 = group(q, 0, s, m), f1 = group(q, 1, s, m), f2 = group(q, 2, s, m), f3 = group(q, 3, s, m);
+  w0 = (__m512i)_mm512_cvtne2ps_pbh(f1, f0);
+  w1 = (__m512i)_mm512_cvtne2ps_pbh(f3, f2);
+}
+
+// The per-(row, output) arithmetic, shared by the direct and the scratch path.
+template <int NR>
+struct Acc {
+  __m512 a0[NR], a1[NR];
+  inline void zero() {
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+  }
+  // x: row 0 of the group at chunk c (bf16), ldx elements between rows; n valid elements (<= 64)
+  inline void step(__m512i w0, __m512i w1, const at::BFloat16* x, int64_t ldx, int64_t n) {
+    if (n >= 64) {
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) {
+        a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)w0, (__m512bh)_mm512_loadu_si512(x + r * ldx));
+        a1[r] = _mm512_dpbf16_ps(a1[r], (__m512bh)w1, (__m512bh)_mm512_loadu_si512(x + r * ldx + 32));
+      }
+    } else {
+      const __mmask32 m0 = (__mmask32)(n >= 32 ? 0xffffffffu : ((1u << n) - 1));
+      const __mmask32 m1 = (__mmask32)(n <= 32 ? 0u : ((1u << (n - 32)) - 1));
+      for (int r = 0; r < NR; ++r) {
+        a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)w0, (__m512bh)_mm512_maskz_loadu_epi16(m0, x + r * ldx));
+        a1[r] = _mm512_dpbf16_ps(a1[r], (__m512bh)w1, (__m512bh)_mm512_maskz_loadu_epi16(m1, x + r * ldx + 32));
+      }
+    }
+  }
+  inline void store(float* out) {
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+  }
 };
 
-template <class T>
-Act quantize_rows(const T* x, int64_t R, int64_t K, int64_t C) {
-  Act a;
-  a.R = R;
-  a.C = C;
-  a.q.assign(R * C * 64, 0);
-  a.d.assign(R * C * 16, 0.f);
-  a.sum.assign(R * C * 16, 0);
-  at::parallel_for(0, R, 1, [&](int64_t r0, int64_t r1) {
-    float buf[32];
-    for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t b = 0; b < C * 2; ++b) {
-        const int64_t k0 = b * 32, n = std::max<int64_t>(0, std::min<int64_t>(32, K - k0));
-        float amax = 0.f;
-        for (int64_t i = 0; i < 32; ++i) {
-          buf[i] = i < n ? float(x[r * K + k0 + i]) : 0.f;
-          amax = std::max(amax, std::fabs(buf[i]));
-        }
-        const float d = amax / 127.f;
-        const float id = d != 0.f ? 1.f / d : 0.f;
-        int8_t* q = a.q.data() + r * C * 64 + k0;
-        for (int64_t i = 0; i < 32; ++i) q[i] = int8_t(std::nearbyint(buf[i] * id));
-        float* dl = a.d.data() + (r * C + b / 2) * 16 + (b % 2) * 8;
-        int32_t* sl = a.sum.data() + (r * C + b / 2) * 16 + (b % 2) * 8;
-        for (int l = 0; l < 8; ++l) {
-          dl[l] = d;
-          sl[l] = int32_t(q[4 * l]) + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3];
-        }
-      }
-    }
-  });
-  return a;
+constexpr int kRows = 8;     // activation rows per register tile
+constexpr int64_t kOut = 16; // output rows per scheduling unit
+
+// direct path: unpack each chunk in registers and use it for the NR rows at once
+template <class W, int NR>
+inline void direct(const uint8_t* w, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
+  Acc<NR> acc;
+  acc.zero();
+  for (int64_t c = 0; c < C; ++c) {
+    __m512i w0, w1;
+    unpack<W>(w, c, w0, w1);
+    acc.step(w0, w1, x + c * 64, K, K - c * 64);
+  }
+  acc.store(out);
 }
 
-// out[r] = sum over chunks of (row r of the activations) . (weight row `w`), NR rows.
-// aux: symmetric types: -offset x lane sums (int32); affine: d x lane sums (float).
-template <class W, int NR>
-inline void tile(const uint8_t* w, const Act& a, int64_t r0, const int32_t* aux, float* out) {
-  const int64_t C = a.C;
-  __m512 acc[NR], accm[NR];
-#pragma GCC unroll 8
-  for (int r = 0; r < NR; ++r) {
-    acc[r] = _mm512_setzero_ps();
-    accm[r] = _mm512_setzero_ps();
-  }
+// scratch path: the same chunks, unpacked earlier into `ws` (C * 64 bf16)
+template <int NR>
+inline void from_scratch(const at::BFloat16* ws, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
+  Acc<NR> acc;
+  acc.zero();
   for (int64_t c = 0; c < C; ++c) {
-    __m512i q;
-    __m512 s, m = _mm512_setzero_ps();
-    W::unpack(w, c, q, s, m);
-#pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r) {
-      const int64_t rc = (r0 + r) * C + c;
-      const __m512i xv = _mm512_loadu_si512(a.q.data() + rc * 64);
-      const __m512 dx = _mm512_loadu_ps(a.d.data() + rc * 16);
-      const __m512i init = W::kAffine ? _mm512_setzero_si512() : _mm512_loadu_si512(aux + rc * 16);
-      const __m512i dot = _mm512_dpbusd_epi32(init, q, xv);
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(s, dx), acc[r]);
-      if constexpr (W::kAffine) {
-        accm[r] = _mm512_fmadd_ps(m, _mm512_loadu_ps(reinterpret_cast<const float*>(aux) + rc * 16), accm[r]);
-      }
-    }
+    const __m512i w0 = _mm512_loadu_si512(ws + c * 64), w1 = _mm512_loadu_si512(ws + c * 64 + 32);
+    acc.step(w0, w1, x + c * 64, K, K - c * 64);
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < NR; ++r) {
-    out[r] = _mm512_reduce_add_ps(W::kAffine ? _mm512_add_ps(acc[r], accm[r]) : acc[r]);
-  }
+  acc.store(out);
 }
+
+#define PLAIT_ROWS(F, ...)                  \
+  switch (nr) {                             \
+    case 1: F<1>(__VA_ARGS__); break;       \
+    case 2: F<2>(__VA_ARGS__); break;       \
+    case 3: F<3>(__VA_ARGS__); break;       \
+    case 4: F<4>(__VA_ARGS__); break;       \
+    case 5: F<5>(__VA_ARGS__); break;       \
+    case 6: F<6>(__VA_ARGS__); break;       \
+    case 7: F<7>(__VA_ARGS__); break;       \
+    default: F<8>(__VA_ARGS__); break;      \
+  }
 
 template <class W>
-inline void tile_rows(const uint8_t* w, const Act& a, int64_t r0, int nr, const int32_t* aux, float* out) {
+inline void direct_rows(int nr, const uint8_t* w, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
   switch (nr) {
-    case 1: tile<W, 1>(w, a, r0, aux, out); break;
-    case 2: tile<W, 2>(w, a, r0, aux, out); break;
-    case 3: tile<W, 3>(w, a, r0, aux, out); break;
-    case 4: tile<W, 4>(w, a, r0, aux, out); break;
-    case 5: tile<W, 5>(w, a, r0, aux, out); break;
-    case 6: tile<W, 6>(w, a, r0, aux, out); break;
-    case 7: tile<W, 7>(w, a, r0, aux, out); break;
-    default: tile<W, 8>(w, a, r0, aux, out); break;
+    case 1: direct<W, 1>(w, x, K, C, out); break;
+    case 2: direct<W, 2>(w, x, K, C, out); break;
+    case 3: direct<W, 3>(w, x, K, C, out); break;
+    case 4: direct<W, 4>(w, x, K, C, out); break;
+    case 5: direct<W, 5>(w, x, K, C, out); break;
+    case 6: direct<W, 6>(w, x, K, C, out); break;
+    case 7: direct<W, 7>(w, x, K, C, out); break;
+    default: direct<W, 8>(w, x, K, C, out); break;
   }
 }
 
-constexpr int kRows = 8;     // activation rows per register tile
-constexpr int64_t kOut = 16; // output rows per scheduling unit (their weights stay in L2)
+inline void scratch_rows(int nr, const at::BFloat16* ws, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
+  PLAIT_ROWS(from_scratch, ws, x, K, C, out)
+}
 
-// y[:, col0 : col0 + O] (+ bias) for one packed weight (O rows) against the activations.
-template <class W, class T>
-void segment(const Act& a, const uint8_t* wp, int64_t O, const float* bias, T* y, int64_t ldy, int64_t col0) {
-  const int64_t R = a.R, C = a.C, rb = row_bytes<W>(C);
-  std::vector<int32_t> aux(R * C * 16);
-  for (int64_t i = 0; i < R * C * 16; ++i) {
-    if constexpr (W::kAffine) {
-      const float v = a.d[i] * float(a.sum[i]);
-      std::memcpy(&aux[i], &v, 4);
-    } else {
-      aux[i] = -W::kOffset * a.sum[i];
-    }
-  }
+// y[:, col0 : col0 + O] (+ bias) for one packed weight (O rows).
+template <class W>
+void segment(const at::BFloat16* x, int64_t R, int64_t K, const uint8_t* wp, int64_t O, const float* bias,
+             at::BFloat16* y, int64_t ldy, int64_t col0) {
+  const int64_t C = (K + 63) / 64, rb = row_bytes<W>(C);
   at::parallel_for(0, (O + kOut - 1) / kOut, 1, [&](int64_t b0, int64_t b1) {
-    const int64_t o0 = b0 * kOut, o1 = std::min<int64_t>(O, b1 * kOut);
     float out[kRows];
-    for (int64_t r0 = 0; r0 < R; r0 += kRows) {
-      const int nr = int(std::min<int64_t>(kRows, R - r0));
-      for (int64_t o = o0; o < o1; ++o) {
-        tile_rows<W>(wp + o * rb, a, r0, nr, aux.data(), out);
-        const float b = bias ? bias[col0 + o] : 0.f;
-        for (int r = 0; r < nr; ++r) y[(r0 + r) * ldy + col0 + o] = T(out[r] + b);
+    std::vector<at::BFloat16> ws;
+    if (R > kRows) ws.resize(kOut * C * 64);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t o0 = blk * kOut, o1 = std::min<int64_t>(O, o0 + kOut);
+      if (R > kRows) {
+        for (int64_t o = o0; o < o1; ++o) {
+          for (int64_t c = 0; c < C; ++c) {
+            __m512i w0, w1;
+            unpack<W>(wp + o * rb, c, w0, w1);
+            _mm512_storeu_si512(ws.data() + ((o - o0) * C + c) * 64, w0);
+            _mm512_storeu_si512(ws.data() + ((o - o0) * C + c) * 64 + 32, w1);
+          }
+        }
+      }
+      for (int64_t r0 = 0; r0 < R; r0 += kRows) {
+        const int nr = int(std::min<int64_t>(kRows, R - r0));
+        for (int64_t o = o0; o < o1; ++o) {
+          if (R > kRows) {
+            scratch_rows(nr, ws.data() + (o - o0) * C * 64, x + r0 * K, K, C, out);
+          } else {
+            direct_rows<W>(nr, wp + o * rb, x + r0 * K, K, C, out);
+          }
+          const float b = bias ? bias[col0 + o] : 0.f;
+          for (int r = 0; r < nr; ++r) y[(r0 + r) * ldy + col0 + o] = at::BFloat16(out[r] + b);
+        }
       }
     }
   });
 }
 
-template <class T>
-void dispatch(int64_t type, const Act& a, const uint8_t* wp, int64_t O, const float* bias, T* y, int64_t ldy,
-              int64_t col0) {
+void dispatch(int64_t type, const at::BFloat16* x, int64_t R, int64_t K, const uint8_t* wp, int64_t O,
+              const float* bias, at::BFloat16* y, int64_t ldy, int64_t col0) {
   switch (type) {
-    case 0: segment<Q8_0, T>(a, wp, O, bias, y, ldy, col0); break;
-    case 1: segment<Q5_0, T>(a, wp, O, bias, y, ldy, col0); break;
-    case 2: segment<Q4_1, T>(a, wp, O, bias, y, ldy, col0); break;
-    case 3: segment<Q4_K, T>(a, wp, O, bias, y, ldy, col0); break;
-    case 4: segment<Q6_K, T>(a, wp, O, bias, y, ldy, col0); break;
+    case 0: segment<Q8_0>(x, R, K, wp, O, bias, y, ldy, col0); break;
+    case 1: segment<Q5_0>(x, R, K, wp, O, bias, y, ldy, col0); break;
+    case 2: segment<Q4_1>(x, R, K, wp, O, bias, y, ldy, col0); break;
+    case 3: segment<Q4_K>(x, R, K, wp, O, bias, y, ldy, col0); break;
+    case 4: segment<Q6_K>(x, R, K, wp, O, bias, y, ldy, col0); break;
     default: TORCH_CHECK(false, "quant_linear: unknown weight type ", type);
   }
 }
@@ -288,30 +309,20 @@ int64_t packed_row_bytes(int64_t type, int64_t chunks) {
 
 template <class W>
 void dequant_row(const uint8_t* w, int64_t C, int64_t K, float* out) {
-  const __m512 zero = _mm512_setzero_ps();
-  float lanes[64];
+  alignas(64) float buf[64];
   for (int64_t c = 0; c < C; ++c) {
-    __m512i q;
-    __m512 s, m = zero;
-    W::unpack(w, c, q, s, m);
-    alignas(64) uint8_t qb[64];
-    alignas(64) float sb[16], mb[16];
-    _mm512_store_si512(qb, q);
-    _mm512_store_ps(sb, s);
-    _mm512_store_ps(mb, m);
-    for (int e = 0; e < 64; ++e) {
-      const float v = float(int(qb[e]) - W::kOffset);
-      lanes[e] = W::kAffine ? sb[e / 4] * v + mb[e / 4] : sb[e / 4] * v;
-    }
+    float s[4], m[4];
+    const __m512i q = W::chunk(w, c, s, m);
+    for (int g = 0; g < 4; ++g) _mm512_store_ps(buf + 16 * g, group(q, g, s, m));
     const int64_t n = std::min<int64_t>(64, K - c * 64);
-    if (n > 0) std::memcpy(out + c * 64, lanes, n * sizeof(float));
+    std::memcpy(out + c * 64, buf, n * sizeof(float));
   }
 }
 
 }  // namespace
 
 // y (R, sum O_i) = x (R, K) @ [W_0; W_1; ...]^T (+ bias): packs[i] (O_i, row bytes) uint8 of
-// types[i], all with K columns. Output in x's dtype (bf16 or fp32); bias fp32 (sum O_i) or none.
+// types[i], all with K columns. x and the output bf16; bias fp32 (sum O_i) or none.
 torch::Tensor quant_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& packs,
                            const std::vector<int64_t>& types, int64_t K, const c10::optional<torch::Tensor>& bias) {
   TORCH_CHECK(x.dim() == 2 && x.size(1) == K && x.is_contiguous(), "quant_linear: x must be contiguous (R, K)");
@@ -334,20 +345,14 @@ torch::Tensor quant_linear(const torch::Tensor& x, const std::vector<torch::Tens
     TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == O,
                 "quant_linear: bias must be contiguous fp32 (O,)");
   }
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "quant_linear: x must be bf16");
   const float* bp = bias.has_value() ? bias->data_ptr<float>() : nullptr;
   auto y = torch::empty({R, O}, x.options());
   if (R == 0) return y;
-  const bool bf16 = x.scalar_type() == at::kBFloat16;
-  TORCH_CHECK(bf16 || x.scalar_type() == at::kFloat, "quant_linear: x must be bf16 or fp32");
-  const Act a = bf16 ? quantize_rows(x.data_ptr<at::BFloat16>(), R, K, C) : quantize_rows(x.data_ptr<float>(), R, K, C);
   int64_t col = 0;
   for (size_t i = 0; i < packs.size(); ++i) {
-    const uint8_t* wp = packs[i].data_ptr<uint8_t>();
-    if (bf16) {
-      dispatch<at::BFloat16>(types[i], a, wp, packs[i].size(0), bp, y.data_ptr<at::BFloat16>(), O, col);
-    } else {
-      dispatch<float>(types[i], a, wp, packs[i].size(0), bp, y.data_ptr<float>(), O, col);
-    }
+    dispatch(types[i], x.data_ptr<at::BFloat16>(), R, K, packs[i].data_ptr<uint8_t>(), packs[i].size(0), bp,
+             y.data_ptr<at::BFloat16>(), O, col);
     col += packs[i].size(0);
   }
   return y;
