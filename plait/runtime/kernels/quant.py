@@ -28,7 +28,16 @@ from plait.runtime import kernels
 from plait.runtime.cache_dir import cache_root
 
 _SOURCE = Path(__file__).with_name("quant_linear.cpp")
-_CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mf16c", "-fopenmp"]
+_CFLAGS = [
+    "-O3",
+    "-mavx512f",
+    "-mavx512bw",
+    "-mavx512vl",
+    "-mavx512dq",
+    "-mavx512bf16",
+    "-mf16c",
+    "-fopenmp",
+]
 REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "f16c")
 _lock = threading.Lock()
 _module: ModuleType | None = None

@@ -18,7 +18,13 @@ import numpy as np
 
 TYPES: dict[str, int] = {"Q8_0": 0, "Q5_0": 1, "Q4_1": 2, "Q4_K": 3, "Q6_K": 4}
 """Packed types and their codes in the kernel."""
-_BLOCK = {"Q8_0": (32, 34), "Q5_0": (32, 22), "Q4_1": (32, 20), "Q4_K": (256, 144), "Q6_K": (256, 210)}
+_BLOCK = {
+    "Q8_0": (32, 34),
+    "Q5_0": (32, 22),
+    "Q4_1": (32, 20),
+    "Q4_K": (256, 144),
+    "Q6_K": (256, 210),
+}
 _CHUNK_BYTES = {"Q8_0": 68, "Q5_0": 44, "Q4_1": 40}
 _SUPER_BYTES = {"Q4_K": 148, "Q6_K": 210}
 
@@ -45,7 +51,9 @@ def _blocks(raw: np.ndarray, qtype: str, k: int) -> np.ndarray:
         raise ValueError(f"{qtype} rows must be a multiple of {n} elements, got {k}")
     rows = raw.reshape(raw.shape[0], -1)
     if rows.shape[1] != k // n * size:
-        raise ValueError(f"{qtype} row of {k} elements must hold {k // n * size} bytes, got {rows.shape[1]}")
+        raise ValueError(
+            f"{qtype} row of {k} elements must hold {k // n * size} bytes, got {rows.shape[1]}"
+        )
     b = rows.reshape(rows.shape[0], k // n, size)
     want = chunks(k) * 64 // n
     if want > b.shape[1]:
@@ -118,7 +126,11 @@ def pack(raw: np.ndarray, qtype: str, k: int) -> np.ndarray:
         head = b[..., 0:4]  # d, dmin
         per = [
             np.concatenate(
-                [sc[..., 2 * c : 2 * c + 2], mn[..., 2 * c : 2 * c + 2], b[..., 16 + 32 * c : 48 + 32 * c]],
+                [
+                    sc[..., 2 * c : 2 * c + 2],
+                    mn[..., 2 * c : 2 * c + 2],
+                    b[..., 16 + 32 * c : 48 + 32 * c],
+                ],
                 axis=-1,
             )
             for c in range(4)
