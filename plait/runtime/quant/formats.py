@@ -120,7 +120,7 @@ def pack(raw: np.ndarray, qtype: str, k: int) -> np.ndarray:
         dm = b[..., 0:4].reshape(o, -1, 2, 2, 2)  # (O, C, block, d|m, byte)
         qs = b[..., 4:20]
         lo = np.concatenate([qs & 15, qs >> 4], axis=-1).reshape(o, -1, 64)
-        parts = [dm.transpose(0, 1, 3, 2, 4).reshape(o, -1, 4), _nibbles(lo)]
+        parts = [dm.transpose(0, 1, 3, 2, 4).reshape(o, -1, 8), _nibbles(lo)]
     elif qtype == "Q4_K":
         sc, mn = _q4k_scales(b[..., 4:16])  # (O, S, 8)
         head = b[..., 0:4]  # d, dmin
