@@ -17,7 +17,7 @@
 // the same bf16 values, the same dot products, so the same bits.
 //
 // Layout (one byte row per output row, K padded with zero weights to the chunk size):
-//   Q8_0 chunk (68 B): d0 d1 (fp16), 64 bytes q + 128
+//   Q8_0 chunk (68 B): d0 d1 (fp16), 64 int8 q
 //   Q5_0 chunk (44 B): d0 d1, 8 bytes bit 4 of element j at bit j, 32 bytes nibbles
 //   Q4_1 chunk (40 B): d0 d1 m0 m1 (fp16), 32 bytes nibbles
 //   Q4_K superblock (148 B): d dmin (fp16), 4 x [sc0 sc1 mn0 mn1 (u8), 32 bytes nibbles]
@@ -35,93 +35,109 @@
 
 namespace {
 
-inline float h2f(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
+// Each type: values(row, c, f) -> the 64 weights of chunk c as fp32, f[g] = elements 16g..16g+15,
+// computed exactly as the GGUF defines them (scale x integer (+ offset), one rounding at most).
+inline __m512i bytes16(const uint8_t* p) {  // 16 bytes -> 16 int32 lanes
+  return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-inline __m512i nibbles(const uint8_t* p) {
-  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  const __m256i m = _mm256_set1_epi8(0x0F);
-  const __m256i lo = _mm256_and_si256(v, m);
-  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+// 32 nibble bytes -> int32 groups: g0 = low nibbles of bytes 0-15 (elements 0-15), g1 = of
+// bytes 16-31 (16-31), g2 = high nibbles of bytes 0-15 (32-47), g3 = of bytes 16-31 (48-63)
+inline void nibble_groups(const uint8_t* p, __m512i* v) {
+  const __m512i a = bytes16(p), b = bytes16(p + 16), m = _mm512_set1_epi32(15);
+  v[0] = _mm512_and_si512(a, m);
+  v[1] = _mm512_and_si512(b, m);
+  v[2] = _mm512_srli_epi32(a, 4);
+  v[3] = _mm512_srli_epi32(b, 4);
 }
 
-// Each type: chunk(row, c) -> 64 unsigned bytes q and, per 16-element group g, the scale s[g]
-// and offset m[g] with weight = s[g] * q + m[g].
+inline void halves(const uint8_t* p, float& a, float& b) {  // two fp16 at p
+  const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128(*reinterpret_cast<const int32_t*>(p)));
+  a = _mm_cvtss_f32(v);
+  b = _mm_cvtss_f32(_mm_movehdup_ps(v));
+}
+
 struct Q8_0 {
   static constexpr int64_t kChunk = 68, kSuper = 1;
-  static inline __m512i chunk(const uint8_t* row, int64_t c, float* s, float* m) {
+  static inline void values(const uint8_t* row, int64_t c, __m512* f) {
     const uint8_t* p = row + c * kChunk;
-    const float d0 = h2f(p), d1 = h2f(p + 2);
-    s[0] = s[1] = d0;
-    s[2] = s[3] = d1;
-    m[0] = m[1] = -128.f * d0;
-    m[2] = m[3] = -128.f * d1;
-    return _mm512_loadu_si512(p + 4);
+    float d0, d1;
+    halves(p, d0, d1);
+    const __m512 s0 = _mm512_set1_ps(d0), s1 = _mm512_set1_ps(d1);
+    for (int g = 0; g < 4; ++g) {
+      const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4 + 16 * g)));
+      f[g] = _mm512_mul_ps(_mm512_cvtepi32_ps(v), g < 2 ? s0 : s1);
+    }
   }
 };
 
 struct Q5_0 {
   static constexpr int64_t kChunk = 44, kSuper = 1;
-  static inline __m512i chunk(const uint8_t* row, int64_t c, float* s, float* m) {
+  static inline void values(const uint8_t* row, int64_t c, __m512* f) {
     const uint8_t* p = row + c * kChunk;
-    const float d0 = h2f(p), d1 = h2f(p + 2);
-    s[0] = s[1] = d0;
-    s[2] = s[3] = d1;
-    m[0] = m[1] = -16.f * d0;
-    m[2] = m[3] = -16.f * d1;
+    float d0, d1;
+    halves(p, d0, d1);
+    const __m512 s0 = _mm512_set1_ps(d0), s1 = _mm512_set1_ps(d1);
     uint64_t bits;
     std::memcpy(&bits, p + 4, 8);
-    const __m512i lo = nibbles(p + 12);
-    return _mm512_mask_add_epi8(lo, (__mmask64)bits, lo, _mm512_set1_epi8(16));
+    __m512i v[4];
+    nibble_groups(p + 12, v);
+    const __m512i k16 = _mm512_set1_epi32(16);
+    // value - 16 = nibble + 16 * bit - 16: subtract 16 where the fifth bit is clear
+    for (int g = 0; g < 4; ++g) {
+      const __mmask16 clear = (__mmask16)~(bits >> (16 * g));
+      v[g] = _mm512_mask_sub_epi32(v[g], clear, v[g], k16);
+      f[g] = _mm512_mul_ps(_mm512_cvtepi32_ps(v[g]), g < 2 ? s0 : s1);
+    }
   }
 };
 
 struct Q4_1 {
   static constexpr int64_t kChunk = 40, kSuper = 1;
-  static inline __m512i chunk(const uint8_t* row, int64_t c, float* s, float* m) {
+  static inline void values(const uint8_t* row, int64_t c, __m512* f) {
     const uint8_t* p = row + c * kChunk;
-    s[0] = s[1] = h2f(p);
-    s[2] = s[3] = h2f(p + 2);
-    m[0] = m[1] = h2f(p + 4);
-    m[2] = m[3] = h2f(p + 6);
-    return nibbles(p + 8);
+    float d0, d1, m0, m1;
+    halves(p, d0, d1);
+    halves(p + 4, m0, m1);
+    const __m512 s[2] = {_mm512_set1_ps(d0), _mm512_set1_ps(d1)};
+    const __m512 m[2] = {_mm512_set1_ps(m0), _mm512_set1_ps(m1)};
+    __m512i v[4];
+    nibble_groups(p + 8, v);
+    for (int g = 0; g < 4; ++g) f[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[g]), s[g >> 1], m[g >> 1]);
   }
 };
 
 struct Q4_K {
   static constexpr int64_t kChunk = 36, kSuper = 4, kSuperBytes = 148;
-  static inline __m512i chunk(const uint8_t* row, int64_t c, float* s, float* m) {
+  static inline void values(const uint8_t* row, int64_t c, __m512* f) {
     const uint8_t* sb = row + (c >> 2) * kSuperBytes;
     const uint8_t* p = sb + 4 + (c & 3) * kChunk;
-    const float d = h2f(sb), dmin = h2f(sb + 2);
-    s[0] = s[1] = d * float(p[0]);
-    s[2] = s[3] = d * float(p[1]);
-    m[0] = m[1] = -dmin * float(p[2]);
-    m[2] = m[3] = -dmin * float(p[3]);
-    return nibbles(p + 4);
+    float d, dmin;
+    halves(sb, d, dmin);
+    const __m512 s[2] = {_mm512_set1_ps(d * float(p[0])), _mm512_set1_ps(d * float(p[1]))};
+    const __m512 m[2] = {_mm512_set1_ps(-dmin * float(p[2])), _mm512_set1_ps(-dmin * float(p[3]))};
+    __m512i v[4];
+    nibble_groups(p + 4, v);
+    for (int g = 0; g < 4; ++g) f[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[g]), s[g >> 1], m[g >> 1]);
   }
 };
 
 struct Q6_K {
   static constexpr int64_t kChunk = 48, kSuper = 4, kSuperBytes = 210;
-  static inline __m512i chunk(const uint8_t* row, int64_t c, float* s, float* m) {
+  static inline void values(const uint8_t* row, int64_t c, __m512* f) {
     const uint8_t* sb = row + (c >> 2) * kSuperBytes;
     const uint8_t* p = sb + 18 + (c & 3) * kChunk;
-    const float d = h2f(sb);
+    const float d = _cvtsh_ss(*reinterpret_cast<const uint16_t*>(sb));
     const int8_t* sc = reinterpret_cast<const int8_t*>(sb + 2) + (c & 3) * 4;
+    __m512i v[4];
+    nibble_groups(p + 16, v);
+    const __m512i t = bytes16(p), k30 = _mm512_set1_epi32(0x30), k32 = _mm512_set1_epi32(32);
+    // top 2 bits of group g sit at bits 2g..2g+1 of t: move them to bits 4-5, or into the nibble
+    const __m512i top[4] = {_mm512_slli_epi32(t, 4), _mm512_slli_epi32(t, 2), t, _mm512_srli_epi32(t, 2)};
     for (int g = 0; g < 4; ++g) {
-      s[g] = d * float(sc[g]);
-      m[g] = -32.f * s[g];
+      const __m512i q = _mm512_ternarylogic_epi32(top[g], k30, v[g], 0xEA);  // (top & 0x30) | nibble
+      f[g] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, k32)), _mm512_set1_ps(d * float(sc[g])));
     }
-    const __m512i h = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    const __m512i shift = _mm512_set_epi16(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2,
-                                           0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i top = _mm512_and_si512(_mm512_srlv_epi16(h, shift), _mm512_set1_epi8(3));
-    return _mm512_or_si512(nibbles(p + 16), _mm512_slli_epi16(top, 4));
   }
 };
 
@@ -134,25 +150,13 @@ constexpr int64_t row_bytes(int64_t chunks) {
   }
 }
 
-inline __m512 group(__m512i q, int g, const float* s, const float* m) {
-  __m128i b;
-  switch (g) {
-    case 0: b = _mm512_castsi512_si128(q); break;
-    case 1: b = _mm512_extracti32x4_epi32(q, 1); break;
-    case 2: b = _mm512_extracti32x4_epi32(q, 2); break;
-    default: b = _mm512_extracti32x4_epi32(q, 3); break;
-  }
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b)), _mm512_set1_ps(s[g]), _mm512_set1_ps(m[g]));
-}
-
 // chunk c of a weight row as fp32 values (64) -> two bf16 vectors (elements 0-31, 32-63)
 template <class W>
 inline void unpack(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
-  float s[4], m[4];
-  const __m512i q = W::chunk(row, c, s, m);
-  const __m512 f0 = group(q, 0, s, m), f1 = group(q, 1, s, m), f2 = group(q, 2, s, m), f3 = group(q, 3, s, m);
-  w0 = (__m512i)_mm512_cvtne2ps_pbh(f1, f0);
-  w1 = (__m512i)_mm512_cvtne2ps_pbh(f3, f2);
+  __m512 f[4];
+  W::values(row, c, f);
+  w0 = (__m512i)_mm512_cvtne2ps_pbh(f[1], f[0]);
+  w1 = (__m512i)_mm512_cvtne2ps_pbh(f[3], f[2]);
 }
 
 // The per-(row, output) arithmetic, shared by the direct and the scratch path.
@@ -311,9 +315,9 @@ template <class W>
 void dequant_row(const uint8_t* w, int64_t C, int64_t K, float* out) {
   alignas(64) float buf[64];
   for (int64_t c = 0; c < C; ++c) {
-    float s[4], m[4];
-    const __m512i q = W::chunk(w, c, s, m);
-    for (int g = 0; g < 4; ++g) _mm512_store_ps(buf + 16 * g, group(q, g, s, m));
+    __m512 f[4];
+    W::values(w, c, f);
+    for (int g = 0; g < 4; ++g) _mm512_store_ps(buf + 16 * g, f[g]);
     const int64_t n = std::min<int64_t>(64, K - c * 64);
     std::memcpy(out + c * 64, buf, n * sizeof(float));
   }

@@ -64,7 +64,7 @@ def _announce(gguf_path: Path, entry: Path, name: str) -> None:
     )
 
 
-PACKED = "packed-1"
+PACKED = "packed-2"
 """`weights` of a packed entry's source record: bump when the packed layout changes (entries
 built before are then rebuilt, never read with another layout). Dense entries have none."""
 

@@ -4,7 +4,7 @@ Each GGUF type is decoded here to its integers and scales (numpy, from the block
 ggml's quants), then re-encoded per 64-element chunk so that the kernel unpacks a chunk into
 64 bytes with a few vector ops: 4-bit values as "nibbles" (byte j = element j | element 32 + j
 << 4), Q5_0's fifth bit as a 64-bit mask, Q6_K's top two bits as 16 bytes (bits 2k..2k+1 of
-byte j = element 16 k + j), Q8_0's bytes offset by 128. Sizes match the GGUF's (Q4_K: 148 bytes
+byte j = element 16 k + j), Q8_0's int8 bytes as they are. Sizes match the GGUF's (Q4_K: 148 bytes
 per 256 instead of 144, its 6-bit scales unpacked to bytes). Rows are padded with zero weights
 to whole chunks (64 elements; 256 for the K types, which GGUF already requires).
 
@@ -106,7 +106,7 @@ def pack(raw: np.ndarray, qtype: str, k: int) -> np.ndarray:
     o = b.shape[0]
     if qtype == "Q8_0":
         d = _f16(b, 0).reshape(o, -1, 4)  # (O, C, d0 d1)
-        q = (b[..., 2:].view(np.int8).astype(np.int16) + 128).astype(np.uint8).reshape(o, -1, 64)
+        q = np.ascontiguousarray(b[..., 2:]).reshape(o, -1, 64)  # int8 bytes as they are
         parts = [d, q]
     elif qtype == "Q5_0":
         d = _f16(b, 0).reshape(o, -1, 4)
@@ -159,7 +159,7 @@ def unpack(packed: np.ndarray, qtype: str, k: int) -> np.ndarray:
     if qtype in _CHUNK_BYTES:
         p = packed.reshape(o, c, _CHUNK_BYTES[qtype])
         if qtype == "Q8_0":
-            s, q, m = _h(p[..., 0:4]), p[..., 4:].astype(np.float32) - 128, None
+            s, q, m = _h(p[..., 0:4]), p[..., 4:].view(np.int8).astype(np.float32), None
         elif qtype == "Q5_0":
             bits = np.unpackbits(p[..., 4:12], axis=-1, bitorder="little").astype(np.float32)
             s, q, m = _h(p[..., 0:4]), _unnibble(p[..., 12:]) + 16 * bits - 16, None
