@@ -51,3 +51,11 @@ def read_text_input(path: str, flag: str = "--file", what: str = "the text") -> 
     if not text.strip():
         raise UsageError(f"{label} is empty; put {what} in it")
     return text
+
+
+DTYPE_CHOICES = ["auto", "gguf", "bf16", "fp16", "fp32"]
+"""Values of every command's --dtype (plait.runtime.loading.packed explains auto and gguf)."""
+DTYPE_HELP = (
+    "auto (default) keeps a GGUF's quantized blocks and computes on them where the CPU can "
+    "(AVX512-BF16), else bf16; gguf insists on it; bf16/fp16/fp32 dequantise"
+)

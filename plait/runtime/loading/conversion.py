@@ -73,6 +73,24 @@ def _source(base: dict[str, Any], packed: bool) -> dict[str, Any]:
     return {**base, "weights": PACKED} if packed else base
 
 
+def resident_bytes(sd: dict[str, Any]) -> dict[str, Any]:
+    """What a load of this entry holds in memory: packed blocks as stored, every floating
+    tensor as bf16; and the GGUF types kept packed."""
+    from plait.runtime.quant.formats import TYPES
+    from plait.runtime.quant.weight import QMETA, QPACK
+
+    names = {code: name for name, code in TYPES.items()}
+    total, types = 0, set()
+    for k, v in sd.items():
+        if k.endswith(QMETA):
+            types.add(names[int(v[0])])
+        elif k.endswith(QPACK):
+            total += v.numel()
+        else:
+            total += v.numel() * 2
+    return {"resident_bytes": total, "packed_types": sorted(types)}
+
+
 def entry_name(key: str, packed: bool) -> str:
     """Directory name of a cache entry: packed and dense entries of one model live side by side."""
     return f"{key}-packed" if packed else key
@@ -104,6 +122,7 @@ def convert_gguf(
                 sd.pop("lm_head.weight", None)
             bar.set_description("checking")
             check_finite(sd, str(gguf_path), fix)
+            resident = resident_bytes(sd)
             bar.update()
             bar.set_description("writing safetensors")
             hf_cfg.save_pretrained(str(tmp))
@@ -114,7 +133,7 @@ def convert_gguf(
             tok = gguf_file.tokenizer(gguf_path)
             tok.save_pretrained(str(tmp))
             bar.update(bar.total - bar.n)
-        extra = {"weights": "packed" if packed else "bf16"}
+        extra: dict[str, Any] = {"weights": "packed" if packed else "bf16", **resident}
         if packed:
             extra["dense_types"] = gguf_file.dense_types(reader)
         _write_metadata(tmp, hf_cfg, tok, name, source, extra)
