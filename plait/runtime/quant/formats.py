@@ -137,10 +137,10 @@ def pack(raw: np.ndarray, qtype: str, k: int) -> np.ndarray:
         ]
         return np.concatenate([head, *per], axis=-1).reshape(o, -1)
     else:  # Q6_K
-        q = _q6k_values(b).reshape(o, b.shape[1], 4, 64)
-        hi = (q >> 4).reshape(o, b.shape[1], 4, 4, 16)  # (.., chunk, k, j)
+        q6 = _q6k_values(b).reshape(o, b.shape[1], 4, 64)
+        hi = (q6 >> 4).reshape(o, b.shape[1], 4, 4, 16)  # (.., chunk, k, j)
         top = (hi << (2 * np.arange(4, dtype=np.uint8))[:, None]).sum(axis=-2, dtype=np.uint8)
-        chunk = np.concatenate([top, _nibbles(q)], axis=-1).reshape(o, b.shape[1], -1)
+        chunk = np.concatenate([top, _nibbles(q6)], axis=-1).reshape(o, b.shape[1], -1)
         return np.concatenate([b[..., 208:210], b[..., 192:208], chunk], axis=-1).reshape(o, -1)
     return np.concatenate(parts, axis=-1).reshape(o, -1)
 

@@ -12,6 +12,7 @@ where it runs, and `dense()` @ x (the twin) elsewhere; `rows` dequantises embedd
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -140,7 +141,7 @@ class QuantLinear(nn.Module):
             self.register_buffer(f"pack{i}", p, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.weight.matmul(x, self.bias)
+        return self.weight.matmul(x, cast("torch.Tensor | None", self.bias))
 
 
 class QuantEmbedding(nn.Module):
