@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, save, table  # noqa: E402
 
 from plait.runtime.attention.dense import causal_context  # noqa: E402
-from plait.runtime.loader import load_model  # noqa: E402
+from plait.runtime.loading.loader import load_model  # noqa: E402
 from plait.runtime.model import linear  # noqa: E402
 from plait.runtime.quant.build import resident_bytes  # noqa: E402
 from plait.runtime.quant.weight import QuantLinear  # noqa: E402

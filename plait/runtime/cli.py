@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter, read_text_input
+from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter, finite_float, read_text_input
 from plait.errors import UsageError
 
 _MODELS_EPILOG = """examples:
@@ -71,9 +71,9 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--max-new-tokens", type=_positive_int, default=256, help="stop after this many tokens"
     )
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    g.add_argument("--temperature", type=finite_float, default=0.0, help="0 = greedy")
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
-    g.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    g.add_argument("--top-p", type=finite_float, default=1.0, help="1 = off")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same text)")
     g.add_argument(
         "--dtype",
@@ -146,7 +146,7 @@ def _weights(entry: dict[str, Any] | None) -> dict[str, Any]:
     """Weight format and resident size of a cache entry ("-" until converted)."""
     if entry is None:
         return {"weights": None, "resident_bytes": None}
-    fmt = entry.get("weights") or "bf16"
+    fmt = entry.get("weight_format") or "bf16"
     if fmt == "packed":
         fmt = "gguf " + "/".join(entry.get("packed_types") or [])
     return {"weights": fmt, "resident_bytes": entry.get("resident_bytes")}
@@ -207,7 +207,7 @@ def prompt_text(prompt: str | None, file: str | None) -> str:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from plait.runtime.generate import generate
-    from plait.runtime.loader import load_model, parse_device
+    from plait.runtime.loading.loader import load_model, parse_device
     from plait.runtime.sampling import SamplingParams
 
     text = prompt_text(args.prompt, args.file)  # every input is checked before the model loads

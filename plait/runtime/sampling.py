@@ -7,10 +7,21 @@ it). `temperature == 0` means greedy (argmax; ties go to the lowest id).
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
+
+
+def _int(name: str, value: object) -> int:
+    """`value` as an int: Python and numpy integers pass; bools, floats and strings do not."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -24,13 +35,27 @@ class SamplingParams:
     seed: int | None = None  # per-stream seed (None: 0)
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        for name in ("temperature", "top_p"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{name} must be a number, got {type(v).__name__} {v!r}")
+        for name in ("top_k", "seed"):
+            v = getattr(self, name)
+            if v is not None or name == "top_k":
+                setattr(self, name, _int(name, v))
+        if not 0 <= self.temperature < float("inf"):  # also refuses NaN
+            raise ValueError(
+                f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature}"
+            )
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
-        self.suppress_tokens = tuple(int(t) for t in self.suppress_tokens)
+        if isinstance(self.suppress_tokens, (str, bytes)):
+            raise TypeError(f"suppress_tokens must be token ids, got {self.suppress_tokens!r}")
+        self.suppress_tokens = tuple(_int("suppress_tokens", t) for t in self.suppress_tokens)
+        if any(t < 0 for t in self.suppress_tokens):
+            raise ValueError(f"suppress_tokens must be token ids >= 0, got {self.suppress_tokens}")
 
     @property
     def greedy(self) -> bool:

@@ -9,8 +9,8 @@ import torch
 from plait.runtime.attention.dense import causal_context
 from plait.runtime.cache_dir import read_meta
 from plait.runtime.kernels import quant as qk
-from plait.runtime.loader import load_model
 from plait.runtime.loading import conversion
+from plait.runtime.loading.loader import load_model
 from plait.runtime.quant.build import packed_types, resident_bytes
 from plait.runtime.quant.weight import QuantEmbedding, QuantLinear
 from tests.helpers.checkpoints import save_hf_dir, tiny_hf_model, tiny_tokenizer, write_gguf
@@ -50,8 +50,10 @@ def test_packed_load_is_the_bf16_model(tmp_path, tok, family, tie):
     bf16_err = (ld - lr).abs().max().item()
     assert (lp - lr).abs().max().item() <= 2 * bf16_err + 1e-3
     meta = read_meta(packed.path)
-    assert meta is not None and meta["weights"] == "packed" and meta["packed_types"] == ["Q8_0"]
-    assert meta["source"]["weights"] == conversion.PACKED
+    assert (
+        meta is not None and meta["weight_format"] == "packed" and meta["packed_types"] == ["Q8_0"]
+    )
+    assert meta["source"]["layout"] == conversion.PACKED
     assert meta["resident_bytes"] < read_meta(dense.path)["resident_bytes"]  # type: ignore[index]
 
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from plait.runtime.engine.detokenize import TextStream
 from plait.runtime.engine.groups import StreamGroup
-from plait.runtime.engine.prefix_cache import Block, PrefixCache
+from plait.runtime.engine.prefix_cache import CacheBlock, PrefixCache
 from plait.runtime.engine.requests import CapacityError, EngineRequest, TokenLogprob
 from plait.runtime.runner import StreamInput
 from plait.runtime.sampling import Sampler
@@ -68,7 +68,7 @@ class RequestState:
 
     request: EngineRequest
     budget: int  # max_tokens clamped to the context
-    path: list[Block] = field(default_factory=list)
+    path: list[CacheBlock] = field(default_factory=list)
     tail: Segment | None = None
     samples: list[Sample] = field(default_factory=list)
     cached_tokens: int = 0
@@ -107,7 +107,7 @@ class Work:
 
 
 @dataclass(slots=True)
-class StepPlan:
+class SchedulerOutput:
     work: list[Work]
     instant: bool
     tokens: int
@@ -214,7 +214,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------ plan
 
-    def plan(self) -> StepPlan:
+    def plan(self) -> SchedulerOutput:
         budget = self.config.step_tokens
         work: list[Work] = []
         groups = [st for st in self.running if isinstance(st, GroupState)]
@@ -236,7 +236,7 @@ class Scheduler:
                 break
             if not st.prefilled:
                 budget = self._prefill(st, budget, writing, instant, work)
-        return StepPlan(work, instant, self.config.step_tokens - budget)
+        return SchedulerOutput(work, instant, self.config.step_tokens - budget)
 
     def _prefill(
         self, st: RequestState, budget: int, writing: set[int], instant: bool, work: list[Work]

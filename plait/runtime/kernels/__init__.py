@@ -38,7 +38,7 @@ from types import ModuleType
 
 import torch
 
-from plait.runtime.cache_dir import cache_root
+from plait.runtime.cache_dir import build_lock, cache_root
 
 ENV = "PLAIT_KERNELS"
 SKINNY_MAX_ROWS = 28
@@ -127,20 +127,13 @@ def _load() -> ModuleType | None:
             from torch.utils.cpp_extension import load
 
             out = build_dir()
-            out.mkdir(parents=True, exist_ok=True)
-            if not any(out.glob("*.so")):
-                print(
-                    f"plait: compiling CPU kernels into {out} (once per machine, ~80 s on 2 cores)",
-                    file=sys.stderr,
-                )
-            _module = load(
-                name="plait_cpu_kernels",
-                sources=[str(s) for s in _SOURCES],
-                build_directory=str(out),
-                extra_cflags=_CFLAGS,
-                extra_ldflags=["-fopenmp"],
-                verbose=False,
-            )
+            with build_lock(out):  # a build killed earlier left torch's lock: removed here
+                if not any(out.glob("*.so")):
+                    print(f"plait: compiling CPU kernels into {out} (once per machine, ~80 s "
+                          "on 2 cores)", file=sys.stderr)  # fmt: skip
+                _module = load(name="plait_cpu_kernels", sources=[str(s) for s in _SOURCES],
+                               build_directory=str(out), extra_cflags=_CFLAGS,
+                               extra_ldflags=["-fopenmp"], verbose=False)  # fmt: skip
         except Exception as e:  # noqa: BLE001 - any build/import failure means "use torch"
             _failed = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
             warnings.warn(

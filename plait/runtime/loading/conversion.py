@@ -7,13 +7,19 @@ template, generation_config.json (end-of-sequence ids) and `plait-cache.json` (w
 what source it was built from).
 An entry is reused only while that source record matches; otherwise it is rebuilt atomically.
 Looking an entry up first sweeps temporary entries that interrupted conversions left behind.
+The record also holds model.safetensors' sha256, size and mtime, written at conversion: a lookup
+re-hashes the weights when their size or mtime changed (or always, with PLAIT_VERIFY_WEIGHTS=1)
+and rebuilds an entry whose weights no longer match, with one stderr line. An entry converted
+before checksums existed gets its record on first use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -21,6 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from plait.outputs import atomic_write_text
 from plait.runtime.cache_dir import (
     CACHE_FORMAT,
     META_FILE,
@@ -35,6 +42,8 @@ from plait.runtime.loading.bundled import BundledModel, fingerprint, part_paths,
 from plait.runtime.loading.tokenizer import eos_token_ids
 from plait.runtime.loading.weights import SINGLE_FILE, check_finite, one_thread, write_safetensors
 
+VERIFY_ENV = "PLAIT_VERIFY_WEIGHTS"  # 1: hash the weights at every lookup
+
 
 def _valid(entry: Path, source: dict[str, Any]) -> bool:
     meta = read_meta(entry)
@@ -43,7 +52,39 @@ def _valid(entry: Path, source: dict[str, Any]) -> bool:
         and meta.get("source") == source
         and (entry / "config.json").is_file()
         and (entry / SINGLE_FILE).is_file()
+        and _weights_match(entry, meta)
     )
+
+
+def _weights_record(path: Path) -> dict[str, Any]:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    st = path.stat()
+    return {"sha256": h.hexdigest(), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _weights_match(entry: Path, meta: dict[str, Any]) -> bool:
+    """Whether model.safetensors is what the conversion wrote (hashed only when its size or
+    mtime changed, or with PLAIT_VERIFY_WEIGHTS=1); False (one stderr line) when it is not."""
+    path, rec = entry / SINGLE_FILE, meta.get("weights")
+    if not isinstance(rec, dict):  # converted before checksums: record what is there now
+        meta["weights"] = _weights_record(path)
+        with contextlib.suppress(OSError):  # a read-only cache keeps working, unrecorded
+            atomic_write_text(entry / META_FILE, json.dumps(meta, indent=2))
+        return True
+    st = path.stat()
+    if (st.st_size, st.st_mtime_ns) == (
+        rec.get("size"),
+        rec.get("mtime_ns"),
+    ) and not os.environ.get(VERIFY_ENV):
+        return True
+    if st.st_size == rec.get("size") and _weights_record(path)["sha256"] == rec.get("sha256"):
+        return True
+    print(f"plait: {path} does not match the checksum written when it was converted (changed "
+          "or damaged since); rebuilding the entry", file=sys.stderr)  # fmt: skip
+    return False
 
 
 # Seconds per MB of GGUF for a first conversion, fitted on 2 cores (docs/log.md, 2026-11-29:
@@ -65,12 +106,12 @@ def _announce(gguf_path: Path, entry: Path, name: str) -> None:
 
 
 PACKED = "packed-2"
-"""`weights` of a packed entry's source record: bump when the packed layout changes (entries
+"""`layout` of a packed entry's source record: bump when the packed layout changes (entries
 built before are then rebuilt, never read with another layout). Dense entries have none."""
 
 
 def _source(base: dict[str, Any], packed: bool) -> dict[str, Any]:
-    return {**base, "weights": PACKED} if packed else base
+    return {**base, "layout": PACKED} if packed else base
 
 
 def resident_bytes(sd: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +174,7 @@ def convert_gguf(
             tok = gguf_file.tokenizer(gguf_path)
             tok.save_pretrained(str(tmp))
             bar.update(bar.total - bar.n)
-        extra: dict[str, Any] = {"weights": "packed" if packed else "bf16", **resident}
+        extra: dict[str, Any] = {"weight_format": "packed" if packed else "bf16", **resident}
         if packed:
             extra["dense_types"] = gguf_file.dense_types(reader)
         _write_metadata(tmp, hf_cfg, tok, name, source, extra)
@@ -152,6 +193,7 @@ def _write_metadata(
         "family": ModelConfig.from_hf(hf_cfg).family,
         "source": source,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "weights": _weights_record(tmp / SINGLE_FILE),  # checked at each lookup (_weights_match)
         **extra,
     }
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))

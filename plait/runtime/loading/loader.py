@@ -123,10 +123,10 @@ def read_hf_config(directory: Path) -> Any:
 
     try:
         return AutoConfig.from_pretrained(str(directory))
-    except (OSError, ValueError, KeyError) as exc:
-        raise CorruptModelError(
-            f"cannot parse {directory / 'config.json'}: {exc}; re-download it"
-        ) from exc
+    except Exception as exc:  # noqa: BLE001 - transformers and huggingface_hub raise many types
+        first = " ".join(str(exc).split())[:300]  # one line
+        raise CorruptModelError(f"cannot parse {directory / 'config.json'}: {first}; fix that "
+                                "field or re-download it") from exc  # fmt: skip
 
 
 def build_model(
@@ -179,7 +179,10 @@ def load_from_dir(
     releases the GIL), which hides most of its cost.
     """
     hf_cfg = read_hf_config(directory)
-    cfg = ModelConfig.from_hf(hf_cfg)
+    try:
+        cfg = ModelConfig.from_hf(hf_cfg)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CorruptModelError(f"{directory / 'config.json'}: {exc}; fix that field") from exc
     with ThreadPoolExecutor(max_workers=1) as pool:
         tok_future = pool.submit(load_tokenizer, directory)
         sd = read_safetensors_dir(directory, fix)
