@@ -8,10 +8,9 @@
 
 `step()` = admit waiting requests (scheduler), plan the step (decode rows, group streams, prefill
 chunks under the token budget), one `Runner.step` over all of it, then sample, apply stop rules
-and free what finished. Requests join and leave at any step. A request's logits depend only on
-its own prompt and tokens (its view's segments are fixed by its prompt: `prefix_cache`), so its
-greedy output is the same alone and in any batch up to the floating-point effects of batch shape
-(tests/runtime/test_engine.py checks equality on real and random models). Whatever goes wrong
+and free what finished. Requests join and leave at any step. A request's view is fixed by its
+prompt (`prefix_cache`) and, where plait's kernels run, its bits are batch invariant (tokens,
+samples, log-probs alone == in any batch: tests/runtime/test_invariance.py). Whatever goes wrong
 for one request (admission, a group's plan, sampling, text, stop rules) ends that request with an
 error output and frees its KV; the others go on unchanged (`plait.runtime.engine.isolation`).
 """
@@ -229,12 +228,11 @@ class Engine:
             assert s is not None
             p = s.sampler.params[0]
             plain = p.greedy and not p.suppress_tokens
-            if len(s.generated) < len(req.forced_tokens):
-                tok = req.forced_tokens[len(s.generated)]
+            at = len(s.generated)  # the output position: the draw's seed (sampling.draw_seed)
+            if at < len(req.forced_tokens):
+                tok = req.forced_tokens[at]
             else:
-                tok = (
-                    greedy if plain else int(s.sampler(row[None], positions=[len(s.generated)])[0])
-                )
+                tok = greedy if plain else int(s.sampler(row[None], positions=[at])[0])
             lps = [TokenLogprob.of(logp, tok, req.logprobs or 0)] if logp is not None else []
             outs.append(self._emit(st, s, tok, lps))
         if all(s.finish is not None for s in st.samples):
