@@ -35,6 +35,9 @@ from plait.hogwild.workspace import Workspace
 from plait.runtime.engine.kv_pool import KVPool
 from plait.runtime.runner import Runner
 
+STEP_START = 128  # slots a worker's step segment starts with (grows on demand)
+COMMON_SLACK = 64  # slots after the prompt the common segment starts with (grows on demand)
+
 
 class HogwildEngine:
     """Hogwild! Inference over plait's runtime (see the module docstring).
@@ -146,13 +149,13 @@ class HogwildEngine:
                 f"model's {limit}-token context; lower the budget or the number of workers",
                 stacklevel=3,
             )
-        ws = Workspace(
+        ws = Workspace(  # sized for now: the segments grow as steps are written (KV on demand)
             self.store,
             self.layout,
             c.workers,
-            capacity=min(c.capacity, 1024),
+            capacity=min(c.capacity, STEP_START),
             instant=c.instant,
-            prompt_capacity=len(ids) + c.workers * c.max_budget + 64,
+            prompt_capacity=len(ids) + COMMON_SLACK,
         )
         self.runner.prefill(ws.common, ids)
         for seg, text, view in ws.shared_prefill_views():

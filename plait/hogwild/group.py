@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from plait.hogwild.engine import HogwildEngine
+from plait.hogwild.engine import COMMON_SLACK, STEP_START, HogwildEngine
 from plait.hogwild.events import Event
 from plait.hogwild.finisher import FinisherBatch, FinisherRequest
 from plait.hogwild.run import ProblemRun
@@ -46,11 +46,16 @@ class HogwildGroup:
         c = hogwild.cfg
         prompt = len(hogwild.encode(hogwild.prompt_text(problem)))
         shared = len(hogwild.layout.shared(c.workers))
-        # an upper bound on what the workspace, its regrowths and the finisher may allocate
-        self.kv_tokens = (prompt + 64 + 2 * c.workers * c.max_budget + 2 * c.workers * min(c.capacity, 1024)
+        # an upper bound on what the workspace, its growth and the finisher may allocate, and
+        # what `start` allocates (the segments grow on demand; the engine preempts under pressure)
+        step_cap = 2 * c.workers * min(c.capacity, 1024)
+        self.kv_tokens = (prompt + 64 + 2 * c.workers * c.max_budget + step_cap
                           + 16 * shared + c.finisher_max_tokens + 64)  # fmt: skip
+        self.kv_start_tokens = prompt + COMMON_SLACK + 2 * c.workers * min(c.capacity, STEP_START)
+        self.kv_start_tokens += 16 * shared
         self.rows = 2 * c.workers
         self.instant = c.instant
+        self.restartable = True  # deterministic: `start` after `release` replays the same run
         self.run: ProblemRun | None = None
         self.finisher: FinisherBatch | None = None
         self.error: Exception | None = None
@@ -60,6 +65,7 @@ class HogwildGroup:
         if runner.store is not store:
             raise ValueError("the runner must run over the given store")
         self.hw.bind(runner)
+        self.finisher, self.error, self._planned = None, None, ([], [])
         self.run = self.hw.start(self.index, self.problem)  # prompt prefill + state machine
 
     def _run(self) -> ProblemRun:

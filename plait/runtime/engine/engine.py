@@ -7,7 +7,8 @@
     engine.cancel(rid)                         # frees the request's segments at once
 
 `step()` = admit waiting requests (scheduler), plan the step (decode rows, group streams, prefill
-chunks under the token budget), one `Runner.step` over all of it, then sample, apply stop rules
+chunks under the token budget) and fit its KV growth into the budget, preempting the newest
+requests if needed (memory), one `Runner.step` over all of it, then sample, apply stop rules
 and free what finished. Requests join and leave at any step. A request's logits depend only on
 its own prompt and tokens (its view's segments are fixed by its prompt: `prefix_cache`), so its
 greedy output is the same alone and in any batch up to the floating-point effects of batch shape
@@ -24,6 +25,7 @@ import torch
 
 from plait.runtime.engine.groups import StreamGroup
 from plait.runtime.engine.kv_pool import KVPool
+from plait.runtime.engine.memory import count_work, fit_step
 from plait.runtime.engine.prefix_cache import PrefixCache
 from plait.runtime.engine.requests import (
     CapacityError,
@@ -34,14 +36,8 @@ from plait.runtime.engine.requests import (
     TokenLogprob,
     next_request_id,
 )
-from plait.runtime.engine.scheduler import (
-    EngineConfig,
-    GroupState,
-    RequestState,
-    Sample,
-    Scheduler,
-    Work,
-)
+from plait.runtime.engine.scheduler import EngineConfig, Scheduler, Work
+from plait.runtime.engine.states import GroupState, RequestState, Sample
 from plait.runtime.model import DecoderLM
 from plait.runtime.runner import Runner
 
@@ -73,13 +69,13 @@ class Engine:
         self.config = config or EngineConfig()
         c = self.config
         store = runner.store if runner is not None else KVPool(
-            model.config, model.dtype, model.device, model.rope, c.kv_budget_tokens
+            model.config, model.dtype, model.device, model.rope, c.kv_budget_tokens, c.block_tokens
         )  # fmt: skip
         if not isinstance(store, KVPool):
             raise ValueError("the engine's runner must run over a KVPool; build it with one")
         self.store, self.runner = store, runner or Runner(model, store, attention=attention)
         self.cache = PrefixCache(self.store, c.block_tokens)
-        self.scheduler = Scheduler(c, self.cache)
+        self.scheduler = Scheduler(c, self.cache, self.store)
         ids = model.config.eos_token_ids if eos_token_ids is None else eos_token_ids
         self.eos = frozenset(int(t) for t in ids)
         self.context = model.config.max_position
@@ -154,30 +150,36 @@ class Engine:
         while sched.waiting and sched.try_admit(sched.waiting[0]):
             st = sched.waiting.popleft()
             sched.running.append(st)
+            self.stats.peak_running = max(self.stats.peak_running, len(sched.running))
             if isinstance(st, GroupState):
                 st.group.start(self.store, self.runner)
                 continue
+            first, n = not st.admitted, len(st.request.prompt)
             self.scheduler.start(st, self.store, self.tokenizer)
-            self.stats.prompt_tokens += len(st.request.prompt)
-            self.stats.prefilled_tokens += len(st.request.prompt) - st.cached_tokens
+            self.stats.prompt_tokens += n * first
+            self.stats.prefilled_tokens += (n - st.cached_tokens) * first
+
+    def _preempt(self, st: RequestState | GroupState) -> None:
+        """Free a running request's or group's KV and queue it first (`memory.py`)."""
+        self._free(st)
+        self.scheduler.requeue(st)
+        self.stats.preemptions += 1
 
     @torch.inference_mode()
     def step(self) -> list[Output]:
         """Admit, run one batched forward, sample; returns this step's outputs."""
         self._admit()
-        plan = self.scheduler.plan()
+        plan = fit_step(self.scheduler, self.store, self._preempt)
         if not plan.work:
             return []
         start = time.perf_counter()
-        self.stats.computed_prompt_tokens += sum(
-            len(w.input.tokens) for w in plan.work if w.kind == "prefill"
-        )
+        count_work(plan, self.stats)
         logits = self.runner.step([w.input for w in plan.work], instant=plan.instant)  # (S, V)
         outputs: list[Output] = []
         group_rows: dict[int, list[int]] = {}
         # greedy picks of every row at once (first maximum, as `greedy_argmax`): one reduction
         # over (S, V) instead of a filtered copy of each row
-        plain = any(w.kind != "group" for w in plan.work)
+        plain = any(w.kind in ("decode", "prefill") for w in plan.work)
         picks = logits.argmax(-1).tolist() if plain else []
         for row, w in enumerate(plan.work):
             if w.kind == "group":
@@ -204,7 +206,7 @@ class Engine:
         done = st.group.done
         if done:
             self._finish(st)
-        return GroupOutput(st.request_id, events, finished=done)
+        return GroupOutput(st.request_id, st.deliver(events), finished=done)
 
     def _sample(self, w: Work, row: torch.Tensor, greedy: int) -> list[SampleOutput]:
         """Pick the next token of one sample (decode) or of every sample (end of prefill);
@@ -279,7 +281,7 @@ class Engine:
         if st.tail is not None:
             self.store.free(st.tail)
         self.cache.release(st.path)
-        st.path = []
+        st.path, st.tail = [], None
 
     # ------------------------------------------------------------------ convenience
 
