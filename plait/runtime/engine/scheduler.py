@@ -129,7 +129,9 @@ class Scheduler:
         return int(self.config.kv_watermark * self.config.kv_budget_tokens) if self.running else 0
 
     def try_admit(self, st: RequestState | GroupState) -> bool:
-        """Whether `st` fits now; if so, evict what it needs and hold its cache path."""
+        """Whether `st` fits now; if so, evict what it needs and hold its cache path. With
+        nothing running the head of the queue is admitted whatever the pool holds (the pool may
+        be shared with another engine; `add` checked that it fits alone): no deadlock."""
         c, cache = self.config, self.cache
         slots, rows = self.used()
         if isinstance(st, GroupState):
@@ -144,7 +146,7 @@ class Scheduler:
         if rows + new_rows > c.max_rows:
             return False
         excess = slots + need + self.watermark() - c.kv_budget_tokens
-        if excess > 0 and excess > cache.evictable_tokens(keep):
+        if excess > 0 and excess > cache.evictable_tokens(keep) and self.running:
             return False
         if isinstance(st, RequestState):
             if not st.admitted:
