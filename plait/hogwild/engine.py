@@ -195,8 +195,9 @@ class HogwildEngine:
         if not problems:
             raise ValueError("no problems given; pass a problem string or a non-empty list")
         groups = [HogwildGroup(self, p, i) for i, p in enumerate(problems)]
-        config = EngineConfig(
-            kv_budget_tokens=sum(g.kv_tokens for g in groups), max_rows=sum(g.rows for g in groups)
+        config = EngineConfig(  # twice the bounds: room for growth slack, so nothing is preempted
+            kv_budget_tokens=2 * sum(g.kv_tokens for g in groups),
+            max_rows=sum(g.rows for g in groups),
         )
         engine = Engine(self.model, config=config, runner=self.runner)
         ids = [engine.add_group(g) for g in groups]

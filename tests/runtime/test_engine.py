@@ -82,7 +82,10 @@ def test_admission_waits_fifo_and_refuses_what_never_fits():
         e.add(EngineRequest(prompt=_prompt(100), max_tokens=120))
     with pytest.raises(ValueError, match="row limit of 4; lower n"):
         e.add(EngineRequest(prompt=_prompt(10), max_tokens=2, n=5))
-    ids = [e.add(EngineRequest(prompt=_prompt(50, salt=s), max_tokens=60)) for s in range(3)]
+    ids = [
+        e.add(EngineRequest(prompt=_prompt(50, salt=s), max_tokens=60, ignore_eos=True))
+        for s in range(3)
+    ]
     e.step()
     # KV on demand: 66 slots each now (3 blocks, a 2-token tail, one 16-slot unit for its
     # tokens); two fit under the budget with the watermark, the third waits (FIFO)

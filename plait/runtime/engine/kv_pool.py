@@ -14,7 +14,7 @@ Growth (`grow`, and `reserve`, which the runner calls before every step): a segm
 contiguous slot range, so every attention backend and kernel reads it unchanged. It grows in place
 when the range right after it is a hole or the top of the pool (no copy, its slots stay valid);
 otherwise it moves to a free range with room for the tokens plus a slack of
-`max(unit, tokens // 8)` (one block copy of its stored K/V, no re-rotation: the
+`max(tokens // 8, min(tokens, unit))` (doubling while small) (one block copy of its stored K/V, no re-rotation: the
 positions are segment-local) and its old range becomes a hole. `held` counts the slots of live
 segments (their capacities), O(1).
 
@@ -101,8 +101,8 @@ class KVPool(KVStore):
         if need <= seg.capacity:
             return seg.capacity
         cap = round_up(need, self.unit)
-        if cap - seg.capacity > self._room_after(seg):
-            cap = round_up(need + max(self.unit, need // 8), self.unit)
+        if cap - seg.capacity > self._room_after(seg):  # moved: a slack, so moves are rare
+            cap = need + max(need // 8, min(need, self.unit))
         return max(need, min(cap, most)) if most is not None else cap
 
     @torch.inference_mode()
