@@ -177,9 +177,9 @@ def summarize(out: Path, variant: str, model: str) -> dict:
 def speed(variants: list[str], model: str, rounds: int, problems: int, passes: int) -> dict:
     """Tokens/s of each variant's hogwild-2 and hogwild-4 runs, interleaved rounds (run it under the lock)."""
     from plait.eval.datasets import load
-    from plait.hogwild.engine import HogwildEngine
     from plait.hogwild.evaluate import Method
-    from plait.runtime.loader import load_model
+    from plait.hogwild.solve import solve_batch
+    from plait.runtime.loading.loader import load_model
 
     lm = load_model(model, dtype="bf16")
     qs = [p.question for p in load("gsm8k", problems)]
@@ -188,9 +188,9 @@ def speed(variants: list[str], model: str, rounds: int, problems: int, passes: i
         for v in variants:
             for spec in ("hogwild-2", "hogwild-4"):
                 s = settings(v, [passes], model, "bf16")
-                eng = HogwildEngine(lm.model, lm.tokenizer, s.config(Method.parse(spec)))
+                cfg = s.config(Method.parse(spec))
                 t0 = time.perf_counter()
-                res = eng.solve_batch(qs)
+                res = solve_batch(lm.model, lm.tokenizer, qs, cfg)
                 dt = time.perf_counter() - t0
                 rates[f"{v}/{spec}"].append(sum(r.final.tokens for r in res) / dt)
     table = {
@@ -225,7 +225,7 @@ def main() -> None:
     if not args.summarize:
         from plait.eval.datasets import load
         from plait.hogwild.evaluate import Method, evaluate
-        from plait.runtime.loader import load_model
+        from plait.runtime.loading.loader import load_model
 
         lm = load_model(args.model, dtype="bf16")
         evaluate(

@@ -285,7 +285,7 @@ def main() -> None:
     p.add_argument("--transformers-max-clients", type=int, default=1,
                    help="largest level run on transformers serve (slow on CPU)")  # fmt: skip
     args = p.parse_args()
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     MODE["chat"] = args.chat
     lm = load_model(args.model)

@@ -54,7 +54,7 @@ class HogwildConfig:
     sequential: bool = False
     """Baseline mode: one worker, a plain step-by-step prompt, no collaboration text."""
     prompt: str = ""
-    """Prompt variant (`plait.hogwild.prompt_texts.VARIANTS`): Hogwild 'full' | 'short' | 'roles'
+    """Prompt variant (`plait.hogwild.variants.VARIANTS`): Hogwild 'full' | 'short' | 'roles'
     | 'short_after' | 'roles_after' | 'team_after' | 'plain_after', sequential 'answer_is_after' |
     'answer_is' | 'answer_boxed' | 'boxed' | 'worked'; "" = 'full' / 'answer_is_after'."""
     instructions: str = ""
@@ -149,7 +149,7 @@ class HogwildConfig:
     def _check_text_options(self) -> None:
         from plait.hogwild.answering import ANSWER_POLICIES
         from plait.hogwild.loopguard import GUARD_MODES
-        from plait.hogwild.prompt_texts import get_variant
+        from plait.hogwild.variants import get_variant
 
         get_variant(self.prompt, self.sequential)
         if self.answer_policy not in ANSWER_POLICIES:

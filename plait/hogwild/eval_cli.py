@@ -94,7 +94,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from plait.hogwild.evaluate import Method, evaluate
     from plait.hogwild.presets import get_preset
     from plait.outputs import check_writable_dir
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     methods = [Method.parse(m) for m in args.methods]
     if args.batch < 1:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plait.hogwild.answers import last_boxed, last_code_block
+from plait.hogwild.answering import last_boxed, last_code_block
 
 MATH_FINISHER = (
     "\n\nTime is up, so I must answer now. Taking all of the work above into account, "
@@ -49,7 +49,7 @@ class FinisherRequest:
 class FinisherBatch:
     """Finishers as a step-able batch: `streams()` for the next forward, `advance(logits)` after
     it, until `done` (every answer complete or `max_tokens` steps); `results()` then `free()`.
-    `HogwildGroup` puts its streams into the engine's shared batch."""
+    `HogwildProblem` puts its streams into the engine's shared batch."""
 
     def __init__(
         self,

@@ -185,7 +185,7 @@ def prompt_text(prompt: str | None, file: str | None) -> str:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from plait.runtime.generate import generate
-    from plait.runtime.loader import load_model, parse_device
+    from plait.runtime.loading.loader import load_model, parse_device
     from plait.runtime.sampling import SamplingParams
 
     text = prompt_text(args.prompt, args.file)  # every input is checked before the model loads

@@ -59,7 +59,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"plait serve needs {exc.name}; install it with pip install -e '.[serve]'"
         ) from None
     from plait.runtime.engine import EngineConfig
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
     from plait.serve.server import build_state, run
 
     if not 0 <= args.port <= 65535:

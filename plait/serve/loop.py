@@ -31,7 +31,7 @@ class _Sink:
 
 
 @dataclass(slots=True)
-class Snapshot:
+class EngineMetrics:
     """Engine counters, as of the end of the last step (read by /metrics)."""
 
     running: int = 0
@@ -54,7 +54,7 @@ class EngineLoop:
         self._inbox: list[tuple[str, Any, Any]] = []
         self._sinks: dict[str, _Sink] = {}
         self._stopping = False
-        self.snapshot = Snapshot(kv_budget_tokens=engine.config.kv_budget_tokens)
+        self.snapshot = EngineMetrics(kv_budget_tokens=engine.config.kv_budget_tokens)
         self._thread = threading.Thread(target=self._run, name="plait-engine", daemon=True)
         self.error: BaseException | None = None
 
@@ -173,7 +173,7 @@ class EngineLoop:
     def _publish(self) -> None:
         e = self.engine
         s = e.stats
-        self.snapshot = Snapshot(
+        self.snapshot = EngineMetrics(
             running=e.num_running(), waiting=e.num_waiting(),
             kv_request_tokens=e.request_kv_tokens(), kv_cache_tokens=e.cache.total_tokens(),
             kv_budget_tokens=e.config.kv_budget_tokens, cache_hit_rate=e.cache.hit_rate(),

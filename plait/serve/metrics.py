@@ -9,10 +9,7 @@ requests, preemptions, HTTP responses by status. Values come from the engine thr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from plait.serve.app import ServeState
+from plait.serve.state import ServeState
 
 _STATS = (
     ("steps", "counter", "engine steps (batched forwards)"),

@@ -75,7 +75,7 @@ def trap(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         loads.append(name)
         return tiny
 
-    monkeypatch.setattr("plait.runtime.loader.load_model", load)
+    monkeypatch.setattr("plait.runtime.loading.loader.load_model", load)
     return loads
 
 

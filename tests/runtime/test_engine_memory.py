@@ -10,9 +10,9 @@ import random
 import pytest
 
 from plait.hogwild.config import HogwildConfig
-from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.events import DoneEvent
-from plait.hogwild.group import HogwildGroup
+from plait.hogwild.problem import HogwildProblem
+from plait.hogwild.solve import solve
 from plait.runtime.engine import Engine, EngineConfig, EngineRequest, GroupOutput, SampleOutput
 from plait.runtime.sampling import SamplingParams
 from tests.helpers.engine import reference_greedy
@@ -25,9 +25,11 @@ def model():  # noqa: ANN201
     return toy_model("qwen2", seed=21)
 
 
-def _hogwild(model) -> HogwildGroup:  # noqa: ANN001
-    cfg = HogwildConfig(instructions="Be brief.", finisher_max_tokens=4, workers=2, budgets=(5, 9))
-    return HogwildGroup(HogwildEngine(model, ToyTokenizer(), cfg, step_rule=always_end), "Add.")
+CFG = HogwildConfig(instructions="Be brief.", finisher_max_tokens=4, workers=2, budgets=(5, 9))
+
+
+def _hogwild(model, cls: type[HogwildProblem] = HogwildProblem) -> HogwildProblem:  # noqa: ANN001
+    return cls(model, ToyTokenizer(), CFG, "Add.", step_rule=always_end)
 
 
 def _summary(done) -> list[tuple]:  # noqa: ANN001
@@ -111,11 +113,11 @@ def test_preemption_under_a_quarter_of_the_peak_need(model) -> None:  # noqa: AN
         else:  # the same seeded request alone
             want = _alone(model, r)
         assert got[r.request_id] == want, f"{r.request_id} changed under preemption"
-    alone = _hogwild(model).hw.solve("Add.")
+    alone = solve(model, ToyTokenizer(), "Add.", CFG, step_rule=always_end)
     assert done is not None and _summary(done) == _summary(alone)
 
 
-class _Counting(HogwildGroup):
+class _Counting(HogwildProblem):
     starts = 0
 
     def start(self, store, runner) -> None:  # noqa: ANN001
@@ -124,7 +126,7 @@ class _Counting(HogwildGroup):
 
 
 def test_a_group_is_preempted_whole_and_replays_nothing_twice(model) -> None:  # noqa: ANN001
-    g = _Counting(_hogwild(model).hw, "Add.")
+    g = _hogwild(model, _Counting)
     e = Engine(model, config=EngineConfig(block_tokens=8, kv_budget_tokens=g.kv_tokens))
     e.add(EngineRequest(prompt=list(range(3, 40)), max_tokens=g.kv_tokens - 60, ignore_eos=True))
     gid = e.add_group(g)
@@ -137,7 +139,7 @@ def test_a_group_is_preempted_whole_and_replays_nothing_twice(model) -> None:  #
                 done = next((ev.result for ev in out.events if isinstance(ev, DoneEvent)), done)
     assert g.starts > 1 and e.stats.preemptions > 0  # preempted, then started again
     plain = Engine(model, config=EngineConfig(block_tokens=8, kv_budget_tokens=8192))
-    plain.add_group(alone := _Counting(_hogwild(model).hw, "Add."))
+    plain.add_group(alone := _hogwild(model, _Counting))
     want = [ev for o in _drain(plain) for ev in o.events]
     assert alone.starts == 1 and [type(ev) for ev in events] == [type(ev) for ev in want]
     assert done is not None and _summary(done) == _summary(next(

@@ -194,18 +194,18 @@ def test_segment_attention_matches_reference(dtype, B, H, R, L, D, masked):
     assert (out.double() - ref_out).abs().max().item() <= tol * max(1.0, ref_out.abs().max().item())
 
 
-@needs_kernels
-def test_batched_attention_needs_limits_for_the_kernel():
+def test_batched_attention_leaves_the_kernel_choice_to_the_registry():
+    """torch's kernels only: plait's kernels are picked once per step by choose_backend."""
     from plait.runtime.attention import batched_attention, limit_bias
 
     q = torch.randn(1, 1, 2, 16)
     k = v = torch.randn(1, 1, 5, 16)
-    lim = torch.tensor([[1, 3]])
-    with torch.no_grad():  # the kernel has no autograd: with gradients torch's kernels run
-        with pytest.raises(ValueError, match="limits"):
-            batched_attention(q, k, v, limit_bias(lim, 5, 1, q.dtype)[:, None], None, "auto")
-        a = batched_attention(q, k, v, None, None, "auto", lim)
-        b = batched_attention(q, k, v, limit_bias(lim, 5, 1, q.dtype)[:, None], None, "math")
+    bias = limit_bias(torch.tensor([[1, 3]]), 5, 1, q.dtype)[:, None]
+    for impl in ("auto", "plait"):
+        with pytest.raises(ValueError, match="registry.choose_backend"):
+            batched_attention(q, k, v, bias, None, impl)
+    a = batched_attention(q, k, v, bias, None)  # default: sdpa on CPU
+    b = batched_attention(q, k, v, bias, None, "math")
     assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[1], b[1], atol=1e-5)
 
 

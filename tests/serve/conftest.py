@@ -11,7 +11,7 @@ from tests.helpers.serve import MODEL, require
 @pytest.fixture(scope="session")
 def smol():
     require("smollm2-135m")
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     return load_model("smollm2-135m", dtype="fp32")
 

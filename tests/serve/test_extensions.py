@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from plait.hogwild import HogwildConfig, HogwildEngine
+from plait.hogwild import HogwildConfig, solve
 from tests.helpers.engine import reference_greedy as greedy
 from tests.helpers.serve import MODEL, wait_idle
 
@@ -15,7 +15,7 @@ PROBLEM = "A farmer has 12 cows and buys 5 more. How many cows does he have?"
 SPEC = {"workers": 2, "budgets": [4, 8], "finisher_max_tokens": 3}
 
 
-def test_hogwild_extension_matches_the_hogwild_engine(served, smol):
+def test_hogwild_extension_matches_hogwild_solve(served, smol):
     _, url = served
     client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=120)
     msgs = [{"role": "user", "content": PROBLEM}]
@@ -23,7 +23,7 @@ def test_hogwild_extension_matches_the_hogwild_engine(served, smol):
                                        extra_body={"hogwild": SPEC})  # fmt: skip
     got = r.model_extra["hogwild"]
     cfg = HogwildConfig(workers=2, budgets=(4, 8), finisher_max_tokens=3)
-    want = HogwildEngine(smol.model, smol.tokenizer, cfg).solve(PROBLEM)
+    want = solve(smol.model, smol.tokenizer, PROBLEM, cfg)
     assert [s["budget"] for s in got["snapshots"]] == [4, 8]
     assert [(s["answer"], s["answer_source"]) for s in got["snapshots"]] == [
         (s.answer, s.answer_source) for s in want.snapshots
@@ -82,12 +82,12 @@ def test_threads_extension_runs_the_orchestrator_in_the_server(served, smol):
 
 
 def test_a_block_of_threads_decodes_as_rows_of_one_batch(served, smol):
-    """EngineCompletions (the orchestrator's engine in the server): a block's three threads share
+    """EngineBackend over the server's loop (the orchestrator's backend there): a block's three threads share
     their context through the prefix cache and each follows the engine contract."""
     import asyncio
 
-    from plait.serve.threads_ext import EngineCompletions
     from plait.threads.inference import CompletionRequest
+    from plait.threads.inference.runtime_backend import EngineBackend
 
     state, _ = served
     ctx = smol.chat_prompt_ids("Plan three steps to bake bread.")
@@ -97,7 +97,8 @@ def test_a_block_of_threads_decodes_as_rows_of_one_batch(served, smol):
     reqs = [CompletionRequest(context=ctx + h, max_tokens=12, stop_token_ids=(stop,),
                               eos_token_ids=tuple(smol.eos_token_ids)) for h in heads]  # fmt: skip
     before = state.loop.engine.cache.stats.hit_tokens
-    outs = asyncio.run(EngineCompletions(state).complete(reqs))
+    backend = EngineBackend(state.loop.engine, stream=state.loop.stream)
+    outs = asyncio.run(backend.complete(reqs))
     for w, o in zip(want, outs):
         cut = w[: w.index(stop) + 1] if stop in w else w
         assert o.tokens == cut and o.finish_reason == ("stop" if stop in w else "length")

@@ -19,14 +19,14 @@ from collections.abc import Callable
 
 from plait.runtime.engine.kv_pool import KVPool
 from plait.runtime.engine.requests import EngineStats
-from plait.runtime.engine.scheduler import Scheduler, StepPlan
+from plait.runtime.engine.scheduler import Scheduler, SchedulerOutput
 from plait.runtime.engine.states import GroupState, RequestState
 from plait.runtime.segments import Segment
 
 State = RequestState | GroupState
 
 
-def growth(plan: StepPlan) -> list[tuple[Segment, int, int | None]]:
+def growth(plan: SchedulerOutput) -> list[tuple[Segment, int, int | None]]:
     """(segment, tokens it must hold after the step, most it ever holds) of each segment the
     plan's writes overflow."""
     need: dict[int, tuple[Segment, int, int | None]] = {}
@@ -39,7 +39,7 @@ def growth(plan: StepPlan) -> list[tuple[Segment, int, int | None]]:
     return [(seg, n, most) for seg, n, most in need.values() if n > seg.capacity]
 
 
-def count_work(plan: StepPlan, stats: EngineStats) -> None:
+def count_work(plan: SchedulerOutput, stats: EngineStats) -> None:
     """Count a step's prompt tokens (prefill) and recomputed generated tokens (replay)."""
     for w in plan.work:
         stats.computed_prompt_tokens += len(w.input.tokens) * (w.kind == "prefill")
@@ -54,7 +54,7 @@ def victim(sched: Scheduler) -> State | None:
     return None
 
 
-def fit_step(sched: Scheduler, pool: KVPool, preempt: Callable[[State], None]) -> StepPlan:
+def fit_step(sched: Scheduler, pool: KVPool, preempt: Callable[[State], None]) -> SchedulerOutput:
     """The next step's plan with its growth made to fit the KV budget (module docstring)."""
     budget = sched.config.kv_budget_tokens
     while True:

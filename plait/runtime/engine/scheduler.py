@@ -70,7 +70,7 @@ class Work:
 
 
 @dataclass(slots=True)
-class StepPlan:
+class SchedulerOutput:
     work: list[Work]
     instant: bool
     tokens: int
@@ -205,7 +205,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------ plan
 
-    def plan(self) -> StepPlan:
+    def plan(self) -> SchedulerOutput:
         budget = self.config.step_tokens
         work: list[Work] = []
         groups = [st for st in self.running if isinstance(st, GroupState)]
@@ -227,7 +227,7 @@ class Scheduler:
                 break
             if not st.ready:
                 budget = self._prefill(st, budget, writing, instant, work)
-        return StepPlan(work, instant, self.config.step_tokens - budget)
+        return SchedulerOutput(work, instant, self.config.step_tokens - budget)
 
     def _prefill(
         self, st: RequestState, budget: int, writing: set[int], instant: bool, work: list[Work]

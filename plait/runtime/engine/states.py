@@ -10,7 +10,7 @@ from typing import Any
 
 from plait.runtime.engine.detokenize import TextStream
 from plait.runtime.engine.groups import StreamGroup
-from plait.runtime.engine.prefix_cache import Block
+from plait.runtime.engine.prefix_cache import CacheBlock
 from plait.runtime.engine.requests import EngineRequest, TokenLogprob
 from plait.runtime.sampling import Sampler
 from plait.runtime.segments import Segment
@@ -44,7 +44,7 @@ class RequestState:
 
     request: EngineRequest
     budget: int  # max_tokens clamped to the context
-    path: list[Block] = field(default_factory=list)
+    path: list[CacheBlock] = field(default_factory=list)
     tail: Segment | None = None
     samples: list[Sample] = field(default_factory=list)
     cached_tokens: int = 0

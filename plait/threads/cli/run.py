@@ -63,13 +63,13 @@ def _open(args: argparse.Namespace, manifest: Manifest) -> JsonlAppender:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from plait.threads.inference.openai_backend import OpenAICompletionsEngine, OpenAIConfig
+    from plait.threads.inference.openai_backend import OpenAIBackend, OpenAIConfig
     from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
 
     prompts = _prompts(args)
     check_writable(args.out, "--out")
     fmt = load_format(args.tokenizer)
-    engine = OpenAICompletionsEngine(
+    engine = OpenAIBackend(
         OpenAIConfig(base_url=args.base_url, model=args.model, prompt_mode=args.prompt_mode,
                      timeout_s=args.timeout), fmt,
     )  # fmt: skip

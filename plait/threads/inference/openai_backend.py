@@ -1,4 +1,4 @@
-"""`CompletionEngine` over an OpenAI-compatible `/v1/completions` server (vLLM, SGLang, llama.cpp).
+"""`CompletionBackend` over an OpenAI-compatible `/v1/completions` server (vLLM, SGLang, llama.cpp).
 
 Two prompt modes:
 - "ids" (vLLM, SGLang): the prompt is sent as token ids with `stop_token_ids`; vLLM's
@@ -25,7 +25,7 @@ import httpx
 
 from plait.errors import PlaitError
 from plait.threads.format.codec import ThreadFormat
-from plait.threads.inference.engine_api import Completion, CompletionRequest, FinishReason
+from plait.threads.inference.backend_api import Completion, CompletionRequest, FinishReason
 
 
 class ServerError(PlaitError):
@@ -76,8 +76,8 @@ class OpenAIConfig:
         self.base_url = self.base_url.rstrip("/")
 
 
-class OpenAICompletionsEngine:
-    """Implements `CompletionEngine.complete` with one HTTP request per `CompletionRequest`."""
+class OpenAIBackend:
+    """Implements `CompletionBackend.complete` with one HTTP request per `CompletionRequest`."""
 
     def __init__(self, config: OpenAIConfig, fmt: ThreadFormat):
         self.config, self.fmt = config, fmt

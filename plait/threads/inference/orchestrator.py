@@ -1,4 +1,4 @@
-"""The ThreadWeaver state machine on token ids, over any `CompletionEngine`.
+"""The ThreadWeaver state machine on token ids, over any `CompletionBackend`.
 
 Loop (paper section 3.2, with the release's join): 1) decode sequentially until `</Outlines>`,
 EOS or the budget; 2) read the outline numbers of the open block (duplicates dropped, at most
@@ -20,7 +20,7 @@ from typing import Literal
 
 from plait.threads.format.codec import ThreadFormat
 from plait.threads.format.parser import SegmentTree, parse
-from plait.threads.inference.engine_api import Completion, CompletionEngine, CompletionRequest
+from plait.threads.inference.backend_api import Completion, CompletionBackend, CompletionRequest
 
 StopReason = Literal["eos", "length", "max_calls", "eos_in_thread"]
 
@@ -83,7 +83,7 @@ class ThreadRun:
 class Orchestrator:
     """Runs the state machine; `await orch.run(prompt_ids)` or `orch.run_sync(prompt_ids)`."""
 
-    def __init__(self, engine: CompletionEngine, fmt: ThreadFormat, config: OrchestratorConfig):
+    def __init__(self, engine: CompletionBackend, fmt: ThreadFormat, config: OrchestratorConfig):
         self.engine, self.fmt, self.config = engine, fmt, config
 
     def run_sync(self, prompt: list[int]) -> ThreadRun:
