@@ -3,8 +3,9 @@
 Gauges: running and waiting requests (and the most ever running at once), KV slots held for
 requests, held by the prefix cache, in use and free of the budget (also in blocks of
 `block_tokens`), the budget, the prefix-cache hit rate, the last step's seconds. Counters: steps,
-step seconds, generated / prompt / computed prompt / recomputed tokens, finished and cancelled
-requests, preemptions, HTTP responses by status. Values come from the engine thread's last published snapshot (never a lock on the engine).
+step seconds, generated / prompt / computed prompt / recomputed tokens, finished, cancelled and
+failed requests, preemptions, HTTP responses by status. Values come from the engine thread's last
+published snapshot (never a lock on the engine).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _STATS = (
     ("computed_prompt_tokens", "counter", "prompt tokens run through the model (rest: cache)"),
     ("finished_requests", "counter", "requests finished"),
     ("cancelled_requests", "counter", "requests cancelled (client gone)"),
+    ("failed_requests", "counter", "requests that failed inside the engine (alone)"),
     ("preemptions", "counter", "requests or groups preempted (KV freed, recomputed later)"),
     ("recomputed_tokens", "counter", "generated tokens recomputed after a preemption"),
     ("peak_running", "gauge", "most requests running at once since start"),

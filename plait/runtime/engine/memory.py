@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from plait.runtime.engine.kv_pool import KVPool
 from plait.runtime.engine.requests import EngineStats
-from plait.runtime.engine.scheduler import Scheduler, SchedulerOutput
+from plait.runtime.engine.scheduler import Scheduler, SchedulerOutput, Work
 from plait.runtime.engine.states import GroupState, RequestState
 from plait.runtime.segments import Segment
 
@@ -39,9 +39,9 @@ def growth(plan: SchedulerOutput) -> list[tuple[Segment, int, int | None]]:
     return [(seg, n, most) for seg, n, most in need.values() if n > seg.capacity]
 
 
-def count_work(plan: SchedulerOutput, stats: EngineStats) -> None:
+def count_work(work: list[Work], stats: EngineStats) -> None:
     """Count a step's prompt tokens (prefill) and recomputed generated tokens (replay)."""
-    for w in plan.work:
+    for w in work:
         stats.computed_prompt_tokens += len(w.input.tokens) * (w.kind == "prefill")
         stats.recomputed_tokens += len(w.input.tokens) * (w.kind == "replay")
 

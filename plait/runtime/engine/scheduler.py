@@ -179,14 +179,13 @@ class Scheduler:
             if s.finish is None:
                 cap = self.sample_capacity(st, len(s.generated))
                 s.segment = store.new_segment(cap, name=f"{req.request_id}/{s.index}")
-        for i in range(req.n if not st.samples else 0):
-            cap = self.sample_capacity(st, 0)
-            seg = store.new_segment(cap, name=f"{req.request_id}/{i}")
-            params = replace(req.sampling, seed=req.seed(i))
+        for i in range(req.n if not st.samples else 0):  # what may fail first, then the segment
+            sampler = Sampler([replace(req.sampling, seed=req.seed(i))])
             text = None
             if tokenizer is not None:
                 text = TextStream(tokenizer, req.stop, req.include_stop_str)
-            st.samples.append(Sample(i, seg, st.budget, Sampler([params]), text))
+            seg = store.new_segment(self.sample_capacity(st, 0), name=f"{req.request_id}/{i}")
+            st.samples.append(Sample(i, seg, st.budget, sampler, text))  # (freed with the state)
         st.admitted = True
 
     def keep_output(self, st: RequestState, s: Sample) -> int:
