@@ -109,3 +109,11 @@ def require_extra(module: str, extra: str, what: str) -> None:
     if not found:
         raise UsageError(f"{what} needs the package {module}, which is not installed; install "
                          f"it with pip install -e '.[{extra}]' (or pip install 'plait[{extra}]')")  # fmt: skip
+
+
+DTYPE_CHOICES = ["auto", "gguf", "bf16", "fp16", "fp32"]
+"""Values of every command's --dtype (plait.runtime.loading.packed explains auto and gguf)."""
+DTYPE_HELP = (
+    "auto (default) keeps a GGUF's quantized blocks and computes on them where the CPU can "
+    "(AVX512-BF16), else bf16; gguf insists on it; bf16/fp16/fp32 dequantise"
+)

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from plait.arguments import HelpFormatter, finite_float, read_text_input
+from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter, finite_float, read_text_input
 from plait.errors import UsageError
 from plait.outputs import atomic_write_text
 
@@ -54,7 +54,8 @@ def add_run_args(p: argparse.ArgumentParser, workers: int, budgets: list[int]) -
                    help="tokens between interjections, 0 = off (default: the preset's, 1024)")  # fmt: skip
     p.add_argument("--interjection-policy", choices=["global", "per_worker", "random_worker"])
     p.add_argument("--finisher-tokens", type=int, default=16, help="max finisher tokens")
-    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    p.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+                   help=DTYPE_HELP)  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", metavar="PATH", help="write the JSON transcript here")
     p.add_argument("--no-live", action="store_true", help="print finished steps instead of live columns")  # fmt: skip

@@ -25,7 +25,7 @@ EVAL_EPILOG = """examples:
 
 def register_eval(subparsers: Any) -> None:
     """Add `plait eval hogwild` to the `plait eval` group."""
-    from plait.arguments import HelpFormatter, finite_float
+    from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter, finite_float
     from plait.eval.cli import evaluation_parsers
 
     h = evaluation_parsers(subparsers).add_parser(
@@ -55,7 +55,7 @@ def register_eval(subparsers: Any) -> None:
     h.add_argument("--temperature", type=finite_float, help="0 = greedy (default: the preset's)")
     h.add_argument("--batch", type=int, default=16, help="problems solved together in one forward")
     h.add_argument("--finisher-tokens", type=int, default=16, help="max finisher tokens")
-    h.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    h.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)
     h.add_argument("--device", default="cpu")
     h.add_argument("--out", default="out/eval_hogwild", help="output directory")
     h.add_argument(

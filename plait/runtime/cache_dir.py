@@ -140,6 +140,9 @@ def list_cached() -> list[dict[str, Any]]:
                 "name": meta.get("name", entry.name),
                 "family": meta.get("family"),
                 "source": meta.get("source", {}).get("kind"),
+                "weight_format": meta.get("weight_format", "bf16"),  # packed: GGUF blocks
+                "packed_types": meta.get("packed_types", []),
+                "resident_bytes": meta.get("resident_bytes"),
                 "size_bytes": size,
                 "path": str(entry),
             }

@@ -14,6 +14,7 @@ import pytest
 
 from plait.cli import main
 from plait.runtime import generate as generate_module
+from plait.runtime.kernels import quant as quant_kernels
 from plait.runtime.loading.bundled import BUNDLED, BundledModel
 from plait.runtime.loading.loader import load_model
 from tests.helpers.checkpoints import (
@@ -80,6 +81,14 @@ def test_models_lists_bundled_and_cached(fake_registry, capsys, tmp_path):
     rows = _rows(capsys)
     assert rows["tiny-installed"]["cached"] and rows["tiny-installed"]["cache_bytes"] > 0
     assert rows["other"]["kind"] == "gguf" and rows["other"]["cached"]
+    assert rows["tiny-installed"]["weights"] == "bf16"
+    assert rows["tiny-installed"]["resident_bytes"] > 0
+    if quant_kernels.available():  # packed entries: the GGUF type and their smaller size
+        quant = tmp_path / "quant.gguf"
+        write_gguf(tiny_hf_model(seed=4), tiny_tokenizer(), quant, quantize=True)
+        load_model(quant, dtype="gguf")
+        row = _rows(capsys)["quant"]
+        assert row["weights"] == "gguf Q8_0" and 0 < row["resident_bytes"] < row["cache_bytes"] * 2
 
     assert main(["models"]) == 0
     table = capsys.readouterr().out
@@ -91,6 +100,8 @@ def test_models_lists_bundled_and_cached(fake_registry, capsys, tmp_path):
         "SIZE",
         "INSTALLED",
         "CACHED",
+        "WEIGHTS",
+        "RESIDENT",
         "NOTES",
     ]
     assert "install: make install (or pip install --no-deps plait-cli-absent==2.0)" in table

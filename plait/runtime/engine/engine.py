@@ -232,7 +232,9 @@ class Engine:
             if len(s.generated) < len(req.forced_tokens):
                 tok = req.forced_tokens[len(s.generated)]
             else:
-                tok = greedy if plain else int(s.sampler(row[None])[0])
+                tok = (
+                    greedy if plain else int(s.sampler(row[None], positions=[len(s.generated)])[0])
+                )
             lps = [TokenLogprob.of(logp, tok, req.logprobs or 0)] if logp is not None else []
             outs.append(self._emit(st, s, tok, lps))
         if all(s.finish is not None for s in st.samples):

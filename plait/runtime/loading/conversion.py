@@ -1,7 +1,8 @@
 """GGUF -> safetensors cache entries: build once, reuse while the source is unchanged.
 
 An entry `<cache>/models/<key>/` holds config.json (plain, unquantised), model.safetensors
-(dequantised; dtypes in `gguf_file.storage_dtype`), the tokenizer files with the chat
+(dequantised; dtypes in `gguf_file.storage_dtype`; or, in a packed entry `<key>-packed`, the
+GGUF's matrices kept as packed blocks, see plait.runtime.quant), the tokenizer files with the chat
 template, generation_config.json (end-of-sequence ids) and `plait-cache.json` (written last:
 what source it was built from).
 An entry is reused only while that source record matches; otherwise it is rebuilt atomically.
@@ -104,8 +105,43 @@ def _announce(gguf_path: Path, entry: Path, name: str) -> None:
     )
 
 
-def convert_gguf(gguf_path: Path, entry: Path, name: str, source: dict[str, Any]) -> Path:
-    """Dequantise `gguf_path` into the cache entry `entry` (replacing any old one atomically).
+PACKED = "packed-2"
+"""`layout` of a packed entry's source record: bump when the packed layout changes (entries
+built before are then rebuilt, never read with another layout). Dense entries have none."""
+
+
+def _source(base: dict[str, Any], packed: bool) -> dict[str, Any]:
+    return {**base, "layout": PACKED} if packed else base
+
+
+def resident_bytes(sd: dict[str, Any]) -> dict[str, Any]:
+    """What a load of this entry holds in memory: packed blocks as stored, every floating
+    tensor as bf16; and the GGUF types kept packed."""
+    from plait.runtime.quant.formats import TYPES
+    from plait.runtime.quant.weight import QMETA, QPACK
+
+    names = {code: name for name, code in TYPES.items()}
+    total, types = 0, set()
+    for k, v in sd.items():
+        if k.endswith(QMETA):
+            types.add(names[int(v[0])])
+        elif k.endswith(QPACK):
+            total += v.numel()
+        else:
+            total += v.numel() * 2
+    return {"resident_bytes": total, "packed_types": sorted(types)}
+
+
+def entry_name(key: str, packed: bool) -> str:
+    """Directory name of a cache entry: packed and dense entries of one model live side by side."""
+    return f"{key}-packed" if packed else key
+
+
+def convert_gguf(
+    gguf_path: Path, entry: Path, name: str, source: dict[str, Any], packed: bool = False
+) -> Path:
+    """Convert `gguf_path` into the cache entry `entry` (replacing any old one atomically):
+    dequantised, or with `packed` its matrices kept as packed blocks.
 
     Prints one line first and, on a terminal, a progress bar over the conversion's steps.
     """
@@ -122,11 +158,12 @@ def convert_gguf(gguf_path: Path, entry: Path, name: str, source: dict[str, Any]
             ModelConfig.from_hf(hf_cfg)  # refuse unsupported models before writing gigabytes
             bar.update()
             bar.set_description("dequantising")
-            sd = gguf_file.state_dict(reader, hf_cfg, progress=bar.update)
+            sd = gguf_file.state_dict(reader, hf_cfg, progress=bar.update, packed=packed)
             if hf_cfg.tie_word_embeddings:
                 sd.pop("lm_head.weight", None)
             bar.set_description("checking")
             check_finite(sd, str(gguf_path), fix)
+            resident = resident_bytes(sd)
             bar.update()
             bar.set_description("writing safetensors")
             hf_cfg.save_pretrained(str(tmp))
@@ -137,11 +174,16 @@ def convert_gguf(gguf_path: Path, entry: Path, name: str, source: dict[str, Any]
             tok = gguf_file.tokenizer(gguf_path)
             tok.save_pretrained(str(tmp))
             bar.update(bar.total - bar.n)
-        _write_metadata(tmp, hf_cfg, tok, name, source)
+        extra: dict[str, Any] = {"weight_format": "packed" if packed else "bf16", **resident}
+        if packed:
+            extra["dense_types"] = gguf_file.dense_types(reader)
+        _write_metadata(tmp, hf_cfg, tok, name, source, extra)
     return entry
 
 
-def _write_metadata(tmp: Path, hf_cfg: Any, tok: Any, name: str, source: dict[str, Any]) -> None:
+def _write_metadata(
+    tmp: Path, hf_cfg: Any, tok: Any, name: str, source: dict[str, Any], extra: dict[str, Any]
+) -> None:
     """generation_config.json (end-of-sequence ids), then the cache record, written last."""
     gen = {"bos_token_id": hf_cfg.bos_token_id, "eos_token_id": list(eos_token_ids(tok, hf_cfg))}
     (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2))
@@ -152,19 +194,21 @@ def _write_metadata(tmp: Path, hf_cfg: Any, tok: Any, name: str, source: dict[st
         "source": source,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "weights": _weights_record(tmp / SINGLE_FILE),  # checked at each lookup (_weights_match)
+        **extra,
     }
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
 
 
-def bundled_entry(spec: BundledModel, rebuild: bool = False) -> Path:
+def bundled_entry(spec: BundledModel, rebuild: bool = False, packed: bool = False) -> Path:
     """Cache entry of a bundled model, built (with sha256 verification) if absent or stale."""
     sweep_stale()
-    source = {"kind": "bundled", "sha256": spec.sha256, "parts": fingerprint(part_paths(spec))}
-    entry = models_dir() / spec.name
+    base = {"kind": "bundled", "sha256": spec.sha256, "parts": fingerprint(part_paths(spec))}
+    source = _source(base, packed)
+    entry = models_dir() / entry_name(spec.name, packed)
     if not rebuild and _valid(entry, source):
         return entry
     gguf_path = resolve_gguf(spec)  # verifies the sha256 (HashMismatchError on a mismatch)
-    return convert_gguf(gguf_path, entry, spec.name, source)
+    return convert_gguf(gguf_path, entry, spec.name, source, packed)
 
 
 def gguf_key(path: Path) -> str:
@@ -174,11 +218,11 @@ def gguf_key(path: Path) -> str:
     return f"{stem}-{digest}"
 
 
-def gguf_entry(path: Path, rebuild: bool = False) -> Path:
+def gguf_entry(path: Path, rebuild: bool = False, packed: bool = False) -> Path:
     """Cache entry of a user GGUF file, rebuilt whenever the file's size or mtime changes."""
     sweep_stale()
-    source = {"kind": "gguf", "file": fingerprint([path])}
-    entry = models_dir() / gguf_key(path)
+    source = _source({"kind": "gguf", "file": fingerprint([path])}, packed)
+    entry = models_dir() / entry_name(gguf_key(path), packed)
     if not rebuild and _valid(entry, source):
         return entry
-    return convert_gguf(path, entry, path.stem, source)
+    return convert_gguf(path, entry, path.stem, source, packed)
