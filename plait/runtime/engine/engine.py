@@ -232,9 +232,8 @@ class Engine:
             if len(s.generated) < len(req.forced_tokens):
                 tok = req.forced_tokens[len(s.generated)]
             else:
-                tok = (
-                    greedy if plain else int(s.sampler(row[None], positions=[len(s.generated)])[0])
-                )
+                at = [len(s.generated)]  # the sample's output position (`Sampler` positions)
+                tok = greedy if plain else int(s.sampler(row[None], positions=at)[0])
             lps = [TokenLogprob.of(logp, tok, req.logprobs or 0)] if logp is not None else []
             outs.append(self._emit(st, s, tok, lps))
         if all(s.finish is not None for s in st.samples):
@@ -262,8 +261,7 @@ class Engine:
     def _finish(
         self, st: RequestState | GroupState, exc: BaseException | None = None
     ) -> list[Output]:
-        """A request ends: done, or failed with `exc` (then its error outputs, the others go
-        on); its KV is freed either way."""
+        """A request ends, done or failed with `exc` (then: its error outputs); frees its KV."""
         outs = [] if exc is None else isolation.failure_outputs(st, exc)
         rid = st.request_id if isinstance(st, GroupState) else st.request.request_id
         self._states.pop(rid, None)
