@@ -11,7 +11,7 @@ chunks under the token budget), one `Runner.step` over all of it, then sample, a
 and free what finished. Requests join and leave at any step. A request's logits depend only on
 its own prompt and tokens (its view's segments are fixed by its prompt: `prefix_cache`), so its
 greedy output is the same alone and in any batch up to the floating-point effects of batch shape
-(tests/runtime/test_engine.py checks equality on real and random models).
+(tests/runtime/engine/test_engine.py checks equality on real and random models).
 """
 
 from __future__ import annotations

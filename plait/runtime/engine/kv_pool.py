@@ -11,7 +11,7 @@ arena larger than that, by doublings, never by a creeping pointer). `reserve` re
 old range to the list closes the other leak (a regrown segment's old range). Everything else
 (views, writes, moves) is the store's.
 
-Twin: the plain `KVStore` (tests/runtime/test_engine_kv.py checks identical contents and logits,
+Twin: the plain `KVStore` (tests/runtime/engine/test_kv_pool.py checks identical contents and logits,
 and that a churn of allocations keeps the arena bounded).
 """
 

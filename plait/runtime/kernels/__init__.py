@@ -14,7 +14,7 @@ layer around per-segment calls (the per-read backends of plait.runtime.attention
 streams each weight row once for all rows (AVX512-BF16 dot products for bf16, FMA for fp32),
 which on the dev CPU is ~2x faster than torch's GEMM for one row and makes 4 rows cost about
 what 1 row costs (the Hogwild workers' rows ride along with the weight stream). Source:
-`skinny_linear.cpp`; parity with `F.linear` on random shapes: tests/runtime/test_kernels.py.
+`skinny_linear.cpp`; parity with `F.linear` on random shapes: tests/runtime/kernels/test_kernels.py.
 
 The extension is compiled with `torch.utils.cpp_extension` (a C++ compiler and `ninja`) into
 `<plait cache>/kernels/<hash>/` when a CPU model loads (~80 s on 2 cores, once per machine and
