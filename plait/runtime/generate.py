@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from plait.runtime.engine import Engine, EngineConfig, EngineRequest
+from plait.runtime.engine import Engine, EngineConfig, EngineRequest, raise_for_error
 from plait.runtime.engine.detokenize import TextStream
 from plait.runtime.model import DecoderLM
 from plait.runtime.sampling import SamplingParams
@@ -61,6 +61,7 @@ def generate_tokens(
     engine.add(request)
     while engine.has_work:
         for out in engine.step():
+            raise_for_error(out)
             yield from out.token_ids  # type: ignore[union-attr]
 
 

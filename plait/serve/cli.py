@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from plait.arguments import HelpFormatter
+from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter
 
 SERVE_EPILOG = """examples:
   plait serve                                       # Qwen2.5-0.5B on http://127.0.0.1:8000/v1
@@ -34,7 +34,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument(
-        "--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="weights and KV"
+        "--dtype",
+        default="auto",
+        choices=DTYPE_CHOICES,
+        help="weights and KV: " + DTYPE_HELP,
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--kv-budget-tokens", type=int, default=32768,

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from plait.serve import responses as R
+from plait.serve.bodies import check_fields
 from plait.serve.protocol import GenParams, bad
 from plait.serve.state import ServeState, chat_prompt, until_disconnect
 from plait.threads.format import ThreadFormat, trajectory_stats
@@ -50,12 +51,13 @@ def orchestrator_config(spec: Any, params: GenParams, context: int) -> Orchestra
     unknown = sorted(set(spec) - _FIELDS)
     if unknown:
         raise bad("threads", f"unknown threads fields {unknown}; known: {sorted(_FIELDS)}")
+    check_fields(spec, OrchestratorConfig, "threads")
     s = params.sampling
     try:
         return OrchestratorConfig(**spec, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                                   seed=s.seed, max_context_tokens=context)  # fmt: skip
-    except (TypeError, ValueError) as exc:
-        raise bad("threads", f"bad threads settings: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise bad("threads", f"bad threads settings: {exc!s:.300}") from None
 
 
 async def handle_threads(
@@ -64,7 +66,7 @@ async def handle_threads(
     if params.stream:
         raise bad("stream", "the threads extension answers whole trajectories; set stream false")
     config = orchestrator_config(body.get("threads"), params, state.limits.context)
-    prompt = chat_prompt(state, body)
+    prompt = await chat_prompt(state, body)
     fmt = thread_format(state)
     engine = EngineBackend(state.loop.engine, stream=state.loop.stream)
     run = await until_disconnect(request, Orchestrator(engine, fmt, config).run(prompt))

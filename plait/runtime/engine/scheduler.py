@@ -189,13 +189,13 @@ class Scheduler:
         st.tail = store.new_segment(len(st.tail_tokens), name=f"{req.request_id}/prompt")
         last = st.path[-1] if st.path else None  # its last token is computed: it gives logits
         self.cache.reuse(last, st.tail, st.tail_tokens, len(st.tail_tokens) - 1)
-        for i in range(req.n):
-            seg = store.new_segment(st.budget, name=f"{req.request_id}/{i}")
-            params = replace(req.sampling, seed=req.seed(i))
+        for i in range(req.n):  # what may fail first, then the segment (freed with the state)
+            sampler = Sampler([replace(req.sampling, seed=req.seed(i))])
             text = None
             if tokenizer is not None:
                 text = TextStream(tokenizer, req.stop, req.include_stop_str)
-            st.samples.append(Sample(i, seg, st.budget, Sampler([params]), text))
+            seg = store.new_segment(st.budget, name=f"{req.request_id}/{i}")
+            st.samples.append(Sample(i, seg, st.budget, sampler, text))
         st.reserved = len(st.tail_tokens) + req.n * st.budget
 
     def keep_output(self, st: RequestState, s: Sample) -> int:

@@ -26,7 +26,8 @@ def _prompts(args: argparse.Namespace) -> list[str]:
     prompts = list(args.prompt)
     if args.prompts:
         text = read_text_input(args.prompts, "--prompts", "one prompt per line")
-        prompts += [ln for ln in text.splitlines() if ln.strip()]
+        # lines end at "\n" only (a U+2028 inside a prompt stays in it); "\r\n" files work
+        prompts += [ln.removesuffix("\r") for ln in text.split("\n") if ln.strip()]
     if not prompts:
         raise UsageError("give at least one --prompt or a --prompts file with non-blank lines")
     return prompts
@@ -57,9 +58,7 @@ def _done_prompts(args: argparse.Namespace) -> tuple[Counter[str], Manifest]:
 def _open(args: argparse.Namespace, manifest: Manifest) -> JsonlAppender:
     """Start writing: record the settings; on --overwrite empty --out (only now, with a result)."""
     manifest.check(overwrite=True)
-    if args.overwrite:
-        Path(args.out).write_text("", encoding="utf-8")
-    return JsonlAppender(args.out)
+    return JsonlAppender(args.out, fresh=args.overwrite)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -67,7 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
 
     prompts = _prompts(args)
-    check_writable(args.out, "--out")
+    check_writable(args.out, "--out", [("--prompts", args.prompts)])
+    check_writable(f"{args.out}.manifest.json", "--out's manifest", [("--prompts", args.prompts)])
     fmt = load_format(args.tokenizer)
     engine = OpenAIBackend(
         OpenAIConfig(base_url=args.base_url, model=args.model, prompt_mode=args.prompt_mode,

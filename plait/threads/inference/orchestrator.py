@@ -41,11 +41,27 @@ class OrchestratorConfig:
     seed: int | None = None  # thread j of call c gets seed + 1000 * c + j
 
     def __post_init__(self) -> None:
+        ints = ("max_total_tokens", "max_thread_tokens", "max_threads", "max_calls", "max_blocks",
+                "top_k")  # fmt: skip
+        for name in (*ints, "max_context_tokens", "seed"):
+            v = getattr(self, name)
+            if (v is not None or name in ints) and (type(v) is not int):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
         for name in ("max_total_tokens", "max_thread_tokens", "max_threads", "max_calls"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_blocks < 0:
             raise ValueError(f"max_blocks must be >= 0 (0 = never fork), got {self.max_blocks}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        for name in ("temperature", "top_p"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{name} must be a number, got {type(v).__name__} {v!r}")
+        if not 0.0 <= self.temperature < float("inf"):  # also refuses NaN
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass(slots=True, kw_only=True)

@@ -25,7 +25,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from plait.runtime.engine import Engine, EngineConfig, EngineRequest, EngineStats, SampleOutput
+from plait.runtime.engine import (
+    Engine,
+    EngineConfig,
+    EngineRequest,
+    EngineStats,
+    SampleOutput,
+    raise_for_error,
+)
 from plait.runtime.model import DecoderLM
 from plait.runtime.sampling import SamplingParams
 from plait.threads.inference.backend_api import Completion, CompletionRequest
@@ -151,6 +158,7 @@ class EngineBackend:
                 self.engine.add(er)
             while self.engine.has_work:
                 for o in self.engine.step():
+                    raise_for_error(o)
                     if isinstance(o, SampleOutput) and o.request_id in outs:
                         outs[o.request_id].append(o)
         finally:  # an error (bad request, interrupted run) leaves nothing running
