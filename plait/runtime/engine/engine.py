@@ -8,11 +8,10 @@
 
 `step()` = admit waiting requests (scheduler), plan the step (decode rows, group streams, prefill
 chunks under the token budget), one `Runner.step` over all of it, then sample, apply stop rules
-and free what finished. Requests join and leave at any step. A request's logits depend only on
-its own prompt and tokens (its view's segments are fixed by its prompt: `prefix_cache`), so its
-greedy output is the same alone and in any batch (tests/runtime/engine/test_engine.py). Whatever
-goes wrong for one request (admission, a group's plan, sampling, text, stop rules) ends it with an
-error output and frees its KV; the others go on (`plait.runtime.engine.isolation`).
+and free what finished. A request's logits depend only on its own prompt and tokens (its view is
+fixed by its prompt: `prefix_cache`): its greedy output is the same alone and in any batch
+(tests/runtime/engine/test_engine.py). Whatever goes wrong for one request ends it with an error
+output and frees its KV; the others go on (`plait.runtime.engine.isolation`).
 """
 
 from __future__ import annotations
