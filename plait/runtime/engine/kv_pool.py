@@ -18,7 +18,7 @@ otherwise it moves to a free range with room for the tokens plus a slack of
 positions are segment-local) and its old range becomes a hole. `held` counts the slots of live
 segments (their capacities), O(1).
 
-Twin: the plain `KVStore` (tests/runtime/test_engine_kv.py checks identical contents and logits,
+Twin: the plain `KVStore` (tests/runtime/engine/test_kv_pool.py checks identical contents and logits,
 that a churn of allocations keeps the arena bounded, and that growth keeps every token).
 """
 
