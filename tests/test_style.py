@@ -114,3 +114,14 @@ def test_no_module_names_differing_only_by_a_suffix() -> None:
                         if (d / "__init__.py").exists()})  # fmt: skip
         bad += [f"{pkg.relative_to(PLAIT.parent)}: {a} / {b}" for a, b in suffix_twins(names)]
     assert not bad, f"one concept, one module: {bad}"
+
+
+def test_tests_mirror_the_package() -> None:
+    """tests/ has one directory per plait package and sub-package, and no other (helpers aside)."""
+    tests = PLAIT.parent / "tests"
+    packages = {p.parent.relative_to(PLAIT) for p in PLAIT.rglob("__init__.py")}
+    mirrors = {p.parent.relative_to(tests) for p in tests.rglob("__init__.py")} - {Path("helpers")}
+    assert mirrors == packages, (
+        f"packages without tests/ mirror: {sorted(map(str, packages - mirrors))}; "
+        f"test directories that mirror no package: {sorted(map(str, mirrors - packages))}"
+    )

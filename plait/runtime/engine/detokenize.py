@@ -4,7 +4,7 @@ Each token decodes a short window (`ids[prefix:]` minus `ids[prefix:read]`), not
 sequence, so the cost per token stays flat however long the output grows; a window that ends in
 an incomplete multi-byte character waits for the next token. Text that could still become a stop
 string is held back until it cannot; on a match the text ends before the stop string (or after
-it, with `include_stop`). Twin: decoding all ids at once (tests/runtime/test_engine_text.py).
+it, with `include_stop`). Twin: decoding all ids at once (tests/runtime/engine/test_detokenize.py).
 `stop_rules` decides whether a sample's new token ends it (stop id, EOS, stop string, length).
 """
 

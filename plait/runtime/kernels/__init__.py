@@ -11,7 +11,7 @@ per-read backends of plait.runtime.attention.
 fixed by the input width (a row gets the same bits alone or beside 511 others): few rows stream
 each weight row once for all rows (~2x torch's GEMM for one row; 4 rows cost about what 1 costs),
 many rows take register tiles with the same sums. Parity and bitwise row invariance:
-tests/runtime/test_kernels.py.
+tests/runtime/kernels/test_kernels.py.
 
 Batch invariance (`batch_invariant()`, on by default; off with `PLAIT_BATCH_INVARIANT=0` or
 `set_batch_invariant(False)`): every linear row goes through `skinny_linear` and every attention

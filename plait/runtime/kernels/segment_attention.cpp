@@ -10,7 +10,7 @@
 // Here the keys of a 64-key block are gathered once into a transposed (D/2, 64) tile shared by
 // all rows; scores of 16 keys at a time are dot products down that tile (AVX512-BF16 for bf16,
 // FMA for fp32), softmax is online per row (exp2 polynomial), and values are summed in fp32.
-// The reference twin is the torch path in plait.runtime.attention (tests/runtime/test_kernels.py).
+// The reference twin is the torch path in plait.runtime.attention (tests/runtime/kernels/test_kernels.py).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 

@@ -15,7 +15,7 @@
 // x at a time (bf16: AVX512-BF16 dot products, fp32 accumulation; fp32: FMA), and prefetches
 // ahead into L2 so that 4 rows cost about what 1 row costs. Long rows (down projections) are
 // cut into k-blocks so the activation block stays in L1. The reference twin is F.linear; see
-// tests/runtime/test_kernels.py. Measurements: docs/log.md (2026-11-26, session 3).
+// tests/runtime/kernels/test_kernels.py. Measurements: docs/log.md (2026-11-26, session 3).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>

@@ -20,7 +20,7 @@
 // on from one segment to the next (online softmax), which is the exact merge. Work splits over
 // (KV head, query-head chunk) tasks; each task owns its rows' state. The reference twin is the
 // runner's per-read path with its LSE merge (tests/runtime/test_runner.py,
-// tests/runtime/test_kernels.py).
+// tests/runtime/kernels/test_kernels.py).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 

@@ -14,8 +14,7 @@ from plait.sgc.master import MasterConfig, paper_rules, plait_rules
 from plait.sgc.schemes import make_scheme, sr_sgc_s
 from plait.sgc.stragglers import BurstyModel
 from plait.sgc.traces import adversarial_pattern, violating_pattern
-
-from .helpers import admissible_patterns, run_pattern
+from tests.sgc.helpers import admissible_patterns, run_pattern
 
 MODES = {
     "paper": paper_rules(),

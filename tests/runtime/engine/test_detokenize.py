@@ -54,3 +54,14 @@ def test_stop_string_cuts_and_holds_back(tok):
         if keep.matched:
             break
     assert out + keep.flush() == "The answer is 42"
+
+
+def test_text_stream_waits_for_whole_characters():
+    class Tok:
+        table = {1: b"h", 2: b"\xc3", 3: b"\xa9", 4: b"!"}
+
+        def decode(self, ids, skip_special_tokens=True):
+            return b"".join(self.table[i] for i in ids).decode("utf-8", errors="replace")
+
+    text = TextStream(Tok())
+    assert [text.add(t) for t in [1, 2, 3, 4]] == ["h", "", "é", "!"]
