@@ -1,0 +1,110 @@
+"""The Ray Serve request router of the engine replicas: `PrefixIndex` behind Serve's API.
+
+Serve runs one router per deployment handle, in the process holding the handle (the ingress):
+`choose_replicas` ranks the live replicas for a pending request from the block keys the ingress
+put in its `route` keyword (`PrefixIndex.choose`), Serve probes the first rank's queue lengths
+and sends the request to the least loaded replica that accepts it; `on_request_routed` inserts
+the prompt's keys under that replica, `on_request_completed` lowers its in-flight count, and a
+replica that died or left is dropped from the index (its cache died with it). Each replica's
+own counters (queue length, prefix-cache hit rate) arrive every `request_routing_stats_period_s`
+through Serve's routing stats (`EngineReplica.record_routing_stats`) and are read by /metrics.
+
+The class subclasses Ray's `RequestRouter`, so it is built on first use by `router_class()`
+(Ray is imported there, not at module level: `plait serve` without `--ray` never loads Ray);
+Serve finds it by its import path, `plait.serve.cluster.router.PlaitPrefixRouter`, which the
+module's `__getattr__` answers with `router_class()`. The
+live routers of this process register in `LIVE` (deployment name -> router) for /metrics.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from plait.serve.cluster.prefix_index import PrefixIndex, RouterConfig
+
+LIVE: dict[str, Any] = {}  # deployment name -> its router in this process (for /metrics)
+
+
+def route_keys(pending_request: Any) -> list[int]:
+    """The block keys the ingress attached to a request (none: route by load alone)."""
+    if pending_request is None:
+        return []
+    keys = pending_request.kwargs.get("route")
+    return list(keys) if keys else []
+
+
+@functools.cache
+def router_class() -> type:
+    """The `RequestRouter` subclass (built once; imports Ray, see the module docstring)."""
+    # Ray is imported here, lazily: the single-process server must not pay for it
+    from ray.serve.request_router import RequestRouter
+
+    class PlaitPrefixRouter(RequestRouter):  # type: ignore[misc]
+        """Prefix-affinity routing over plait engine replicas (see plait.serve.cluster.router)."""
+
+        def initialize_state(self, **kwargs: Any) -> None:
+            import plait.serve.cluster.router as here  # the real module (this class is pickled)
+
+            self.index = PrefixIndex(RouterConfig(**kwargs))
+            self.inflight: dict[str, int] = {}
+            here.LIVE[self._deployment_id.name] = self
+
+        async def choose_replicas(
+            self, candidate_replicas: list[Any], pending_request: Any = None
+        ) -> list[list[Any]]:
+            by_id = {r.replica_id.unique_id: r for r in candidate_replicas}
+            ranks = self.index.choose(list(by_id), self.inflight, route_keys(pending_request))
+            return [[by_id[c] for c in rank] for rank in ranks]
+
+        def on_request_routed(self, pending_request: Any, replica_id: Any, result: Any) -> None:
+            tenant = replica_id.unique_id
+            self.inflight[tenant] = self.inflight.get(tenant, 0) + 1
+            self.index.routed(tenant, route_keys(pending_request))
+
+        def on_request_completed(self, replica_id: Any, internal_request_id: str) -> None:
+            tenant = replica_id.unique_id
+            if self.inflight.get(tenant, 0) > 0:
+                self.inflight[tenant] -= 1
+
+        def on_replica_actor_died(self, replica_id: Any) -> None:
+            super().on_replica_actor_died(replica_id)
+            self._drop(replica_id.unique_id)
+
+        def update_replicas(self, replicas: list[Any]) -> None:
+            super().update_replicas(replicas)
+            live = {r.replica_id.unique_id for r in replicas}
+            for tenant in [t for t in self.index.tenants if t not in live]:
+                self._drop(tenant)
+
+        def _drop(self, tenant: str) -> None:
+            self.index.remove(tenant)
+            self.inflight.pop(tenant, None)
+
+        def replica_stats(self) -> dict[str, dict[str, float]]:
+            """Per live replica: the router's view and the replica's last routing stats."""
+            out: dict[str, dict[str, float]] = {}
+            for rid, replica in list(self.curr_replicas.items()):
+                tenant = rid.unique_id
+                t = self.index.tenants.get(tenant)
+                stats = dict(getattr(replica, "routing_stats", None) or {})
+                out[tenant] = {
+                    **{k: float(v) for k, v in stats.items() if isinstance(v, int | float)},
+                    "inflight": float(self.inflight.get(tenant, 0)),
+                    "tree_tokens": float(self.index.tokens(tenant)),
+                    "routed": float(t.routed if t else 0),
+                    "routed_match_rate": t.matched_tokens / t.prompt_tokens
+                    if t and t.prompt_tokens else 0.0,
+                }  # fmt: skip
+            return out
+
+    PlaitPrefixRouter.__module__ = __name__
+    PlaitPrefixRouter.__qualname__ = "PlaitPrefixRouter"
+    return PlaitPrefixRouter
+
+
+def __getattr__(name: str) -> Any:
+    """`plait.serve.cluster.router.PlaitPrefixRouter` (how Serve finds the class) builds it."""
+    if name == "PlaitPrefixRouter":
+        return router_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
