@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from plait.arguments import HelpFormatter
+from plait.serve.cluster.cli import RAY_EPILOG, add_arguments
 
 SERVE_EPILOG = """examples:
   plait serve                                       # Qwen2.5-0.5B on http://127.0.0.1:8000/v1
@@ -21,7 +22,7 @@ def register(subparsers: Any) -> None:
         "serve",
         help="serve a model over an OpenAI-compatible HTTP API (/v1/completions, ...)",
         formatter_class=HelpFormatter,
-        epilog=SERVE_EPILOG,
+        epilog=SERVE_EPILOG + RAY_EPILOG,
     )
     p.add_argument(
         "--model",
@@ -45,6 +46,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-n", type=int, default=16, help="largest n a request may ask for")
     p.add_argument("--max-waiting", type=int, default=256, help="waiting requests before 429")
     p.add_argument("--graceful-s", type=float, default=30.0, help="drain time on SIGTERM")
+    add_arguments(p)
     p.set_defaults(func=_cmd_serve)
 
 
@@ -58,6 +60,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(
             f"plait serve needs {exc.name}; install it with pip install -e '.[serve]'"
         ) from None
+    if args.ray:
+        from plait.serve.cluster.cli import run
+
+        return run(args)
     from plait.runtime.engine import EngineConfig
     from plait.runtime.loader import load_model
     from plait.serve.server import build_state, run

@@ -20,6 +20,7 @@ from typing import Any
 from plait.serve.cluster.ingress import IngressState, create_ingress
 from plait.serve.cluster.prefix_index import RouterConfig
 from plait.serve.cluster.replica import EngineReplica, ReplicaSpec
+from plait.serve.cluster.router import live_key
 
 DEPLOYMENT = "plait-engine"
 
@@ -79,7 +80,7 @@ def deploy(spec: ReplicaSpec, cfg: ClusterConfig) -> IngressState:
     handle = serve.run(app, name=cfg.app_name, route_prefix=None)
     info = handle.describe.remote().result()
     return IngressState(
-        handle=handle, deployment=DEPLOYMENT, model_name=info["model"], context=info["context"],
+        handle=handle, deployment=live_key(cfg.app_name, DEPLOYMENT), model_name=info["model"], context=info["context"],
         tokenizer=info["tokenizer"], block_tokens=cfg.router.block_tokens,
         max_retries=cfg.max_retries, timeout_s=cfg.timeout_s,
     )  # fmt: skip
