@@ -110,3 +110,14 @@ def test_malformed_json_kv_overflow_body_limit_429_503_and_still_serving(served)
     ok = client.completions.create(model=MODEL, prompt="Hello", max_tokens=2, temperature=0)
     assert ok.usage.completion_tokens == 2
     assert httpx.get(url.removesuffix("/v1") + "/health").json() == {"status": "ok"}
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize(("path", "body", "status", "fragment"), CASES)
+def test_bad_request_is_an_openai_error_through_ray(ray_served, path, body, status, fragment):
+    """The same errors from `plait serve --ray` (the replicas run the same validation)."""
+    _, url, _, _ = ray_served
+    r = _post(url, path, body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert fragment in err["message"] and set(err) == {"message", "type", "param", "code"}
