@@ -61,9 +61,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"plait serve needs {exc.name}; install it with pip install -e '.[serve]'"
         ) from None
     if args.ray:
-        from plait.serve.cluster.cli import run
+        from plait.serve.cluster.cli import run as run_cluster
 
-        return run(args)
+        return run_cluster(args)
     from plait.runtime.engine import EngineConfig
     from plait.runtime.loader import load_model
     from plait.serve.server import build_state, run

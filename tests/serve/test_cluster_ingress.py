@@ -100,7 +100,9 @@ def test_ingress_retries_before_output_and_reports_a_death_mid_stream():
     r = asyncio.run(_post(app, {"model": MODEL, "prompt": "x", "stream": True}))
     events = r.text.split("\n\n")
     err = json.loads(events[1][6:])["error"]
-    assert err["code"] == "replica_died" and "retry" in err["message"] and events[2] == "data: [DONE]"
+    assert (
+        err["code"] == "replica_died" and "retry" in err["message"] and events[2] == "data: [DONE]"
+    )
     # every try lost: a 503 naming the cause
     state, app = _ingress([[ActorDiedError()]] * 4)
     r = asyncio.run(_post(app, {"model": MODEL, "prompt": "x"}))

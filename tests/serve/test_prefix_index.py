@@ -32,7 +32,9 @@ def test_match_equals_the_twin_on_random_prompts(seed):
 
     def prompt() -> list[int]:
         base = rng.choice(bases)
-        return base[: rng.randrange(len(base) + 1)] + [rng.randrange(5) for _ in range(rng.randrange(8))]
+        return base[: rng.randrange(len(base) + 1)] + [
+            rng.randrange(5) for _ in range(rng.randrange(8))
+        ]
 
     for _ in range(60):
         tenant, p = rng.choice(sorted(sent)), prompt()

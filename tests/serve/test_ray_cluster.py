@@ -114,7 +114,9 @@ def test_prefix_routing_beats_round_robin_and_a_delete_drains(ray_served):
         try:
             affinity_round(app_url, prompts, seed=0)  # warm-up: each prompt computed once
             rounds = [affinity_round(app_url, prompts, seed=s) for s in (1, 2)]
-            hits[policy] = sum(r.cached_tokens for r in rounds) / sum(r.prompt_tokens for r in rounds)
+            hits[policy] = sum(r.cached_tokens for r in rounds) / sum(
+                r.prompt_tokens for r in rounds
+            )
             spread = {len(s) for r in rounds for s in r.replicas.values()}
             if policy == "prefix":  # steady state: a prompt on one replica, never recomputed
                 assert spread == {1} and not any(r.computed_on for r in rounds)
@@ -128,7 +130,9 @@ def test_prefix_routing_beats_round_robin_and_a_delete_drains(ray_served):
             assert spread == {2}
             # graceful: deleting the app while 4 requests stream lets each finish whole
             outs: list[object] = []
-            threads = [threading.Thread(target=_stream_whole, args=(app_url, i, outs)) for i in range(4)]
+            threads = [
+                threading.Thread(target=_stream_whole, args=(app_url, i, outs)) for i in range(4)
+            ]
             for t in threads:
                 t.start()
             time.sleep(0.5)
@@ -171,7 +175,8 @@ def test_a_replica_killed_mid_stream_loses_no_request_and_is_replaced(ray_served
                 stream=True, stream_options={"include_usage": True},
                 extra_body={"ignore_eos": True},
             )  # fmt: skip
-            for k, last in enumerate(stream):
+            for k, chunk in enumerate(stream):
+                last = chunk
                 if k == 0:
                     seen.release()
             outs.append(last.usage.completion_tokens if last is not None else "empty")
@@ -183,7 +188,9 @@ def test_a_replica_killed_mid_stream_loses_no_request_and_is_replaced(ray_served
         t.start()
     for _ in range(8):
         assert seen.acquire(timeout=60)
-    victim = max(router.curr_replicas.values(), key=lambda r: router.inflight.get(r.replica_id.unique_id, 0))
+    victim = max(
+        router.curr_replicas.values(), key=lambda r: router.inflight.get(r.replica_id.unique_id, 0)
+    )
     dead = victim.replica_id.unique_id
     assert router.inflight.get(dead, 0) > 0
     ray.kill(ray.get_actor(victim._replica_info.actor_name, namespace="serve"), no_restart=True)

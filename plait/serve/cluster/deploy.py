@@ -62,11 +62,12 @@ def deploy(spec: ReplicaSpec, cfg: ClusterConfig) -> IngressState:
     if not ray.is_initialized():
         ray.init(address=cfg.address, log_to_driver=False, include_dashboard=False)
     serve.start(proxy_location="Disabled")
-    routing = RequestRouterConfig(
+    router_settings: dict[str, Any] = dict(
         request_router_class=router_class(), request_router_kwargs=asdict(cfg.router),
         request_routing_stats_period_s=cfg.stats_period_s,
         request_routing_stats_timeout_s=max(5.0, 5 * cfg.stats_period_s),
     )  # fmt: skip
+    routing = RequestRouterConfig(**router_settings)
     options: dict[str, Any] = dict(
         name=DEPLOYMENT, num_replicas=cfg.replicas, max_ongoing_requests=cfg.max_ongoing,
         ray_actor_options={"num_cpus": cfg.replica_cpus, "num_gpus": cfg.replica_gpus},
@@ -76,7 +77,8 @@ def deploy(spec: ReplicaSpec, cfg: ClusterConfig) -> IngressState:
     )  # fmt: skip
     if cfg.max_replicas_per_node is not None:
         options["max_replicas_per_node"] = cfg.max_replicas_per_node
-    app = serve.deployment(EngineReplica).options(**options).bind(spec)
+    deployment: Any = serve.deployment(EngineReplica)
+    app = deployment.options(**options).bind(spec)
     handle = serve.run(app, name=cfg.app_name, route_prefix=None)
     info = handle.describe.remote().result()
     return IngressState(

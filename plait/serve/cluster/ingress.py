@@ -93,7 +93,9 @@ async def _next(gen: Any, timeout_s: float) -> Any:
         raise ReplicaLost(f"the replica sent nothing for {timeout_s:g} s") from None
 
 
-async def _open(state: IngressState, path: str, raw: bytes, keys: list[int]) -> tuple[Any, dict[str, Any], list[bytes]]:
+async def _open(
+    state: IngressState, path: str, raw: bytes, keys: list[int]
+) -> tuple[Any, dict[str, Any], list[bytes]]:
     """Call a replica; return (generator, head, chunks so far). For a stream, the chunks so far
     are its first; otherwise the whole body. Retries on a lost replica."""
     attempt = 0
@@ -133,7 +135,9 @@ def _short(exc: BaseException) -> str:
 async def forward(request: Request, state: IngressState) -> Response:
     """POST /v1/...: route the body to a replica and relay its response."""
     if state.draining:
-        raise APIError(503, "the server is shutting down; retry on another instance", "server_error")
+        raise APIError(
+            503, "the server is shutting down; retry on another instance", "server_error"
+        )
     raw = await request.body()
     if len(raw) > state.max_body_bytes:
         raise APIError(413, f"the request body has {len(raw)} bytes; the limit is "
@@ -231,7 +235,9 @@ def create_ingress(state: IngressState) -> Starlette:
 
     async def health(request: Request) -> Response:
         ok = not state.draining
-        return JSONResponse({"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503
+        )
 
     async def metrics(request: Request) -> Response:
         return PlainTextResponse(render_metrics(state), media_type="text/plain; version=0.0.4")

@@ -48,7 +48,7 @@ def router_class() -> type:
     # Ray is imported here, lazily: the single-process server must not pay for it
     from ray.serve.request_router import RequestRouter
 
-    class PlaitPrefixRouter(RequestRouter):  # type: ignore[misc]
+    class PlaitPrefixRouter(RequestRouter):
         """Prefix-affinity routing over plait engine replicas (see plait.serve.cluster.router)."""
 
         def initialize_state(self, **kwargs: Any) -> None:
