@@ -189,7 +189,7 @@ def render_metrics(state: IngressState) -> str:
     import plait.serve.cluster.router as router_module
 
     router = router_module.LIVE.get(state.deployment)
-    per = router.replica_stats() if router is not None else {}
+    per = router_module.replica_stats(router) if router is not None else {}
     lines = [f"plait_cluster_replicas {len(per)}"]
     for key in ("running", "waiting"):
         lines.append(f"plait_requests_{key} {sum(s.get(key, 0.0) for s in per.values()):g}")

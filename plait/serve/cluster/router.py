@@ -108,26 +108,26 @@ def router_class() -> type:
             self.index.remove(tenant)
             self.inflight.pop(tenant, None)
 
-        def replica_stats(self) -> dict[str, dict[str, float]]:
-            """Per live replica: the router's view and the replica's last routing stats."""
-            out: dict[str, dict[str, float]] = {}
-            for rid, replica in list(self.curr_replicas.items()):
-                tenant = rid.unique_id
-                t = self.index.tenants.get(tenant)
-                stats = dict(getattr(replica, "routing_stats", None) or {})
-                out[tenant] = {
-                    **{k: float(v) for k, v in stats.items() if isinstance(v, int | float)},
-                    "inflight": float(self.inflight.get(tenant, 0)),
-                    "tree_tokens": float(self.index.tokens(tenant)),
-                    "routed": float(t.routed if t else 0),
-                    "routed_match_rate": t.matched_tokens / t.prompt_tokens
-                    if t and t.prompt_tokens else 0.0,
-                }  # fmt: skip
-            return out
-
     PlaitPrefixRouter.__module__ = __name__
     PlaitPrefixRouter.__qualname__ = "PlaitPrefixRouter"
     return PlaitPrefixRouter
+
+
+def replica_stats(router: Any) -> dict[str, dict[str, float]]:
+    """Per live replica of `router`: the router's view and the replica's last routing stats."""
+    out: dict[str, dict[str, float]] = {}
+    for rid, replica in list(router.curr_replicas.items()):
+        tenant = rid.unique_id
+        t = router.index.tenants.get(tenant)
+        stats = dict(getattr(replica, "routing_stats", None) or {})
+        out[tenant] = {
+            **{k: float(v) for k, v in stats.items() if isinstance(v, int | float)},
+            "inflight": float(router.inflight.get(tenant, 0)),
+            "tree_tokens": float(router.index.tokens(tenant)),
+            "routed": float(t.routed if t else 0),
+            "routed_match_rate": t.matched_tokens / t.prompt_tokens if t and t.prompt_tokens else 0.0,
+        }  # fmt: skip
+    return out
 
 
 def __getattr__(name: str) -> Any:
