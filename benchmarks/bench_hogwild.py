@@ -27,15 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, save, table  # noqa: E402
 
 from plait.hogwild.config import HogwildConfig  # noqa: E402
-from plait.hogwild.engine import HogwildEngine  # noqa: E402
+from plait.hogwild.problem import HogwildProblem  # noqa: E402
+from plait.hogwild.solve import solve  # noqa: E402
 
 FILLER = "The quick brown fox counts apples in the orchard and writes the numbers down. "
 
 
-def padded_problem(engine: HogwildEngine, context: int) -> str:
+def padded_problem(model, tokenizer, cfg: HogwildConfig, context: int) -> str:  # noqa: ANN001
     """A problem whose prompt is about `context` tokens long."""
-    base = len(engine.encode(engine.prompt_text("Q")))
-    per = len(engine.encode(FILLER))
+    probe = HogwildProblem(model, tokenizer, cfg, "Q")
+    base = len(probe.encode(probe.prompt_text))
+    per = len(probe.encode(FILLER))
     text = FILLER * max(0, (context - base) // per)
     return text + "What is 2 + 3?"
 
@@ -57,9 +59,9 @@ def measure(model, tokenizer, workers: int, context: int, passes: int, profile: 
             times.append(now - last[0])
         last[0] = now
 
-    eng = HogwildEngine(model, tokenizer, cfg, on_pass=on_pass)
-    problem = padded_problem(eng, context)
-    ctx_tokens = len(eng.encode(eng.prompt_text(problem)))
+    problem = padded_problem(model, tokenizer, cfg, context)
+    unit = HogwildProblem(model, tokenizer, cfg, problem)
+    ctx_tokens = len(unit.encode(unit.prompt_text))
     t0 = time.perf_counter()
     prof_rows = None
     if profile:
@@ -67,10 +69,10 @@ def measure(model, tokenizer, workers: int, context: int, passes: int, profile: 
         from torch.profiler import profile as tprofile
 
         with tprofile(activities=[ProfilerActivity.CPU]) as prof:
-            eng.solve(problem)
+            solve(model, tokenizer, problem, cfg, on_pass=on_pass)
         prof_rows = _breakdown(prof)
     else:
-        eng.solve(problem)
+        solve(model, tokenizer, problem, cfg, on_pass=on_pass)
     med = statistics.median(times)
     return {
         "workers": workers,

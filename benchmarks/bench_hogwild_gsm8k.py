@@ -177,8 +177,8 @@ def summarize(out: Path, variant: str, model: str) -> dict:
 def speed(variants: list[str], model: str, rounds: int, problems: int, passes: int) -> dict:
     """Tokens/s of each variant's hogwild-2 and hogwild-4 runs, interleaved rounds (run it under the lock)."""
     from plait.eval.datasets import load
-    from plait.hogwild.engine import HogwildEngine
     from plait.hogwild.evaluate import Method
+    from plait.hogwild.solve import solve_batch
     from plait.runtime.loader import load_model
 
     lm = load_model(model, dtype="bf16")
@@ -188,9 +188,9 @@ def speed(variants: list[str], model: str, rounds: int, problems: int, passes: i
         for v in variants:
             for spec in ("hogwild-2", "hogwild-4"):
                 s = settings(v, [passes], model, "bf16")
-                eng = HogwildEngine(lm.model, lm.tokenizer, s.config(Method.parse(spec)))
+                cfg = s.config(Method.parse(spec))
                 t0 = time.perf_counter()
-                res = eng.solve_batch(qs)
+                res = solve_batch(lm.model, lm.tokenizer, qs, cfg)
                 dt = time.perf_counter() - t0
                 rates[f"{v}/{spec}"].append(sum(r.final.tokens for r in res) / dt)
     table = {

@@ -9,7 +9,13 @@ after-before in the next, so the drift of a shared machine hits both alike. Kind
   hogwild         bench_hogwild.measure: the full engine's median (and mean) ms per pass;
   threads_decode  bench_threads_decode.run_sequential / run_threaded: seconds of the sequential
                   and threaded replay of one synthetic trajectory (built by the driver's
-                  `padded_trajectory`, so both sides replay the same tokens).
+                  `padded_trajectory`, so both sides replay the same tokens);
+  decode          Qwen2.5-0.5B bf16: `generate` (one request, text out: seconds for up to
+                  `--passes` tokens after a prompt of about `context` tokens) and the engine decoding `workers` requests
+                  together (ms per step), greedy, EOS ignored, the same tokens on both sides;
+  serve           `plait serve` in-process (Qwen2.5-0.5B bf16): `workers` concurrent streaming
+                  chat requests of `--passes` tokens each (EOS ignored): wall seconds of the
+                  wave and median time to first token.
 The table gives per configuration and metric the median of each side and the median over rounds
 of the paired ratio after / before (a time: > 1 means the change is slower).
 
@@ -106,6 +112,75 @@ def _threads_decode_worker(bench: Any) -> Any:
     return measure
 
 
+def _decode_worker(bench: Any) -> Any:
+    import torch
+
+    from plait.runtime.engine import Engine, EngineConfig, EngineRequest
+    from plait.runtime.generate import generate
+    from plait.runtime.loader import load_model
+
+    torch.set_num_threads(1)
+    lm = load_model("qwen2.5-0.5b", dtype="bf16")
+
+    def measure(cmd: dict) -> dict:
+        prompt = [100 + (7 * i) % 900 for i in range(cmd["context"])]
+        words = " ".join(["apple", "pear", "plum"] * (cmd["context"] // 3))
+        t = time.perf_counter()
+        text = "".join(
+            generate(lm, f"{words}\nCount to fifty: 1, 2, 3,", cmd["passes"], chat=False)
+        )
+        gen_s = time.perf_counter() - t
+        engine = Engine(lm.model, lm.tokenizer, EngineConfig(max_rows=cmd["workers"]))
+        for w in range(cmd["workers"]):
+            engine.add(EngineRequest(prompt=[*prompt, 200 + w], max_tokens=cmd["passes"],
+                                     ignore_eos=True))  # fmt: skip
+        steps = []
+        while engine.has_work:
+            t = time.perf_counter()
+            engine.step()
+            steps.append(time.perf_counter() - t)
+        decode = steps[2:]  # the first steps prefill
+        return {"generate_s": gen_s, "engine_ms_per_step": 1000 * statistics.median(decode),
+                "chars": len(text)}  # fmt: skip
+
+    return measure
+
+
+def _serve_worker(bench: Any) -> Any:
+    import asyncio
+
+    import httpx
+    import torch
+
+    from plait.runtime.loader import load_model
+    from plait.serve.server import build_state, start_in_thread
+
+    torch.set_num_threads(1)
+    lm = load_model("qwen2.5-0.5b", dtype="bf16")
+    server, url = start_in_thread(build_state(lm, model_name="m"))
+
+    async def one(client: httpx.AsyncClient, cmd: dict, i: int) -> float:
+        body = {"model": "m", "stream": True, "max_tokens": cmd["passes"], "ignore_eos": True,
+                "temperature": 0, "messages": [{"role": "user", "content": f"Count to {i}."}]}  # fmt: skip
+        t, first = time.perf_counter(), None
+        async with client.stream("POST", f"{url}/chat/completions", json=body) as r:
+            async for line in r.aiter_lines():
+                if first is None and line.startswith("data:"):
+                    first = time.perf_counter() - t
+        return first or 0.0
+
+    async def wave(cmd: dict) -> dict:
+        async with httpx.AsyncClient(timeout=600) as client:
+            t = time.perf_counter()
+            ttft = await asyncio.gather(*(one(client, cmd, i) for i in range(cmd["workers"])))
+            return {"wave_s": time.perf_counter() - t, "ttft_s": statistics.median(ttft)}
+
+    def measure(cmd: dict) -> dict:
+        return asyncio.run(wave(cmd))
+
+    return measure
+
+
 def worker(kind: str) -> None:
     """Serve measurements: one JSON command per stdin line, one JSON result per stdout line."""
     sys.path.insert(0, str(Path.cwd() / "benchmarks"))  # this checkout's benchmark modules
@@ -117,6 +192,10 @@ def worker(kind: str) -> None:
         import bench_threads_decode
 
         measure = _threads_decode_worker(bench_threads_decode)
+    elif kind == "decode":
+        measure = _decode_worker(None)
+    elif kind == "serve":
+        measure = _serve_worker(None)
     else:
         import bench_hogwild
 
@@ -182,7 +261,7 @@ def run_pairs(sides: dict[str, Side], cmds: list[dict], rounds: int) -> list[dic
             for side in ("before", "after") if r % 2 == 0 else ("after", "before"):
                 got[side].append(sides[side].measure(cmd))
         for metric in got["after"][0]:
-            if metric == "context":
+            if metric in ("context", "chars"):
                 continue
             pairs = [(b[metric], a[metric]) for b, a in zip(got["before"], got["after"])]
             ratios = [a / b for b, a in pairs]
@@ -217,7 +296,9 @@ def main() -> None:
         worker(sys.argv[2])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("kind", choices=["step_attention", "hogwild", "threads_decode"])
+    ap.add_argument(
+        "kind", choices=["step_attention", "hogwild", "threads_decode", "decode", "serve"]
+    )
     ap.add_argument("--before", type=Path, required=True, help="checkout of the old code")
     ap.add_argument("--after", type=Path, default=HERE.parents[1], help="checkout of the new code")
     ap.add_argument("--rounds", type=int, default=5)
@@ -226,7 +307,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1], help="step_attention only")
     ap.add_argument("--shapes", nargs="+", default=["qwen2.5-0.5b", "qwen2.5-7b(8 layers)"])
     ap.add_argument("--repeats", type=int, default=9, help="step_attention: timed calls")
-    ap.add_argument("--passes", type=int, default=16, help="hogwild: timed passes")
+    ap.add_argument("--passes", type=int, default=16,
+                    help="hogwild: timed passes; decode, serve: tokens per request")  # fmt: skip
     ap.add_argument("--model", default="smollm2-135m", help="threads_decode: the model")
     ap.add_argument("--out", required=True, help="result name under benchmarks/results/")
     args = ap.parse_args()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from plait.hogwild import HogwildConfig, HogwildEngine, Layout, LayoutState
+from plait.hogwild import HogwildConfig, Layout, LayoutState, solve
 from plait.runtime.model import DecoderLM
 
 
@@ -42,10 +42,8 @@ def main() -> None:
         rope=dataclasses.replace(lm.config.rope, rotary_dim=16),
     )
     model = DecoderLM.random(small, seed=0)  # random weights: the text is noise
-    engine = HogwildEngine(
-        model, lm.tokenizer, HogwildConfig(workers=3, layout=RING, budgets=(24,))
-    )
-    result = engine.solve("What is 6 times 7?")
+    config = HogwildConfig(workers=3, layout=RING, budgets=(24,))
+    result = solve(model, lm.tokenizer, "What is 6 times 7?", config)
     print(result.final.transcript()[:800])
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from plait.hogwild import HogwildConfig, HogwildEngine, StepEvent
+from plait.hogwild import HogwildConfig, StepEvent, stream
 from plait.runtime.loader import load_model
 
 PROBLEM = (
@@ -22,11 +22,9 @@ def main() -> None:
     ap.add_argument("--budgets", type=int, nargs="+", default=[128, 256])
     args = ap.parse_args()
     lm = load_model("qwen2.5-0.5b")
-    engine = HogwildEngine(
-        lm.model, lm.tokenizer, HogwildConfig(workers=args.workers, budgets=tuple(args.budgets))
-    )
+    config = HogwildConfig(workers=args.workers, budgets=tuple(args.budgets))
     result = None
-    for event in engine.stream(PROBLEM):
+    for event in stream(lm.model, lm.tokenizer, PROBLEM, config):
         if isinstance(event, StepEvent):  # a finished paragraph, merged into the shared history
             print(event.text.rstrip(), end="\n\n", flush=True)
         elif hasattr(event, "result"):

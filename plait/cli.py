@@ -25,6 +25,7 @@ from plait.errors import PlaitError
 _SUBCOMMAND_MODULES = (
     "plait.runtime.cli",
     "plait.hogwild.cli",
+    "plait.hogwild.demo",
     "plait.threads.cli",
     "plait.sgc.cli",
     "plait.eval.cli",

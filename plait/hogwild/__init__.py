@@ -1,13 +1,13 @@
 """plait.hogwild: Hogwild! Inference (W workers, one shared KV cache) on plait's runtime.
 
-Public names: `HogwildConfig`, `HogwildEngine` (`solve`, `solve_batch`, `stream`), `Layout`,
+Public names: `HogwildConfig`, `solve`, `solve_batch`, `stream`, `HogwildProblem` (one problem
+as a request of a runtime `Engine`), `Layout`,
 `LayoutState`, `LAYOUTS`, `PromptFormat`, the events and `ProblemResult`. See docs/hogwild.md.
 """
 
 from __future__ import annotations
 
 from plait.hogwild.config import HogwildConfig
-from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.events import (
     DoneEvent,
     ProblemResult,
@@ -17,13 +17,15 @@ from plait.hogwild.events import (
     TokenEvent,
 )
 from plait.hogwild.layouts import LAYOUTS, Layout, LayoutState
+from plait.hogwild.problem import HogwildProblem
 from plait.hogwild.prompts import PromptFormat
+from plait.hogwild.solve import solve, solve_batch, stream
 
 __all__ = [
     "LAYOUTS",
     "DoneEvent",
     "HogwildConfig",
-    "HogwildEngine",
+    "HogwildProblem",
     "Layout",
     "LayoutState",
     "ProblemResult",
@@ -32,4 +34,7 @@ __all__ = [
     "SnapshotEvent",
     "StepEvent",
     "TokenEvent",
+    "solve",
+    "solve_batch",
+    "stream",
 ]

@@ -3,7 +3,8 @@
 Settings come from a preset (`--preset auto`: `small` for models under 3B parameters, `paper`
 otherwise; `plait.hogwild.presets`), and any option given on the command line wins over it.
 Everything the user typed is checked before the model loads (config fields, `--file`, `--json`).
-`plait demo` lives in `plait.hogwild.demo`, `plait eval hogwild` in `plait.hogwild.eval_cli`.
+`plait demo` lives in `plait.hogwild.demo` (it uses the options and helpers here), `plait eval
+hogwild` in `plait.hogwild.eval_cli`.
 """
 
 from __future__ import annotations
@@ -60,8 +61,7 @@ def add_run_args(p: argparse.ArgumentParser, workers: int, budgets: list[int]) -
 
 
 def register(subparsers: Any) -> None:
-    """Add `hogwild`, `demo` and `eval hogwild`."""
-    from plait.hogwild.demo import register_demo
+    """Add `hogwild` and `eval hogwild` (`plait demo` registers itself: plait.hogwild.demo)."""
     from plait.hogwild.eval_cli import register_eval
 
     p = subparsers.add_parser(
@@ -75,7 +75,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--task", default="math", choices=["math", "code"])
     add_run_args(p, workers=2, budgets=[512])
     p.set_defaults(func=_cmd_hogwild)
-    register_demo(subparsers)
     register_eval(subparsers)
 
 
@@ -151,14 +150,13 @@ def load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def solve(lm: Any, cfg: Any, sampling: Any, problem: str, live: bool) -> dict[str, Any]:
     """Solve `problem` with a live (terminal) or plain view; the result, seconds and tokens."""
-    from plait.hogwild.engine import HogwildEngine
     from plait.hogwild.events import DoneEvent
     from plait.hogwild.live import LiveView, PlainView
+    from plait.hogwild.solve import stream
 
-    eng = HogwildEngine(lm.model, lm.tokenizer, cfg, sampling=sampling)
     view = LiveView(cfg.resolved_names) if live else PlainView()
     t0, result = time.perf_counter(), None
-    for ev in eng.stream(problem):
+    for ev in stream(lm.model, lm.tokenizer, problem, cfg, sampling=sampling):
         view(ev)
         if isinstance(ev, DoneEvent):
             result = ev.result

@@ -14,6 +14,10 @@ import argparse
 import sys
 from typing import Any
 
+from plait.arguments import HelpFormatter
+from plait.errors import UsageError
+from plait.hogwild.cli import add_run_args, check_args, config_fields, load, sampling_for, solve
+
 DEMO_SOURCE = "GSM8K test problem 1 (the second; id gsm8k-1)"
 DEMO_PROBLEM = (
     "A robe takes 2 bolts of blue fiber and half that much white fiber.  How many bolts in total "
@@ -67,10 +71,8 @@ DEMO_EPILOG = """examples:
 """
 
 
-def register_demo(subparsers: Any) -> None:
-    from plait.arguments import HelpFormatter
-    from plait.hogwild.cli import add_run_args
-
+def register(subparsers: Any) -> None:
+    """Add `plait demo` (plait/cli.py calls this)."""
     d = subparsers.add_parser(
         "demo",
         help="Hogwild! workers of the bundled Qwen2.5-0.5B solve a word problem, vs sequential",
@@ -83,9 +85,7 @@ def register_demo(subparsers: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from plait.errors import UsageError
     from plait.eval.checking import is_correct
-    from plait.hogwild.cli import check_args, config_fields, load, sampling_for, solve
     from plait.hogwild.config import HogwildConfig
 
     if not 1 <= args.workers <= 8:

@@ -26,9 +26,10 @@ from plait.eval.curves import BudgetTable, Record, append_records, read_records
 from plait.eval.datasets import Problem
 from plait.eval.plots import plot_budget_curves
 from plait.hogwild.config import HogwildConfig
-from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.events import ProblemResult, Snapshot
+from plait.hogwild.layouts import get_layout
 from plait.hogwild.paragraph import header
+from plait.hogwild.solve import solve_batch
 from plait.outputs import JsonlAppender, Manifest, atomic_write_text, check_writable_dir
 
 
@@ -100,10 +101,9 @@ def evaluate(
         raise ValueError(f"batch must be >= 1 problem, got {batch}")
     if not problems or not methods:
         raise ValueError("nothing to evaluate: give at least one problem and one method")
-    engines = {
-        m.name: HogwildEngine(model, tokenizer, settings.config(m), sampling=settings.sampling)
-        for m in methods
-    }  # configs validated before anything is written
+    configs = {m.name: settings.config(m) for m in methods}  # validated before anything is written
+    for cfg in configs.values():
+        get_layout(cfg.layout)
     out = check_writable_dir(out_dir, "--out")
     out.mkdir(parents=True, exist_ok=True)
     rec_path = out / "records.jsonl"
@@ -122,7 +122,8 @@ def evaluate(
             if not todo:
                 continue
             t0 = time.perf_counter()
-            results = engines[m.name].solve_batch([p.question for p in todo])
+            results = solve_batch(model, tokenizer, [p.question for p in todo], configs[m.name],
+                                  sampling=settings.sampling)  # fmt: skip
             timings[m.name] += time.perf_counter() - t0
             append_records(rec_path, _records(m, todo, results))
             _append_transcripts(out / "transcripts.jsonl", m, todo, results)

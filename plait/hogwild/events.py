@@ -1,6 +1,6 @@
 """Events a Hogwild! run streams while it decodes, and the result it returns.
 
-`HogwildEngine.stream(...)` yields these in order; `solve` consumes them and returns the
+`plait.hogwild.stream(...)` yields these in order; `solve` consumes them and returns the
 `ProblemResult`. Every event names its problem (index in the batch); worker events name the worker.
 """
 

@@ -49,7 +49,7 @@ class FinisherRequest:
 class FinisherBatch:
     """Finishers as a step-able batch: `streams()` for the next forward, `advance(logits)` after
     it, until `done` (every answer complete or `max_tokens` steps); `results()` then `free()`.
-    `HogwildGroup` puts its streams into the engine's shared batch."""
+    `HogwildProblem` puts its streams into the engine's shared batch."""
 
     def __init__(
         self,

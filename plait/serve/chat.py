@@ -5,46 +5,36 @@ to that extension (plait.serve.hogwild_ext, plait.serve.threads_ext)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from plait.runtime.loading.tokenizer import chat_prompt_ids
 from plait.serve import responses as R
-from plait.serve.protocol import bad, chat_messages, check_length, gen_params
-
-if TYPE_CHECKING:
-    from plait.serve.app import ServeState
-
-
-def prompt_ids(state: ServeState, body: dict[str, Any]) -> list[int]:
-    """The chat prompt as ids (the template's generation prompt appended)."""
-    messages = chat_messages(body)
-    try:
-        return chat_prompt_ids(state.loaded.tokenizer, messages)
-    except Exception as exc:  # noqa: BLE001 - a template that rejects these messages
-        raise bad("messages", f"the chat template rejected the messages: {exc}") from None
+from plait.serve.hogwild_ext import handle_hogwild
+from plait.serve.protocol import bad, check_length, gen_params
+from plait.serve.state import (
+    ServeState,
+    chat_prompt,
+    merged,
+    read_body,
+    start_stream,
+    until_disconnect,
+)
+from plait.serve.threads_ext import handle_threads
 
 
 async def handle(request: Request, state: ServeState) -> Response:
-    from plait.serve.app import merged, read_body, start_stream, until_disconnect
-
     body = await read_body(request, state)
     params = gen_params(body, state.limits, chat=True)
     if body.get("hogwild") is not None and body.get("threads") is not None:
         raise bad("hogwild", "send either 'hogwild' or 'threads', not both")
     if body.get("hogwild") is not None:
-        from plait.serve.hogwild_ext import handle_hogwild
-
         return await handle_hogwild(request, state, body, params)
     if body.get("threads") is not None:
-        from plait.serve.threads_ext import handle_threads
-
         return await handle_threads(request, state, body, params)
     if body.get("tools") or body.get("functions"):
         raise bad("tools", "tool calling is not supported by plait serve; leave 'tools' out")
-    prompt = prompt_ids(state, body)
+    prompt = chat_prompt(state, body)
     req = state.engine_request(prompt, check_length(prompt, params, state.limits), params)
     rid, name, n = R.new_id("chatcmpl"), state.model_name, params.n
     tok = state.loaded.tokenizer

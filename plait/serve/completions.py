@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from plait.serve import responses as R
 from plait.serve.protocol import bad, check_length, completion_prompts, gen_params
-
-if TYPE_CHECKING:
-    from plait.serve.app import ServeState
+from plait.serve.state import ServeState, merged, read_body, start_stream, until_disconnect
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 
 
 async def handle(request: Request, state: ServeState) -> Response:
-    from plait.serve.app import merged, read_body, start_stream, until_disconnect
-
     body = await read_body(request, state)
     params = gen_params(body, state.limits, chat=False)
     if body.get("echo"):

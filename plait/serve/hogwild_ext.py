@@ -3,8 +3,8 @@
     client.chat.completions.create(model=..., messages=[{"role": "user", "content": problem}],
         extra_body={"hogwild": {"workers": 2, "budgets": [128, 256], "layout": "combined"}})
 
-The problem runs as a `plait.hogwild.group.HogwildGroup`, the engine's `StreamGroup` for a
-Hogwild! problem: its W workers' streams join every engine step next to the plain requests' rows,
+The problem runs as a `plait.hogwild.HogwildProblem`, the engine's `StreamGroup` for a
+Hogwild! problem (added to the server's engine as `plait.hogwild.solve` adds it to a private one): its W workers' streams join every engine step next to the plain requests' rows,
 and when a budget ends without an answer the finisher's reader streams take its place in the next
 steps of the shared batch. This module only parses the request and shapes the response.
 
@@ -17,25 +17,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from plait.hogwild import HogwildConfig, HogwildEngine
+from plait.hogwild import HogwildConfig, HogwildProblem
 from plait.hogwild.events import DoneEvent, ProblemResult, TokenEvent
-from plait.hogwild.group import HogwildGroup
 from plait.runtime.engine import GroupOutput
 from plait.serve import responses as R
 from plait.serve.protocol import GenParams, bad, chat_messages
-
-if TYPE_CHECKING:
-    from plait.serve.app import ServeState
+from plait.serve.state import ServeState, start_stream, until_disconnect
 
 _FIELDS = {f.name for f in fields(HogwildConfig) if f.init}
 
 
-def make_group(state: ServeState, body: dict[str, Any], params: GenParams) -> HogwildGroup:
+def make_problem(state: ServeState, body: dict[str, Any], params: GenParams) -> HogwildProblem:
     spec = body.get("hogwild")
     if not isinstance(spec, dict):
         raise bad("hogwild", '\'hogwild\' must be an object, e.g. {"workers": 2, "budgets": [256]}')
@@ -53,9 +50,7 @@ def make_group(state: ServeState, body: dict[str, Any], params: GenParams) -> Ho
     sampling = None if params.sampling.greedy else params.sampling
     lm = state.loaded
     try:
-        return HogwildGroup(
-            HogwildEngine(lm.model, lm.tokenizer, config, sampling=sampling), problem
-        )
+        return HogwildProblem(lm.model, lm.tokenizer, config, problem, sampling=sampling)
     except ValueError as exc:
         raise bad("hogwild", str(exc)) from None
 
@@ -75,14 +70,12 @@ def result_body(result: ProblemResult) -> dict[str, Any]:
 async def handle_hogwild(
     request: Request, state: ServeState, body: dict[str, Any], params: GenParams
 ) -> Response:
-    from plait.serve.app import start_stream, until_disconnect
-
-    group = make_group(state, body, params)
+    problem = make_problem(state, body, params)
     rid, name = R.new_id("chatcmpl"), state.model_name
     usage = R.Usage()
 
     async def events() -> AsyncIterator[tuple[str, Any]]:
-        async for out in state.loop.stream(group):
+        async for out in state.loop.stream(problem):
             assert isinstance(out, GroupOutput)
             if out.error:
                 raise RuntimeError(f"the hogwild run failed: {out.error}")
@@ -99,7 +92,7 @@ async def handle_hogwild(
             yield R.sse(R.chat_chunk(rid, name, 0, {"role": "assistant", "content": ""}))
             async for kind, ev in events():
                 if kind == "token":
-                    tag = {"worker": ev.worker, "name": group.hw.cfg.resolved_names[ev.worker],
+                    tag = {"worker": ev.worker, "name": problem.cfg.resolved_names[ev.worker],
                            "text": ev.text}  # fmt: skip
                     yield R.sse(R.chat_chunk(rid, name, 0, {}, hogwild=tag))
                 else:

@@ -8,10 +8,7 @@ status. Values come from the engine thread's last published snapshot (never a lo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from plait.serve.app import ServeState
+from plait.serve.state import ServeState
 
 _STATS = (
     ("steps", "counter", "engine steps (batched forwards)"),

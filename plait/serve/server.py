@@ -15,9 +15,10 @@ from typing import Any
 import uvicorn
 
 from plait.runtime.engine import Engine, EngineConfig
-from plait.serve.app import ServeState, create_app
+from plait.serve.app import create_app
 from plait.serve.loop import EngineLoop
 from plait.serve.protocol import Limits
+from plait.serve.state import ServeState
 
 
 def build_state(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,12 +27,10 @@ from starlette.responses import JSONResponse, Response
 from plait.runtime.engine import SampleOutput
 from plait.serve import responses as R
 from plait.serve.protocol import GenParams, bad
+from plait.serve.state import ServeState, chat_prompt, until_disconnect
 from plait.threads.format import ThreadFormat, trajectory_stats
 from plait.threads.inference import Completion, CompletionRequest, Orchestrator, OrchestratorConfig
 from plait.threads.inference.runtime_backend import completion, engine_request
-
-if TYPE_CHECKING:
-    from plait.serve.app import ServeState
 
 _FIELDS = {f.name for f in fields(OrchestratorConfig) if f.init} - {
     "temperature", "top_p", "top_k", "seed", "max_context_tokens",
@@ -84,13 +82,10 @@ def orchestrator_config(spec: Any, params: GenParams, context: int) -> Orchestra
 async def handle_threads(
     request: Request, state: ServeState, body: dict[str, Any], params: GenParams
 ) -> Response:
-    from plait.serve.app import until_disconnect
-    from plait.serve.chat import prompt_ids
-
     if params.stream:
         raise bad("stream", "the threads extension answers whole trajectories; set stream false")
     config = orchestrator_config(body.get("threads"), params, state.limits.context)
-    prompt = prompt_ids(state, body)
+    prompt = chat_prompt(state, body)
     fmt = thread_format(state)
     engine = EngineCompletions(state)
     run = await until_disconnect(request, Orchestrator(engine, fmt, config).run(prompt))

@@ -11,14 +11,41 @@ known: binary search) and ``cut_online`` (arrivals one at a time: Ray, replay).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from plait.sgc.schemes.base import RoundPlan, Scheme
 
-if TYPE_CHECKING:
-    from plait.sgc.master import MasterConfig
+
+@dataclass(slots=True, kw_only=True)
+class MasterConfig:
+    """How rounds are cut."""
+
+    mu: float = 1.0  # cut at (1 + mu) times the fastest arrival
+    cut: Literal["paper", "earliest"] = "earliest"
+    admissibility: Literal["model", "decodable"] = "decodable"
+    exemption: bool = False  # SR-SGC: the authors' exemption rule in model mode
+    counting: bool = False  # coded groups decode iff <= s rows are missing (authors' simulator)
+
+    def __post_init__(self) -> None:
+        if not self.mu >= 0:
+            raise ValueError(f"mu must be >= 0, got {self.mu}")
+        if self.cut not in ("paper", "earliest"):
+            raise ValueError(f"cut must be 'paper' or 'earliest', got {self.cut!r}")
+        if self.admissibility not in ("model", "decodable"):
+            raise ValueError(
+                f"admissibility must be 'model' or 'decodable', got {self.admissibility!r}"
+            )
+
+
+def paper_rules(mu: float = 1.0) -> MasterConfig:
+    return MasterConfig(mu=mu, cut="paper", admissibility="model", exemption=True, counting=True)
+
+
+def plait_rules(mu: float = 1.0) -> MasterConfig:
+    return MasterConfig(mu=mu, cut="earliest", admissibility="decodable")
 
 
 class Cut(NamedTuple):

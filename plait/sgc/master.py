@@ -10,48 +10,26 @@ start is admissible on its own, so in-flight jobs decode under any admissible co
 Every mode also requires (a): a due job (and a coded group whose rows get no later chance) is
 never left undecodable, judged by the code's own decoder. ``counting`` (the paper's rules) judges
 coded groups by counting rows, as the authors' simulator does. The cuts are in
-``plait.sgc.cuts``. No wall clock in here: times come from the backend (virtual or real).
+``plait.sgc.cuts`` (with ``MasterConfig``, the policy they apply). No wall clock in here: times come from the backend (virtual or real).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
-from plait.sgc.cuts import admissible, cut_from_times, cut_online, why_not
+from plait.sgc.cuts import (
+    MasterConfig,
+    admissible,
+    cut_from_times,
+    cut_online,
+    paper_rules,
+    plait_rules,
+    why_not,
+)
 from plait.sgc.schemes.base import Scheme
-
-
-@dataclass(slots=True, kw_only=True)
-class MasterConfig:
-    """How rounds are cut."""
-
-    mu: float = 1.0  # cut at (1 + mu) times the fastest arrival
-    cut: Literal["paper", "earliest"] = "earliest"
-    admissibility: Literal["model", "decodable"] = "decodable"
-    exemption: bool = False  # SR-SGC: the authors' exemption rule in model mode
-    counting: bool = False  # coded groups decode iff <= s rows are missing (authors' simulator)
-
-    def __post_init__(self) -> None:
-        if not self.mu >= 0:
-            raise ValueError(f"mu must be >= 0, got {self.mu}")
-        if self.cut not in ("paper", "earliest"):
-            raise ValueError(f"cut must be 'paper' or 'earliest', got {self.cut!r}")
-        if self.admissibility not in ("model", "decodable"):
-            raise ValueError(
-                f"admissibility must be 'model' or 'decodable', got {self.admissibility!r}"
-            )
-
-
-def paper_rules(mu: float = 1.0) -> MasterConfig:
-    return MasterConfig(mu=mu, cut="paper", admissibility="model", exemption=True, counting=True)
-
-
-def plait_rules(mu: float = 1.0) -> MasterConfig:
-    return MasterConfig(mu=mu, cut="earliest", admissibility="decodable")
 
 
 @dataclass(slots=True)
@@ -201,6 +179,7 @@ class Master:
         )
 
 
+# MasterConfig, paper_rules, plait_rules and the cuts are defined in plait.sgc.cuts
 __all__ = [
     "Master",
     "MasterConfig",

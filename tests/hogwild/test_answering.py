@@ -8,8 +8,8 @@ import torch
 from plait.hogwild.answering import Answers
 from plait.hogwild.answers import final_answer, placeholders
 from plait.hogwild.config import HogwildConfig
-from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.events import TokenEvent
+from plait.hogwild.solve import solve, stream
 from tests.helpers.toy import ToyTokenizer, toy_model
 
 NAMES = ("Alice", "Bob", "Carol")
@@ -61,8 +61,7 @@ def test_voters_stop_and_the_majority_wins() -> None:
 
     cfg = HogwildConfig(workers=3, budgets=(60,), instructions="Vote.", answer_policy="vote",
                         finisher=False)  # fmt: skip
-    eng = HogwildEngine(toy_model("llama", seed=2), tok, cfg, choose=choose)
-    events = list(eng.stream("Add."))
+    events = list(stream(toy_model("llama", seed=2), tok, "Add.", cfg, choose=choose))
     result = next(e.result for e in events if type(e).__name__ == "DoneEvent")
     assert (result.answer, result.final.answer_source) == ("5", "vote:2/3")
     last_token = {w: max(e.pass_index for e in events if isinstance(e, TokenEvent) and e.worker == w)
@@ -83,5 +82,5 @@ def test_the_engine_skips_the_prompts_placeholder() -> None:
 
     cfg = HogwildConfig(workers=1, budgets=(80,), instructions="Answer as \\boxed{N}.",
                         finisher=False)  # fmt: skip
-    result = HogwildEngine(toy_model("llama", seed=2), tok, cfg, choose=choose).solve("Add.")
+    result = solve(toy_model("llama", seed=2), tok, "Add.", cfg, choose=choose)
     assert (result.answer, result.final.answer_source) == ("5", "worker:Alice")

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from plait.hogwild.config import HogwildConfig
-from plait.hogwild.engine import HogwildEngine
+from plait.hogwild.problem import HogwildProblem
+from plait.hogwild.solve import solve
 from tests.helpers.toy import ToyTokenizer, toy_model
 
 from .simulator import Simulator
@@ -72,12 +73,11 @@ def run_against_simulator(
         )
         checked.append(len(streams))
 
-    eng = HogwildEngine(
-        model, tok, cfg, attention=attention, choose=choose, step_rule=rule, on_pass=on_pass
-    )
-    shared = [(k, eng.encode(t)) for k, t in eng.layout.shared(workers)]
-    sim.prefill(eng.encode(eng.prompt_text(PROBLEM)), shared)
-    eng.solve(PROBLEM)
+    unit = HogwildProblem(model, tok, cfg, PROBLEM)
+    shared = [(k, unit.encode(t)) for k, t in unit.layout.shared(workers)]
+    sim.prefill(unit.encode(unit.prompt_text), shared)
+    solve(model, tok, PROBLEM, cfg, attention=attention, choose=choose, step_rule=rule,
+          on_pass=on_pass)  # fmt: skip
     assert len(checked) >= 5, "the schedule ended too early to test anything"
     return sum(checked)
 

@@ -13,8 +13,9 @@ import random
 import torch
 
 from plait.hogwild.config import HogwildConfig
-from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.layouts import Layout, get_layout
+from plait.hogwild.problem import HogwildProblem
+from plait.hogwild.solve import solve
 from plait.hogwild.workspace import Feed, Workspace
 from plait.runtime.attention.dense import causal_context
 from plait.runtime.runner import Runner, StreamInput
@@ -53,9 +54,9 @@ def test_one_worker_equals_plain_greedy_decoding(family: str) -> None:
         suppress=(),
         stop_on_answer=False,
     )
-    eng = HogwildEngine(model, tok, cfg, step_rule=lambda a, b: rng.random() < 0.3, on_pass=on_pass)
-    prompt = eng.encode(eng.prompt_text("Count."))
-    res = eng.solve("Count.")
+    prompt = tok.encode(HogwildProblem(model, tok, cfg, "Count.").prompt_text)
+    res = solve(model, tok, "Count.", cfg, step_rule=lambda a, b: rng.random() < 0.3,
+                on_pass=on_pass)  # fmt: skip
     ref = causal_logits(model, prompt + fed)
     for n, row in rows:  # every stream's last-token logits equal the plain forward's
         torch.testing.assert_close(row, ref[len(prompt) + n - 1], atol=1e-4, rtol=1e-4)

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from plait.hogwild.config import HogwildConfig
-from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.events import CutEvent, DoneEvent
 from plait.hogwild.loopguard import LoopGuard, StepMemory, words
+from plait.hogwild.solve import stream
 from tests.helpers.toy import ToyTokenizer, toy_model
 
 X = " one two three four five six seven.\n\n"
@@ -68,12 +68,12 @@ def _run(model, script: list[str], guard: str, sequential: bool = False, layout:
         **mode, budgets=(200,), instructions="Be brief.", suppress_eos=False,
         stop_on_answer=False, finisher=False, loop_guard=guard, loop_penalty=0.0,
     )  # fmt: skip
-    eng = HogwildEngine(model, tok, cfg, choose=choose)
     kv = []  # per pass: the tokens of worker 0's view, in view order (what its attention reads)
-    eng.on_pass = lambda problem, index, feeds, streams, rows: kv.append(
-        [t for s in streams if s.worker == 0 for seg in s.view for t in seg.tokens]
-    )
-    for ev in eng.stream("Count."):
+
+    def on_pass(problem, index, feeds, streams, rows):  # noqa: ANN001, ANN202
+        kv.append([t for s in streams if s.worker == 0 for seg in s.view for t in seg.tokens])
+
+    for ev in stream(model, tok, "Count.", cfg, choose=choose, on_pass=on_pass):
         events.append(ev)
     result = next(e.result for e in events if isinstance(e, DoneEvent))
     return result.final, logits, events, kv

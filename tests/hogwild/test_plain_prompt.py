@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from plait.hogwild.config import HogwildConfig
-from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.events import TokenEvent
-from tests.helpers.toy import ToyTokenizer, toy_model
+from tests.helpers.toy import Hogwild, ToyTokenizer, toy_model
 
 PLAIN = {"prompt": "plain_after", "layout": "contiguous", "step_headers": False}
 PROBLEM = "Add 2 and 3, then double it."
@@ -17,8 +16,8 @@ def test_one_plain_worker_is_the_sequential_run() -> None:
     # the sequential baseline's token rules: '#' allowed, stops at EOS
     cfg = HogwildConfig(workers=1, budgets=(16, 40), finisher=False, suppress=("</think>",),
                         suppress_eos=False, **PLAIN)  # fmt: skip
-    seq, hog = HogwildEngine(model, tok, seq_cfg), HogwildEngine(model, tok, cfg)
-    assert hog.prompt_text(PROBLEM) == seq.prompt_text(PROBLEM)
+    seq, hog = Hogwild(model, tok, seq_cfg), Hogwild(model, tok, cfg)
+    assert hog.problem(PROBLEM).prompt_text == seq.problem(PROBLEM).prompt_text
     a, b = seq.solve(PROBLEM), hog.solve(PROBLEM)
     assert [s.transcript() for s in a.snapshots] == [s.transcript() for s in b.snapshots]
     assert [s.passes for s in a.snapshots] == [s.passes for s in b.snapshots]
@@ -27,8 +26,8 @@ def test_one_plain_worker_is_the_sequential_run() -> None:
 def test_plain_workers_start_without_headers() -> None:
     tok, model = ToyTokenizer(), toy_model("llama", seed=3)
     cfg = HogwildConfig(workers=3, budgets=(12,), finisher=False, **PLAIN)
-    eng = HogwildEngine(model, tok, cfg)
-    prompt = eng.prompt_text(PROBLEM)
+    eng = Hogwild(model, tok, cfg)
+    prompt = eng.problem(PROBLEM).prompt_text
     assert "3 assistants" in prompt and "**Alice" not in prompt
     events = list(eng.stream(PROBLEM))
     text = {w: "".join(e.text for e in events if isinstance(e, TokenEvent) and e.worker == w)

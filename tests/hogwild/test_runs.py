@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from plait.hogwild.config import HogwildConfig
-from plait.hogwild.engine import HogwildEngine
 from plait.hogwild.events import DoneEvent, SnapshotEvent, StepEvent, TokenEvent
 from plait.hogwild.finisher import MATH_FINISHER
-from tests.helpers.toy import ToyTokenizer, always_end, toy_model
+from tests.helpers.toy import Hogwild, ToyTokenizer, always_end, toy_model
 
 BRIEF = "Be brief."
 
@@ -20,11 +19,11 @@ def model():  # noqa: ANN201
     return toy_model("qwen2", seed=21)
 
 
-def engine(model, **kw) -> HogwildEngine:  # noqa: ANN001
+def engine(model, **kw) -> Hogwild:  # noqa: ANN001
     kw.setdefault("instructions", BRIEF)
     hooks = {k: kw.pop(k) for k in ("choose", "step_rule", "on_pass") if k in kw}
     hooks.setdefault("step_rule", always_end)
-    return HogwildEngine(model, ToyTokenizer(), HogwildConfig(**kw), **hooks)
+    return Hogwild(model, ToyTokenizer(), HogwildConfig(**kw), **hooks)
 
 
 def summary(res) -> list[tuple]:  # noqa: ANN001
@@ -49,7 +48,7 @@ def test_sampled_snapshots_equal_separate_runs(model) -> None:  # noqa: ANN001
 
     def run(budgets):  # noqa: ANN001, ANN202
         eng = engine(model, workers=2, budgets=budgets, finisher=False, seed=3)
-        eng.sampling = SamplingParams(temperature=1.0, top_p=0.9)
+        eng.options["sampling"] = SamplingParams(temperature=1.0, top_p=0.9)
         return eng.solve("Add.")
 
     together = run((6, 12))
@@ -61,8 +60,9 @@ def test_batch_of_problems_equals_solo_runs_and_uses_one_forward_per_pass(model)
     problems = ["Add.", "Multiply two numbers please.", "Go."]
     eng = engine(model, workers=2, budgets=(9,), finisher_max_tokens=3)
     calls = []
-    step = eng.runner.step
-    eng.runner.step = lambda inputs, **kw: calls.append(len(inputs)) or step(inputs, **kw)  # type: ignore[method-assign]
+    runner = eng.use_engine().runner
+    step = runner.step
+    runner.step = lambda inputs, **kw: calls.append(len(inputs)) or step(inputs, **kw)  # type: ignore[method-assign]
     batch = eng.solve_batch(problems)
     passes = [c for c in calls if c >= 6]  # generation passes carry all 3 problems x 2 workers
     assert len(passes) == 9
@@ -109,7 +109,8 @@ def test_answer_closed_by_the_step_ending_token_is_found(model) -> None:  # noqa
 def test_finisher_reads_the_last_workers_view_without_writing(model) -> None:  # noqa: ANN001
     eng = engine(model, workers=2, budgets=(6,), finisher_max_tokens=5)
     seen = {}
-    step = eng.runner.step
+    runner = eng.use_engine().runner
+    step = runner.step
 
     def spy(inputs, **kw):  # noqa: ANN001, ANN202
         if inputs[0].write_to.name == "reader":
@@ -119,7 +120,7 @@ def test_finisher_reads_the_last_workers_view_without_writing(model) -> None:  #
             seen.setdefault("first", inputs[0].tokens)
         return step(inputs, **kw)
 
-    eng.runner.step = spy  # type: ignore[method-assign]
+    runner.step = spy  # type: ignore[method-assign]
     res = eng.solve("Add.")
     assert seen["views"][0] == [
         "common",
@@ -172,20 +173,21 @@ def test_kv_history_and_transcript_agree(model) -> None:  # noqa: ANN001
         counters[worker] += 1
         return cycle[(counters[worker] + worker) % len(cycle)]
 
-    eng.choose = choose
+    eng.options["choose"] = choose
     captured = {}
-    free = eng.store.free
+    store = eng.use_engine().store
+    free = store.free
 
     def keep(seg):  # noqa: ANN001, ANN202
         if seg.name == "common":
             captured["common"] = list(seg.tokens)
         free(seg)
 
-    eng.store.free = keep  # type: ignore[method-assign]
+    store.free = keep  # type: ignore[method-assign]
     res = eng.solve("Add.")
-    prompt = eng.encode(eng.prompt_text("Add."))
+    prompt = eng.prompt_ids("Add.")
     history = "".join(s.text for s in res.final.steps if s.finished)
-    assert eng.decode(captured["common"][len(prompt) :]) == history
+    assert tok.decode(captured["common"][len(prompt) :]) == history
     assert (
         "**Bob [2]:**" in history and ".\n\n**Bob [2]:**" in history
     )  # ending token closes its step
@@ -230,12 +232,13 @@ def test_repeated_solves_reuse_the_arena(model) -> None:  # noqa: ANN001
     """Every solve frees all its segments, so later batches reuse the same arena (the GSM8K run
     was OOM-killed when freed space was never reclaimed)."""
     eng = engine(model, workers=4, budgets=(12,), finisher_max_tokens=3)
+    store = eng.use_engine().store
     first = eng.solve_batch(["Add.", "Sum up."])
-    assert eng.store.top == 0 and not eng.store.segments
-    size = eng.store.k.shape[2]
+    assert store.top == 0 and not store.segments
+    size = store.k.shape[2]
     for _ in range(3):
         again = eng.solve_batch(["Add.", "Sum up."])
-        assert eng.store.top == 0 and eng.store.k.shape[2] == size
+        assert store.top == 0 and store.k.shape[2] == size
     assert summary(again[0]) == summary(first[0])
 
 

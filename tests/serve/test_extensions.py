@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from plait.hogwild import HogwildConfig, HogwildEngine
+from plait.hogwild import HogwildConfig, solve
 from tests.helpers.engine import reference_greedy as greedy
 from tests.helpers.serve import MODEL, wait_idle
 
@@ -15,7 +15,7 @@ PROBLEM = "A farmer has 12 cows and buys 5 more. How many cows does he have?"
 SPEC = {"workers": 2, "budgets": [4, 8], "finisher_max_tokens": 3}
 
 
-def test_hogwild_extension_matches_the_hogwild_engine(served, smol):
+def test_hogwild_extension_matches_hogwild_solve(served, smol):
     _, url = served
     client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=120)
     msgs = [{"role": "user", "content": PROBLEM}]
@@ -23,7 +23,7 @@ def test_hogwild_extension_matches_the_hogwild_engine(served, smol):
                                        extra_body={"hogwild": SPEC})  # fmt: skip
     got = r.model_extra["hogwild"]
     cfg = HogwildConfig(workers=2, budgets=(4, 8), finisher_max_tokens=3)
-    want = HogwildEngine(smol.model, smol.tokenizer, cfg).solve(PROBLEM)
+    want = solve(smol.model, smol.tokenizer, PROBLEM, cfg)
     assert [s["budget"] for s in got["snapshots"]] == [4, 8]
     assert [(s["answer"], s["answer_source"]) for s in got["snapshots"]] == [
         (s.answer, s.answer_source) for s in want.snapshots
