@@ -60,6 +60,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(
             f"plait serve needs {exc.name}; install it with pip install -e '.[serve]'"
         ) from None
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be in 0..65535, got {args.port}")
+    _check_port(args.host, args.port)  # before the model loads
     if args.ray:
         from plait.serve.cluster.cli import run as run_cluster
 
@@ -68,9 +71,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from plait.runtime.loader import load_model
     from plait.serve.server import build_state, run
 
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be in 0..65535, got {args.port}")
-    _check_port(args.host, args.port)  # before the model loads
     config = EngineConfig(
         kv_budget_tokens=args.kv_budget_tokens, max_rows=args.max_rows,
         step_tokens=args.step_tokens, block_tokens=args.block_tokens,

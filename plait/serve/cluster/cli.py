@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`plait serve --ray` (the model/engine flags are `plait serve`'s)."""
+    """`plait serve --ray` (the model/engine flags are `plait serve`'s, checked by its command,
+    the port too)."""
     from plait.errors import UsageError
 
     try:
@@ -46,14 +47,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"plait serve --ray needs {exc.name}; install it with pip install -e '.[ray]'"
         ) from None
-    from plait.serve.cli import _check_port
     from plait.serve.cluster.deploy import ClusterConfig, deploy, serve_forever
     from plait.serve.cluster.prefix_index import RouterConfig
     from plait.serve.cluster.replica import ReplicaSpec
 
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be in 0..65535, got {args.port}")
-    _check_port(args.host, args.port)
     try:
         cfg = ClusterConfig(
             address=args.address, replicas=args.replicas, replica_cpus=args.replica_cpus,

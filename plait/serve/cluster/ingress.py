@@ -28,10 +28,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from plait.serve.app import until_disconnect
 from plait.serve.cluster.prefix_index import chain
 from plait.serve.protocol import APIError, chat_messages
 from plait.serve.responses import sse
+from plait.serve.state import until_disconnect
 
 
 @dataclass(slots=True, kw_only=True)
