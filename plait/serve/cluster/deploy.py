@@ -122,9 +122,11 @@ def serve_forever(
     finally:
         state.draining = True
         undeploy(cfg)
-        if shutdown_ray:
+        if shutdown_ray:  # our own local Ray: stop Serve's controller first, then Ray
             import ray  # lazily, as in deploy
+            from ray import serve
 
+            serve.shutdown()
             ray.shutdown()
 
 
