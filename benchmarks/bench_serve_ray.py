@@ -50,6 +50,16 @@ def ttft(url: str, model: str, prompt: str) -> float:
     raise RuntimeError("no token came back")
 
 
+def stream_time(url: str, model: str, prompt: str, tokens: int) -> float:
+    body = {"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0,
+            "stream": True, "ignore_eos": True}  # fmt: skip
+    t0 = time.perf_counter()
+    with httpx.stream("POST", url + "/completions", json=body, timeout=300) as r:
+        for _ in r.iter_lines():
+            pass
+    return time.perf_counter() - t0
+
+
 def bench_ttft(rounds: int) -> dict[str, Any]:
     import ray
 
@@ -69,6 +79,7 @@ def bench_ttft(rounds: int) -> dict[str, Any]:
     ray_server, ray_url = start_in_thread(ingress)
     rng = random.Random(0)
     times: dict[str, list[float]] = {"single": [], "ray": []}
+    streams: dict[str, list[float]] = {"single": [], "ray": []}
     try:
         for r in range(rounds + 2):  # two warm-up rounds
             for name, url in (("single", one_url), ("ray", ray_url)):
@@ -76,6 +87,9 @@ def bench_ttft(rounds: int) -> dict[str, Any]:
                 t = ttft(url, "smol", prompt)
                 if r >= 2:
                     times[name].append(t)
+        for r in range(max(3, rounds // 4)):  # one 128-token stream: per-chunk relay cost
+            for name, url in (("single", one_url), ("ray", ray_url)):
+                streams[name].append(stream_time(url, "smol", f"{r} " + WORDS[r % 10], 128))
     finally:
         ray_server.should_exit = True
         undeploy(cfg)
@@ -83,8 +97,11 @@ def bench_ttft(rounds: int) -> dict[str, Any]:
         server.should_exit = True
         state.loop.stop(timeout=10)
     med = {k: statistics.median(v) for k, v in times.items()}
+    smed = {k: statistics.median(v) for k, v in streams.items()}
     return {"ttft_single_ms": 1e3 * med["single"], "ttft_ray_ms": 1e3 * med["ray"],
             "ratio": med["ray"] / med["single"], "rounds": rounds,
+            "stream128_single_s": smed["single"], "stream128_ray_s": smed["ray"],
+            "relay_ms_per_chunk": 1e3 * (smed["ray"] - smed["single"]) / 128,
             "ttft_ray_p90_ms": 1e3 * sorted(times["ray"])[int(0.9 * (rounds - 1))]}  # fmt: skip
 
 

@@ -108,3 +108,20 @@ def test_ingress_retries_before_output_and_reports_a_death_mid_stream():
     r = asyncio.run(_post(app, {"model": MODEL, "prompt": "x"}))
     assert r.status_code == 503 and r.json()["error"]["code"] == "replica_died"
     assert state.replica_failures == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--replicas", "0"], "replicas must be >= 1"),
+        (["--replica-cpus", "-1"], "must be >= 0"),
+        (["--port", "70000"], "--port must be in 0..65535"),
+    ],
+)
+def test_bad_ray_settings_are_one_line_before_ray_starts(args, fragment, capsys):
+    pytest.importorskip("ray.serve")
+    from plait.cli import main
+
+    assert main(["serve", "--ray", "--port", "0", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0]
