@@ -16,15 +16,24 @@ preferred; Serve picks the least loaded of a rank):
 - no prefix anywhere: the replica with the smallest tree first (new prefixes spread out),
   ties by load.
 
+After the preferred replica(s) come at most `FALLBACK` others, one per rank, in the same order
+(O(replicas) per request, no full sort; Serve probes only what it is given).
 `policy="round_robin"` ignores prefixes (the baseline of the affinity test and benchmark).
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+FALLBACK = 2  # replicas ranked after the preferred one(s)
+
+
+def _but(items: Sequence[str], one: str) -> list[str]:
+    return [c for c in items if c != one]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -125,25 +134,32 @@ class PrefixIndex:
     def choose(
         self, candidates: Sequence[str], loads: dict[str, int], keys: Sequence[int]
     ) -> list[list[str]]:
-        """Ranks of `candidates` for a request whose prompt has these block `keys`."""
+        """Ranks of `candidates` for a request whose prompt has these block `keys`: the
+        preferred replica(s), then at most `FALLBACK` others, one per rank (Serve tries them
+        in turn when a rank's replicas are full; a short list keeps its probing cheap)."""
         if not candidates:
             return []
-        by_load = sorted(candidates, key=lambda c: (loads.get(c, 0), c))
+
+        def load(c: str) -> tuple[int, str]:
+            return loads.get(c, 0), c
+
         if self.config.policy == "round_robin":
-            i = next(self._turn) % len(candidates)
-            order = sorted(candidates)
-            return [[order[i]], [c for c in by_load if c != order[i]]]
-        low, high = loads.get(by_load[0], 0), loads.get(by_load[-1], 0)
-        if high - low > self.config.imbalance or not keys:
-            return [[c] for c in by_load]
+            first = sorted(candidates)[next(self._turn) % len(candidates)]
+            return [
+                [first],
+                *([c] for c in heapq.nsmallest(FALLBACK, _but(candidates, first), key=load)),
+            ]
+        counts = [loads.get(c, 0) for c in candidates]
+        if max(counts) - min(counts) > self.config.imbalance or not keys:
+            return [[c] for c in heapq.nsmallest(FALLBACK + 1, candidates, key=load)]
         depth = self.match(keys)
         best = max((depth.get(c, 0) for c in candidates), default=0)
         if best > 0:
-            top = [c for c in by_load if depth.get(c, 0) == best]
-            rest = sorted((c for c in candidates if c not in top),
-                          key=lambda c: (-depth.get(c, 0), loads.get(c, 0), c))  # fmt: skip
-            return [top, *([rest] if rest else [])]
-        fresh = sorted(candidates, key=lambda c: (self.tokens(c), loads.get(c, 0), c))
+            top = sorted((c for c in candidates if depth.get(c, 0) == best), key=load)
+            rest = heapq.nsmallest(FALLBACK, (c for c in candidates if depth.get(c, 0) < best),
+                                   key=lambda c: (-depth.get(c, 0), *load(c)))  # fmt: skip
+            return [top, *([c] for c in rest)]
+        fresh = heapq.nsmallest(FALLBACK + 1, candidates, key=lambda c: (self.tokens(c), *load(c)))
         return [[c] for c in fresh]
 
     def routed(self, tenant: str, keys: Sequence[int]) -> None:
