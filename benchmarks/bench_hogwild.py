@@ -122,7 +122,7 @@ def main() -> None:
     ap.add_argument("--out", default="hogwild_cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     lm = load_model(args.model, dtype=args.dtype)
     rows = []

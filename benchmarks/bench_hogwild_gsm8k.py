@@ -179,7 +179,7 @@ def speed(variants: list[str], model: str, rounds: int, problems: int, passes: i
     from plait.eval.datasets import load
     from plait.hogwild.evaluate import Method
     from plait.hogwild.solve import solve_batch
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     lm = load_model(model, dtype="bf16")
     qs = [p.question for p in load("gsm8k", problems)]
@@ -225,7 +225,7 @@ def main() -> None:
     if not args.summarize:
         from plait.eval.datasets import load
         from plait.hogwild.evaluate import Method, evaluate
-        from plait.runtime.loader import load_model
+        from plait.runtime.loading.loader import load_model
 
         lm = load_model(args.model, dtype="bf16")
         evaluate(

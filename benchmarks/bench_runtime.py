@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, median_time, save, table  # noqa: E402
 
-from plait.runtime.loader import load_model  # noqa: E402
+from plait.runtime.loading.loader import load_model  # noqa: E402
 from plait.runtime.runner import Runner, StreamInput  # noqa: E402
 from plait.runtime.segments import KVStore  # noqa: E402
 

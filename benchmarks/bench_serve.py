@@ -255,7 +255,7 @@ def main() -> None:
     p.add_argument("--transformers-max-clients", type=int, default=1,
                    help="largest level run on transformers serve (slow on CPU)")  # fmt: skip
     args = p.parse_args()
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     lm = load_model("qwen2.5-0.5b")
     prompts = build_prompts(

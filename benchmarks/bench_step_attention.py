@@ -36,8 +36,8 @@ from plait.hogwild.workspace import Feed  # noqa: E402
 from plait.runtime import kernels  # noqa: E402
 from plait.runtime.config import ModelConfig  # noqa: E402
 from plait.runtime.model import DecoderLM  # noqa: E402
-from plait.runtime.presets import attention_only, qwen25_05b, qwen25_7b  # noqa: E402
 from plait.runtime.runner import Runner, StreamInput  # noqa: E402
+from plait.runtime.shapes import attention_only, qwen25_05b, qwen25_7b  # noqa: E402
 
 SHAPES = {
     "qwen2.5-0.5b": attention_only(qwen25_05b(max_position=65536)),

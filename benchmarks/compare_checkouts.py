@@ -13,6 +13,8 @@ after-before in the next, so the drift of a shared machine hits both alike. Kind
   decode          Qwen2.5-0.5B bf16: `generate` (one request, text out: seconds for up to
                   `--passes` tokens after a prompt of about `context` tokens) and the engine decoding `workers` requests
                   together (ms per step), greedy, EOS ignored, the same tokens on both sides;
+  prefill         `--model` bf16 (default smollm2-135m): seconds from adding one request of
+                  `context` prompt tokens to a fresh engine (512-token steps) to its first token;
   serve           `plait serve` in-process (Qwen2.5-0.5B bf16): `workers` concurrent streaming
                   chat requests of `--passes` tokens each (EOS ignored): wall seconds of the
                   wave and median time to first token.
@@ -70,7 +72,7 @@ def _step_attention_worker(bench: Any) -> Any:
 def _hogwild_worker(bench: Any) -> Any:
     import torch
 
-    from plait.runtime.loader import load_model
+    from plait.runtime import load_model
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -115,9 +117,9 @@ def _threads_decode_worker(bench: Any) -> Any:
 def _decode_worker(bench: Any) -> Any:
     import torch
 
+    from plait.runtime import load_model
     from plait.runtime.engine import Engine, EngineConfig, EngineRequest
     from plait.runtime.generate import generate
-    from plait.runtime.loader import load_model
 
     torch.set_num_threads(1)
     lm = load_model("qwen2.5-0.5b", dtype="bf16")
@@ -146,13 +148,34 @@ def _decode_worker(bench: Any) -> Any:
     return measure
 
 
+def _prefill_worker(model: str) -> Any:
+    import torch
+
+    from plait.runtime import load_model
+    from plait.runtime.engine import Engine, EngineConfig, EngineRequest
+
+    torch.set_num_threads(1)
+    lm = load_model(model, dtype="bf16")
+
+    def measure(cmd: dict) -> dict:
+        prompt = [100 + (7 * i) % 900 for i in range(cmd["context"])]
+        engine = Engine(lm.model, lm.tokenizer, EngineConfig(step_tokens=512))
+        t = time.perf_counter()
+        engine.add(EngineRequest(prompt=prompt, max_tokens=1, ignore_eos=True))
+        while engine.has_work:
+            engine.step()
+        return {"prefill_s": time.perf_counter() - t}
+
+    return measure
+
+
 def _serve_worker(bench: Any) -> Any:
     import asyncio
 
     import httpx
     import torch
 
-    from plait.runtime.loader import load_model
+    from plait.runtime import load_model
     from plait.serve.server import build_state, start_in_thread
 
     torch.set_num_threads(1)
@@ -196,6 +219,8 @@ def worker(kind: str) -> None:
         measure = _decode_worker(None)
     elif kind == "serve":
         measure = _serve_worker(None)
+    elif kind.startswith("prefill:"):
+        measure = _prefill_worker(kind.split(":", 1)[1])
     else:
         import bench_hogwild
 
@@ -297,7 +322,8 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
-        "kind", choices=["step_attention", "hogwild", "threads_decode", "decode", "serve"]
+        "kind",
+        choices=["step_attention", "hogwild", "threads_decode", "decode", "serve", "prefill"],
     )
     ap.add_argument("--before", type=Path, required=True, help="checkout of the old code")
     ap.add_argument("--after", type=Path, default=HERE.parents[1], help="checkout of the new code")
@@ -309,13 +335,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=9, help="step_attention: timed calls")
     ap.add_argument("--passes", type=int, default=16,
                     help="hogwild: timed passes; decode, serve: tokens per request")  # fmt: skip
-    ap.add_argument("--model", default="smollm2-135m", help="threads_decode: the model")
+    ap.add_argument("--model", default="smollm2-135m", help="threads_decode, prefill: the model")
     ap.add_argument("--out", required=True, help="result name under benchmarks/results/")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE.parent))
     from common import machine, save, table
 
-    sides = {"before": Side(args.before.resolve(), args.kind), "after": Side(args.after, args.kind)}
+    kind = f"prefill:{args.model}" if args.kind == "prefill" else args.kind
+    sides = {"before": Side(args.before.resolve(), kind), "after": Side(args.after, kind)}
     try:
         rows = run_pairs(sides, configs(args), args.rounds)
     finally:

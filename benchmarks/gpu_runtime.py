@@ -31,9 +31,9 @@ from common import machine, table  # noqa: E402
 from plait.runtime.attention import partial_attention  # noqa: E402
 from plait.runtime.config import ModelConfig  # noqa: E402
 from plait.runtime.model import DecoderLM  # noqa: E402
-from plait.runtime.presets import qwen25_7b, qwen25_32b, tiny  # noqa: E402
 from plait.runtime.runner import Runner, StreamInput  # noqa: E402
 from plait.runtime.segments import KVStore  # noqa: E402
+from plait.runtime.shapes import qwen25_7b, qwen25_32b, tiny  # noqa: E402
 
 
 def _tiny_shape(*, layers: int | None = None, max_position: int = 32768) -> ModelConfig:
@@ -199,7 +199,7 @@ def shared_prefix(model: DecoderLM, dev, dtype, W: int, context: int, steps: int
 
 def attention_only(cfg: ModelConfig, dev, dtype, W: int, context: int, own_len: int = 64) -> dict:
     """One layer's attention: plait's shared read + own segments + merge vs SDPA of one sequence."""
-    from plait.runtime.attention import merge_partials
+    from plait.runtime.attention import gather_index, merge_gathered
 
     Hq, Hkv, D = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -223,7 +223,8 @@ def attention_only(cfg: ModelConfig, dev, dtype, W: int, context: int, own_len: 
             outs.append(o)
             lses.append(lse)
         idx = torch.cat([rows] + [rows[i : i + 1] for i in range(W)])
-        return merge_partials(W, idx, torch.cat(outs), torch.cat(lses), dtype)
+        index, pad = gather_index(idx, W)
+        return merge_gathered(torch.cat(outs), torch.cat(lses), index, pad, dtype)
 
     q1 = torch.randn(1, Hq, 1, D, generator=g).to(dev, dtype)
     K1 = torch.randn(1, Hkv, context + own_len, D, generator=g).to(dev, dtype)

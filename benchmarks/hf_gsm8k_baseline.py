@@ -56,8 +56,8 @@ def main() -> None:
     from plait.eval.checking import is_correct
     from plait.eval.datasets import load
     from plait.eval.extraction import lenient, strict
-    from plait.hogwild.answers import last_boxed
-    from plait.runtime.loader import load_model
+    from plait.hogwild.answering import last_boxed
+    from plait.runtime.loading.loader import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=50)

@@ -28,7 +28,7 @@ RING = Layout(
 
 
 def main() -> None:
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     lm = load_model("qwen2.5-0.5b")  # only its tokenizer is used below
     small = dataclasses.replace(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from plait.hogwild import HogwildConfig, StepEvent, stream
-from plait.runtime.loader import load_model
+from plait.runtime.loading.loader import load_model
 
 PROBLEM = (
     "Tom has 3 boxes with 12 pencils each. He gives 7 pencils to Ann and buys a pack of 10. "

@@ -29,7 +29,7 @@ import torch
 def main(argv: list[str] | None = None) -> dict:
     from plait.threads.data.synthetic import problem_units, sample_problem, small_model
     from plait.threads.format.codec import ThreadFormat
-    from plait.threads.inference.runtime_backend import RuntimeEngine
+    from plait.threads.inference.runtime_backend import EngineBackend
     from plait.threads.training.collate import TrieCollator
     from plait.threads.training.sft import SFTConfig, sft_train
 
@@ -90,11 +90,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     # 3) inference through the orchestrator on plait's runtime (greedy); then without forking
-    engine = RuntimeEngine(model=model)
+    engine = EngineBackend.private(model=model)
     t0 = time.perf_counter()
     rows = _evaluate(engine, fmt, held[: args.eval], max_blocks=32)
     eval_s = time.perf_counter() - t0
-    ar_rows = _evaluate(RuntimeEngine(model=model), fmt, held[: args.ar_eval], max_blocks=0)
+    ar_rows = _evaluate(EngineBackend.private(model=model), fmt, held[: args.ar_eval], max_blocks=0)
     out = {
         "example": "threads_sft_synthetic",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

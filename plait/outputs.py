@@ -1,17 +1,20 @@
 """Output files that commands produce: checked before the work, appended as it goes, resumable.
 
-- `check_writable(path, flag)`: before a long run, fail fast if `path` could not be written
-  (missing parent directory, a directory in its place, no permission).
-- `read_jsonl(path)`: the records of an append-only JSONL file; a torn last line (a run killed
-  mid-write) is skipped with a warning, a damaged line elsewhere is an error naming its line.
-- `JsonlAppender`: appends one record per line and flushes each, so an interrupted run keeps
-  every finished record and a rerun can resume from them.
-- `Manifest`: the settings a results directory was produced with; a rerun with different settings
-  is refused unless the caller chose to overwrite.
-- `atomic_file(path)`: a temporary path beside `path` that becomes `path` when the block succeeds
-  (any writer: torch.save, numpy); `atomic_write_bytes` / `atomic_write_text` on top of it. The
-  file is whole or absent, never half-written, and gets the permissions a plain write would.
+- `check_writable(path, flag, inputs=())`: before a long run, fail fast if `path` could not be
+  written: a missing parent directory, no permission, a directory, a device, FIFO or socket in
+  its place (refused, never replaced), or the same file as one of the command's `inputs`.
+  Symbolic links are followed, as GNU tools writing a file do: the file a link points to is
+  replaced and the link itself is kept.
+- `read_jsonl`, `JsonlAppender` (from `plait.jsonl`): append-only JSONL records, resumable.
+- `Manifest`: the settings a results file or directory was produced with; a rerun with
+  different settings is refused unless the caller chose to overwrite.
+- `atomic_file(path)`: a temporary path beside `path` (beside the file a link points to) that
+  becomes `path` when the block succeeds (any writer: torch.save, numpy); `atomic_write_bytes` /
+  `atomic_write_text` on top of it. The file is whole or absent, never half-written, gets the
+  permissions a plain write would, and the temporary name fits the 255-byte name limit.
 - `save_figure(fig, path)`: a matplotlib figure saved through `atomic_file`.
+
+No helper here unlinks a path the command did not create.
 """
 
 from __future__ import annotations
@@ -20,29 +23,56 @@ import contextlib
 import functools
 import json
 import os
-import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from plait.errors import OutputError
+from plait.jsonl import JsonlAppender, check_regular, read_jsonl
+
+__all__ = ["JsonlAppender", "Manifest", "atomic_file", "atomic_write_bytes", "atomic_write_text",
+           "check_writable", "check_writable_dir", "read_jsonl", "save_figure"]  # fmt: skip
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 
 
-def check_writable(path: str | os.PathLike[str], flag: str = "output") -> Path:
-    """Raise OutputError unless a file could be created (or replaced) at `path`."""
+def check_writable(
+    path: str | os.PathLike[str],
+    flag: str = "output",
+    inputs: Iterable[tuple[str, str | os.PathLike[str] | None]] = (),
+) -> Path:
+    """Raise OutputError unless a regular file could be created (or replaced) at `path`.
+
+    `inputs` are (flag, path) pairs the same command reads ('-' and None are skipped): writing
+    over one of them would destroy it before (or while) it is read.
+    """
     p = Path(path)
-    if p.exists() and p.is_dir():
-        raise OutputError(f"{flag} {p} is a directory; give a file path")
-    parent = p.parent if str(p.parent) else Path(".")
+    if len(os.fsencode(p.name)) > NAME_MAX:
+        raise OutputError(f"{flag} {p}: the file name is over {NAME_MAX} bytes; shorten it")
+    check_regular(p, flag)
+    if not p.name:
+        raise OutputError(f"{flag} {p}: not a file name; give a file path")
+    for in_flag, source in inputs:
+        if source is not None and str(source) != "-" and _same_file(p, Path(source)):
+            raise OutputError(f"{flag} {p} is the same file as {in_flag} {source}; writing it "
+                              "would destroy that: choose another output path")  # fmt: skip
+    real = Path(os.path.realpath(p))  # a link's target (a dangling link: where it would be)
+    parent = real.parent
     if not parent.exists():
         raise OutputError(f"{flag} {p}: directory {parent} does not exist (create it first)")
     if not parent.is_dir():
         raise OutputError(f"{flag} {p}: {parent} is not a directory")
-    target = p if p.exists() else parent
-    if not os.access(target, os.W_OK):
+    target = real if real.exists() else parent
+    if not os.access(target, os.W_OK) or not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{flag} {p}: no permission to write {target}")
     return p
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing: compare where they would be
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def check_writable_dir(path: str | os.PathLike[str], flag: str = "output directory") -> Path:
@@ -66,25 +96,36 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _temp_prefix(name: str) -> str:
+    """`.tmp-<name>-`, the name cut so that the temporary name (+ 8 random characters) fits."""
+    room = NAME_MAX - len(".tmp--") - 8 - 8  # mkstemp adds 8 characters; a margin for suffixes
+    short = os.fsencode(name)[:room].decode("utf-8", errors="ignore")
+    return f".tmp-{short}-"
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path (`.tmp-<name>-*` beside `path`) for the block to write; on success
     it is renamed to `path`, on any exception removed, so `path` is never half-written.
 
-    The new file gets the mode a plain write would give it (an existing file's mode is kept). An
-    OSError about the temporary file is raised naming `path`.
+    A symbolic link is followed (its target is replaced, the link kept); a directory or special
+    file at `path` is refused (OutputError) before anything is written. The new file gets the
+    mode a plain write would give it (an existing file's mode is kept). An OSError about the
+    temporary file is raised naming `path`.
     """
     p = Path(path)
+    check_regular(p)
+    real = Path(os.path.realpath(p))
     try:
-        fd, name = tempfile.mkstemp(dir=p.parent, prefix=f".tmp-{p.name}-")
+        fd, name = tempfile.mkstemp(dir=real.parent, prefix=_temp_prefix(real.name))
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(p)) from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, p.stat().st_mode & 0o7777 if p.is_file() else _new_file_mode())
-        os.replace(tmp, p)
+        os.chmod(tmp, real.stat().st_mode & 0o7777 if real.is_file() else _new_file_mode())
+        os.replace(tmp, real)
     except OSError as exc:
         if exc.filename != name or exc.errno is None:
             raise
@@ -115,73 +156,16 @@ def save_figure(fig: Any, path: str | os.PathLike[str], **kwargs: Any) -> None:
         fig.savefig(tmp, format=fmt, **kwargs)
 
 
-def read_jsonl(path: str | os.PathLike[str], warn: TextIO | None = None) -> list[dict[str, Any]]:
-    """Records of a JSONL file; skips a torn last line with a warning; missing file = []."""
-    p = Path(path)
-    if not p.exists():
-        return []
-    lines = p.read_text(encoding="utf-8").split("\n")
-    complete = lines[-1] == ""  # a file whose last write finished ends with a newline
-    if complete:
-        lines = lines[:-1]
-    records: list[dict[str, Any]] = []
-    for i, line in enumerate(lines):
-        last = i == len(lines) - 1
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if last and not complete:
-                print(f"warning: {p}: skipping a torn last line ({len(line)} chars; an earlier "
-                      "run was interrupted mid-write)", file=warn or sys.stderr)  # fmt: skip
-                break
-            raise OutputError(f"{p}:{i + 1}: not a JSON record ({exc.msg}); fix or remove "
-                              "that line") from None  # fmt: skip
-        if not isinstance(rec, dict):
-            raise OutputError(f"{p}:{i + 1}: expected a JSON object per line")
-        records.append(rec)
-    return records
-
-
-class JsonlAppender:
-    """Append records to a JSONL file, one flushed line each (a torn tail is cut off first)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._truncate_torn_tail()
-        self._f = self.path.open("a", encoding="utf-8")
-
-    def _truncate_torn_tail(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with self.path.open("r+b") as f:
-                f.truncate(cut)
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        self._f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self) -> JsonlAppender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 class Manifest:
     """The settings behind a results file or directory, stored as JSON beside them."""
 
     def __init__(self, path: str | os.PathLike[str], settings: Mapping[str, Any]) -> None:
         self.path = Path(path)
-        self.settings = json.loads(json.dumps(dict(settings)))  # normalised (tuples -> lists)
+        try:  # normalised (tuples -> lists); NaN or infinity is refused: it is not JSON
+            self.settings = json.loads(json.dumps(dict(settings), allow_nan=False))
+        except ValueError:
+            raise OutputError(f"{self.path}: the settings hold NaN or infinity, which JSON "
+                              "cannot store; give finite numbers") from None  # fmt: skip
 
     def differences(self) -> list[str]:
         """Keys whose stored value differs from ours ([] if none stored)."""
@@ -189,8 +173,10 @@ class Manifest:
             return []
         try:
             stored = json.loads(self.path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # JSON or UTF-8 errors
             return ["<unreadable manifest>"]
+        if not isinstance(stored, dict):
+            return [f"<manifest is a JSON {type(stored).__name__}, not an object>"]
         keys = sorted(set(stored) | set(self.settings))
         return [k for k in keys if stored.get(k) != self.settings.get(k)]
 

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -160,9 +161,9 @@ def test_atomic_file_errors_name_the_target(tmp_path):
         atomic_write_text(missing, "{}")
     assert exc.value.filename == str(missing)
     (tmp_path / "adir").mkdir()
-    with pytest.raises(IsADirectoryError) as exc2:
+    with pytest.raises(OutputError, match="is a directory") as exc2:
         atomic_write_text(tmp_path / "adir", "{}")
-    assert exc2.value.filename == str(tmp_path / "adir") and ".tmp-" not in str(exc2.value)
+    assert ".tmp-" not in str(exc2.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
 
 
@@ -184,3 +185,143 @@ def test_save_figure_writes_whole_pngs_and_leaves_nothing_on_failure(tmp_path):
         save_figure(fig, tmp_path / "bad.notaformat")
     plt.close(fig)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png", "plot"]
+
+
+# --- issue 22: outputs that respect what is there; JSONL that round-trips ---
+
+
+def test_check_writable_refuses_special_files_inputs_and_long_names(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OutputError, match="special file"):
+        check_writable(tmp_path / "fifo", "--log")
+    src = tmp_path / "in.jsonl"
+    src.write_text("{}\n")
+    (tmp_path / "alias.jsonl").symlink_to(src)
+    for same in (src, tmp_path / "." / "in.jsonl", tmp_path / "alias.jsonl"):
+        with pytest.raises(OutputError, match="same file as FILE"):
+            check_writable(same, "--out", [("FILE", src)])
+    check_writable(tmp_path / "other.jsonl", "--out", [("FILE", src), ("--x", None), ("-", "-")])
+    with pytest.raises(OutputError, match="over 255 bytes"):
+        check_writable(tmp_path / ("x" * 256), "--out")
+    assert src.read_text() == "{}\n" and (tmp_path / "fifo").is_fifo()
+
+
+def test_atomic_file_follows_links_and_refuses_special_files(tmp_path):
+    (tmp_path / "real.txt").write_text("old")
+    os.chmod(tmp_path / "real.txt", 0o600)
+    (tmp_path / "link.txt").symlink_to("real.txt")
+    atomic_write_text(tmp_path / "link.txt", "new")
+    assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "real.txt").read_text() == "new"
+    assert stat.S_IMODE((tmp_path / "real.txt").stat().st_mode) == 0o600
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OutputError, match="special file"):
+        atomic_write_text(tmp_path / "fifo", "x")
+    assert (tmp_path / "fifo").is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.txt", "real.txt"]
+
+
+def test_temporary_names_fit_the_name_limit(tmp_path):
+    name = "\u00e9" * 120 + ".json"  # 245 bytes: valid, but ".tmp-<name>-XXXXXXXX" would not be
+    atomic_write_text(tmp_path / name, "{}")
+    assert (tmp_path / name).read_text() == "{}" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_jsonl_appender_refuses_special_files_and_empties_in_place(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OutputError, match="special file"):
+        JsonlAppender(tmp_path / "fifo")
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"a": 1}\n')
+    inode = log.stat().st_ino
+    with JsonlAppender(log, fresh=True) as out:
+        out.write({"b": 2})
+    assert log.stat().st_ino == inode and read_jsonl(log) == [{"b": 2}]
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u2029", "\u0085", "\n", "\r", "\x00"])
+def test_every_string_round_trips(tmp_path, char):
+    path = tmp_path / "r.jsonl"
+    record = {"text": f"a{char}b", "caf\u00e9": [char]}
+    with JsonlAppender(path) as out:
+        out.write(record)
+        out.write({"n": 2})
+    raw = path.read_text(encoding="utf-8")
+    assert raw.count("\n") == 2 and len(raw.splitlines()) == 2  # no reader splits a record
+    assert read_jsonl(path) == [record, {"n": 2}]
+
+
+def test_a_raw_line_separator_written_by_another_tool_is_read(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"text": "a\u2028b"}\n{"n": 2}\n', encoding="utf-8")
+    assert read_jsonl(path) == [{"text": "a\u2028b"}, {"n": 2}]
+
+
+def test_a_last_record_without_its_newline_is_kept_on_resume(tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}')  # stopped between the record and its newline
+    assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
+    with JsonlAppender(path) as out:
+        out.write({"a": 3})
+    assert read_jsonl(path) == [{"a": 1}, {"a": 2}, {"a": 3}]
+    assert "torn" not in capsys.readouterr().err
+
+
+def test_deep_json_is_one_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(OutputError, match="nested too deeply"):
+        read_jsonl(path)
+    (tmp_path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(OutputError, match="unreadable manifest"):
+        Manifest(tmp_path / "manifest.json", {"a": 1}).check(overwrite=False)
+
+
+@pytest.mark.parametrize("stored", ["[1]", "null", "3"])
+def test_a_manifest_that_is_not_an_object_is_refused(tmp_path, stored):
+    (tmp_path / "manifest.json").write_text(stored)
+    with pytest.raises(OutputError, match="manifest is a JSON"):
+        Manifest(tmp_path / "manifest.json", {"a": 1}).check(overwrite=False)
+    with pytest.raises(OutputError, match="NaN or infinity"):
+        Manifest(tmp_path / "m2.json", {"t": float("nan")})
+
+
+def test_closed_stdin_is_one_line(monkeypatch):
+    from plait.arguments import read_text_input
+
+    monkeypatch.setattr(sys, "stdin", None)  # what Python sets for `plait ... <&-`
+    with pytest.raises(UsageError, match="standard input is closed"):
+        read_text_input("-", "--prompts")
+
+
+def test_closed_stdin_in_a_real_process(tmp_path):
+    cmd = (f"{sys.executable} -m plait.cli threads run --base-url http://x/v1 --prompts - "
+           "--out r.jsonl <&-")  # fmt: skip
+    proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})  # fmt: skip
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr
+    assert "--prompts - (standard input): cannot read it (standard input is closed)" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"), [("matplotlib", "eval"), ("ray", "ray"), ("starlette", "serve")]
+)
+def test_require_extra_names_the_extra(monkeypatch, module, extra):
+    from plait.arguments import require_extra
+
+    require_extra(module, extra, "x")  # installed here
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(UsageError, match=rf"x needs the package {module}.*'\.\[{extra}\]'"):
+        require_extra(module, extra, "x")
+
+
+@pytest.mark.parametrize("module", ["starlette", "uvicorn"])
+def test_serve_without_its_extra_is_one_line(monkeypatch, capsys, module):
+    import plait.runtime.loading.loader as loader
+
+    monkeypatch.setattr(loader, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setitem(sys.modules, module, None)
+    assert cli.main(["serve", "--model", "smollm2-135m"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"needs {module}" in err and "'.[serve]'" in err

@@ -1,6 +1,7 @@
 """Architecture rules, checked on the source with `ast` (no imports executed, except where noted).
 
-Floors, bottom to top: the base modules `plait.errors` / `plait.outputs` / `plait.arguments`
+Floors, bottom to top: the base modules `plait.errors` / `plait.jsonl` / `plait.outputs` /
+`plait.arguments`
 (anyone may import them); `plait.runtime`; `plait.eval` (a leaf below the wings); the wings
 `hogwild`, `threads`, `sgc`; the server floor `plait.serve` (may import wings; nothing below
 imports it).
@@ -34,7 +35,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "plait"
 WINGS = ("hogwild", "threads", "sgc")
-BASE = ("plait.errors", "plait.outputs", "plait.arguments")
+BASE = ("plait.errors", "plait.jsonl", "plait.outputs", "plait.arguments")
 
 
 def _module_name(path: Path) -> str:
@@ -285,7 +286,7 @@ def _closure(start: list[str]) -> set[str]:
 
 TORCH_FREE = sorted(
     {_module_name(f) for f in _files("threads/format")}
-    | {"plait.threads.inference", "plait.threads.inference.engine_api",
+    | {"plait.threads.inference", "plait.threads.inference.backend_api",
        "plait.threads.inference.orchestrator", "plait.threads.inference.openai_backend"}
 )  # fmt: skip
 

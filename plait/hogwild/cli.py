@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from plait.arguments import HelpFormatter, read_text_input
+from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter, finite_float, read_text_input
 from plait.errors import UsageError
 from plait.outputs import atomic_write_text
 
@@ -45,8 +45,8 @@ def add_run_args(p: argparse.ArgumentParser, workers: int, budgets: list[int]) -
     p.add_argument(
         "--no-instant", action="store_true", help="workers see others' tokens one pass late"
     )
-    p.add_argument("--temperature", type=float, help="0 = greedy (default: the preset's)")
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--temperature", type=finite_float, help="0 = greedy (default: the preset's)")
+    p.add_argument("--top-p", type=finite_float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tips", action="store_true", help="add the collaboration tips to the prompt")
     p.add_argument("--few-shot", action="store_true", help="add our worked example to the prompt")
@@ -54,7 +54,8 @@ def add_run_args(p: argparse.ArgumentParser, workers: int, budgets: list[int]) -
                    help="tokens between interjections, 0 = off (default: the preset's, 1024)")  # fmt: skip
     p.add_argument("--interjection-policy", choices=["global", "per_worker", "random_worker"])
     p.add_argument("--finisher-tokens", type=int, default=16, help="max finisher tokens")
-    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    p.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+                   help=DTYPE_HELP)  # fmt: skip
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", metavar="PATH", help="write the JSON transcript here")
     p.add_argument("--no-live", action="store_true", help="print finished steps instead of live columns")  # fmt: skip
@@ -135,13 +136,13 @@ def check_args(args: argparse.Namespace) -> None:
     if args.temperature is not None and args.temperature < 0:
         raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
     if args.json:
-        check_writable(args.json, "--json")
+        check_writable(args.json, "--json", [("--file", getattr(args, "file", None))])
 
 
 def load(args: argparse.Namespace) -> tuple[Any, Any]:
     """(loaded model, resolved preset)."""
     from plait.hogwild.presets import get_preset
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     print(f"loading {args.model} ...", file=sys.stderr)
     lm = load_model(args.model, dtype=args.dtype, device=args.device)

@@ -14,6 +14,7 @@ DEFAULT_NAMES = ("Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Hei
 INTERJECTION_TEXT = "Quick check: am I doing redundant work? (yes/no): "
 InterjectionPolicyName = Literal["global", "per_worker", "random_worker"]
 TaskKind = Literal["math", "code"]
+MAX_TOKENS = 1 << 20  # budgets and finisher tokens: no model's context holds more
 
 
 def _check_int(name: str, value: object, low: int | None, hint: str) -> None:
@@ -54,7 +55,7 @@ class HogwildConfig:
     sequential: bool = False
     """Baseline mode: one worker, a plain step-by-step prompt, no collaboration text."""
     prompt: str = ""
-    """Prompt variant (`plait.hogwild.prompt_texts.VARIANTS`): Hogwild 'full' | 'short' | 'roles'
+    """Prompt variant (`plait.hogwild.variants.VARIANTS`): Hogwild 'full' | 'short' | 'roles'
     | 'short_after' | 'roles_after' | 'team_after' | 'plain_after', sequential 'answer_is_after' |
     'answer_is' | 'answer_boxed' | 'boxed' | 'worked'; "" = 'full' / 'answer_is_after'."""
     instructions: str = ""
@@ -100,6 +101,7 @@ class HogwildConfig:
     resolved_names: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
+        self._check_kinds()
         _check_int("workers", self.workers, 1, "use workers=2 for two workers")
         if self.sequential and self.workers != 1:
             raise ValueError(
@@ -121,6 +123,9 @@ class HogwildConfig:
             _check_int(
                 "each budget", b, 1, "budgets are numbers of forward passes, e.g. (256, 512)"
             )
+            if b > MAX_TOKENS:
+                raise ValueError(f"each budget must be <= {MAX_TOKENS} forward passes (no model's "
+                                 f"context holds more), got {b}")  # fmt: skip
         self.budgets = tuple(sorted(set(budgets)))
         if self.seed is not None:
             _check_int("seed", self.seed, None, "pass an integer seed or None")
@@ -133,8 +138,10 @@ class HogwildConfig:
             )
         if self.task not in ("math", "code"):
             raise ValueError(f"task must be 'math' or 'code', got {self.task!r}")
-        if self.finisher_max_tokens < 1:
-            raise ValueError("finisher_max_tokens must be >= 1 (or set finisher=False)")
+        _check_int("finisher_max_tokens", self.finisher_max_tokens, 1, "or set finisher=False")
+        if self.finisher_max_tokens > MAX_TOKENS:
+            raise ValueError(f"finisher_max_tokens must be <= {MAX_TOKENS}, got "
+                             f"{self.finisher_max_tokens}")  # fmt: skip
         if self.step_capacity < 0:
             raise ValueError("step_capacity must be >= 0 (0 = automatic)")
         if isinstance(self.layout, str):
@@ -146,10 +153,29 @@ class HogwildConfig:
                 )
         self._check_layout_options()
 
+    def _check_kinds(self) -> None:
+        """Types a wrong value would slip through silently (a string iterates as names)."""
+        if isinstance(self.names, str) or not all(
+            isinstance(n, str) and n.strip() for n in self.names
+        ):
+            raise TypeError(f"names must be a sequence of non-empty strings such as "
+                            f"('Alice', 'Bob'), got {self.names!r}")  # fmt: skip
+        for flag in ("instant", "sequential", "finisher", "collaboration_tips", "few_shot",
+                     "step_headers"):  # fmt: skip
+            v = getattr(self, flag, False)
+            if not isinstance(v, bool):
+                raise TypeError(f"{flag} must be True or False, got {v!r}")
+        for name in ("step_capacity", "interjection_every"):
+            _check_int(name, getattr(self, name), None, "pass a whole number")
+        for num in ("loop_threshold", "loop_penalty"):
+            v = getattr(self, num)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{num} must be a number, got {v!r}")
+
     def _check_text_options(self) -> None:
         from plait.hogwild.answering import ANSWER_POLICIES
         from plait.hogwild.loopguard import GUARD_MODES
-        from plait.hogwild.prompt_texts import get_variant
+        from plait.hogwild.variants import get_variant
 
         get_variant(self.prompt, self.sequential)
         if self.answer_policy not in ANSWER_POLICIES:
@@ -161,8 +187,10 @@ class HogwildConfig:
         _check_int("loop_ngram", self.loop_ngram, 1, "e.g. loop_ngram=3")
         if not 0.0 < self.loop_threshold <= 1.0:
             raise ValueError(f"loop_threshold must be in (0, 1], got {self.loop_threshold!r}")
-        if self.loop_penalty < 0:
-            raise ValueError(f"loop_penalty must be >= 0, got {self.loop_penalty!r}")
+        if not 0 <= self.loop_penalty < float("inf"):  # also refuses NaN
+            raise ValueError(
+                f"loop_penalty must be a finite number >= 0, got {self.loop_penalty!r}"
+            )
 
     def _check_layout_options(self) -> None:
         if self.step_headers or self.sequential:

@@ -25,7 +25,7 @@ EVAL_EPILOG = """examples:
 
 def register_eval(subparsers: Any) -> None:
     """Add `plait eval hogwild` to the `plait eval` group."""
-    from plait.arguments import HelpFormatter
+    from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter, finite_float
     from plait.eval.cli import evaluation_parsers
 
     h = evaluation_parsers(subparsers).add_parser(
@@ -52,10 +52,10 @@ def register_eval(subparsers: Any) -> None:
     h.add_argument(
         "--loop-guard", choices=["off", "cut", "penalise"], help="(default: the preset's)"
     )
-    h.add_argument("--temperature", type=float, help="0 = greedy (default: the preset's)")
+    h.add_argument("--temperature", type=finite_float, help="0 = greedy (default: the preset's)")
     h.add_argument("--batch", type=int, default=16, help="problems solved together in one forward")
     h.add_argument("--finisher-tokens", type=int, default=16, help="max finisher tokens")
-    h.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    h.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)
     h.add_argument("--device", default="cpu")
     h.add_argument("--out", default="out/eval_hogwild", help="output directory")
     h.add_argument(
@@ -89,22 +89,30 @@ def settings_for(args: argparse.Namespace, preset: Any, describe: dict[str, Any]
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from plait.arguments import require_extra
     from plait.errors import UsageError
     from plait.eval.datasets import fingerprint, load
     from plait.hogwild.evaluate import Method, evaluate
     from plait.hogwild.presets import get_preset
-    from plait.outputs import check_writable_dir
-    from plait.runtime.loader import load_model
+    from plait.outputs import check_writable, check_writable_dir
+    from plait.runtime.loading.loader import load_model
 
+    for module in ("matplotlib", "math_verify"):  # the plot and the answer checks, before the work
+        require_extra(module, "eval", "plait eval hogwild")
     methods = [Method.parse(m) for m in args.methods]
     if args.batch < 1:
         raise UsageError(f"--batch must be >= 1, got {args.batch}")
     if args.temperature is not None and args.temperature < 0:
         raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
     problems = load(args.dataset, args.limit, args.offset, args.question_key, args.answer_key)
-    check_writable_dir(args.out, "--out")
+    out = check_writable_dir(args.out, "--out")
+    for name in ("records.jsonl", "transcripts.jsonl", "manifest.json", "table.json", "curve.png"):
+        if out.is_dir():  # a file it writes must not be the input
+            check_writable(out / name, "--out", [("--dataset", args.dataset)])
     describe = {"model": args.model, "dtype": args.dtype, "dataset": args.dataset,
                 "dataset_sha256": fingerprint(args.dataset)}  # fmt: skip
+    if args.dataset.endswith(".jsonl"):  # the keys choose the gold answers: a resume must agree
+        describe |= {"question_key": args.question_key, "answer_key": args.answer_key}
     probe = settings_for(
         args, get_preset("paper" if args.preset == "auto" else args.preset), describe
     )
@@ -112,14 +120,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         probe.config(m)  # every setting checked before the model loads
     lm = load_model(args.model, dtype=args.dtype, device=args.device)
     settings = settings_for(args, get_preset(args.preset, lm.model.config), describe)
-    table = evaluate(
+
+    def show(table: Any) -> None:  # the results, printed before the plot is drawn
+        print(table.format())
+        print(f"table: {args.out}/table.json  plot: {args.out}/curve.png")
+        print(json.dumps({"dataset": args.dataset, "problems": len(problems),
+                          "table": table.to_json()}), flush=True)  # fmt: skip
+
+    evaluate(
         lm.model, lm.tokenizer, problems, methods, settings, args.out, batch=args.batch,
         progress=not args.no_progress, title=f"{lm.name} on {args.dataset} (n={len(problems)})",
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, show=show,
     )  # fmt: skip
-    print(table.format())
-    print(f"table: {args.out}/table.json  plot: {args.out}/curve.png")
-    print(
-        json.dumps({"dataset": args.dataset, "problems": len(problems), "table": table.to_json()})
-    )
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,8 +95,12 @@ def evaluate(
     progress: bool = True,
     title: str = "",
     overwrite: bool = False,
+    show: Callable[[BudgetTable], None] | None = None,
 ) -> BudgetTable:
-    """Run every method on every problem; write records.jsonl, table.json and curve.png in `out_dir`."""
+    """Run every method on every problem; write records.jsonl, table.json and curve.png in `out_dir`.
+
+    `show(table)` is called once table.json is written, before the plot is drawn (a plot that
+    fails cannot hide the results)."""
     if batch < 1:
         raise ValueError(f"batch must be >= 1 problem, got {batch}")
     if not problems or not methods:
@@ -108,8 +112,9 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     rec_path = out / "records.jsonl"
     if Manifest(out / "manifest.json", settings.manifest()).check(overwrite):
-        rec_path.unlink(missing_ok=True)
-        (out / "transcripts.jsonl").unlink(missing_ok=True)
+        for stale in (rec_path, out / "transcripts.jsonl"):  # emptied, never unlinked
+            if stale.exists():
+                JsonlAppender(stale, fresh=True).close()
     done = _complete(read_records(rec_path), settings.budgets)
     timings: dict[str, float] = {m.name: 0.0 for m in methods}
     bar = _bar(len(problems) * len(methods), "problems x methods", progress)
@@ -129,7 +134,7 @@ def evaluate(
             _append_transcripts(out / "transcripts.jsonl", m, todo, results)
             bar.update(len(todo))
     bar.close()
-    return _write_table(out, problems, methods, settings.budgets, timings, title)
+    return _write_table(out, problems, methods, settings.budgets, timings, title, show)
 
 
 def _complete(records: Sequence[Record], budgets: Sequence[int]) -> set[tuple[str, str]]:
@@ -213,6 +218,7 @@ def _write_table(
     budgets: Sequence[int],
     timings: dict[str, float],
     title: str,
+    show: Callable[[BudgetTable], None] | None = None,
 ) -> BudgetTable:
     """Rebuild table.json and curve.png from every record of these methods and problems."""
     wanted = {m.name for m in methods}
@@ -230,6 +236,8 @@ def _write_table(
         "budgets": sorted(budgets),
     }
     atomic_write_text(out / "table.json", json.dumps(summary, indent=2))
+    if show is not None:
+        show(table)
     plot_budget_curves(table, out / "curve.png", title=title)
     return table
 

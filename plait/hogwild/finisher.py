@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plait.hogwild.answers import last_boxed, last_code_block
+from plait.hogwild.answering import last_boxed, last_code_block
 
 MATH_FINISHER = (
     "\n\nTime is up, so I must answer now. Taking all of the work above into account, "

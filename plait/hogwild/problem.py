@@ -32,7 +32,7 @@ from plait.hogwild.layouts import get_layout
 from plait.hogwild.paragraph import step_ends
 from plait.hogwild.prompts import PromptFormat, common_prompt, seed_step
 from plait.hogwild.run import ProblemRun, StepRule
-from plait.hogwild.sampling import WorkerSampler, suppressed_ids
+from plait.hogwild.worker_sampling import WorkerSampler, suppressed_ids
 from plait.hogwild.workspace import PlannedStream, Workspace
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.segments import KVStore
@@ -92,7 +92,13 @@ class HogwildProblem:
             variant=config.prompt, tips=config.collaboration_tips, few_shot=config.few_shot,
             past_steps=self.layout.merges_steps, instructions=config.instructions,
         )  # fmt: skip
-        c = config
+        c, limit = config, model.config.max_position
+        if c.workers * c.max_budget >= limit or c.finisher_max_tokens >= limit:
+            raise ValueError(  # refused before the engine sizes a cache for it
+                f"problem {index}: {c.workers} workers x {c.max_budget} passes (finisher "
+                f"{c.finisher_max_tokens} tokens) cannot fit the model's {limit}-token context; "
+                "lower the budgets or --finisher-tokens"
+            )
         prompt = len(self.encode(self.prompt_text))
         shared = len(self.layout.shared(c.workers))
         # StreamGroup's admission figures: an upper bound on what the workspace, its regrowths

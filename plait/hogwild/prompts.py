@@ -4,7 +4,7 @@ The common prompt is: chat template applied to one user message (the instruction
 prompt variant inside it by default, then the problem), an optional "<think>" (Qwen3 / Phi-4 style
 reasoning models), then "### Past steps" which opens the shared history (Hogwild variants with a
 merging layout). Each worker's first step is seeded as the variant says (the texts and variants:
-`plait.hogwild.prompt_texts`).
+`plait.hogwild.variants`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from plait.hogwild.prompt_texts import get_variant
+from plait.hogwild.variants import get_variant
 
 PAST_STEPS = "\n### Past steps\n\n"
 THINK_MODEL_TYPES = frozenset({"qwen3", "qwen3_moe", "phi3"})

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from plait.hogwild.answering import Answers
-from plait.hogwild.answers import placeholders
+from plait.hogwild.answering import Answers, placeholders
 from plait.hogwild.config import HogwildConfig
 from plait.hogwild.events import CutEvent, Snapshot, StepEvent, StepText, TokenEvent
 from plait.hogwild.interjection import InterjectionPolicy

@@ -20,7 +20,7 @@ from typing import Any
 from plait.hogwild.config import HogwildConfig
 from plait.hogwild.events import DoneEvent, Event, ProblemResult
 from plait.hogwild.problem import HogwildProblem
-from plait.runtime.engine import Engine, EngineConfig, GroupOutput, KVPool
+from plait.runtime.engine import Engine, EngineConfig, GroupOutput, KVPool, raise_for_error
 from plait.runtime.runner import Runner
 
 
@@ -50,6 +50,7 @@ def run_problems(engine: Engine, problems: Sequence[HogwildProblem]) -> Iterator
                 problem = by_id[out.request_id]
                 if problem.error is not None:
                     raise problem.error
+                raise_for_error(out)  # failed in the engine outside advance (plan, forward)
                 yield from out.events  # type: ignore[misc]
     finally:
         for rid in ids:

@@ -11,8 +11,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "load_model": "plait.runtime.loader",
-    "LoadedModel": "plait.runtime.loader",
+    "load_model": "plait.runtime.loading.loader",
+    "LoadedModel": "plait.runtime.loading.loader",
     "DecoderLM": "plait.runtime.model",
     "ModelConfig": "plait.runtime.config",
     "RopeConfig": "plait.runtime.config",

@@ -6,7 +6,8 @@ The cache root is `$PLAIT_CACHE_DIR` if set, else `~/.cache/plait`. Converted mo
 written into a temporary sibling and renamed into place, so a crash or a concurrent writer never
 leaves a half-written entry under the final name. A writer killed outright (SIGKILL, power loss)
 leaves its temporary sibling behind; `sweep_stale` removes those once nobody has written to them
-for an hour (models load through it).
+for an hour (models load through it). A kernel build holds `build_lock` (an flock released
+when its holder dies), so a torch build `lock` file found under it is stale and removed.
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ def list_cached() -> list[dict[str, Any]]:
                 "name": meta.get("name", entry.name),
                 "family": meta.get("family"),
                 "source": meta.get("source", {}).get("kind"),
+                "weight_format": meta.get("weight_format", "bf16"),  # packed: GGUF blocks
+                "packed_types": meta.get("packed_types", []),
+                "resident_bytes": meta.get("resident_bytes"),
                 "size_bytes": size,
                 "path": str(entry),
             }
@@ -189,3 +193,35 @@ def sweep_stale(max_age_s: float = STALE_AFTER_S, now: float | None = None) -> l
                 file=sys.stderr,
             )
     return removed
+
+
+BUILD_LOCK = "plait-build.lock"  # held (flock) by the plait process building in a directory
+TORCH_LOCK = "lock"  # torch.utils.cpp_extension's build baton: it waits while the file exists
+
+
+@contextlib.contextmanager
+def build_lock(directory: Path) -> Iterator[None]:
+    """Hold the kernel build of `directory` for this process: an exclusive `flock` on
+    `plait-build.lock` (the kernel releases it when its holder dies, however it dies). Once it is
+    held, a torch build `lock` file left in `directory` belongs to a builder that was killed
+    (every plait builder holds the flock while torch's lock exists), and waiting on it would hang
+    forever: it is removed, with one stderr line."""
+    import fcntl  # POSIX only; the kernels build only on Linux
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / BUILD_LOCK, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"plait: waiting for another process building kernels in {directory}",
+                  file=sys.stderr)  # fmt: skip
+            fcntl.flock(f, fcntl.LOCK_EX)
+        stale = directory / TORCH_LOCK
+        if stale.exists():
+            stale.unlink(missing_ok=True)
+            print(f"plait: removed {stale}, left by a kernel build that was killed",
+                  file=sys.stderr)  # fmt: skip
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

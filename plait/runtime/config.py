@@ -7,6 +7,7 @@ ValueError that says what is unsupported.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -46,8 +47,11 @@ class RopeConfig:
             )
         if self.rotary_dim <= 0 or self.rotary_dim % 2:
             raise ValueError(f"rotary_dim must be a positive even number, got {self.rotary_dim}")
-        if self.factor <= 0:
-            raise ValueError(f"rope factor must be > 0, got {self.factor}")
+        for name in ("theta", "factor"):
+            if not 0 < getattr(self, name) < math.inf:  # also refuses NaN
+                raise ValueError(
+                    f"rope {name} must be a finite number > 0, got {getattr(self, name)}"
+                )
         if self.kind in ("llama3", "yarn") and not self.original_max_position:
             raise ValueError(f"rope kind {self.kind!r} needs original_max_position_embeddings")
 
@@ -84,9 +88,14 @@ class ModelConfig:
             "num_heads",
             "num_kv_heads",
             "head_dim",
+            "max_position",
         ):
+            if type(getattr(self, name)) is not int:
+                raise TypeError(f"{name} must be an int, got {getattr(self, name)!r}")
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.rms_eps < math.inf:  # a negative epsilon can divide by ~0 (NaN)
+            raise ValueError(f"rms_norm_eps must be a finite number >= 0, got {self.rms_eps}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"

@@ -1,8 +1,8 @@
 """Plain generation on plait's runtime: one request on the engine (chunked prefill, then decode).
 
-`generate_tokens` yields token ids as they are sampled; `stream_text` turns a token iterator into
-printable text deltas (decoding the whole suffix each time, so multi-byte characters split across
-tokens come out whole).
+`generate_tokens` yields token ids as they are sampled; `generate` turns them into printable text
+deltas with the engine's incremental detokeniser (`engine.detokenize.TextStream`: a short window
+per token, multi-byte characters split across tokens come out whole).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from plait.runtime.engine import Engine, EngineConfig, EngineRequest
+from plait.runtime.engine import Engine, EngineConfig, EngineRequest, raise_for_error
+from plait.runtime.engine.detokenize import TextStream
 from plait.runtime.model import DecoderLM
 from plait.runtime.sampling import SamplingParams
 
@@ -60,20 +61,8 @@ def generate_tokens(
     engine.add(request)
     while engine.has_work:
         for out in engine.step():
+            raise_for_error(out)
             yield from out.token_ids  # type: ignore[union-attr]
-
-
-def stream_text(tokenizer: Any, tokens: Iterable[int], skip_special: bool = True) -> Iterator[str]:
-    """Turn token ids into text deltas as they arrive."""
-    ids: list[int] = []
-    printed = ""
-    for t in tokens:
-        ids.append(t)
-        text = tokenizer.decode(ids, skip_special_tokens=skip_special)
-        if text.endswith("\ufffd"):
-            continue  # an incomplete multi-byte character: wait for the next token
-        yield text[len(printed) :]
-        printed = text
 
 
 @torch.inference_mode()
@@ -104,4 +93,11 @@ def generate(
     tokens = generate_tokens(
         loaded.model, ids, max_new_tokens, sampling, stop_ids=loaded.eos_token_ids
     )
-    yield from stream_text(loaded.tokenizer, tokens)
+    text = TextStream(loaded.tokenizer)
+    for t in tokens:
+        piece = text.add(t)
+        if piece:
+            yield piece
+    rest = text.flush()
+    if rest:
+        yield rest

@@ -20,6 +20,7 @@ from torch import nn
 from plait.runtime import kernels
 from plait.runtime.attention.context import AttentionContext
 from plait.runtime.config import ModelConfig
+from plait.runtime.quant.weight import PackedWeight
 from plait.runtime.rope import Rope
 
 # NOTE: on CPU, fp32 `F.linear` with 2..4 rows takes a GEMM path that re-packs the weight and
@@ -29,10 +30,20 @@ from plait.runtime.rope import Rope
 SMALL_ROWS_TRANSPOSED = 4
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`F.linear`, with plait's compiled few-row CPU kernel for decode steps (bf16/fp32, up to
-    `kernels.SKINNY_MAX_ROWS` rows; same result to rounding) and the small-row fp32 fallback
-    above where the kernel is unavailable."""
+def linear(
+    x: torch.Tensor, weight: torch.Tensor | PackedWeight, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`F.linear`, through plait's compiled CPU kernel where it runs (bf16/fp32, no autograd):
+    every row count (batch invariance, the default: a row's bits never depend on the rows
+    beside it; `kernels.batch_invariant`) or, with invariance off, decode steps up to
+    `kernels.SKINNY_MAX_ROWS` rows. Elsewhere torch (the small-row fp32 fallback below), whose
+    bits may depend on the row count.
+
+    The one routing point of the model's matrix products. A PackedWeight (GGUF blocks kept
+    quantized, plait.runtime.quant) computes on its blocks and keeps the rule: one summation
+    order per output whatever the row count."""
+    if isinstance(weight, PackedWeight):
+        return weight.matmul(x, bias)
     if kernels.use_skinny(x, weight):
         return kernels.skinny_linear(x, weight, bias)
     if (
@@ -132,7 +143,7 @@ class DecoderLM(nn.Module):
         return model.to(dtype).eval()
 
     @property
-    def head_weight(self) -> torch.Tensor:
+    def head_weight(self) -> torch.Tensor | PackedWeight:
         return self.embed.weight if self.lm_head is None else self.lm_head.weight
 
     @property

@@ -22,6 +22,7 @@ import torch
 from plait.runtime.attention.context import AttentionContext
 from plait.runtime.attention.plan import StepPlan, StreamInput, plan_step
 from plait.runtime.attention.registry import FAST, check_attention, choose_backend
+from plait.runtime.checks import check_owner, check_token_ids
 from plait.runtime.model import DecoderLM
 from plait.runtime.segments import KVStore, Segment
 
@@ -53,6 +54,7 @@ class Runner:
         """Steps 1-3 of the module docstring: the plan and the context `step` runs the model
         with (exposed so benchmarks can time attention alone). Calling `attend` on every layer
         writes the new K/V; the segments' lengths only advance in `step`."""
+        self._check_inputs(inputs)
         plan = plan_step(inputs, instant, None if self.allow_beyond_context else self.max_position)
         self._check_tokens(plan.tokens)
         for seg, n in zip(plan.write_to, plan.lengths):
@@ -91,6 +93,7 @@ class Runner:
         chunk: int = 512,
     ) -> torch.Tensor:
         """Append a long token run to `segment` in chunks; returns the last token's logits (V,)."""
+        check_token_ids(tokens)
         if not tokens:
             raise ValueError("prefill needs at least one token")
         if chunk < 1:
@@ -102,6 +105,20 @@ class Runner:
         for i in range(0, len(tokens), chunk):
             logits = self.step([StreamInput(tokens[i : i + chunk], view, segment)])
         return logits[0]
+
+    def _check_inputs(self, inputs: list[StreamInput]) -> None:
+        """Types before anything runs: StreamInputs of int token ids over this store's segments
+        (a segment of another store would be read from this store's arena)."""
+        if not isinstance(inputs, (list, tuple)):
+            raise TypeError(f"inputs must be a list of StreamInput, got {type(inputs).__name__}")
+        for i, inp in enumerate(inputs):
+            if not isinstance(inp, StreamInput):
+                raise TypeError(f"inputs[{i}] must be a StreamInput, got {type(inp).__name__}")
+            check_token_ids(inp.tokens, f"inputs[{i}].tokens")
+            if not isinstance(inp.view, (list, tuple)):
+                raise TypeError(f"inputs[{i}].view must be a list of segments")
+            for seg in [*inp.view, inp.write_to]:
+                check_owner(seg, self.store.uid, f"a segment of inputs[{i}]")
 
     def _check_tokens(self, tokens: list[int]) -> None:
         """ValueError for a token id outside the vocabulary (one min and one max per call)."""

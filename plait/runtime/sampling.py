@@ -1,16 +1,29 @@
 """Token sampling: greedy, temperature, top-k, top-p, suppressed tokens, per-stream seeds.
 
-`Sampler` holds one `SamplingParams` and one `torch.Generator` per stream, so each stream's
-random sequence depends only on its own seed (adding or removing other streams does not change
-it). `temperature == 0` means greedy (argmax; ties go to the lowest id).
+`Sampler` holds one `SamplingParams` per stream. The random draw for a stream's token at output
+position t comes from a generator seeded with `draw_seed(seed, t)` alone: it depends on nothing
+else (not on other streams, on the batch, on how many draws came before, on forced tokens or on
+a preemption that recomputes the stream). `temperature == 0` means greedy (argmax; ties go to
+the lowest id).
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
+
+
+def _int(name: str, value: object) -> int:
+    """`value` as an int: Python and numpy integers pass; bools, floats and strings do not."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool {value!r}")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -24,13 +37,27 @@ class SamplingParams:
     seed: int | None = None  # per-stream seed (None: 0)
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        for name in ("temperature", "top_p"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{name} must be a number, got {type(v).__name__} {v!r}")
+        for name in ("top_k", "seed"):
+            v = getattr(self, name)
+            if v is not None or name == "top_k":
+                setattr(self, name, _int(name, v))
+        if not 0 <= self.temperature < float("inf"):  # also refuses NaN
+            raise ValueError(
+                f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature}"
+            )
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
-        self.suppress_tokens = tuple(int(t) for t in self.suppress_tokens)
+        if isinstance(self.suppress_tokens, (str, bytes)):
+            raise TypeError(f"suppress_tokens must be token ids, got {self.suppress_tokens!r}")
+        self.suppress_tokens = tuple(_int("suppress_tokens", t) for t in self.suppress_tokens)
+        if any(t < 0 for t in self.suppress_tokens):
+            raise ValueError(f"suppress_tokens must be token ids >= 0, got {self.suppress_tokens}")
 
     @property
     def greedy(self) -> bool:
@@ -67,6 +94,16 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 
 
 ARGMAX_CHUNK = 1024
+_MASK64 = (1 << 64) - 1
+
+
+def draw_seed(seed: int, position: int) -> int:
+    """The generator seed of the draw at output `position` of a stream seeded `seed`: a
+    splitmix64 mix of both (distinct pairs give unrelated streams; a 63-bit result)."""
+    z = (seed * 0x9E3779B97F4A7C15 + (position + 1) * 0xD1B54A32D192ED03) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (z ^ (z >> 31)) >> 1
 
 
 def greedy_argmax(x: torch.Tensor) -> int:
@@ -88,7 +125,8 @@ def greedy_argmax(x: torch.Tensor) -> int:
 
 
 class Sampler:
-    """Samples one token per stream from logits (S, V)."""
+    """Samples one token per stream from logits (S, V); see the module docstring for the
+    random streams. Stream i's seed is its params' seed (None: i)."""
 
     def __init__(
         self, params: list[SamplingParams] | SamplingParams, streams: int | None = None
@@ -96,24 +134,34 @@ class Sampler:
         if isinstance(params, SamplingParams):
             params = [params] * (streams or 1)
         self.params = list(params)
-        self.generators = []
-        for i, p in enumerate(self.params):
-            g = torch.Generator()  # CPU: sampling draws on CPU whatever the model's device
-            g.manual_seed(p.seed if p.seed is not None else i)
-            self.generators.append(g)
+        self.seeds = [p.seed if p.seed is not None else i for i, p in enumerate(self.params)]
+        self.drawn = [0] * len(self.params)  # calls per stream: the default output position
+        self._generator = torch.Generator()  # CPU: sampling draws on CPU whatever the device
 
-    def __call__(self, logits: torch.Tensor, streams: list[int] | None = None) -> torch.Tensor:
-        """Pick tokens (S,) for logits (S, V); `streams` maps rows to stream indices (default 0..S-1)."""
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        streams: list[int] | None = None,
+        positions: list[int] | None = None,
+    ) -> torch.Tensor:
+        """Pick tokens (S,) for logits (S, V); `streams` maps rows to stream indices (default
+        0..S-1); `positions` gives each row's output position (default: the stream's count of
+        earlier calls, so a stream sampled once per token needs none)."""
         streams = list(range(logits.shape[0])) if streams is None else streams
         if len(streams) != logits.shape[0]:
             raise ValueError(f"got {logits.shape[0]} logit rows for {len(streams)} streams")
+        if positions is not None and len(positions) != len(streams):
+            raise ValueError(f"got {len(positions)} positions for {len(streams)} logit rows")
         out = []
-        for row, s in zip(logits, streams):
+        for i, (row, s) in enumerate(zip(logits, streams)):
             p = self.params[s]
+            pos = self.drawn[s] if positions is None else positions[i]
+            self.drawn[s] = pos + 1
             x = filter_logits(row, p)
             if p.greedy:
                 out.append(greedy_argmax(x))
             else:
                 probs = torch.softmax(x, dim=-1)
-                out.append(int(torch.multinomial(probs.cpu(), 1, generator=self.generators[s])))
+                g = self._generator.manual_seed(draw_seed(self.seeds[s], pos))
+                out.append(int(torch.multinomial(probs.cpu(), 1, generator=g)))
         return torch.tensor(out, dtype=torch.long)

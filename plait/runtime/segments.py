@@ -18,10 +18,9 @@ advances the segments (`advance`).
 `KVStore.copy_range(src, start, n, dst)` appends src's tokens start.. to dst with one relative
 rotation of their keys (to their new positions); `move(src, dst)` copies all of src and empties it.
 
-The store is inference-only storage: every method that writes the arena runs under
-`torch.inference_mode()`, because the arena may be (re)allocated inside `Runner.step` (an
-inference tensor) and later be written from plain code (e.g. a Hogwild step merge), which torch
-forbids outside inference mode.
+Every method that writes the arena runs under `torch.inference_mode()`: the arena may be
+(re)allocated inside `Runner.step` and later written from plain code (a Hogwild step merge).
+Arguments are checked at entry (`plait.runtime.checks`): a segment of another store is refused.
 """
 
 from __future__ import annotations
@@ -31,10 +30,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from plait.runtime.checks import check_entry, count
 from plait.runtime.config import ModelConfig
 from plait.runtime.rope import Rope, apply_rotary
 
-_ids = itertools.count()
+_ids = itertools.count(1)  # segment ids and store uids
 
 
 @dataclass(slots=True)
@@ -69,6 +69,7 @@ class Segment:
     tokens: list[int] = field(default_factory=list)
     id: int = field(default_factory=lambda: next(_ids))
     freed: bool = False  # set by `KVStore.free`: any further use raises
+    owner: int = 0  # the `KVStore.uid` of the store that made it (a store refuses others')
 
     @property
     def capacity(self) -> int:
@@ -120,6 +121,7 @@ class KVStore:
         self.v = torch.zeros_like(self.k)
         self.top = 0  # first unallocated slot (bump allocator)
         self.layout = 0  # bumped whenever a segment moves, shrinks or is freed (stale slots)
+        self.uid = next(_ids)  # stamped on its segments (checks.check_entry)
 
     def _shape(self, slots: int) -> tuple[int, int, int, int]:
         c = self.config
@@ -148,12 +150,11 @@ class KVStore:
     @torch.inference_mode()
     def new_segment(self, capacity: int = 256, name: str = "") -> Segment:
         """Allocate an empty segment with room for `capacity` tokens."""
-        if capacity < 1:
+        if count("capacity", capacity) < 1:
             raise ValueError(f"segment capacity must be >= 1, got {capacity}")
         base = self._allocate(capacity)
-        seg = Segment(
-            name=name or f"seg{len(self.segments)}", k=self.k[:, :, :0], v=self.v[:, :, :0]
-        )
+        seg = Segment(name=name or f"seg{len(self.segments)}", k=self.k[:, :, :0],
+                      v=self.v[:, :, :0], owner=self.uid)  # fmt: skip
         self._bind(seg, base, capacity)
         self.segments.append(seg)
         return seg
@@ -161,7 +162,7 @@ class KVStore:
     def free(self, seg: Segment) -> None:
         """Drop a segment (it must no longer be in any view). Free space above the highest live
         segment is reused, whatever order segments are freed in: repeated solves do not grow it."""
-        seg.check_live()
+        check_entry(self.uid, {"segment": seg})
         self.segments = [s for s in self.segments if s is not seg]
         self.top = max((s.base + s.capacity for s in self.segments), default=0)
         seg.k, seg.v = seg.k[:, :, :0], seg.v[:, :, :0]
@@ -184,7 +185,7 @@ class KVStore:
     @torch.inference_mode()
     def reserve(self, seg: Segment, extra: int) -> None:
         """Ensure room for `extra` more tokens (moves the segment to a doubled range if needed)."""
-        seg.check_live()
+        check_entry(self.uid, {"segment": seg}, extra=extra)
         need = seg.length + extra
         if need <= seg.capacity:
             return
@@ -207,7 +208,7 @@ class KVStore:
         seg.v[layer, :, start : start + n] = v
 
     def _check_write(self, seg: Segment, start: int, n: int) -> None:
-        seg.check_live()
+        check_entry(self.uid, {"segment": seg}, start=start, n=n)
         if not 0 <= start <= seg.length:
             raise ValueError(
                 f"cannot write at slot {start} of {seg.name!r}: it holds {seg.length} tokens "
@@ -250,7 +251,7 @@ class KVStore:
 
     def advance(self, seg: Segment, tokens: list[int]) -> None:
         """Count `tokens`, whose K/V a step wrote at slots length.., as stored in `seg`."""
-        seg.check_live()
+        check_entry(self.uid, {"segment": seg})
         if seg.length + len(tokens) > seg.capacity:
             raise ValueError(
                 f"cannot advance {seg.name!r} by {len(tokens)} tokens: {seg.length} of "
@@ -261,7 +262,7 @@ class KVStore:
 
     def truncate(self, seg: Segment, n: int) -> None:
         """Keep only the first n tokens of a segment (drop a diverging tail); O(1), no copy."""
-        seg.check_live()
+        check_entry(self.uid, {"segment": seg}, n=n)
         if not 0 <= n <= seg.length:
             raise ValueError(f"cannot truncate {seg.name!r} of length {seg.length} to {n} tokens")
         seg.length = n
@@ -272,8 +273,7 @@ class KVStore:
     def copy_range(self, src: Segment, start: int, n: int, dst: Segment) -> None:
         """Append src's tokens start..start+n-1 to dst, src unchanged: src's slot j becomes dst's
         slot dst.length + j - start (keys rotated by that shift, in float32)."""
-        src.check_live()
-        dst.check_live()
+        check_entry(self.uid, {"src": src, "dst": dst}, start=start, n=n)
         if not 0 <= start <= start + n <= src.length:
             raise ValueError(f"cannot copy {start}..{start + n} of {src.name!r} ({src.length})")
         if n == 0:

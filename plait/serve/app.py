@@ -7,9 +7,11 @@
     GET  /metrics                Prometheus text (plait.serve.metrics)
 
 Errors are OpenAI-shaped (`plait.serve.protocol.APIError`): 400 bad input, 404 unknown model or
-route, 413 a body or request larger than the server can ever take, 429 too many waiting
-requests, 503 shutting down. A client that disconnects (mid-stream or while waiting for a
-whole response) has its request cancelled, which frees its KV at once.
+route, 405 a wrong method, 413 a body or request larger than the server can ever take, 415 a
+body that is not JSON, 429 too many waiting requests, 500 a request that failed inside the
+engine (that request only: the others go on), 503 shutting down. A client that disconnects
+(while sending its body, mid-stream or while waiting for a whole response) has its request
+cancelled, which frees its KV at once, and nothing is logged.
 
 This module only wires routes; what the handlers share (state, body checks, streaming) is in
 plait.serve.state, below them.
@@ -17,11 +19,12 @@ plait.serve.state, below them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -29,6 +32,8 @@ from plait.serve import chat, completions
 from plait.serve.metrics import render_metrics
 from plait.serve.protocol import APIError
 from plait.serve.state import ServeState, api_error, error_response
+
+log = logging.getLogger("plait.serve")
 
 
 def create_app(state: ServeState) -> Starlette:
@@ -40,8 +45,13 @@ def create_app(state: ServeState) -> Starlette:
                 resp = await fn(request, state)
             except APIError as exc:
                 return error_response(exc, state)
-            except (ValueError, RuntimeError) as exc:
-                return error_response(api_error(exc), state)
+            except ClientDisconnect:  # gone while sending its body: nobody reads an answer
+                return Response(status_code=499)
+            except Exception as exc:  # noqa: BLE001 - this request's error; the server goes on
+                err = api_error(exc)
+                if err.status >= 500:
+                    log.error("request failed: %s", err.message, exc_info=exc)
+                return error_response(err, state)
             state.count(resp.status_code)
             return resp
 
@@ -65,6 +75,14 @@ def create_app(state: ServeState) -> Starlette:
         msg = f"no route {request.method} {request.url.path}; see /v1/models, /v1/completions, /v1/chat/completions"
         return error_response(APIError(404, msg, code="not_found"), state)
 
+    async def wrong_method(request: Request, exc: Exception) -> Response:
+        allow = getattr(exc, "headers", None) or {}
+        msg = (f"{request.method} is not allowed on {request.url.path}; use "
+               f"{allow.get('Allow', 'another method')}")  # fmt: skip
+        resp = error_response(APIError(405, msg, code="method_not_allowed"), state)
+        resp.headers.update(allow)
+        return resp
+
     routes = [
         Route("/v1/models", route(models), methods=["GET"]),
         Route("/health", route(health), methods=["GET"]),
@@ -72,4 +90,4 @@ def create_app(state: ServeState) -> Starlette:
         Route("/v1/completions", route(completions.handle), methods=["POST"]),
         Route("/v1/chat/completions", route(chat.handle), methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: wrong_method})

@@ -34,7 +34,7 @@ async def handle(request: Request, state: ServeState) -> Response:
         return await handle_threads(request, state, body, params)
     if body.get("tools") or body.get("functions"):
         raise bad("tools", "tool calling is not supported by plait serve; leave 'tools' out")
-    prompt = chat_prompt(state, body)
+    prompt = await chat_prompt(state, body)
     req = state.engine_request(prompt, check_length(prompt, params, state.limits), params)
     rid, name, n = R.new_id("chatcmpl"), state.model_name, params.n
     tok = state.loaded.tokenizer

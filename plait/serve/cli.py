@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from plait.arguments import HelpFormatter
+from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter
 from plait.serve.cluster.cli import RAY_EPILOG, add_arguments
 
 SERVE_EPILOG = """examples:
@@ -35,7 +35,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument(
-        "--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="weights and KV"
+        "--dtype",
+        default="auto",
+        choices=DTYPE_CHOICES,
+        help="weights and KV: " + DTYPE_HELP,
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--kv-budget-tokens", type=int, default=32768,
@@ -68,7 +71,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         return run_cluster(args)
     from plait.runtime.engine import EngineConfig
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
     from plait.serve.server import build_state, run
 
     config = EngineConfig(

@@ -26,24 +26,30 @@ from plait.hogwild import HogwildConfig, HogwildProblem
 from plait.hogwild.events import DoneEvent, ProblemResult, TokenEvent
 from plait.runtime.engine import GroupOutput
 from plait.serve import responses as R
+from plait.serve.bodies import check_fields, off_loop
 from plait.serve.protocol import GenParams, bad, chat_messages
 from plait.serve.state import ServeState, start_stream, until_disconnect
 
 _FIELDS = {f.name for f in fields(HogwildConfig) if f.init}
 
 
-def make_problem(state: ServeState, body: dict[str, Any], params: GenParams) -> HogwildProblem:
-    spec = body.get("hogwild")
+def hogwild_config(spec: Any) -> HogwildConfig:
+    """The `hogwild` object of a body as a config; 400 naming the field for a bad one."""
     if not isinstance(spec, dict):
         raise bad("hogwild", '\'hogwild\' must be an object, e.g. {"workers": 2, "budgets": [256]}')
     unknown = sorted(set(spec) - _FIELDS)
     if unknown:
         raise bad("hogwild", f"unknown hogwild fields {unknown}; known: {sorted(_FIELDS)}")
+    check_fields(spec, HogwildConfig, "hogwild")
     spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
     try:
-        config = HogwildConfig(**spec)
-    except (TypeError, ValueError) as exc:
-        raise bad("hogwild", f"bad hogwild settings: {exc}") from None
+        return HogwildConfig(**spec)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise bad("hogwild", f"bad hogwild settings: {exc!s:.300}") from None
+
+
+def make_problem(state: ServeState, body: dict[str, Any], params: GenParams) -> HogwildProblem:
+    config = hogwild_config(body.get("hogwild"))
     problem = next((m["content"] for m in reversed(chat_messages(body)) if m["role"] == "user"), "")
     if not problem.strip():
         raise bad("messages", "the hogwild extension needs a user message holding the problem")
@@ -51,8 +57,8 @@ def make_problem(state: ServeState, body: dict[str, Any], params: GenParams) -> 
     lm = state.loaded
     try:
         return HogwildProblem(lm.model, lm.tokenizer, config, problem, sampling=sampling)
-    except ValueError as exc:
-        raise bad("hogwild", str(exc)) from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise bad("hogwild", f"{exc!s:.300}") from None
 
 
 def result_body(result: ProblemResult) -> dict[str, Any]:
@@ -70,7 +76,8 @@ def result_body(result: ProblemResult) -> dict[str, Any]:
 async def handle_hogwild(
     request: Request, state: ServeState, body: dict[str, Any], params: GenParams
 ) -> Response:
-    problem = make_problem(state, body, params)
+    size = sum(len(m["content"]) for m in chat_messages(body))
+    problem = await off_loop(size, make_problem, state, body, params)
     rid, name = R.new_id("chatcmpl"), state.model_name
     usage = R.Usage()
 

@@ -7,20 +7,40 @@ and delivers each request's outputs to that request's asyncio queue (one thread-
 request per step). Leaving `stream()` early (client gone, handler cancelled) cancels the request
 in the engine, which frees its segments at once. After every step the thread publishes a
 snapshot of the engine's counters for /metrics and /health.
+
+Isolation: a request the engine fails (an error output, `plait.runtime.engine.isolation`) raises
+`RequestError` in its own `stream()` only; `Engine.add` refusing a request (any exception) fails
+that request's `stream()`; an exception escaping `Engine.step` (or the delivery) fails the
+requests in the engine at that moment, and the thread goes on serving the next ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from plait.runtime.engine import Engine, EngineRequest, GroupOutput, SampleOutput, StreamGroup
+from plait.runtime.engine import (
+    Engine,
+    EngineRequest,
+    GroupOutput,
+    SampleOutput,
+    StreamGroup,
+    raise_for_error,
+)
+from plait.runtime.engine.scheduler import GroupState
+
+log = logging.getLogger("plait.serve")
 
 Output = SampleOutput | GroupOutput
+
+
+class ShuttingDown(RuntimeError):
+    """A request posted after `stop()` began (the server answers 503)."""
 
 
 @dataclass(slots=True)
@@ -31,7 +51,7 @@ class _Sink:
 
 
 @dataclass(slots=True)
-class Snapshot:
+class EngineMetrics:
     """Engine counters, as of the end of the last step (read by /metrics)."""
 
     running: int = 0
@@ -52,7 +72,7 @@ class EngineLoop:
         self._inbox: list[tuple[str, Any, Any]] = []
         self._sinks: dict[str, _Sink] = {}
         self._stopping = False
-        self.snapshot = Snapshot(kv_budget_tokens=engine.config.kv_budget_tokens)
+        self.snapshot = EngineMetrics(kv_budget_tokens=engine.config.kv_budget_tokens)
         self._thread = threading.Thread(target=self._run, name="plait-engine", daemon=True)
         self.error: BaseException | None = None
 
@@ -89,6 +109,7 @@ class EngineLoop:
                 out = await sink.queue.get()
                 if isinstance(out, BaseException):
                     raise out
+                raise_for_error(out)  # this request failed in the engine (the others go on)
                 if out.finished:
                     done += 1
                 yield out
@@ -99,7 +120,7 @@ class EngineLoop:
     def _post(self, kind: str, payload: Any, sink: _Sink | None) -> None:
         with self._cond:
             if self._stopping and kind == "add":
-                raise RuntimeError("the server is shutting down")
+                raise ShuttingDown("the server is shutting down; retry on another instance")
             self._inbox.append((kind, payload, sink))
             self._cond.notify()
 
@@ -113,20 +134,19 @@ class EngineLoop:
                     self._cond.wait()
                 commands, self._inbox = self._inbox, []
                 stopping = self._stopping
-            for kind, payload, sink in commands:
-                self._apply(kind, payload, sink)
-            if not engine.has_work:
-                self._publish()
-                if stopping:
-                    return
-                continue
             try:
-                outputs = engine.step()
-            except Exception as exc:  # noqa: BLE001 - fail the running requests, keep serving
+                for kind, payload, sink in commands:
+                    self._apply(kind, payload, sink)
+                if not engine.has_work:
+                    self._publish()
+                    if stopping:
+                        return
+                    continue
+                self._deliver(engine.step())
+                self._publish()
+            except Exception as exc:  # noqa: BLE001 - fail what is in the engine, keep serving
+                log.error("the engine step failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
                 self._fail_all(exc)
-                continue
-            self._deliver(outputs)
-            self._publish()
 
     def _apply(self, kind: str, payload: Any, sink: _Sink | None) -> None:
         engine = self.engine
@@ -141,7 +161,7 @@ class EngineLoop:
                 rid = engine.add(request)
             else:
                 rid = engine.add_group(request, rid)
-        except ValueError as exc:
+        except Exception as exc:  # noqa: BLE001 - refused: this request's stream() raises it
             sink.loop.call_soon_threadsafe(_resolve, sink.admitted, None, exc)
             return
         self._sinks[rid] = sink
@@ -160,9 +180,17 @@ class EngineLoop:
             sink.loop.call_soon_threadsafe(_put_all, sink.queue, outs)
 
     def _fail_all(self, exc: Exception) -> None:
+        """Fail every request in the engine (their streams raise); the engine is left idle."""
         self.error = exc
-        for rid, sink in list(self._sinks.items()):
+        sched = self.engine.scheduler
+        for st in [*sched.running, *sched.waiting]:
+            rid = st.request_id if isinstance(st, GroupState) else st.request.request_id
             self.engine.cancel(rid)
+            sink = self._sinks.pop(rid, None)
+            if sink is not None:
+                err = RuntimeError(f"engine failed: {type(exc).__name__}: {exc}")
+                sink.loop.call_soon_threadsafe(sink.queue.put_nowait, err)
+        for sink in self._sinks.values():  # finished in the step that failed: not delivered
             sink.loop.call_soon_threadsafe(
                 sink.queue.put_nowait, RuntimeError(f"engine failed: {exc}")
             )
@@ -171,7 +199,7 @@ class EngineLoop:
     def _publish(self) -> None:
         e = self.engine
         s = e.stats
-        self.snapshot = Snapshot(
+        self.snapshot = EngineMetrics(
             running=e.num_running(), waiting=e.num_waiting(),
             kv_request_tokens=e.request_kv_tokens(), kv_cache_tokens=e.cache.total_tokens(),
             kv_budget_tokens=e.config.kv_budget_tokens, cache_hit_rate=e.cache.hit_rate(),
@@ -180,6 +208,7 @@ class EngineLoop:
                 "generated_tokens": s.generated_tokens, "prompt_tokens": s.prompt_tokens,
                 "computed_prompt_tokens": s.computed_prompt_tokens,
                 "finished_requests": s.finished_requests, "cancelled_requests": s.cancelled_requests,
+                "failed_requests": s.failed_requests,
                 "updated": time.time(),
             },
         )  # fmt: skip

@@ -2,8 +2,9 @@
 
 Gauges: running and waiting requests, KV slots held for requests, held by the prefix cache, and
 the budget, the prefix-cache hit rate, the last step's seconds. Counters: steps, step seconds,
-generated / prompt / computed prompt tokens, finished and cancelled requests, HTTP responses by
-status. Values come from the engine thread's last published snapshot (never a lock on the engine).
+generated / prompt / computed prompt tokens, finished, cancelled and failed requests, HTTP
+responses by status. Values come from the engine thread's last published snapshot (never a lock
+on the engine).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ _STATS = (
     ("computed_prompt_tokens", "counter", "prompt tokens run through the model (rest: cache)"),
     ("finished_requests", "counter", "requests finished"),
     ("cancelled_requests", "counter", "requests cancelled (client gone)"),
+    ("failed_requests", "counter", "requests that failed inside the engine (alone)"),
 )
 
 

@@ -47,6 +47,8 @@ class Limits:
     max_n: int = 16
     max_logprobs: int = 20
     max_stops: int = 8
+    max_stop_chars: int = 512  # per stop string (a long one is held back from every delta)
+    max_stop_ids: int = 256
 
 
 @dataclass(slots=True, kw_only=True)
@@ -64,6 +66,7 @@ class GenParams:
     ignore_eos: bool = False
     include_stop_str: bool = False
     token_ids_as_text: bool = False  # vLLM's return_tokens_as_token_ids
+    max_tokens_key: str = "max_tokens"  # the field the client sent (chat: max_completion_tokens)
 
 
 def _typed(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
@@ -89,7 +92,8 @@ def gen_params(body: dict[str, Any], limits: Limits, chat: bool) -> GenParams:
     for key, off in (("presence_penalty", 0), ("frequency_penalty", 0)):
         if _number(body, key, off, -2.0, 2.0) != off:
             raise bad(key, f"'{key}' is not supported by plait serve; leave it at 0")
-    n = _typed(body, "n", (int,), "an integer") or 1
+    n = _typed(body, "n", (int,), "an integer")
+    n = 1 if n is None else n
     if not 1 <= n <= limits.max_n:
         raise bad("n", f"'n' must be between 1 and {limits.max_n}, got {n}; lower n")
     best_of = _typed(body, "best_of", (int,), "an integer")
@@ -110,6 +114,9 @@ def gen_params(body: dict[str, Any], limits: Limits, chat: bool) -> GenParams:
     if top_k < -1:
         raise bad("top_k", f"'top_k' must be >= -1 (-1 or 0 = off), got {top_k}")
     seed = _typed(body, "seed", (int,), "an integer")
+    if seed is not None and not -(2**63) <= seed < 2**63:
+        raise bad("seed", f"'seed' must be a signed 64-bit integer (-2**63 to 2**63 - 1), got "
+                  f"{seed:.3g}; pass a smaller seed")  # fmt: skip
     temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
     top_p = _number(body, "top_p", 1.0, 0.0, 1.0)
     if top_p == 0:
@@ -122,6 +129,7 @@ def gen_params(body: dict[str, Any], limits: Limits, chat: bool) -> GenParams:
         include_usage=_include_usage(body), ignore_eos=bool(_typed(body, "ignore_eos", (bool,), "a boolean")),
         include_stop_str=bool(_typed(body, "include_stop_str_in_output", (bool,), "a boolean")),
         token_ids_as_text=bool(_typed(body, "return_tokens_as_token_ids", (bool,), "a boolean")),
+        max_tokens_key=key,
     )  # fmt: skip
 
 
@@ -134,6 +142,10 @@ def _stops(body: dict[str, Any], limits: Limits) -> tuple[str, ...]:
         raise bad("stop", "'stop' must be a string or a list of strings")
     if len(stops) > limits.max_stops:
         raise bad("stop", f"at most {limits.max_stops} stop strings, got {len(stops)}")
+    longest = max((len(s) for s in stops), default=0)
+    if longest > limits.max_stop_chars:
+        raise bad("stop", f"a stop string has {longest} characters; the limit is "
+                  f"{limits.max_stop_chars}; send shorter stop strings")  # fmt: skip
     return tuple(s for s in stops if s)
 
 
@@ -146,6 +158,8 @@ def _token_list(body: dict[str, Any], key: str, limits: Limits) -> tuple[int, ..
     ok = isinstance(ids, list) and all(_is_id(t, Limits(context=0, vocab=2**62)) for t in ids)
     if not ok:
         raise bad(key, f"'{key}' must be a list of non-negative token ids")
+    if len(ids) > limits.max_stop_ids:
+        raise bad(key, f"at most {limits.max_stop_ids} '{key}', got {len(ids)}")
     return tuple(ids)
 
 
@@ -199,6 +213,9 @@ def completion_prompts(body: dict[str, Any], limits: Limits, encode: Any) -> lis
     return out
 
 
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")  # the chat spec's
+
+
 def chat_messages(body: dict[str, Any]) -> list[dict[str, str]]:
     """The messages of a /v1/chat/completions body, content parts joined as text."""
     messages = body.get("messages")
@@ -208,6 +225,9 @@ def chat_messages(body: dict[str, Any]) -> list[dict[str, str]]:
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise bad("messages", f"messages[{i}] must be an object with a 'role' string")
+        if m["role"] not in ROLES:
+            raise bad("messages", f"messages[{i}].role is {m['role']!r:.40}; use one of "
+                      f"{', '.join(ROLES)}")  # fmt: skip
         content = m.get("content")
         if isinstance(content, list):
             parts = [p.get("text") for p in content if isinstance(p, dict)]
@@ -220,18 +240,21 @@ def chat_messages(body: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
-def check_length(prompt: list[int], params: GenParams, limits: Limits) -> int:
-    """The completion budget of one prompt; 400 when prompt + max_tokens exceed the context."""
+def check_length(
+    prompt: list[int], params: GenParams, limits: Limits, param: str = "messages"
+) -> int:
+    """The completion budget of one prompt; 400 when prompt + max_tokens exceed the context.
+    `param`: the field that holds the prompt ("prompt" or "messages")."""
     room = limits.context - len(prompt)
     if room < 1:
         raise APIError(
             400, f"the prompt has {len(prompt)} tokens but the model's context is "
-            f"{limits.context}; shorten the prompt", param="messages", code="context_length_exceeded",
+            f"{limits.context}; shorten the prompt", param=param, code="context_length_exceeded",
         )  # fmt: skip
     if params.max_tokens is not None and params.max_tokens > room:
         raise APIError(
             400, f"the prompt ({len(prompt)} tokens) plus max_tokens ({params.max_tokens}) "
-            f"exceed the model's context of {limits.context}; lower max_tokens to at most {room}",
-            param="max_tokens", code="context_length_exceeded",
+            f"exceed the model's context of {limits.context}; lower {params.max_tokens_key} to at "
+            f"most {room}", param=params.max_tokens_key, code="context_length_exceeded",
         )  # fmt: skip
     return params.max_tokens if params.max_tokens is not None else room

@@ -1,8 +1,9 @@
 """What every handler shares: the server's state and the request helpers (below the handlers).
 
 `ServeState` holds the loaded model, the `EngineLoop`, the limits and the response counters;
-`read_body` runs the server-level checks of a POST (draining, size, JSON, model, queue);
-`chat_prompt` renders chat messages through the template; `merged` streams the outputs of
+`read_body` runs the server-level checks of a POST (draining, media type, size, depth and JSON
+through plait.serve.bodies, model, queue); `chat_prompt` renders chat messages through the
+template (a long one on a worker thread); `merged` streams the outputs of
 several engine requests as they come; `until_disconnect` and `start_stream` tie a request's
 work to its client (a client that leaves cancels its engine requests, freeing their KV);
 `api_error` / `error_response` turn exceptions into OpenAI-shaped errors. The handlers
@@ -12,7 +13,6 @@ work to its client (a client that leaves cancels its engine requests, freeing th
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
@@ -23,7 +23,8 @@ from starlette.responses import JSONResponse, StreamingResponse
 
 from plait.runtime.engine import CapacityError, EngineRequest, SampleOutput
 from plait.runtime.loading.tokenizer import chat_prompt_ids
-from plait.serve.loop import EngineLoop
+from plait.serve.bodies import check_content_type, off_loop, parse_json
+from plait.serve.loop import EngineLoop, ShuttingDown
 from plait.serve.protocol import APIError, GenParams, Limits, bad, chat_messages
 from plait.serve.responses import sse
 
@@ -66,20 +67,18 @@ async def read_body(request: Request, state: ServeState) -> dict[str, Any]:
         raise APIError(
             503, "the server is shutting down; retry on another instance", "server_error"
         )
+    check_content_type(request.headers.get("content-type"))
     raw = await request.body()
     if len(raw) > state.max_body_bytes:
         raise APIError(413, f"the request body has {len(raw)} bytes; the limit is "
                        f"{state.max_body_bytes}; send a shorter prompt")  # fmt: skip
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise APIError(400, f"the body is not valid JSON ({exc}); send a JSON object") from None
+    body = await off_loop(len(raw), parse_json, raw)
     if not isinstance(body, dict):
         raise APIError(400, "the body must be a JSON object with 'model' and the request fields")
     model = body.get("model")
     if model != state.model_name:
         raise APIError(
-            404, f"the model {model!r} does not exist; this server serves {state.model_name!r} "
+            404, f"the model {model!r:.80} does not exist; this server serves {state.model_name!r} "
             "(GET /v1/models)", param="model", code="model_not_found",
         )  # fmt: skip
     if state.loop.snapshot.waiting >= state.max_waiting:
@@ -88,13 +87,19 @@ async def read_body(request: Request, state: ServeState) -> dict[str, Any]:
     return body
 
 
-def chat_prompt(state: ServeState, body: dict[str, Any]) -> list[int]:
-    """The chat prompt as ids (the template's generation prompt appended)."""
+async def chat_prompt(state: ServeState, body: dict[str, Any]) -> list[int]:
+    """The chat prompt as ids (the template's generation prompt appended); a long one is
+    tokenised on a worker thread."""
     messages = chat_messages(body)
+    size = sum(len(m["content"]) for m in messages)
+    return list(await off_loop(size, _template_ids, state.loaded.tokenizer, messages))
+
+
+def _template_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     try:
-        return chat_prompt_ids(state.loaded.tokenizer, messages)
-    except Exception as exc:  # noqa: BLE001 - a template that rejects these messages
-        raise bad("messages", f"the chat template rejected the messages: {exc}") from None
+        return chat_prompt_ids(tokenizer, messages)
+    except Exception as exc:  # noqa: BLE001 - a template or tokenizer that rejects these messages
+        raise bad("messages", f"the chat template rejected the messages: {exc!s:.200}") from None
 
 
 async def merged(
@@ -136,6 +141,8 @@ def api_error(exc: BaseException) -> APIError:
         return exc
     if isinstance(exc, CapacityError):
         return APIError(413, str(exc))
+    if isinstance(exc, ShuttingDown):
+        return APIError(503, str(exc), "server_error")
     if isinstance(exc, ValueError):
         return APIError(400, str(exc))
     return APIError(500, f"internal error: {exc}", "server_error")

@@ -3,12 +3,13 @@
     client.chat.completions.create(model=..., messages=[...],
         extra_body={"threads": {"max_total_tokens": 512, "max_threads": 4}})
 
-The orchestrator (`plait.threads.inference.Orchestrator`) drives `EngineCompletions`, a
-`CompletionEngine` whose `complete(requests)` puts every request of a call (the threads of one
-block) into the engine at once: they decode as rows of the shared batch, next to everyone else's,
+The orchestrator (`plait.threads.inference.Orchestrator`) drives an `EngineBackend` (the
+ThreadWeaver `CompletionBackend` on plait's engine, plait/threads/inference/runtime_backend.py)
+over the server's engine loop: `complete(requests)` puts every request of a call (the threads of
+one block) into the engine at once: they decode as rows of the shared batch, next to everyone else's,
 and their common context is stored once through the prefix cache; each finished thread stays in
 the cache (`cache_output`), so the join's merged context reads thread 1's K/V instead of
-recomputing it. Requests and completions convert as in `RuntimeEngine` (the same helpers).
+recomputing it.
 The answer is the merged trajectory's text; `threads` in the body holds its metrics (critical path, self-parallelism,
 blocks, threads), the stop reason and the engine calls. `stream` is not supported here (a
 trajectory is merged only when its blocks join).
@@ -16,7 +17,6 @@ trajectory is merged only when its blocks join).
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from dataclasses import fields
 from typing import Any
@@ -24,37 +24,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from plait.runtime.engine import SampleOutput
 from plait.serve import responses as R
+from plait.serve.bodies import check_fields
 from plait.serve.protocol import GenParams, bad
 from plait.serve.state import ServeState, chat_prompt, until_disconnect
 from plait.threads.format import ThreadFormat, trajectory_stats
-from plait.threads.inference import Completion, CompletionRequest, Orchestrator, OrchestratorConfig
-from plait.threads.inference.runtime_backend import completion, engine_request
+from plait.threads.inference import Orchestrator, OrchestratorConfig
+from plait.threads.inference.runtime_backend import EngineBackend
 
 _FIELDS = {f.name for f in fields(OrchestratorConfig) if f.init} - {
     "temperature", "top_p", "top_k", "seed", "max_context_tokens",
 }  # fmt: skip
-
-
-class EngineCompletions:
-    """`CompletionEngine` over the server's engine loop (see the module docstring)."""
-
-    def __init__(self, state: ServeState) -> None:
-        self.state = state
-        self.tokens = 0  # generated, for usage
-
-    async def complete(self, requests: list[CompletionRequest]) -> list[Completion]:
-        return list(await asyncio.gather(*(self._one(r) for r in requests)))
-
-    async def _one(self, req: CompletionRequest) -> Completion:
-        outs = []
-        async for out in self.state.loop.stream(engine_request(req, cache_output=True)):
-            assert isinstance(out, SampleOutput)
-            outs.append(out)
-        done = completion(req, outs)
-        self.tokens += len(done.tokens)
-        return done
 
 
 def thread_format(state: ServeState) -> ThreadFormat:
@@ -71,12 +51,13 @@ def orchestrator_config(spec: Any, params: GenParams, context: int) -> Orchestra
     unknown = sorted(set(spec) - _FIELDS)
     if unknown:
         raise bad("threads", f"unknown threads fields {unknown}; known: {sorted(_FIELDS)}")
+    check_fields(spec, OrchestratorConfig, "threads")
     s = params.sampling
     try:
         return OrchestratorConfig(**spec, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
                                   seed=s.seed, max_context_tokens=context)  # fmt: skip
-    except (TypeError, ValueError) as exc:
-        raise bad("threads", f"bad threads settings: {exc}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise bad("threads", f"bad threads settings: {exc!s:.300}") from None
 
 
 async def handle_threads(
@@ -85,9 +66,9 @@ async def handle_threads(
     if params.stream:
         raise bad("stream", "the threads extension answers whole trajectories; set stream false")
     config = orchestrator_config(body.get("threads"), params, state.limits.context)
-    prompt = chat_prompt(state, body)
+    prompt = await chat_prompt(state, body)
     fmt = thread_format(state)
-    engine = EngineCompletions(state)
+    engine = EngineBackend(state.loop.engine, stream=state.loop.stream)
     run = await until_disconnect(request, Orchestrator(engine, fmt, config).run(prompt))
     if run is None:
         return Response(status_code=499)

@@ -64,6 +64,11 @@ class GradientCode:
     _cache: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("n", "s", "seed"):
+            v = getattr(self, name)
+            if type(v) is not int and not isinstance(v, np.integer):  # 2.0 or True is refused
+                raise TypeError(f"gradient code needs an int {name}, got {type(v).__name__} {v!r}")
+            setattr(self, name, int(v))
         if self.n < 1:
             raise ValueError(f"gradient code needs n >= 1 workers, got n={self.n}; pass n >= 1")
         if not 0 <= self.s < self.n:
@@ -118,10 +123,23 @@ class GradientCode:
             for _, c in self.blocks
         ]
 
+    def mask(self, survivors: np.ndarray) -> np.ndarray:
+        """``survivors`` as a bool array of shape (n,): ValueError for another shape, TypeError
+        for values other than bools or 0/1 (a short mask would silently leave workers out)."""
+        alive = np.asarray(survivors)
+        if alive.shape != (self.n,):
+            raise ValueError(f"survivors must be a mask of shape ({self.n},), one entry per "
+                             f"worker, got shape {alive.shape}")  # fmt: skip
+        if alive.dtype != bool:
+            if not np.issubdtype(alive.dtype, np.integer) or not np.isin(alive, (0, 1)).all():
+                raise TypeError(f"survivors must be a bool (or 0/1) mask, got {alive.dtype}")
+            alive = alive.astype(bool)
+        return alive
+
     def status(self, survivors: np.ndarray) -> str:
         """ "ok" (decodes within the numerical promise), "rows" (too few survivors in a block) or
         "numeric" (enough survivors but ill-conditioned: wait for more). ``survivors`` (n,) bool."""
-        alive = np.asarray(survivors, dtype=bool)
+        alive = self.mask(survivors)
         counts = np.add.reduceat(alive.astype(np.int64), self._starts)
         if (counts < self._ks).any():
             return "rows"
@@ -141,7 +159,7 @@ class GradientCode:
 
     def decode_vector(self, survivors: np.ndarray) -> np.ndarray:
         """Coefficients a (shape (n,), zero off survivors) with a^T B = 1^T; cached per set."""
-        alive = np.asarray(survivors, dtype=bool)
+        alive = self.mask(survivors)
         key = np.packbits(alive).tobytes()
         hit = self._cache.get(key)
         if hit is not None:
@@ -163,7 +181,7 @@ class GradientCode:
 
     def condition(self, survivors: np.ndarray) -> float:
         """Largest 2-norm condition number of a block's decoding system C[S] (1.0 for FRC)."""
-        alive = np.asarray(survivors, dtype=bool)
+        alive = self.mask(survivors)
         worst = 1.0
         for o, c in self.blocks:
             rows = np.flatnonzero(alive[o : o + c.m])
@@ -195,6 +213,10 @@ class GradientCode:
 
     def decode(self, results: dict[int, np.ndarray]) -> np.ndarray:
         """Sum of partial gradients from worker -> coded vector (float64)."""
+        bad = [i for i in results
+               if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.n]  # fmt: skip
+        if bad:
+            raise ValueError(f"results are keyed by worker index 0..{self.n - 1}, got {bad[0]!r}")
         mask = np.zeros(self.n, dtype=bool)
         mask[list(results)] = True
         a = self.decode_vector(mask)

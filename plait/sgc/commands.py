@@ -7,11 +7,10 @@ Every command validates its arguments and its output paths before any work, prin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
+from plait.arguments import require_extra
 from plait.errors import UsageError
 from plait.outputs import JsonlAppender, check_writable
 
@@ -31,30 +30,46 @@ def params_of(args) -> dict:
     return d
 
 
+# Upper bounds, so that a huge value is refused at once instead of allocating for minutes.
+LIMITS = dict(n=4096, jobs=1_000_000, models=1024, unit=4096, seeds=1000, probe=1_000_000,
+              max_delay=16)  # fmt: skip
+MAX_TRACE_CELLS = 50_000_000  # workers x rounds of a generated trace (400 MB of float64)
+
+
 def check_args(args, **bounds: float) -> None:
-    """Raise UsageError for the first ``--name`` whose value is below its bound (skips None)."""
+    """Raise UsageError for the first ``--name`` whose value is below its bound, above its
+    `LIMITS` entry or not finite (skips None)."""
     for name, low in bounds.items():
         v = getattr(args, name, None)
-        if v is not None and not v >= low:  # also refuses nan
-            flag = "--" + name.replace("_", "-")
+        if v is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not v >= low:  # also refuses nan
             raise UsageError(f"{flag} must be >= {low:g}, got {v:g}")
+        if v == float("inf"):
+            raise UsageError(f"{flag} must be a finite number, got {v:g}")
+        if name in LIMITS and v > LIMITS[name]:
+            raise UsageError(f"{flag} must be <= {LIMITS[name]}, got {v}")
 
 
 def check_outputs(args, *flags: str) -> None:
-    """Before the work: every output path given can be written, plotting can be imported."""
-    for flag in flags:
-        path = getattr(args, flag.replace("-", "_"), None)
+    """Before the work: every output path given can be written (and is neither the input trace
+    nor another output), plotting can be imported."""
+    paths = [(f"--{f}", getattr(args, f.replace("-", "_"), None)) for f in flags]
+    trace = getattr(args, "trace", None)
+    inputs = [("--trace", trace)] if trace not in (None, "ge", "iid") else []
+    for i, (flag, path) in enumerate(paths):
         if path:
-            check_writable(path, f"--{flag}")
+            check_writable(path, flag, inputs + [p for p in paths[:i] if p[1]])
     if getattr(args, "plot", None):
-        require("matplotlib", "--plot", "ml")
+        require_extra("matplotlib", "ml", "--plot")
 
 
-def require(module: str, what: str, extra: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        raise UsageError(
-            f"{what} needs {module}, which is not installed; pip install -e '.[{extra}]'"
-        )
+def check_cells(n: int, rounds: int) -> None:
+    """Refuse a generated trace too large to hold (before it is allocated)."""
+    if n * rounds > MAX_TRACE_CELLS:
+        raise UsageError(f"a trace of {n} workers x {rounds} rounds is over {MAX_TRACE_CELLS:,} "
+                         "cells; lower --n or --jobs")  # fmt: skip
 
 
 def check_rules(names: list[str]) -> list[str]:
@@ -75,7 +90,9 @@ def load_trace(args, rounds_for):
 
     if args.trace in ("ge", "iid"):
         n = 256 if args.n is None else args.n
-        return make_trace(args.trace, n, rounds_for(n), args.seed)
+        rounds = rounds_for(n)
+        check_cells(n, rounds)
+        return make_trace(args.trace, n, rounds, args.seed)
     tr = make_trace(args.trace, 0, 0, 0)
     if args.n is not None and args.n != tr.n:
         raise UsageError(f"--n {args.n} disagrees with {args.trace}, a trace of {tr.n} workers; "
@@ -110,9 +127,9 @@ def cmd_simulate(args) -> int:
         tr.save(args.save_trace)
     out: dict = {}
     lines: list[str] = []
-    if args.log:  # a fresh log per run, appended arm by arm (an interrupted run keeps its arms)
-        Path(args.log).unlink(missing_ok=True)
-    log = JsonlAppender(args.log) if args.log else None
+    # a fresh log per run (emptied, never unlinked), appended arm by arm (an interrupted run
+    # keeps its arms)
+    log = JsonlAppender(args.log, fresh=True) if args.log else None
     try:
         for arm in tqdm(arms, desc="simulate", disable=args.json, file=sys.stderr):
             recs: list | None = [] if log is not None else None
@@ -180,20 +197,22 @@ def cmd_train(args) -> int:
     from plait.sgc.schemes import make_scheme
     from plait.sgc.traces import gilbert_elliott_trace
 
-    check_args(args, n=1, jobs=1, mu=0, c0=0, c1=0, seed=0, models=1, unit=1)
-    if not 0 < args.scale < float("inf") or not args.cpus_per_actor > 0:
+    check_args(args, n=1, jobs=1, mu=0, c0=0, c1=0, seed=0, models=1, unit=1, lr_min=0,
+               lr_max=0)  # fmt: skip
+    if not 0 < args.scale < float("inf") or not 0 < args.cpus_per_actor < float("inf"):
         raise UsageError(f"--scale and --cpus-per-actor must be > 0, got {args.scale}, "
                          f"{args.cpus_per_actor}")  # fmt: skip
     check_outputs(args, "plot")
     check_rules([args.rules])
-    require("sklearn", "training on digits", "ml")
+    require_extra("sklearn", "ml", "training on digits")
     if args.backend == "ray":
-        require("ray", "--backend ray", "ray")
+        require_extra("ray", "ray", "--backend ray")
     from plait.sgc.training import TrainConfig, check_round_robin, reference_train, train
 
     params = params_of(args)
     sc = make_scheme(args.scheme, args.n, args.jobs, unit=args.unit, **params)
     check_round_robin(args.models, sc.T)
+    check_cells(args.n, sc.n_rounds + 1)
     cfg = TrainConfig(models=args.models, seed=args.seed, lr_min=args.lr_min, lr_max=args.lr_max)
     tr = gilbert_elliott_trace(args.n, sc.n_rounds + 1, seed=args.seed, jitter=0.02 * args.scale,
                                slow=(0.3 * args.scale, 1.0 * args.scale), tail_prob=0.0)  # fmt: skip
@@ -234,6 +253,7 @@ def cmd_bench(args) -> int:
     from plait.sgc.bench import Arm, format_table, paired_comparison, summarize
 
     check_args(args, n=28, jobs=1, mu=0, seeds=1)
+    check_cells(args.n, args.jobs + 4)
     check_outputs(args, "plot")
     arms = [Arm(scheme="ignore"), Arm(scheme="uncoded", rules="paper")]
     for name in ("gc", "sr-sgc", "m-sgc"):

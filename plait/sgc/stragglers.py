@@ -13,6 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def _ints(model: object, *names: str) -> None:
+    for name in names:
+        v = getattr(model, name)
+        if type(v) is not int and not isinstance(v, np.integer):
+            raise TypeError(f"{type(model).__name__} needs an int {name}, got {v!r}")
+
+
 @dataclass(slots=True, kw_only=True)
 class PerRoundModel:
     """At most s stragglers in every round (what (n, s)-GC tolerates)."""
@@ -20,6 +27,7 @@ class PerRoundModel:
     s: int
 
     def __post_init__(self) -> None:
+        _ints(self, "s")
         if self.s < 0:
             raise ValueError(f"per-round model needs s >= 0, got {self.s}")
 
@@ -44,6 +52,7 @@ class BurstyModel:
     lam: int
 
     def __post_init__(self) -> None:
+        _ints(self, "B", "W", "lam")
         if not 1 <= self.B < self.W:
             raise ValueError(f"bursty model needs 1 <= B < W, got B={self.B}, W={self.W}")
         if self.lam < 0:
@@ -87,6 +96,7 @@ class ArbitraryModel:
     lam: int
 
     def __post_init__(self) -> None:
+        _ints(self, "N", "W", "lam")
         if self.N < 0 or self.W < 1 or self.lam < 0:
             raise ValueError(f"arbitrary model needs N >= 0, W' >= 1, lambda' >= 0; got {self}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,10 +74,22 @@ class Trace:
             if "delays" not in z:
                 raise UsageError(f"{path}: not a trace file (no 'delays' array); {hint}")
             try:
+                delays = z["delays"]
                 meta = json.loads(str(z["meta"])) if "meta" in z else {}
             except json.JSONDecodeError as exc:
                 raise UsageError(f"{path}: its 'meta' is not JSON ({exc.msg}); {hint}") from None
-            return cls(delays=z["delays"], meta=meta if isinstance(meta, dict) else {})
+            except (
+                ValueError,
+                OSError,
+                EOFError,
+                RecursionError,
+                zipfile.BadZipFile,
+                zlib.error,
+            ) as exc:
+                raise UsageError(
+                    f"{path}: a damaged member inside the .npz ({exc}); {hint}"
+                ) from None
+            return cls(delays=delays, meta=meta if isinstance(meta, dict) else {})
 
 
 def iid_trace(

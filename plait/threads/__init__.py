@@ -3,12 +3,12 @@
 Sub-packages by concern (imports flow downward: data/training/inference use format):
 - `format`: tags, `ThreadFormat`, parser, strict validator, renderer, metrics, HTML view (no torch);
 - `inference`: the engine protocol, the orchestrator and its OpenAI-compatible backend (no torch),
-  and the runtime backend (`RuntimeEngine`, torch);
+  and the runtime backend (`EngineBackend`, torch);
 - `training`: units, trie packing, the packed-trie forward (`TrieContext`), SFT, reward, RL loss;
 - `data`: trajectory records, stage-1 data generation, synthetic tasks;
 - `cli`: `plait threads ...`.
-The names below import no torch. `OpenAICompletionsEngine`, `OpenAIConfig` (httpx) and
-`RuntimeEngine` (torch) load on first use.
+The names below import no torch. `OpenAIBackend`, `OpenAIConfig` (httpx) and
+`EngineBackend` (torch) load on first use.
 """
 
 from __future__ import annotations
@@ -19,20 +19,20 @@ from plait.threads.format.codec import TagIds, ThreadFormat
 from plait.threads.format.metrics import TrajectoryStats, speedup_vs_baseline, trajectory_stats
 from plait.threads.format.parser import SegmentTree, parse
 from plait.threads.format.validate import FormatError, validate
-from plait.threads.inference.engine_api import (
+from plait.threads.inference.backend_api import (
     Completion,
-    CompletionEngine,
+    CompletionBackend,
     CompletionRequest,
-    ScriptedEngine,
+    ScriptedBackend,
 )
 from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig, ThreadRun
 from plait.threads.training.reward import RewardConfig, group_advantages, reward
 from plait.threads.training.units import Unit, extract_units
 
 _LAZY = {
-    "OpenAICompletionsEngine": "plait.threads.inference.openai_backend",
+    "OpenAIBackend": "plait.threads.inference.openai_backend",
     "OpenAIConfig": "plait.threads.inference.openai_backend",
-    "RuntimeEngine": "plait.threads.inference.runtime_backend",
+    "EngineBackend": "plait.threads.inference.runtime_backend",
 }
 
 
@@ -46,9 +46,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Completion", "CompletionEngine", "CompletionRequest", "FormatError", "OpenAICompletionsEngine",
-    "OpenAIConfig", "Orchestrator", "OrchestratorConfig", "RewardConfig", "RuntimeEngine",
-    "ScriptedEngine", "SegmentTree", "TagIds", "ThreadFormat", "ThreadRun", "TrajectoryStats",
+    "Completion", "CompletionBackend", "CompletionRequest", "FormatError", "OpenAIBackend",
+    "OpenAIConfig", "Orchestrator", "OrchestratorConfig", "RewardConfig", "EngineBackend",
+    "ScriptedBackend", "SegmentTree", "TagIds", "ThreadFormat", "ThreadRun", "TrajectoryStats",
     "Unit", "extract_units", "group_advantages", "parse", "reward", "speedup_vs_baseline",
     "trajectory_stats", "validate",
 ]  # fmt: skip

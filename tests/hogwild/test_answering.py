@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plait.hogwild.answering import Answers
-from plait.hogwild.answers import final_answer, placeholders
+from plait.hogwild.answering import Answers, final_answer, placeholders
 from plait.hogwild.config import HogwildConfig
 from plait.hogwild.events import TokenEvent
 from plait.hogwild.solve import solve, stream

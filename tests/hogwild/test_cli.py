@@ -15,7 +15,7 @@ from tests.helpers.toy import ToyTokenizer, toy_model
 @pytest.fixture
 def fake_load(monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = SimpleNamespace(model=toy_model("qwen3"), tokenizer=ToyTokenizer(), name="tiny-qwen3")
-    monkeypatch.setattr("plait.runtime.loader.load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr("plait.runtime.loading.loader.load_model", lambda *a, **k: tiny)
 
 
 def test_subcommands_are_registered() -> None:
@@ -84,7 +84,7 @@ def test_live_columns_layout() -> None:
 @pytest.mark.model
 def test_demo_on_the_bundled_model(capsys) -> None:  # noqa: ANN001
     """The README's main job, shortened: two workers of Qwen2.5-0.5B for a few passes."""
-    pytest.importorskip("plait.runtime.loader")
+    pytest.importorskip("plait.runtime.loading.loader")
     assert main(["demo", "--budgets", "12", "--no-live"]) == 0
     out = capsys.readouterr().out
     assert "**Alice [1]:**" in out or "answer:" in out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from plait.hogwild.answers import (
+from plait.hogwild.answering import (
     boxed_contents,
     final_answer,
     last_boxed,

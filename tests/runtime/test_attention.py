@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from plait.runtime.attention import gather_index, merge_gathered, merge_partials, partial_attention
+from plait.runtime.attention import gather_index, merge_gathered, partial_attention
+from tests.helpers.attention import scatter_merge
 
 
 def monolithic(q, k, v, limit):
@@ -41,7 +42,7 @@ def test_random_segmentations_merge_exactly(impl, seed):
         assert not torch.isnan(out).any()
         partials.append((torch.arange(M), out, lse))
     rows = torch.cat([p[0] for p in partials])
-    merged = merge_partials(
+    merged = scatter_merge(
         M,
         rows,
         torch.cat([p[1] for p in partials]),
@@ -86,5 +87,5 @@ def test_merge_gathered_equals_scatter_merge(seed):
     index, pad = gather_index(rows, T)
     assert (pad is None) == uniform
     fast = merge_gathered(out, lse, index, pad, torch.float32)
-    ref = merge_partials(T, rows, out, lse, torch.float32)
+    ref = scatter_merge(T, rows, out, lse, torch.float32)
     assert torch.allclose(fast, ref, atol=1e-6)

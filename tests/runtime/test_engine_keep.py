@@ -98,8 +98,8 @@ def test_forced_tokens_are_emitted_and_stop_rules_apply():
 
 def test_engine_steps_a_given_runner_over_a_pool_only():
     from plait.runtime.engine import KVPool
-    from plait.runtime.presets import fresh_runner
     from plait.runtime.runner import Runner
+    from plait.runtime.shapes import fresh_runner
 
     m = tiny_model("llama", seed=4)
     with pytest.raises(ValueError, match="KVPool"):

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.model
 def tok():
     if not bundled_status(BUNDLED["smollm2-135m"]).installed:
         pytest.skip("smollm2-135m is not installed (make install)")
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     return load_model("smollm2-135m").tokenizer
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plait.runtime.generate import generate_tokens, stream_text
+from plait.runtime.engine.detokenize import TextStream
+from plait.runtime.generate import generate_tokens
 from plait.runtime.sampling import Sampler, SamplingParams, filter_logits, greedy_argmax
 from tests.helpers.tiny import tiny_model
 
@@ -70,14 +71,15 @@ def test_filters_top_k_top_p_and_suppression():
         SamplingParams(top_p=0)
 
 
-def test_stream_text_waits_for_whole_characters():
+def test_text_stream_waits_for_whole_characters():
     class Tok:
         table = {1: b"h", 2: b"\xc3", 3: b"\xa9", 4: b"!"}
 
         def decode(self, ids, skip_special_tokens=True):
             return b"".join(self.table[i] for i in ids).decode("utf-8", errors="replace")
 
-    assert list(stream_text(Tok(), [1, 2, 3, 4])) == ["h", "é", "!"]
+    text = TextStream(Tok())
+    assert [text.add(t) for t in [1, 2, 3, 4]] == ["h", "", "é", "!"]
 
 
 @pytest.mark.parametrize("size", [1, 7, 1024, 3000, 151936])

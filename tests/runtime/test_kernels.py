@@ -85,18 +85,41 @@ def test_noncontiguous_inputs():
 
 
 @needs_kernels
-def test_linear_routes_few_rows_to_the_kernel(monkeypatch):
+@pytest.mark.parametrize("invariant", [True, False])
+def test_linear_routes_rows_to_the_kernel(monkeypatch, invariant):
     calls = []
     real = kernels.skinny_linear
     monkeypatch.setattr(kernels, "skinny_linear", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(kernels, "_invariant", invariant)
     w = torch.randn(8, 32).bfloat16()
     with torch.no_grad():
         linear(torch.randn(4, 32).bfloat16(), w)
-        linear(torch.randn(kernels.SKINNY_MAX_ROWS + 1, 32).bfloat16(), w)  # prefill: torch
+        linear(torch.randn(kernels.SKINNY_MAX_ROWS + 1, 32).bfloat16(), w)  # prefill: torch if off
         linear(torch.randn(4, 32).half(), w.half())  # fp16: torch
     x = torch.randn(2, 32).bfloat16().requires_grad_()
     y = linear(x, w)  # autograd needs torch's op
-    assert len(calls) == 1 and y.requires_grad
+    assert len(calls) == (2 if invariant else 1) and y.requires_grad
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("out,inp", [(37, 45), (100, 896), (50, 2500), (7, 4864)])
+def test_rows_get_the_same_bits_in_any_batch(dtype, out, inp):
+    """Batch invariance: a row's output bits do not depend on how many rows share the call
+    (1 to 600: the streaming path up to 28 rows and the register tiles above), nor on where
+    the row sits among them."""
+    g = torch.Generator().manual_seed(out + inp)
+    x = torch.randn(600, inp, generator=g).to(dtype)
+    w = torch.randn(out, inp, generator=g).to(dtype)
+    b = torch.randn(out, generator=g).to(dtype)
+    alone = torch.cat([kernels.skinny_linear(x[i : i + 1], w, b) for i in range(0, 600, 37)])
+    for rows in (2, 5, 8, 9, 27, 28, 29, 31, 64, 129, 600):
+        for start in {0, 600 - rows, (600 - rows) // 3}:
+            got = kernels.skinny_linear(x[start : start + rows], w, b)
+            picks = [i - start for i in range(0, 600, 37) if start <= i < start + rows]
+            assert torch.equal(
+                got[picks], alone[[i // 37 for i in range(0, 600, 37) if start <= i < start + rows]]
+            )
 
 
 @pytest.fixture
@@ -194,18 +217,18 @@ def test_segment_attention_matches_reference(dtype, B, H, R, L, D, masked):
     assert (out.double() - ref_out).abs().max().item() <= tol * max(1.0, ref_out.abs().max().item())
 
 
-@needs_kernels
-def test_batched_attention_needs_limits_for_the_kernel():
+def test_batched_attention_leaves_the_kernel_choice_to_the_registry():
+    """torch's kernels only: plait's kernels are picked once per step by choose_backend."""
     from plait.runtime.attention import batched_attention, limit_bias
 
     q = torch.randn(1, 1, 2, 16)
     k = v = torch.randn(1, 1, 5, 16)
-    lim = torch.tensor([[1, 3]])
-    with torch.no_grad():  # the kernel has no autograd: with gradients torch's kernels run
-        with pytest.raises(ValueError, match="limits"):
-            batched_attention(q, k, v, limit_bias(lim, 5, 1, q.dtype)[:, None], None, "auto")
-        a = batched_attention(q, k, v, None, None, "auto", lim)
-        b = batched_attention(q, k, v, limit_bias(lim, 5, 1, q.dtype)[:, None], None, "math")
+    bias = limit_bias(torch.tensor([[1, 3]]), 5, 1, q.dtype)[:, None]
+    for impl in ("auto", "plait"):
+        with pytest.raises(ValueError, match="registry.choose_backend"):
+            batched_attention(q, k, v, bias, None, impl)
+    a = batched_attention(q, k, v, bias, None)  # default: sdpa on CPU
+    b = batched_attention(q, k, v, bias, None, "math")
     assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[1], b[1], atol=1e-5)
 
 

@@ -162,6 +162,44 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path, tok):
     assert torch.equal(_logits(first, ids), _logits(second, ids))
 
 
+def test_garbage_inside_the_cached_weights_is_detected(tmp_path, tok, monkeypatch, capfd):
+    """4 KB of garbage in model.safetensors, same size: the checksum written at conversion
+    catches it (hashed because the mtime changed, or always with PLAIT_VERIFY_WEIGHTS=1) and the
+    entry is rebuilt; an entry from before checksums gets its record on first use."""
+    hf = tiny_hf_model("llama", True, seed=7)
+    write_gguf(hf, tok, tmp_path / "m.gguf")
+    first = load_model(tmp_path / "m.gguf", dtype="fp32")
+    ids = first.chat_prompt_ids("hi")
+    weights, meta_path = first.path / "model.safetensors", first.path / META_FILE
+    assert json.loads(meta_path.read_text())["weights"]["size"] == weights.stat().st_size
+    clean = weights.read_bytes()
+
+    def damage(keep_mtime: bool) -> None:
+        st = weights.stat()
+        data = bytearray(clean)
+        data[-8192:-4096] = os.urandom(4096)  # inside the last tensor's data
+        weights.write_bytes(bytes(data))
+        if keep_mtime:
+            os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    damage(keep_mtime=False)
+    capfd.readouterr()
+    second = load_model(tmp_path / "m.gguf", dtype="fp32")
+    assert "does not match the checksum" in capfd.readouterr().err
+    assert torch.equal(_logits(first, ids), _logits(second, ids))
+    assert weights.read_bytes() == clean
+    damage(keep_mtime=True)  # size and mtime as recorded: found only when asked to hash
+    monkeypatch.setenv("PLAIT_VERIFY_WEIGHTS", "1")
+    third = load_model(tmp_path / "m.gguf", dtype="fp32")
+    assert "does not match the checksum" in capfd.readouterr().err
+    assert torch.equal(_logits(first, ids), _logits(third, ids))
+    meta = json.loads(meta_path.read_text())
+    del meta["weights"]  # an entry converted before checksums existed
+    meta_path.write_text(json.dumps(meta))
+    load_model(tmp_path / "m.gguf", dtype="fp32")
+    assert json.loads(meta_path.read_text())["weights"]["sha256"]
+
+
 @pytest.mark.parametrize(
     "dtype,expected", [("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)]
 )
@@ -346,3 +384,54 @@ def test_stale_temporary_entries_are_swept_at_load(tmp_path, tok, capfd):
     assert len(removed) == 2, err
     assert str(dead) in removed[0] and "(2 MB)" in removed[0] and "2.0 h ago" in removed[0]
     assert str(half) in removed[1] and "(3 MB)" in removed[1]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("rms_norm_eps", -1, "rms_norm_eps"),
+        ("num_attention_heads", "x", "num_attention_heads"),
+        ("vocab_size", None, "vocab_size"),
+        ("max_position_embeddings", "big", "max_position_embeddings"),
+        ("head_dim", 3.5, "head_dim"),
+        ("hidden_size", 0, "hidden_size must be positive"),
+    ],
+)
+def test_a_wrong_config_field_is_one_clear_error(tmp_path, tok, field, value, says):
+    from plait.cli import error_message, is_user_error
+
+    directory = save_hf_dir(tiny_hf_model(), tok, tmp_path / "ckpt")
+    config = json.loads((directory / "config.json").read_text())
+    config[field] = value
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CorruptModelError) as exc:
+        load_model(directory)
+    assert is_user_error(exc.value) and says in error_message(exc.value)
+    assert "\n" not in error_message(exc.value)
+
+
+def test_model_config_refuses_bad_numerics():
+    from plait.runtime.config import ModelConfig, RopeConfig
+
+    base = dict(family="llama", vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=1,
+                num_heads=2, num_kv_heads=1, head_dim=4, rope=RopeConfig(rotary_dim=4))  # fmt: skip
+    for bad, error in ((dict(rms_eps=-1.0), ValueError), (dict(rms_eps=float("nan")), ValueError),
+                       (dict(max_position=2.5), TypeError), (dict(num_heads=True), TypeError)):  # fmt: skip
+        with pytest.raises(error):
+            ModelConfig(**base, **bad)
+    with pytest.raises(ValueError, match="rope theta"):
+        RopeConfig(theta=float("nan"))
+
+
+def test_a_full_disk_during_conversion_is_one_line(tmp_path, tok, monkeypatch):
+    import safetensors
+    import safetensors.torch
+
+    def full(*a, **k):
+        raise safetensors.SafetensorError("Error while serializing: No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    write_gguf(tiny_hf_model(seed=8), tok, tmp_path / "m.gguf")
+    with pytest.raises(OSError, match="free some disk space"):
+        load_model(tmp_path / "m.gguf")
+    assert not list(models_dir().iterdir())  # nothing half-written left in the cache

@@ -6,7 +6,7 @@ import torch
 
 from plait.runtime.config import ModelConfig
 from plait.runtime.model import DecoderLM
-from plait.runtime.presets import tiny
+from plait.runtime.shapes import tiny
 from plait.threads.data.synthetic import small_model
 
 

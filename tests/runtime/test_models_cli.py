@@ -14,6 +14,7 @@ import pytest
 
 from plait.cli import main
 from plait.runtime import generate as generate_module
+from plait.runtime.kernels import quant as quant_kernels
 from plait.runtime.loading.bundled import BUNDLED, BundledModel
 from plait.runtime.loading.loader import load_model
 from tests.helpers.checkpoints import (
@@ -80,6 +81,14 @@ def test_models_lists_bundled_and_cached(fake_registry, capsys, tmp_path):
     rows = _rows(capsys)
     assert rows["tiny-installed"]["cached"] and rows["tiny-installed"]["cache_bytes"] > 0
     assert rows["other"]["kind"] == "gguf" and rows["other"]["cached"]
+    assert rows["tiny-installed"]["weights"] == "bf16"
+    assert rows["tiny-installed"]["resident_bytes"] > 0
+    if quant_kernels.available():  # packed entries: the GGUF type and their smaller size
+        quant = tmp_path / "quant.gguf"
+        write_gguf(tiny_hf_model(seed=4), tiny_tokenizer(), quant, quantize=True)
+        load_model(quant, dtype="gguf")
+        row = _rows(capsys)["quant"]
+        assert row["weights"] == "gguf Q8_0" and 0 < row["resident_bytes"] < row["cache_bytes"] * 2
 
     assert main(["models"]) == 0
     table = capsys.readouterr().out
@@ -91,6 +100,8 @@ def test_models_lists_bundled_and_cached(fake_registry, capsys, tmp_path):
         "SIZE",
         "INSTALLED",
         "CACHED",
+        "WEIGHTS",
+        "RESIDENT",
         "NOTES",
     ]
     assert "install: make install (or pip install --no-deps plait-cli-absent==2.0)" in table
@@ -166,6 +177,9 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
     (tmp / "not-a-model").mkdir()
     (tmp / "junk.gguf").write_bytes(b"GGUF but not really")
     long = save_hf_dir(tiny_hf_model(), tiny_tokenizer(), tmp / "ctx256")
+    bad_eps = save_hf_dir(tiny_hf_model(), tiny_tokenizer(), tmp / "eps")
+    config = json.loads((bad_eps / "config.json").read_text())
+    (bad_eps / "config.json").write_text(json.dumps({**config, "rms_norm_eps": -1}))
     g = ["generate"]
     return [
         (["models", "--bogus"], "unrecognized arguments: --bogus"),
@@ -179,7 +193,7 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         ([*g, "--device", "tpu", "hi"], "device must be 'cpu' or 'cuda[:N]'"),
         ([*g, "--max-new-tokens", "0", "hi"], "--max-new-tokens: must be >= 1, got 0"),
         ([*g, "--max-new-tokens", "lots", "hi"], "expected a whole number, got 'lots'"),
-        ([*g, "--temperature", "-1", "hi"], "temperature must be >= 0"),
+        ([*g, "--temperature", "-1", "hi"], "temperature must be a finite number >= 0"),
         ([*g, "--temperature", "warm", "hi"], "invalid float value: 'warm'"),
         ([*g, "--top-k", "-2", "hi"], "top_k must be >= 0"),
         ([*g, "--top-p", "0", "hi"], "top_p must be in (0, 1]"),
@@ -193,6 +207,11 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         ([*g, "--file", str(tmp / "latin1.txt")], "latin1.txt is not UTF-8 text (byte 3"),
         ([*g, "--file", str(tmp / "blank.txt")], "blank.txt is empty; put the prompt in it"),
         ([*g, "--model", str(long), "--dtype", "fp32", "x " * 400], "shorten the prompt"),
+        # issue 22
+        ([*g, "--temperature", "nan", "hi"], "--temperature: must be a finite number, got 'nan'"),
+        ([*g, "--temperature", "inf", "hi"], "--temperature: must be a finite number"),
+        ([*g, "--top-p", "nan", "hi"], "--top-p: must be a finite number"),
+        ([*g, "--model", str(bad_eps), "hi"], "rms_norm_eps"),
     ]
 
 
@@ -224,10 +243,14 @@ def test_bad_input_in_a_real_process(tmp_path):
         (["generate", "--file", str(bad)], "is not UTF-8 text"),
         (["generate", "--model", "nope", "hi"], "unknown model 'nope'"),
         (["generate", "--file", "-"], "--file - (standard input) is empty; put the prompt in it"),
+        (["generate", "--file", "-", "<&-"], "standard input is closed"),
     ]:
+        closed = argv[-1] == "<&-"
         proc = subprocess.run(
-            [sys.executable, "-m", "plait.cli", *argv],
-            capture_output=True, text=True, timeout=120, input=" \n",
+            " ".join([sys.executable, "-m", "plait.cli", *argv]) if closed
+            else [sys.executable, "-m", "plait.cli", *argv],
+            capture_output=True, text=True, timeout=120, input=None if closed else " \n",
+            shell=closed,
         )  # fmt: skip
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.strip().startswith("plait generate: error: ") and says in proc.stderr

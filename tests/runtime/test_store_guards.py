@@ -97,3 +97,68 @@ def test_token_ids_outside_the_vocabulary_are_a_clear_error(setup, bad):
     assert seg.length == 0 and seg.tokens == []
     runner.step([StreamInput([0, model.config.vocab_size - 1], [seg], seg)])  # both ends fine
     assert seg.length == 2
+
+
+# --- issue 22: library arguments checked where they enter, before any state changes ---
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        (lambda s, seg: s.new_segment(capacity=2.5), TypeError, "capacity must be an int"),
+        (lambda s, seg: s.new_segment(capacity=True), TypeError, "capacity must be an int"),
+        (lambda s, seg: s.new_segment(capacity="8"), TypeError, "capacity must be an int"),
+        (lambda s, seg: s.new_segment(capacity=-1), ValueError, "capacity must be >= 0"),
+        (lambda s, seg: s.truncate(seg, 1.5), TypeError, "n must be an int"),
+        (lambda s, seg: s.truncate(seg, -1), ValueError, "n must be >= 0"),
+        (lambda s, seg: s.reserve(seg, 2.0), TypeError, "extra must be an int"),
+        (lambda s, seg: s.copy_range(seg, 0.0, 1, seg), TypeError, "start must be an int"),
+        (lambda s, seg: s.truncate("seg", 1), TypeError, "segment must be a Segment"),
+        (lambda s, seg: s.free(None), TypeError, "segment must be a Segment"),
+    ],
+)
+def test_store_arguments_are_checked_before_any_change(setup, call, error, words):
+    _, store, runner = setup
+    seg = store.new_segment(8, name="a")
+    runner.step([StreamInput([1, 2, 3], [seg], seg)])
+    before = (store.top, store.layout, len(store.segments), seg.length, list(seg.tokens))
+    with pytest.raises(error, match=words):
+        call(store, seg)
+    assert (store.top, store.layout, len(store.segments), seg.length, list(seg.tokens)) == before
+    store.new_segment(4)  # still usable
+    runner.step([StreamInput([4], [seg], seg)])
+    assert seg.tokens == [1, 2, 3, 4]
+
+
+def test_a_segment_of_another_store_is_refused(setup):
+    model, store, runner = setup
+    other = KVStore(model.config, slots=64)
+    mine, theirs = store.new_segment(8, name="mine"), other.new_segment(8, name="theirs")
+    Runner(model, other).step([StreamInput([5, 6], [theirs], theirs)])
+    for inputs in (
+        [StreamInput([1], [theirs, mine], mine)],  # read through a view
+        [StreamInput([1], [theirs], theirs)],  # written
+    ):
+        with pytest.raises(ValueError, match="'theirs' belongs to another KVStore"):
+            runner.step(inputs)
+    for call in (
+        lambda: store.truncate(theirs, 1),
+        lambda: store.copy_range(theirs, 0, 1, mine),
+        lambda: store.move(mine, theirs),
+        lambda: store.free(theirs),
+        lambda: store.arena_slots([(theirs, 0, 1)]),
+    ):
+        with pytest.raises(ValueError, match="belongs to another KVStore"):
+            call()
+    assert theirs.tokens == [5, 6] and mine.length == 0 and store.top == 8
+
+
+@pytest.mark.parametrize("tokens", [[1.0, 2.0], [True], ["1"], torch.tensor([1, 2]), (1, None), 7])
+def test_step_tokens_must_be_int_ids(setup, tokens):
+    _, store, runner = setup
+    seg = store.new_segment(8)
+    with pytest.raises(TypeError, match="tokens"):
+        runner.step([StreamInput(tokens, [seg], seg)])
+    with pytest.raises(TypeError, match="tokens"):
+        runner.prefill(seg, tokens)
+    assert seg.length == 0 and store.layout == 0

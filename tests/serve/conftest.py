@@ -11,7 +11,7 @@ from tests.helpers.serve import MODEL, require
 @pytest.fixture(scope="session")
 def smol():
     require("smollm2-135m")
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
 
     return load_model("smollm2-135m", dtype="fp32")
 
@@ -70,6 +70,7 @@ def ray_served(tiny_dir):
 def tiny_served(tiny_dir):
     """(state, base_url) of single-process `plait serve` over the same tiny model and engine."""
     from plait.runtime.loader import load_model
+
     from plait.serve.server import build_state, start_in_thread
 
     state = build_state(load_model(str(tiny_dir), dtype="fp32"), EngineConfig(**TINY_ENGINE),

@@ -64,7 +64,7 @@ class _Handle:
     def options(self, **kw):
         return self
 
-    def remote(self, method, path, body, route=None):
+    def remote(self, method, path, body, route=None, **kw):
         self.calls.append(route)
         return _Gen(self.scripts[len(self.calls) - 1])
 

@@ -82,12 +82,12 @@ def test_threads_extension_runs_the_orchestrator_in_the_server(served, smol):
 
 
 def test_a_block_of_threads_decodes_as_rows_of_one_batch(served, smol):
-    """EngineCompletions (the orchestrator's engine in the server): a block's three threads share
+    """EngineBackend over the server's loop (the orchestrator's backend there): a block's three threads share
     their context through the prefix cache and each follows the engine contract."""
     import asyncio
 
-    from plait.serve.threads_ext import EngineCompletions
     from plait.threads.inference import CompletionRequest
+    from plait.threads.inference.runtime_backend import EngineBackend
 
     state, _ = served
     ctx = smol.chat_prompt_ids("Plan three steps to bake bread.")
@@ -97,7 +97,8 @@ def test_a_block_of_threads_decodes_as_rows_of_one_batch(served, smol):
     reqs = [CompletionRequest(context=ctx + h, max_tokens=12, stop_token_ids=(stop,),
                               eos_token_ids=tuple(smol.eos_token_ids)) for h in heads]  # fmt: skip
     before = state.loop.engine.cache.stats.hit_tokens
-    outs = asyncio.run(EngineCompletions(state).complete(reqs))
+    backend = EngineBackend(state.loop.engine, stream=state.loop.stream)
+    outs = asyncio.run(backend.complete(reqs))
     for w, o in zip(want, outs):
         cut = w[: w.index(stop) + 1] if stop in w else w
         assert o.tokens == cut and o.finish_reason == ("stop" if stop in w else "length")

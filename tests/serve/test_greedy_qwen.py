@@ -23,7 +23,7 @@ TOKENS = 16
 
 def test_greedy_server_generate_engine_alone_and_batched_agree():
     require("qwen2.5-0.5b")
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
     from plait.serve.server import build_state, start_in_thread
 
     lm = load_model("qwen2.5-0.5b", dtype="bf16")

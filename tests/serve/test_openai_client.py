@@ -109,8 +109,8 @@ def test_threadweaver_openai_backend_against_plait_serve(served, smol):
     """plait's own ThreadWeaver OpenAI backend (token-id mode) gets exactly the greedy ids."""
     import asyncio
 
-    from plait.threads.inference.engine_api import CompletionRequest
-    from plait.threads.inference.openai_backend import OpenAICompletionsEngine, OpenAIConfig
+    from plait.threads.inference.backend_api import CompletionRequest
+    from plait.threads.inference.openai_backend import OpenAIBackend, OpenAIConfig
 
     _, url = served
     tok = smol.tokenizer
@@ -123,7 +123,7 @@ def test_threadweaver_openai_backend_against_plait_serve(served, smol):
         def encode(self, text):
             return tok.encode(text, add_special_tokens=False)
 
-    engine = OpenAICompletionsEngine(OpenAIConfig(base_url=url, model=MODEL), Fmt())  # type: ignore[arg-type]
+    engine = OpenAIBackend(OpenAIConfig(base_url=url, model=MODEL), Fmt())  # type: ignore[arg-type]
     prompt = smol.chat_prompt_ids("List three fruits, one per line.")
     want = reference_greedy(smol.model, prompt, 40)
     nl = want[next(i for i, t in enumerate(want) if "\n" in tok.decode([t]))]

@@ -4,6 +4,8 @@ table of bad inputs: exit 2, one `error:` line, no traceback, no output file lef
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -42,6 +44,24 @@ def test_simulate_json_plot_trace_and_log(capsys, tmp_path) -> None:
     assert len(log.read_text().splitlines()) == len(recs)
 
 
+def test_outputs_follow_links_and_keep_what_is_there(capsys, tmp_path) -> None:
+    """--log through a symlink writes the link's target and keeps the link; an existing log is
+    emptied in place (same inode), never unlinked; --save-trace through a link keeps it too."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "log.jsonl").write_text("old\n")
+    inode = (tmp_path / "real" / "log.jsonl").stat().st_ino
+    (tmp_path / "log.jsonl").symlink_to(tmp_path / "real" / "log.jsonl")
+    (tmp_path / "t.npz").symlink_to(tmp_path / "real" / "t.npz")  # dangling: created through it
+    argv = ["sgc", "simulate", "--n", "16", "--jobs", "8", "--lam", "3", "--json",
+            "--log", str(tmp_path / "log.jsonl"), "--save-trace", str(tmp_path / "t.npz")]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert (tmp_path / "log.jsonl").is_symlink() and (tmp_path / "t.npz").is_symlink()
+    assert (tmp_path / "real" / "log.jsonl").stat().st_ino == inode
+    assert json.loads((tmp_path / "real" / "log.jsonl").read_text().split("\n")[0])["round"] >= 0
+    assert Trace.load(tmp_path / "real" / "t.npz").n == 16
+
+
 def test_search_train_and_bench(capsys, tmp_path) -> None:
     argv = ["sgc", "search", "--n", "8", "--jobs", "30", "--probe", "12", "--max-delay", "2",
             "--json", "--oracle", "--plot", str(tmp_path / "l.png")]  # fmt: skip
@@ -78,7 +98,13 @@ def _files(tmp_path) -> dict:
     np.savez(tmp_path / "other.npz", x=np.ones(3))
     (tmp_path / "text.npz").write_text("not a zip")
     Trace(delays=np.ones((8, 40))).save(tmp_path / "t8.npz")
-    return {k: str(tmp_path / k) for k in ("arr.npy", "other.npz", "text.npz", "t8.npz", "nodir/x")}
+    Trace(delays=np.random.default_rng(0).random((8, 40))).save(tmp_path / "damaged.npz")
+    data = bytearray((tmp_path / "damaged.npz").read_bytes())
+    data[200:1200] = bytes(b ^ 0x55 for b in data[200:1200])  # inside the compressed member
+    (tmp_path / "damaged.npz").write_bytes(bytes(data))
+    os.mkfifo(tmp_path / "fifo")
+    names = ("arr.npy", "other.npz", "text.npz", "t8.npz", "damaged.npz", "fifo", "nodir/x")
+    return {k: str(tmp_path / k) for k in names}
 
 
 SIM = ["sgc", "simulate", "--n", "16", "--jobs", "8", "--lam", "3"]
@@ -132,6 +158,28 @@ BAD = [  # (argv with {file} placeholders, a word the message must contain)
     (["sgc", "train", "--lr-min", "0"], "lr_min"),
     (["sgc", "train", "--n", "4", "--lam", "5"], "lambda < n"),
     (["sgc", "train", "--plot", "{nodir/x}.png"], "does not exist"),
+    # issue 22: inputs, special files and huge values
+    (["sgc", "simulate", "--trace", "{damaged.npz}"], "damaged member"),
+    (["sgc", "simulate", "--trace", "{t8.npz}", "--log", "{t8.npz}"], "same file as --trace"),
+    (["sgc", "simulate", "--trace", "{t8.npz}", "--save-trace", "{t8.npz}"], "same file"),
+    (SIM + ["--save-trace", "x.npz", "--log", "x.npz"], "same file as --log"),
+    (SIM + ["--plot", "x.png", "--log", "x.png"], "same file as --plot"),
+    (SIM + ["--log", "{fifo}"], "special file"),
+    (SIM + ["--save-trace", "{fifo}"], "special file"),
+    (SIM + ["--c0", "inf"], "--c0 must be a finite number"),
+    (SIM + ["--c1", "nan"], "--c1 must be >= 0"),
+    (SIM + ["--mu", "inf"], "--mu must be a finite number"),
+    (["sgc", "simulate", "--n", "100000000"], "--n must be <= 4096"),
+    (SIM + ["--jobs", "1000000000"], "--jobs must be <= 1000000"),
+    (["sgc", "search", "--n", "4096", "--jobs", "900000"], "cells"),
+    (["sgc", "bench", "--n", "4096", "--jobs", "900000"], "cells"),
+    (["sgc", "bench", "--seeds", "100000000"], "--seeds must be <= 1000"),
+    (["sgc", "search", "--max-delay", "1000000"], "--max-delay must be <= 16"),
+    (["sgc", "train", "--models", "1000000000"], "--models must be <= 1024"),
+    (["sgc", "train", "--unit", "1000000000"], "--unit must be <= 4096"),
+    (["sgc", "train", "--n", "4096", "--jobs", "900000"], "cells"),
+    (["sgc", "train", "--lr-max", "inf"], "--lr-max must be a finite number"),
+    (["sgc", "train", "--scale", "inf"], "--scale"),
 ]
 
 
@@ -151,6 +199,7 @@ def test_bad_input_table(argv, word, capsys, tmp_path, monkeypatch) -> None:
     assert len(errs) == 1 and errs[0].startswith(f"plait sgc {argv[1]}: error: "), cap.err
     assert word in errs[0] and "Traceback" not in cap.err
     assert {p.name for p in tmp_path.rglob("*")} == before  # no partial output left
+    assert os.path.getsize(files["t8.npz"]) > 0 and stat.S_ISFIFO(os.stat(files["fifo"]).st_mode)
 
 
 def test_a_real_process_prints_one_line(tmp_path) -> None:
@@ -168,3 +217,23 @@ def test_help_shows_defaults_and_examples(sub, capsys) -> None:
         main(["sgc", sub, "--help"])
     out = capsys.readouterr().out
     assert "(default:" in out and "examples:" in out and f"plait sgc {sub}" in out
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "extra"),
+    [
+        ("matplotlib", ["sgc", "simulate", "--n", "16", "--jobs", "8", "--lam", "3", "--plot", "j.png"], "ml"),
+        ("ray", ["sgc", "train", "--backend", "ray"], "ray"),
+        ("sklearn", ["sgc", "train"], "ml"),
+    ],
+)  # fmt: skip
+def test_a_missing_extra_is_one_line_before_the_work(
+    module, argv, extra, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, module, None)  # as if installed without the extra
+    assert main(argv) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and "Traceback" not in cap.err
+    assert f"needs the package {module}" in cap.err and f"'.[{extra}]'" in cap.err
+    assert list(tmp_path.iterdir()) == []

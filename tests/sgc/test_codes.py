@@ -187,3 +187,55 @@ def test_decode_vectors_are_cached() -> None:
 def test_bad_code_params(bad: dict) -> None:
     with pytest.raises(ValueError):
         GradientCode(**bad)
+
+
+# --- issue 22: arguments checked where they enter ---
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        (dict(n=8.0, s=1), TypeError, "int n"),
+        (dict(n=8, s=1.5), TypeError, "int s"),
+        (dict(n=True, s=0), TypeError, "int n"),
+        (dict(n="8", s=1), TypeError, "int n"),
+    ],
+)
+def test_code_parameters_must_be_ints(kwargs, error, words) -> None:
+    with pytest.raises(error, match=words):
+        GradientCode(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("mask", "error", "words"),
+    [
+        (np.ones(7, dtype=bool), ValueError, r"shape \(8,\)"),  # short: a worker left out
+        (np.ones(9, dtype=bool), ValueError, r"shape \(8,\)"),  # long
+        (np.ones((2, 8), dtype=bool), ValueError, r"shape \(8,\)"),
+        (np.full(8, 0.5), TypeError, "bool"),
+        (np.full(8, 2), TypeError, "bool"),
+    ],
+)
+def test_survivor_masks_must_fit_the_code(mask, error, words) -> None:
+    code = GradientCode(n=8, s=1)
+    for call in (code.status, code.decodable, code.decode_vector, code.condition):
+        with pytest.raises(error, match=words):
+            call(mask)
+    assert code.decodable(np.ones(8, dtype=np.int64))  # 0/1 integers are a mask too
+
+
+def test_decode_refuses_unknown_workers() -> None:
+    code = GradientCode(n=4, s=1)
+    with pytest.raises(ValueError, match="worker index 0..3"):
+        code.decode({0: np.ones(2), 7: np.ones(2), 2: np.ones(2)})
+
+
+def test_straggler_models_need_int_parameters() -> None:
+    from plait.sgc.stragglers import ArbitraryModel, BurstyModel, PerRoundModel
+
+    with pytest.raises(TypeError, match="int s"):
+        PerRoundModel(s=1.5)
+    with pytest.raises(TypeError, match="int W"):
+        BurstyModel(B=1, W=2.0, lam=3)
+    with pytest.raises(TypeError, match="int lam"):
+        ArbitraryModel(N=1, W=2, lam="3")

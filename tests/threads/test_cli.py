@@ -204,3 +204,50 @@ def test_stats_names_its_parallel_ratio_convention(traj_file, capsys):
         ratios[conv] = out["mean_parallel_ratio"]
     total = out["mean_total_tokens"]  # both trajectories have one closed block and equal length
     assert ratios["block"] - ratios["inside"] == pytest.approx(2 / total)
+
+
+def test_unicode_line_breaks_round_trip_and_resume_keeps_whole_records(
+    char_fmt, stub_server, tmp_path, capsys
+):
+    """issue 22: a prompt holding U+2028 is written escaped and read back by every command; a
+    last record that lost only its newline is kept on resume (not asked again, not cut)."""
+    f = char_fmt
+
+    def handler(path, body):
+        toks = f.encode(" fine\u2029done") + [264]
+        return vllm_like(f, lambda c, b: toks)(path, body)
+
+    server = stub_server(handler)
+    out = tmp_path / "runs.jsonl"
+    base = ["threads", "run", "--base-url", server.url, "--out", str(out),
+            "--prompt", "Q\u2028one", "--prompt", "Q\u0085two"]  # fmt: skip
+    assert main(base) == 0
+    raw = out.read_text(encoding="utf-8")
+    assert "\u2028" not in raw and "\\u2028" in raw and len(raw.splitlines()) == 2
+    assert [json.loads(x)["prompt"] for x in raw.splitlines()] == ["Q\u2028one", "Q\u0085two"]
+    assert main(["threads", "stats", str(out)]) == 0
+    assert main(["threads", "normalize", str(out), "--out", str(tmp_path / "n.jsonl")]) == 0
+    assert main(["threads", "validate", str(tmp_path / "n.jsonl")]) == 0
+    norm = (tmp_path / "n.jsonl").read_text(encoding="utf-8")
+    assert "\u2029" not in norm and len(norm.splitlines()) == 2
+    out.write_text(raw.removesuffix("\n"), encoding="utf-8")  # killed before the last newline
+    calls = len(server.calls)
+    capsys.readouterr()
+    assert main(base + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 2 and len(server.calls) == calls
+    assert out.read_text(encoding="utf-8").removesuffix("\n") == raw.removesuffix("\n")
+
+
+def test_pack_to_a_path_without_suffix(traj_file, tmp_path, capsys):
+    import torch
+
+    good = tmp_path / "good.jsonl"
+    good.write_text(traj_file[0].read_text().splitlines()[0] + "\n")
+    assert main(["threads", "pack", str(good), "--out", str(tmp_path / "rowsfile")]) == 0
+    assert isinstance(torch.load(tmp_path / "rowsfile", weights_only=False), list)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "b.jsonl",
+        "good.jsonl",
+        "rowsfile",
+        "t.jsonl",
+    ]

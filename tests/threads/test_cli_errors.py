@@ -4,6 +4,7 @@ names the problem, no traceback, and no output file left behind that a rerun cou
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 import pytest
@@ -50,6 +51,10 @@ FILES = {
     ),  # fmt: skip
     "no_problem.jsonl": json.dumps({"prompt": "Q", "response": "z"}) + "\n",
     "prompts_bad.txt": b"\xff\n",
+    "prompts.txt": "Q\n",
+    "deep.jsonl": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+    "bool_prompt_len.jsonl": '{"tokens": [65, 66], "prompt_len": true}\n',
+    "empty_response.jsonl": json.dumps({"prompt": "Q", "response": "", "problem": "p1"}) + "\n",
     "prompts_blank.txt": "\n \n",
 }
 READ_ERRORS = {  # input file -> words the one line must contain
@@ -64,6 +69,8 @@ READ_ERRORS = {  # input file -> words the one line must contain
     "bad_prompt_len.jsonl": "prompt_len",
     "bad_inserted.jsonl": "inserted",
     "null_response.jsonl": "response text",
+    "deep.jsonl": "nested too deeply",
+    "bool_prompt_len.jsonl": "'prompt_len' must be an integer",
     "missing.jsonl": "No such file",
     ".": "directory",
 }
@@ -75,6 +82,7 @@ def files(tmp_path, monkeypatch):
     for name, content in FILES.items():
         path = tmp_path / name
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    os.mkfifo(tmp_path / "fifo")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -150,6 +158,23 @@ CASES = [
      "does not exist"),
     (["threads", "run", "--base-url", "http://x/v1", "--prompt", "Q", "--out", "runs.jsonl",
       "--max-total-tokens", "0"], "max_total_tokens"),
+    # issue 22: outputs that are inputs or special files; values that were silently accepted
+    (["threads", "view", "good.jsonl", "--out", "good.jsonl"], "same file as FILE"),
+    (["threads", "view", "good.jsonl", "--out", "./good.jsonl"], "same file as FILE"),
+    (["threads", "normalize", "good.jsonl", "--out", "good.jsonl"], "same file as FILE"),
+    (["threads", "pack", "good.jsonl", "--out", "good.jsonl"], "same file as FILE"),
+    (["threads", "view", "good.jsonl", "--out", "fifo"], "special file"),
+    (["threads", "normalize", "good.jsonl", "--out", "x" * 300], "over 255 bytes"),
+    (["threads", "stats", "good.jsonl", "--baseline", "empty_response.jsonl"], "empty response"),
+    (["threads", "stats", "empty_response.jsonl", "--baseline", "good.jsonl"], "empty response"),
+    (["threads", "run", "--base-url", "http://x/v1", "--prompts", "prompts.txt", "--out",
+      "prompts.txt"], "same file as --prompts"),
+    (["threads", "run", "--base-url", "http://x/v1", "--prompt", "Q", "--out", "fifo"],
+     "special file"),
+    (["threads", "run", "--base-url", "http://x/v1", "--prompt", "Q", "--out", "r" * 250],
+     "manifest"),
+    (["threads", "run", "--base-url", "http://x/v1", "--prompt", "Q", "--out", "runs.jsonl",
+      "--top-p", "0"], "top_p must be in (0, 1]"),
 ]  # fmt: skip
 
 
@@ -170,6 +195,12 @@ def _run(url, *extra):
     return ["threads", "run", "--base-url", url, "--prompt", "Q", "--out", "runs.jsonl", *extra]
 
 
+def _ids_answer(tokens):
+    """vLLM's ids-mode answer: the generated ids as 'token_id:N' logprob tokens."""
+    return {"choices": [{"text": "x", "finish_reason": "length",
+                         "logprobs": {"tokens": tokens, "token_logprobs": [0.0] * len(tokens)}}]}  # fmt: skip
+
+
 def test_run_against_broken_servers(files, capsys, stub_server):
     _fails(capsys, _run(f"http://127.0.0.1:{_free_port()}/v1"), "cannot reach", "/completions")
     answers = {
@@ -177,6 +208,12 @@ def test_run_against_broken_servers(files, capsys, stub_server):
         "no choices": ({"object": "text_completion"}, "without 'choices'"),
         "http 500": (Raw(500, "text/plain", b"boom"), "HTTP 500"),
         "http 404": (Raw(404, "application/json", b'{"error": "no model"}'), "HTTP 404"),
+        "text 12345": (
+            {"choices": [{"text": 12345, "finish_reason": "length"}]},
+            "'text' is a int",
+        ),
+        "negative id": (_ids_answer(["token_id:65", "token_id:-5"]), "token id -5, outside"),
+        "huge id": (_ids_answer(["token_id:999999"]), "token id 999999, outside"),
     }
     for answer, words in answers.values():
         server = stub_server(lambda path, body, a=answer: a)

@@ -24,7 +24,6 @@ from plait.runtime.attention.partials import (
     grouped_attention,
     limit_bias,
     merge_gathered,
-    merge_partials,
     partial_attention,
     to_groups,
 )
@@ -48,7 +47,6 @@ __all__ = [
     "grouped_attention",
     "limit_bias",
     "merge_gathered",
-    "merge_partials",
     "partial_attention",
     "plan_step",
     "to_groups",

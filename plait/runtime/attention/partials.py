@@ -1,18 +1,17 @@
-"""Partial attention over one KV segment, and the exact log-sum-exp merge of partials.
+"""Partial attention over one KV segment with torch's kernels, and the exact log-sum-exp merge.
 
-A query that reads several segments gets one (output, lse) pair per segment; `merge_partials`
-combines them into exactly the softmax attention over the concatenation (scatter form, the
-reference); `merge_gathered` does the same from a per-row index computed once per step (a gather
-and a softmax: fewer, larger ops, used by the per-read backends). Queries of many streams
-that read the same segment are stacked and attend to it in one call (the segment is read once).
+A query that reads several segments gets one (output, lse) pair per segment; `merge_gathered`
+combines them into exactly the softmax attention over the concatenation, from a per-row index
+computed once per step (`gather_index`: a gather and a softmax, used by the per-read backends;
+its twin, a scatter merge, is tests/helpers/attention.py). Queries of many streams that read the
+same segment are stacked and attend to it in one call (the segment is read once).
 
 GQA layout: queries (M, Hq, D) are regrouped to (Hkv, M*G, D) so each KV head is read once for
-its G query heads. `impl` picks the kernel of `batched_attention`: "plait" (plait's compiled
-segment kernel, `kernels.segment_attention`: many rows over one segment, per-row key limits
-instead of a mask tensor; CPUs with AVX512-BF16), "sdpa" (torch's scaled-dot-product kernels
-with LSE: `_scaled_dot_product_flash_attention_for_cpu` on CPUs, flash / efficient attention on
-GPUs), "math" (a plain matmul softmax), or "auto" (plait's kernel where `kernels.applies`, else
-"sdpa" on CPU / CUDA, else "math").
+its G query heads. `impl` picks torch's kernel of `batched_attention`: "sdpa" (torch's
+scaled-dot-product kernels with LSE: `_scaled_dot_product_flash_attention_for_cpu` on CPUs, flash
+/ efficient attention on GPUs) or "math" (a plain matmul softmax); None = "sdpa" on CPU / CUDA,
+else "math". Whether plait's compiled kernels run instead is decided in one place only,
+`registry.choose_backend` (the `segment_kernel` and `step_kernel` backends call them).
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ from __future__ import annotations
 import math
 
 import torch
-
-from plait.runtime import kernels
 
 
 def to_groups(q: torch.Tensor, hkv: int) -> torch.Tensor:
@@ -52,7 +49,7 @@ def partial_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     limit: torch.Tensor | None = None,
-    impl: str = "auto",
+    impl: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention of already-rotated queries over one segment.
 
@@ -60,7 +57,7 @@ def partial_attention(
         q: (M, Hq, D) queries, RoPE applied for this segment.
         k, v: (Hkv, L, D) the segment's keys (rotated at local positions) and values.
         limit: (M,) last visible key index per query (keys j <= limit[m]); None = all visible.
-        impl: "auto", "plait", "sdpa" or "math" (see the module docstring).
+        impl: "sdpa", "math" or None (see the module docstring).
     Returns:
         out (M, Hq, D) in q's dtype and lse (M, Hq) float32 (-inf where no key is visible).
     """
@@ -76,19 +73,16 @@ def grouped_attention(
     v: torch.Tensor,
     limit: torch.Tensor | None,
     group: int,
-    impl: str = "auto",
+    impl: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`partial_attention` in the grouped layout: qg (Hkv, M*G, D) -> out (Hkv, M*G, D), lse (Hkv, M*G)."""
     if k.shape[1] == 0:
         return torch.zeros_like(qg), torch.full(qg.shape[:2], -math.inf, device=qg.device)
     bias = empty = None
-    limits = None
     if limit is not None:
-        limits = limit.repeat_interleave(group)[None]  # (1, M*G)
-        if not _plait_kernel(qg, impl):
-            bias = limit_bias(limit, k.shape[1], group, qg.dtype)[None, None]  # (1, 1, M*G, L)
-            empty = limits < 0
-    out, lse = batched_attention(qg[None], k[None], v[None], bias, empty, impl, limits)
+        bias = limit_bias(limit, k.shape[1], group, qg.dtype)[None, None]  # (1, 1, M*G, L)
+        empty = limit.repeat_interleave(group)[None] < 0  # (1, M*G)
+    out, lse = batched_attention(qg[None], k[None], v[None], bias, empty, impl)
     return out[0], lse[0]
 
 
@@ -98,29 +92,25 @@ def batched_attention(
     vb: torch.Tensor,
     bias: torch.Tensor | None,
     empty: torch.Tensor | None,
-    impl: str = "auto",
-    limits: torch.Tensor | None = None,
+    impl: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Several segments at once (equal query counts), grouped layout; the one place that picks
-    the kernel (`grouped_attention` is the B = 1 case).
+    """Several segments at once (equal query counts), grouped layout, with torch's kernels
+    (`grouped_attention` is the B = 1 case).
 
     Args:
         qb: (B, Hkv, MG, D) queries; kb, vb: (B, Hkv, L, D) keys/values (may be strided views).
         bias: (B, 1, MG, L) additive mask or None; empty: (B, MG) rows that see no key, or None.
-        impl: "auto", "plait", "sdpa" or "math" (see the module docstring).
-        limits: (B, MG) last visible key per row (-1: none), the same mask as bias/empty in
-            the form plait's kernel takes; required with a mask when that kernel may run.
+        impl: "sdpa", "math" or None (see the module docstring).
     Returns:
         out (B, Hkv, MG, D) and lse (B, Hkv, MG) float32.
     """
-    if impl not in ("auto", "plait", "sdpa", "math"):
-        raise ValueError(f"impl must be 'auto', 'plait', 'sdpa' or 'math', got {impl!r}")
-    if _plait_kernel(qb, impl):
-        if bias is not None and limits is None:
-            raise ValueError("batched_attention: pass `limits` with a mask for plait's kernel")
-        return kernels.segment_attention(qb, kb, vb, limits)
-    if impl in ("auto", "plait"):
+    if impl is None:
         impl = "sdpa" if qb.device.type in ("cpu", "cuda") else "math"
+    if impl not in ("sdpa", "math"):
+        raise ValueError(
+            f"impl must be 'sdpa' or 'math' (torch's kernels), got {impl!r}; plait's compiled "
+            "kernels run through the attention backends (registry.choose_backend)"
+        )
     if impl == "math":
         scores = (qb.float() @ kb.float().transpose(-1, -2)) * qb.shape[
             -1
@@ -150,41 +140,6 @@ def batched_attention(
         out = torch.where(empty[:, None, :, None], torch.zeros_like(out), out)
         lse = torch.where(empty[:, None, :], torch.full_like(lse, -math.inf), lse)
     return out, lse
-
-
-def _plait_kernel(q: torch.Tensor, impl: str) -> bool:
-    """Whether `batched_attention(q, ..., impl)` runs plait's compiled segment kernel."""
-    return impl in ("auto", "plait") and kernels.applies(q.device, q.dtype, q.shape[-1])
-
-
-def merge_partials(
-    total_rows: int,
-    rows: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """Exact LSE merge of stacked partials.
-
-    Args:
-        total_rows: T, the number of query rows.
-        rows: (N,) the query row of each partial (a row appears once per segment it read).
-        out: (N, H, D) partial outputs; lse: (N, H) their log-sum-exps (-inf = saw nothing).
-    Returns:
-        (T, H, D) attention output; rows that saw no key at all are 0.
-    """
-    N, H, D = out.shape
-    idx = rows[:, None].expand(N, H)
-    m = torch.full((total_rows, H), -math.inf, device=out.device)  # (T, H)
-    m.scatter_reduce_(0, idx, lse, reduce="amax")
-    m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
-    w = torch.exp(lse - m[rows])  # (N, H)
-    acc = torch.zeros(total_rows, H, D, device=out.device).index_add_(
-        0, rows, out.float() * w[..., None]
-    )
-    den = torch.zeros(total_rows, H, device=out.device).index_add_(0, rows, w)
-    den = torch.where(den == 0, torch.ones_like(den), den)
-    return (acc / den[..., None]).to(dtype)  # (T, H, D)
 
 
 def gather_index(rows: torch.Tensor, total_rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -217,13 +172,13 @@ def merge_gathered(
     pad: torch.Tensor | None,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Exact LSE merge with a precomputed index (see `gather_index`); equals `merge_partials`.
+    """Exact LSE merge with a precomputed index (see `gather_index`); equals the scatter merge (its twin in tests/helpers/attention.py).
 
     Args:
         out: (N, H, D) partial outputs; lse: (N, H) their log-sum-exps (-inf = saw nothing).
         index, pad: (T, R) from `gather_index`.
     Every row must see at least one key (true in a step: a query always sees its own
-    token); otherwise its output is NaN, where `merge_partials` returns 0.
+    token); otherwise its output is NaN, where the scatter merge returns 0.
     Returns:
         (T, H, D) attention output.
     """

@@ -24,8 +24,10 @@ BACKENDS: dict[str, Backend] = {
     for b in (step_kernel.BACKEND, segment_kernel.BACKEND, torch_reads.BACKEND, reference.BACKEND)
 }
 FAST = "fast"
-"""The default policy: the step kernel for steps of up to `STEP_KERNEL_MAX_ROWS` new tokens and
-the segment kernel for longer ones where plait's kernels run, torch's kernels elsewhere."""
+"""The default policy where plait's kernels run: the step kernel for every step (batch
+invariance: a row's softmax runs over its segments in one order whatever the step holds); with
+`kernels.batch_invariant()` off, the step kernel up to `STEP_KERNEL_MAX_ROWS` new tokens and the
+segment kernel (per-read partials + LSE merge: other bits) above. Torch's kernels elsewhere."""
 
 
 def names() -> tuple[str, ...]:
@@ -60,5 +62,7 @@ def choose_backend(
     if attention != FAST:
         return BACKENDS[attention]
     if kernels.applies(device, dtype, head_dim):
-        return BACKENDS["step_kernel" if rows <= STEP_KERNEL_MAX_ROWS else "segment_kernel"]
+        if kernels.batch_invariant() or rows <= STEP_KERNEL_MAX_ROWS:
+            return BACKENDS["step_kernel"]
+        return BACKENDS["segment_kernel"]
     return BACKENDS["torch"]

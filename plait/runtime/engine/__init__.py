@@ -4,11 +4,12 @@
 (groups.py), admits them under a KV budget and a row limit (scheduler.py), shares prompt prefixes
 through a radix tree of KV segments (prefix_cache.py; finished sequences may stay in it:
 `EngineRequest.cache_output`) in a free-list KV store (kv_pool.py), and turns tokens into text
-with stop strings (detokenize.py).
+with stop strings (detokenize.py). One request's failure ends that request only (isolation.py).
 """
 
 from plait.runtime.engine.engine import Engine
 from plait.runtime.engine.groups import StreamGroup
+from plait.runtime.engine.isolation import raise_for_error
 from plait.runtime.engine.kv_pool import KVPool
 from plait.runtime.engine.prefix_cache import PrefixCache
 from plait.runtime.engine.requests import (
@@ -16,6 +17,7 @@ from plait.runtime.engine.requests import (
     EngineRequest,
     EngineStats,
     GroupOutput,
+    RequestError,
     SampleOutput,
     TokenLogprob,
 )
@@ -30,7 +32,9 @@ __all__ = [
     "GroupOutput",
     "KVPool",
     "PrefixCache",
+    "RequestError",
     "SampleOutput",
     "StreamGroup",
     "TokenLogprob",
+    "raise_for_error",
 ]

@@ -5,11 +5,15 @@ sequence, so the cost per token stays flat however long the output grows; a wind
 an incomplete multi-byte character waits for the next token. Text that could still become a stop
 string is held back until it cannot; on a match the text ends before the stop string (or after
 it, with `include_stop`). Twin: decoding all ids at once (tests/runtime/test_engine_text.py).
+`stop_rules` decides whether a sample's new token ends it (stop id, EOS, stop string, length).
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any
+
+from plait.runtime.engine.requests import EngineRequest
 
 
 class TextStream:
@@ -71,3 +75,27 @@ class TextStream:
         out = self.text[self.emitted :]
         self.emitted = len(self.text)
         return out
+
+
+def stop_rules(
+    req: EngineRequest, text: TextStream | None, tok: int, at_budget: bool, eos: Set[int]
+) -> tuple[str, str | None, int | str | None]:
+    """A sample's new token `tok` through the stop rules: (its text delta, the finish reason or
+    None, the stop token id or string that matched). `at_budget`: the sample has its last token."""
+    reason: str | None = None
+    stop: int | str | None = None
+    if tok in req.stop_token_ids:
+        reason, stop = "stop", tok
+    elif tok in eos and not req.ignore_eos:
+        reason = "stop"
+    out = ""
+    if text is not None:
+        if reason is None or req.include_stop_str:
+            out = text.add(tok)
+        if text.matched is not None:
+            reason, stop = "stop", text.matched
+    if reason is None and at_budget:
+        reason = "length"
+    if reason is not None and text is not None:
+        out += text.flush()
+    return out, reason, stop

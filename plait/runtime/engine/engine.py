@@ -11,7 +11,9 @@ chunks under the token budget), one `Runner.step` over all of it, then sample, a
 and free what finished. Requests join and leave at any step. A request's logits depend only on
 its own prompt and tokens (its view's segments are fixed by its prompt: `prefix_cache`), so its
 greedy output is the same alone and in any batch up to the floating-point effects of batch shape
-(tests/runtime/test_engine.py checks equality on real and random models).
+(tests/runtime/test_engine.py checks equality on real and random models). Whatever goes wrong
+for one request (admission, a group's plan, sampling, text, stop rules) ends that request with an
+error output and frees its KV; the others go on unchanged (`plait.runtime.engine.isolation`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 
 import torch
 
+from plait.runtime.engine import isolation
+from plait.runtime.engine.detokenize import stop_rules
 from plait.runtime.engine.groups import StreamGroup
 from plait.runtime.engine.kv_pool import KVPool
 from plait.runtime.engine.prefix_cache import PrefixCache
@@ -109,7 +113,7 @@ class Engine:
                 f"engine has {c.kv_budget_tokens} and {c.max_rows}; make it smaller"
             )
         rid = request_id or next_request_id("group")
-        st = GroupState(rid, group)
+        st = GroupState(rid, isolation.GuardedGroup(group))
         self._states[rid] = st
         self.scheduler.waiting.append(st)
         return rid
@@ -119,11 +123,7 @@ class Engine:
         st = self._states.pop(request_id, None)
         if st is None:
             return False
-        sched = self.scheduler
-        if st in sched.waiting:
-            sched.waiting.remove(st)
-        else:
-            self._free(st)
+        self._free(st)
         self.stats.cancelled_requests += 1
         return True
 
@@ -149,42 +149,55 @@ class Engine:
 
     # ------------------------------------------------------------------ step
 
-    def _admit(self) -> None:
-        sched = self.scheduler
-        while sched.waiting and sched.try_admit(sched.waiting[0]):
-            st = sched.waiting.popleft()
-            sched.running.append(st)
-            if isinstance(st, GroupState):
-                st.group.start(self.store, self.runner)
-                continue
-            self.scheduler.start(st, self.store, self.tokenizer)
-            self.stats.prompt_tokens += len(st.request.prompt)
-            self.stats.prefilled_tokens += len(st.request.prompt) - st.cached_tokens
+    def _admit(self) -> list[Output]:
+        sched, failed = self.scheduler, []
+        while sched.waiting:
+            st = sched.waiting[0]
+            try:
+                if not sched.try_admit(st):
+                    break
+                sched.running.append(sched.waiting.popleft())
+                if isinstance(st, GroupState):
+                    st.group.start(self.store, self.runner)
+                else:
+                    sched.start(st, self.store, self.tokenizer)
+                    self.stats.prompt_tokens += len(st.request.prompt)
+                    self.stats.prefilled_tokens += len(st.request.prompt) - st.cached_tokens
+            except Exception as exc:  # noqa: BLE001 - this request fails, the queue goes on
+                failed += self._finish(st, exc)
+        return failed
 
     @torch.inference_mode()
     def step(self) -> list[Output]:
         """Admit, run one batched forward, sample; returns this step's outputs."""
-        self._admit()
+        outputs = self._admit()
         plan = self.scheduler.plan()
-        if not plan.work:
-            return []
+        for group, error in isolation.failed_plans(self.scheduler.running):
+            outputs += self._finish(group, error)
         start = time.perf_counter()
-        self.stats.computed_prompt_tokens += sum(
-            len(w.input.tokens) for w in plan.work if w.kind == "prefill"
+        logits, work = isolation.forward(
+            self.runner, plan.work, plan.instant, self._finish, outputs
         )
-        logits = self.runner.step([w.input for w in plan.work], instant=plan.instant)  # (S, V)
-        outputs: list[Output] = []
+        if logits is None:  # (S, V) last-token logits of `work`
+            return outputs
+        prefill = sum(len(w.input.tokens) for w in work if w.kind == "prefill")
+        self.stats.computed_prompt_tokens += prefill
         group_rows: dict[int, list[int]] = {}
         # greedy picks of every row at once (first maximum, as `greedy_argmax`): one reduction
         # over (S, V) instead of a filtered copy of each row
-        plain = any(w.kind != "group" for w in plan.work)
+        plain = any(w.kind != "group" for w in work)
         picks = logits.argmax(-1).tolist() if plain else []
-        for row, w in enumerate(plan.work):
+        failed: set[int] = set()
+        for row, w in enumerate(work):
             if w.kind == "group":
                 group_rows.setdefault(id(w.state), []).append(row)
-            elif w.kind == "decode" or w.last:
+            elif (w.kind == "decode" or w.last) and id(w.state) not in failed:
                 assert isinstance(w.state, RequestState)
-                outputs.extend(self._sample(w, logits[row], picks[row]))
+                try:
+                    outputs.extend(self._sample(w, logits[row], picks[row]))
+                except Exception as exc:  # noqa: BLE001 - this request fails, the rows go on
+                    failed.add(id(w.state))
+                    outputs += self._finish(w.state, exc)
         for st in list(self.scheduler.running):
             if isinstance(st, GroupState) and id(st) in group_rows:
                 outputs.append(self._advance_group(st, logits[group_rows[id(st)]]))
@@ -197,10 +210,7 @@ class Engine:
         try:
             events = st.group.advance(rows)
         except Exception as exc:  # noqa: BLE001 - a failing group must not stop the others
-            self._finish(st)
-            return GroupOutput(
-                st.request_id, [], finished=True, error=f"{type(exc).__name__}: {exc}"
-            )
+            return self._finish(st, exc)[0]  # type: ignore[return-value]
         done = st.group.done
         if done:
             self._finish(st)
@@ -222,7 +232,9 @@ class Engine:
             if len(s.generated) < len(req.forced_tokens):
                 tok = req.forced_tokens[len(s.generated)]
             else:
-                tok = greedy if plain else int(s.sampler(row[None])[0])
+                tok = (
+                    greedy if plain else int(s.sampler(row[None], positions=[len(s.generated)])[0])
+                )
             lps = [TokenLogprob.of(logp, tok, req.logprobs or 0)] if logp is not None else []
             outs.append(self._emit(st, s, tok, lps))
         if all(s.finish is not None for s in st.samples):
@@ -234,26 +246,11 @@ class Engine:
         req = st.request
         s.generated.append(tok)
         self.stats.generated_tokens += 1
-        reason: str | None = None
-        stop: int | str | None = None
-        if tok in req.stop_token_ids:
-            reason, stop = "stop", tok
-        elif tok in self.eos and not req.ignore_eos:
-            reason = "stop"
-        text = ""
-        if s.text is not None:
-            if reason is None or req.include_stop_str:
-                text = s.text.add(tok)
-            if s.text.matched is not None:
-                reason, stop = "stop", s.text.matched
-        if reason is None and len(s.generated) >= s.budget:
-            reason = "length"
+        text, reason, stop = stop_rules(req, s.text, tok, len(s.generated) >= s.budget, self.eos)
         if reason is None:
             s.feed = tok
         else:
             s.feed, s.finish = None, reason
-            if s.text is not None:
-                text += s.text.flush()
             if req.cache_output:
                 self.stats.kept_tokens += self.scheduler.keep_output(st, s)
             self.store.free(s.segment)
@@ -262,15 +259,23 @@ class Engine:
             len(req.prompt), st.cached_tokens,
         )  # fmt: skip
 
-    def _finish(self, st: RequestState | GroupState) -> None:
+    def _finish(
+        self, st: RequestState | GroupState, exc: BaseException | None = None
+    ) -> list[Output]:
+        """A request ends: done, or failed with `exc` (then its error outputs, the others go
+        on); its KV is freed either way."""
+        outs = [] if exc is None else isolation.failure_outputs(st, exc)
         rid = st.request_id if isinstance(st, GroupState) else st.request.request_id
         self._states.pop(rid, None)
         self._free(st)
-        self.stats.finished_requests += 1
+        self.stats.finished_requests += exc is None
+        self.stats.failed_requests += exc is not None
+        return outs
 
     def _free(self, st: RequestState | GroupState) -> None:
-        if st in self.scheduler.running:
-            self.scheduler.running.remove(st)
+        for queue in (self.scheduler.running, self.scheduler.waiting):
+            if st in queue:
+                queue.remove(st)
         if isinstance(st, GroupState):
             st.group.release()
             return
@@ -291,6 +296,7 @@ class Engine:
         }
         while self.has_work:
             for o in self.step():
+                isolation.raise_for_error(o)
                 if isinstance(o, SampleOutput) and o.request_id in out:
                     out[o.request_id][o.index].extend(o.token_ids)
         return [out[rid] for rid in ids]

@@ -32,13 +32,13 @@ from plait.runtime.segments import KVStore, Segment
 
 
 @dataclass(eq=False, slots=True)
-class Block:
+class CacheBlock:
     """One node of the tree: B prompt tokens and the segment holding their K/V."""
 
     tokens: tuple[int, ...]
     segment: Segment
-    parent: Block | None
-    children: dict[tuple[int, ...], Block] = field(default_factory=dict)
+    parent: CacheBlock | None
+    children: dict[tuple[int, ...], CacheBlock] = field(default_factory=dict)
     refs: int = 0
     last_used: int = 0
 
@@ -78,8 +78,8 @@ class PrefixCache:
         if block_tokens < 1:
             raise ValueError(f"block_tokens must be >= 1, got {block_tokens}")
         self.store, self.block = store, block_tokens
-        self.root: dict[tuple[int, ...], Block] = {}
-        self.blocks: list[Block] = []  # every node
+        self.root: dict[tuple[int, ...], CacheBlock] = {}
+        self.blocks: list[CacheBlock] = []  # every node
         self.stats = CacheStats()
         self.partials: dict[int, list[Partial]] = {}  # by id(node) they follow, 0 for the root
         self._clock = itertools.count(1)
@@ -88,9 +88,9 @@ class PrefixCache:
         """Blocks of a prompt's path: full blocks that leave at least one token after them."""
         return max(len(prompt) - 1, 0) // self.block
 
-    def lookup(self, prompt: Sequence[int]) -> list[Block]:
+    def lookup(self, prompt: Sequence[int]) -> list[CacheBlock]:
         """The existing nodes of a prompt's path (a prefix of it), changing nothing."""
-        out: list[Block] = []
+        out: list[CacheBlock] = []
         level = self.root
         for i in range(self.cached_blocks(prompt)):
             node = level.get(tuple(prompt[i * self.block : (i + 1) * self.block]))
@@ -100,9 +100,9 @@ class PrefixCache:
             level = node.children
         return out
 
-    def acquire(self, prompt: Sequence[int]) -> list[Block]:
+    def acquire(self, prompt: Sequence[int]) -> list[CacheBlock]:
         """Hold the prompt's whole path, creating missing nodes (empty segments of B slots)."""
-        path: list[Block] = []
+        path: list[CacheBlock] = []
         level, parent = self.root, None
         tick = next(self._clock)
         for i in range(self.cached_blocks(prompt)):
@@ -110,7 +110,7 @@ class PrefixCache:
             node = level.get(key)
             if node is None:
                 seg = self.store.new_segment(self.block, name=f"block{len(self.blocks)}")
-                node = level[key] = Block(key, seg, parent)
+                node = level[key] = CacheBlock(key, seg, parent)
                 self.blocks.append(node)
             else:  # cached, or being prefilled by another request: computed once either way
                 self.stats.hit_tokens += self.block
@@ -123,7 +123,7 @@ class PrefixCache:
 
     def keep(
         self,
-        path: Sequence[Block],
+        path: Sequence[CacheBlock],
         tokens: Sequence[int],
         sources: Sequence[tuple[int, Segment]],
         limit: int,
@@ -142,7 +142,7 @@ class PrefixCache:
                 seg = self._filled(i * b, (i + 1) * b, sources) if added < limit else None
                 if seg is None:
                     return kept
-                node = level[key] = Block(key, seg, parent, last_used=tick)
+                node = level[key] = CacheBlock(key, seg, parent, last_used=tick)
                 self.blocks.append(node)
                 added, kept = added + 1, kept + b
             level, parent = node.children, node
@@ -167,7 +167,7 @@ class PrefixCache:
             return None
         return seg
 
-    def _stash(self, node: Block | None, part: Partial) -> None:
+    def _stash(self, node: CacheBlock | None, part: Partial) -> None:
         parts = self.partials.setdefault(id(node) if node is not None else 0, [])
         for old in [p for p in parts if p.tokens[: len(part.tokens)] == part.tokens]:
             parts.remove(old)  # a newer partial covers it
@@ -176,7 +176,7 @@ class PrefixCache:
         if len(parts) > PARTIALS_PER_NODE:
             self.store.free(parts.pop(0).segment)
 
-    def reuse(self, node: Block | None, seg: Segment, tokens: Sequence[int], most: int) -> int:
+    def reuse(self, node: CacheBlock | None, seg: Segment, tokens: Sequence[int], most: int) -> int:
         """Copy into the empty `seg` (a new block or tail after `node`, to hold `tokens`) the K/V
         of the kept partial that shares the longest prefix with them, at most `most` tokens;
         returns the tokens copied."""
@@ -196,7 +196,7 @@ class PrefixCache:
             self.stats.copied_tokens += n
         return n
 
-    def release(self, path: Sequence[Block]) -> None:
+    def release(self, path: Sequence[CacheBlock]) -> None:
         """Let go of a path; not-ready nodes nobody holds are freed (deepest first)."""
         tick = next(self._clock)
         for node in reversed(path):
@@ -205,7 +205,7 @@ class PrefixCache:
             if node.refs == 0 and not node.ready and not node.children:
                 self._drop(node)
 
-    def _drop(self, node: Block) -> None:
+    def _drop(self, node: CacheBlock) -> None:
         level = node.parent.children if node.parent is not None else self.root
         del level[node.tokens]
         self.blocks.remove(node)
@@ -213,7 +213,7 @@ class PrefixCache:
         for part in self.partials.pop(id(node), []):
             self.store.free(part.segment)
 
-    def evictable_tokens(self, keep: Sequence[Block] = ()) -> int:
+    def evictable_tokens(self, keep: Sequence[CacheBlock] = ()) -> int:
         """Slots that eviction could free (nodes nobody holds), not counting `keep`."""
         kept = {id(b) for b in keep}
         free = sum(self.block for b in self.blocks if b.refs == 0 and id(b) not in kept)

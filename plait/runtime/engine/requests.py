@@ -4,7 +4,8 @@ A request is a prompt (token ids) with a budget, sampling, stop rules and `n` sa
 the prompt's K/V. Every `Engine.step` returns the `SampleOutput`s of that step: new token ids (and
 text, when the engine has a tokenizer), log-probs if asked, and a `finish_reason` on a sample's
 last output: "stop" (EOS, a stop token id or a stop string), "length" (max_tokens or the model's
-context) or "abort" (cancelled).
+context), "abort" (cancelled) or "error" (the request failed inside the engine: `error` says how;
+the other requests go on, see `plait.runtime.engine.isolation`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ _ids = itertools.count()
 
 class CapacityError(ValueError):
     """A request larger than the engine could ever admit (KV budget, row limit)."""
+
+
+class RequestError(RuntimeError):
+    """A request failed inside the engine and its error output carries no exception."""
 
 
 def next_request_id(prefix: str = "req") -> str:
@@ -85,6 +90,11 @@ class EngineRequest:
             raise ValueError("stop strings need an engine with a tokenizer; pass stop token ids")
         if any(not 0 <= t < vocab for t in (*self.prompt, *self.forced_tokens)):
             raise ValueError(f"token ids must be in [0, {vocab}); got an id outside it")
+        if self.seed(0) < -(2**63) or self.seed(self.n - 1) >= 2**64:
+            raise ValueError(
+                f"the seed {self.sampling.seed} (+ up to n-1) is outside a 64-bit integer; "
+                "pass a seed in [-2**63, 2**63)"
+            )
 
 
 @dataclass(slots=True)
@@ -114,10 +124,12 @@ class SampleOutput:
     token_ids: list[int]
     text: str = ""  # text delta (empty without a tokenizer)
     logprobs: list[TokenLogprob] = field(default_factory=list)
-    finish_reason: str | None = None  # "stop" | "length" | "abort" on the last output
+    finish_reason: str | None = None  # "stop" | "length" | "abort" | "error" on the last output
     stop_reason: int | str | None = None  # the stop token id or stop string that matched
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens whose K/V came from the prefix cache
+    error: str | None = None  # finish_reason "error": what went wrong
+    cause: BaseException | None = field(default=None, repr=False, compare=False)  # its exception
 
     @property
     def finished(self) -> bool:
@@ -132,6 +144,7 @@ class GroupOutput:
     events: list[object]
     finished: bool = False
     error: str | None = None
+    cause: BaseException | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -145,4 +158,5 @@ class EngineStats:
     computed_prompt_tokens: int = 0  # prompt tokens run through the model (shared work once)
     finished_requests: int = 0
     cancelled_requests: int = 0
+    failed_requests: int = 0  # ended by an error inside the engine (the others went on)
     kept_tokens: int = 0  # finished tokens whose K/V went into the prefix cache (cache_output)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from plait.runtime.engine.detokenize import TextStream
 from plait.runtime.engine.groups import StreamGroup
-from plait.runtime.engine.prefix_cache import Block, PrefixCache
+from plait.runtime.engine.prefix_cache import CacheBlock, PrefixCache
 from plait.runtime.engine.requests import CapacityError, EngineRequest, TokenLogprob
 from plait.runtime.runner import StreamInput
 from plait.runtime.sampling import Sampler
@@ -68,7 +68,7 @@ class RequestState:
 
     request: EngineRequest
     budget: int  # max_tokens clamped to the context
-    path: list[Block] = field(default_factory=list)
+    path: list[CacheBlock] = field(default_factory=list)
     tail: Segment | None = None
     samples: list[Sample] = field(default_factory=list)
     cached_tokens: int = 0
@@ -107,7 +107,7 @@ class Work:
 
 
 @dataclass(slots=True)
-class StepPlan:
+class SchedulerOutput:
     work: list[Work]
     instant: bool
     tokens: int
@@ -189,13 +189,13 @@ class Scheduler:
         st.tail = store.new_segment(len(st.tail_tokens), name=f"{req.request_id}/prompt")
         last = st.path[-1] if st.path else None  # its last token is computed: it gives logits
         self.cache.reuse(last, st.tail, st.tail_tokens, len(st.tail_tokens) - 1)
-        for i in range(req.n):
-            seg = store.new_segment(st.budget, name=f"{req.request_id}/{i}")
-            params = replace(req.sampling, seed=req.seed(i))
+        for i in range(req.n):  # what may fail first, then the segment (freed with the state)
+            sampler = Sampler([replace(req.sampling, seed=req.seed(i))])
             text = None
             if tokenizer is not None:
                 text = TextStream(tokenizer, req.stop, req.include_stop_str)
-            st.samples.append(Sample(i, seg, st.budget, Sampler([params]), text))
+            seg = store.new_segment(st.budget, name=f"{req.request_id}/{i}")
+            st.samples.append(Sample(i, seg, st.budget, sampler, text))
         st.reserved = len(st.tail_tokens) + req.n * st.budget
 
     def keep_output(self, st: RequestState, s: Sample) -> int:
@@ -214,7 +214,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------ plan
 
-    def plan(self) -> StepPlan:
+    def plan(self) -> SchedulerOutput:
         budget = self.config.step_tokens
         work: list[Work] = []
         groups = [st for st in self.running if isinstance(st, GroupState)]
@@ -236,7 +236,7 @@ class Scheduler:
                 break
             if not st.prefilled:
                 budget = self._prefill(st, budget, writing, instant, work)
-        return StepPlan(work, instant, self.config.step_tokens - budget)
+        return SchedulerOutput(work, instant, self.config.step_tokens - budget)
 
     def _prefill(
         self, st: RequestState, budget: int, writing: set[int], instant: bool, work: list[Work]

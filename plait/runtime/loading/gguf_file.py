@@ -120,11 +120,16 @@ def storage_dtype(tensor_type: Any) -> torch.dtype:
 
 
 def state_dict(
-    reader: Any, hf_config: Any, progress: Callable[[], object] | None = None
+    reader: Any,
+    hf_config: Any,
+    progress: Callable[[], object] | None = None,
+    packed: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Dequantised tensors with transformers names (lm_head only if the GGUF has one).
 
     Each tensor is converted to `storage_dtype`; `progress()` is called once per GGUF tensor.
+    With `packed`, matrices of a type plait computes on (plait.runtime.quant.formats.TYPES)
+    are kept as packed blocks instead: `<name>.qpack` (uint8) and `<name>.qmeta`.
     """
     from gguf.quants import dequantize
 
@@ -135,6 +140,8 @@ def state_dict(
             progress()
         name = hf_name(t.name)
         if name is None:
+            continue
+        if packed and _pack_into(out, t, name, arch, hf_config):
             continue
         try:
             arr = dequantize(t.data, t.tensor_type)  # numpy order: (out, in)
@@ -157,6 +164,35 @@ def state_dict(
             w = unpermute_qk(w, heads)
         out[name] = w.to(storage_dtype(t.tensor_type))
     return out
+
+
+def _pack_into(out: dict[str, torch.Tensor], t: Any, name: str, arch: str, hf_config: Any) -> bool:
+    """Store tensor `t` packed under `name` if its type has a packed layout (True if done)."""
+    from plait.runtime.quant import formats
+    from plait.runtime.quant.weight import QMETA, QPACK, pack_tensor
+
+    qtype = t.tensor_type.name
+    if qtype not in formats.TYPES or len(t.shape) != 2:
+        return False
+    k, rows = (int(d) for d in t.shape.tolist())
+    try:
+        w = pack_tensor(np.asarray(t.data).reshape(rows, -1), qtype, k)  # (rows, row bytes)
+    except ValueError as exc:
+        raise CorruptModelError(f"cannot read GGUF tensor {t.name!r}: {exc}; {_FIX}") from exc
+    if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):
+        heads = hf_config.num_attention_heads if "q_proj" in name else hf_config.num_key_value_heads
+        w = unpermute_qk(w, heads)  # rows are whole packed rows: the same permutation
+    out[name + QPACK] = w.contiguous()
+    out[name + QMETA] = torch.tensor([formats.TYPES[qtype], rows, k], dtype=torch.int64)
+    return True
+
+
+def dense_types(reader: Any) -> list[str]:
+    """Quantized GGUF matrix types that have no packed layout (they are dequantised to bf16)."""
+    from plait.runtime.quant import formats
+
+    skip = {"F32", "F64", "F16", "BF16", *formats.TYPES}
+    return sorted({t.tensor_type.name for t in reader.tensors if t.tensor_type.name not in skip})
 
 
 def hf_config(path: Path, reader: Any) -> Any:

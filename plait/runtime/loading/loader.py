@@ -21,17 +21,18 @@ import torch
 
 from plait.runtime import kernels
 from plait.runtime.config import ModelConfig
-from plait.runtime.loading import conversion
+from plait.runtime.loading import conversion, packed
 from plait.runtime.loading.bundled import BUNDLED, get_bundled
 from plait.runtime.loading.errors import (
     CorruptModelError,
-    HubUnavailableError,
     MissingModelFilesError,
     UnknownModelError,
 )
+from plait.runtime.loading.hub import hub_snapshot
 from plait.runtime.loading.tokenizer import Messages, chat_prompt_ids, eos_token_ids, load_tokenizer
 from plait.runtime.loading.weights import one_thread, read_safetensors_dir
 from plait.runtime.model import DecoderLM, hf_to_plait_state_dict
+from plait.runtime.quant.build import install_packed, is_packed
 from plait.runtime.rope import Rope
 
 log = logging.getLogger(__name__)
@@ -122,10 +123,10 @@ def read_hf_config(directory: Path) -> Any:
 
     try:
         return AutoConfig.from_pretrained(str(directory))
-    except (OSError, ValueError, KeyError) as exc:
-        raise CorruptModelError(
-            f"cannot parse {directory / 'config.json'}: {exc}; re-download it"
-        ) from exc
+    except Exception as exc:  # noqa: BLE001 - transformers and huggingface_hub raise many types
+        first = " ".join(str(exc).split())[:300]  # one line
+        raise CorruptModelError(f"cannot parse {directory / 'config.json'}: {first}; fix that "
+                                "field or re-download it") from exc  # fmt: skip
 
 
 def build_model(
@@ -145,8 +146,11 @@ def build_model(
     model.rope = Rope(cfg.rope, cfg.head_dim)  # built on meta above; rebuild on the CPU
     try:
         with one_thread():
-            cast = {k: v.to(device=device, dtype=dtype) for k, v in sd.items()}
-            own = hf_to_plait_state_dict(cast, cfg)
+            if is_packed(sd):  # GGUF blocks kept quantized (plait.runtime.quant)
+                own = install_packed(model, cfg, sd, torch.bfloat16)
+            else:
+                cast = {k: v.to(device=device, dtype=dtype) for k, v in sd.items()}
+                own = hf_to_plait_state_dict(cast, cfg)
             if model.lm_head is None:
                 own.pop("lm_head.weight", None)
             missing, unexpected = model.load_state_dict(own, strict=False, assign=True)
@@ -175,7 +179,10 @@ def load_from_dir(
     releases the GIL), which hides most of its cost.
     """
     hf_cfg = read_hf_config(directory)
-    cfg = ModelConfig.from_hf(hf_cfg)
+    try:
+        cfg = ModelConfig.from_hf(hf_cfg)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CorruptModelError(f"{directory / 'config.json'}: {exc}; fix that field") from exc
     with ThreadPoolExecutor(max_workers=1) as pool:
         tok_future = pool.submit(load_tokenizer, directory)
         sd = read_safetensors_dir(directory, fix)
@@ -198,6 +205,7 @@ def _from_cache(
 ) -> LoadedModel:
     """Load a cache entry; a damaged entry is rebuilt once from its source."""
     entry = make_entry(rebuild=False)
+    packed.note_dense_types(entry)
     try:
         return load_from_dir(entry, name, dtype, device, fix=f"delete {entry} and load again")
     except (CorruptModelError, MissingModelFilesError) as exc:
@@ -206,37 +214,9 @@ def _from_cache(
     return load_from_dir(entry, name, dtype, device, fix=f"delete {entry} and load again")
 
 
-def hub_snapshot(repo_id: str) -> Path:
-    """Local directory of hub model `repo_id` (from the HF hub cache, else downloaded)."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as exc:  # pragma: no cover - transformers depends on it
-        raise HubUnavailableError(
-            "huggingface_hub is not installed; pip install huggingface_hub"
-        ) from exc
-    patterns = ["*.json", "*.safetensors", "*.jinja", "tokenizer*", "*.model", "*.txt"]
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    except Exception as exc:  # huggingface_hub raises several unrelated types here
-        if offline:
-            first: Exception = exc
-        else:
-            try:
-                return Path(snapshot_download(repo_id, allow_patterns=patterns))
-            except Exception as exc2:
-                first = exc2
-    raise HubUnavailableError(
-        f"cannot fetch {repo_id!r} from the Hugging Face hub ({type(first).__name__}: {first}); the "
-        "machine may be offline (HF_HUB_OFFLINE is set or the hub is unreachable). Download the model "
-        "where the hub is reachable and pass its directory, or use a bundled model: "
-        f"{sorted(BUNDLED)}"
-    )
-
-
 def load_model(
     name_or_path: str | os.PathLike[str],
-    dtype: str | torch.dtype = "bf16",
+    dtype: str | torch.dtype = "auto",
     device: str | torch.device = "cpu",
 ) -> LoadedModel:
     """Load a model for inference.
@@ -244,7 +224,9 @@ def load_model(
     Args:
         name_or_path: a bundled name (`smollm2-135m`, `qwen2.5-0.5b`), an HF-format directory,
             a `.gguf` file, or a Hugging Face hub id `org/name`.
-        dtype: "bf16", "fp16" or "fp32".
+        dtype: "auto" (GGUF blocks kept quantized on CPUs that run plait's quantized
+            kernels, computing in bf16; otherwise bf16), "gguf" (quantized or an error),
+            "bf16", "fp16" or "fp32" (weights dequantised to that dtype).
         device: "cpu" or "cuda[:N]".
 
     Returns:
@@ -263,19 +245,23 @@ def _load_model(
     dtype: str | torch.dtype,
     device: str | torch.device,
 ) -> LoadedModel:
-    torch_dtype, dev = parse_dtype(dtype), parse_device(device)
+    torch_dtype = packed.compute_dtype(dtype) or parse_dtype(dtype)
+    dev = parse_device(device)
     text = os.fspath(name_or_path)
     if text in BUNDLED:
         spec = get_bundled(text)
+        pk = packed.use_packed(dtype, dev, gguf=True)
         return _from_cache(
-            lambda rebuild: conversion.bundled_entry(spec, rebuild), spec.name, torch_dtype, dev
+            lambda rebuild: conversion.bundled_entry(spec, rebuild, pk), spec.name, torch_dtype, dev
         )
     path = Path(text).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":
         gguf = path.resolve()
+        pk = packed.use_packed(dtype, dev, gguf=True)
         return _from_cache(
-            lambda rebuild: conversion.gguf_entry(gguf, rebuild), gguf.stem, torch_dtype, dev
+            lambda rebuild: conversion.gguf_entry(gguf, rebuild, pk), gguf.stem, torch_dtype, dev
         )
+    packed.use_packed(dtype, dev, gguf=False)  # dtype="gguf" on a dense source: ValueError
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
         if not (path / "config.json").is_file() and len(ggufs) == 1:

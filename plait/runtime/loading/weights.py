@@ -84,9 +84,14 @@ def write_safetensors(sd: dict[str, torch.Tensor], path: Path) -> None:
     """Write `sd` as one safetensors file (tensors must not share storage: drop tied copies)."""
     from safetensors.torch import save_file
 
-    save_file(
-        {k: v.detach().contiguous() for k, v in sd.items()}, str(path), metadata={"format": "pt"}
-    )
+    tensors = {k: v.detach().contiguous() for k, v in sd.items()}
+    try:
+        save_file(tensors, str(path), metadata={"format": "pt"})
+    except Exception as exc:  # safetensors raises its own SafetensorError for I/O failures
+        if isinstance(exc, OSError) or type(exc).__name__ != "SafetensorError":
+            raise
+        raise OSError(f"cannot write {path} ({exc}); free some disk space (or set "
+                      "PLAIT_CACHE_DIR to a disk with room) and load again") from None  # fmt: skip
 
 
 @contextlib.contextmanager

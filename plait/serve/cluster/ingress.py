@@ -94,13 +94,16 @@ async def _next(gen: Any, timeout_s: float) -> Any:
 
 
 async def _open(
-    state: IngressState, path: str, raw: bytes, keys: list[int]
+    state: IngressState, request: Request, raw: bytes, keys: list[int]
 ) -> tuple[Any, dict[str, Any], list[bytes]]:
     """Call a replica; return (generator, head, chunks so far). For a stream, the chunks so far
     are its first; otherwise the whole body. Retries on a lost replica."""
     attempt = 0
     while True:
-        gen = state.handle.options(stream=True).handle.remote("POST", path, raw, route=keys)
+        gen = state.handle.options(stream=True).handle.remote(
+            request.method, request.url.path, raw, route=keys,
+            content_type=request.headers.get("content-type"),
+        )  # fmt: skip
         try:
             head = await _next(gen, state.timeout_s)
             stream = dict(head["headers"]).get("content-type", "").startswith("text/event-stream")
@@ -133,7 +136,8 @@ def _short(exc: BaseException) -> str:
 
 
 async def forward(request: Request, state: IngressState) -> Response:
-    """POST /v1/...: route the body to a replica and relay its response."""
+    """Any request but the ingress's own routes: to a replica (routed by its prompt), and the
+    replica's response relayed (404, 405, 415 included: the replica's app decides)."""
     if state.draining:
         raise APIError(
             503, "the server is shutting down; retry on another instance", "server_error"
@@ -148,7 +152,7 @@ async def forward(request: Request, state: IngressState) -> Response:
         body = None  # the replica answers with the same error as single-process serve
     path = request.url.path
     keys = chain(prompt_tokens(state, path, body), state.block_tokens)
-    opened = await until_disconnect(request, _open(state, path, raw, keys))
+    opened = await until_disconnect(request, _open(state, request, raw, keys))
     if opened is None:
         return Response(status_code=499)  # the client is gone (the replica call was cancelled)
     gen, head, chunks = opened
@@ -212,7 +216,7 @@ def render_metrics(state: IngressState) -> str:
 
 
 def create_ingress(state: IngressState) -> Starlette:
-    """The ingress app: the single-process routes, POSTs forwarded to the replicas."""
+    """The ingress app: models, health and metrics answered here, the rest by a replica."""
 
     def error(exc: APIError) -> JSONResponse:
         state.responses[exc.status] = state.responses.get(exc.status, 0) + 1
@@ -242,15 +246,10 @@ def create_ingress(state: IngressState) -> Starlette:
     async def metrics(request: Request) -> Response:
         return PlainTextResponse(render_metrics(state), media_type="text/plain; version=0.0.4")
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        msg = f"no route {request.method} {request.url.path}; see /v1/models, /v1/completions, /v1/chat/completions"
-        return error(APIError(404, msg, code="not_found"))
-
     routes = [
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
-        Route("/v1/completions", post, methods=["POST"]),
-        Route("/v1/chat/completions", post, methods=["POST"]),
+        Route("/{path:path}", post, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    return Starlette(routes=routes)

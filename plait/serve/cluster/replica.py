@@ -38,7 +38,7 @@ class ReplicaSpec:
 
 
 async def asgi_call(
-    app: Any, method: str, path: str, body: bytes
+    app: Any, method: str, path: str, body: bytes, content_type: str | None = "application/json"
 ) -> AsyncIterator[dict[str, Any] | bytes]:
     """Run one request through an ASGI app: yields the response head (status, headers), then
     body chunks. Closing the iterator early disconnects the client and cancels the app."""
@@ -57,13 +57,15 @@ async def asgi_call(
     async def send(message: dict[str, Any]) -> None:
         await queue.put(message)
 
+    headers = [(b"content-length", str(len(body)).encode())]
+    if content_type is not None:
+        headers.append((b"content-type", content_type.encode("latin-1")))
     scope = {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
         "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
         "query_string": b"", "root_path": "", "client": ("ray-ingress", 0),
         "server": ("plait-replica", 0),
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
+        "headers": headers,
     }  # fmt: skip
     task = asyncio.create_task(app(scope, receive, send))
     task.add_done_callback(lambda _: queue.put_nowait(None))
@@ -115,11 +117,12 @@ class EngineReplica:
         }  # fmt: skip
 
     async def handle(
-        self, method: str, path: str, body: bytes, route: list[int] | None = None
-    ) -> AsyncIterator[dict[str, Any] | bytes]:
+        self, method: str, path: str, body: bytes, route: list[int] | None = None,
+        content_type: str | None = "application/json",
+    ) -> AsyncIterator[dict[str, Any] | bytes]:  # fmt: skip
         """One HTTP request through the app (`route` is the router's, unused here)."""
         first = True
-        async for item in asgi_call(self.app, method, path, body):
+        async for item in asgi_call(self.app, method, path, body, content_type):
             if first and isinstance(item, dict):
                 item["replica"] = self.name
                 first = False

@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from plait.arguments import HelpFormatter
+from plait.arguments import HelpFormatter, finite_float
 
 
 def _command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
@@ -133,9 +133,9 @@ def _run(sub: Any) -> None:
     p.add_argument("--max-thread-tokens", type=int, default=8192, help="tokens per thread")
     p.add_argument("--max-threads", type=int, default=16, help="threads per block")
     p.add_argument("--max-blocks", type=int, default=32, help="forks per run, then sequential")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    p.add_argument("--temperature", type=finite_float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=finite_float, default=1.0, help="nucleus sampling mass")
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per HTTP request")
+    p.add_argument("--timeout", type=finite_float, default=600.0, help="seconds per HTTP request")
     _common(p)
     p.set_defaults(func=_command("run", "cmd_run"))

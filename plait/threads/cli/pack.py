@@ -19,11 +19,12 @@ from plait.threads.training.units import extract_units
 
 
 def _save(rows: list[Any], path: str) -> None:
-    """torch.save, whole or not at all."""
+    """torch.save, whole or not at all (into an open file: torch names the archive inside after a
+    path's stem, which the temporary name of a suffixless --out would leave empty)."""
     import torch
 
-    with atomic_file(path) as tmp:
-        torch.save(rows, tmp)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        torch.save(rows, f)
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
@@ -37,7 +38,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.row_length < 1:
         raise UsageError(f"--row-length must be >= 1, got {args.row_length}")
     if args.out:
-        check_writable(args.out, "--out")
+        check_writable(args.out, "--out", [("FILE", args.file)])
     fmt, recs = load(args)
     for i, r in enumerate(recs):
         if r.prompt_len < 1:

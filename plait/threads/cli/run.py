@@ -26,7 +26,8 @@ def _prompts(args: argparse.Namespace) -> list[str]:
     prompts = list(args.prompt)
     if args.prompts:
         text = read_text_input(args.prompts, "--prompts", "one prompt per line")
-        prompts += [ln for ln in text.splitlines() if ln.strip()]
+        # lines end at "\n" only (a U+2028 inside a prompt stays in it); "\r\n" files work
+        prompts += [ln.removesuffix("\r") for ln in text.split("\n") if ln.strip()]
     if not prompts:
         raise UsageError("give at least one --prompt or a --prompts file with non-blank lines")
     return prompts
@@ -57,19 +58,18 @@ def _done_prompts(args: argparse.Namespace) -> tuple[Counter[str], Manifest]:
 def _open(args: argparse.Namespace, manifest: Manifest) -> JsonlAppender:
     """Start writing: record the settings; on --overwrite empty --out (only now, with a result)."""
     manifest.check(overwrite=True)
-    if args.overwrite:
-        Path(args.out).write_text("", encoding="utf-8")
-    return JsonlAppender(args.out)
+    return JsonlAppender(args.out, fresh=args.overwrite)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from plait.threads.inference.openai_backend import OpenAICompletionsEngine, OpenAIConfig
+    from plait.threads.inference.openai_backend import OpenAIBackend, OpenAIConfig
     from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
 
     prompts = _prompts(args)
-    check_writable(args.out, "--out")
+    check_writable(args.out, "--out", [("--prompts", args.prompts)])
+    check_writable(f"{args.out}.manifest.json", "--out's manifest", [("--prompts", args.prompts)])
     fmt = load_format(args.tokenizer)
-    engine = OpenAICompletionsEngine(
+    engine = OpenAIBackend(
         OpenAIConfig(base_url=args.base_url, model=args.model, prompt_mode=args.prompt_mode,
                      timeout_s=args.timeout), fmt,
     )  # fmt: skip

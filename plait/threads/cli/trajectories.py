@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from collections import Counter
 from typing import Any
 
 from plait.errors import UsageError
+from plait.jsonl import dumps_line
 from plait.outputs import atomic_write_text, check_writable
 from plait.threads.cli.common import emit, load
 from plait.threads.data.records import TrajectoryRecord
@@ -70,7 +70,7 @@ def _canonical_record(r: TrajectoryRecord, norm: Normalized, fmt: ThreadFormat) 
 
 
 def cmd_normalize(args: argparse.Namespace) -> int:
-    check_writable(args.out, "--out")
+    check_writable(args.out, "--out", [("FILE", args.file)])
     fmt, recs = load(args)
     out_lines, changed, codes = [], 0, Counter[str]()
     for i, r in enumerate(recs):
@@ -83,7 +83,7 @@ def cmd_normalize(args: argparse.Namespace) -> int:
             )
         changed += bool(norm.fixes)
         codes.update(x.code for x in norm.fixes)
-        out_lines.append(json.dumps(_canonical_record(r, norm, fmt), ensure_ascii=False))
+        out_lines.append(dumps_line(_canonical_record(r, norm, fmt)))
     atomic_write_text(args.out, "\n".join(out_lines) + "\n")
     obj = {"trajectories": len(recs), "changed": changed, "fixes": dict(codes), "out": args.out}
     text = f"{changed}/{len(recs)} trajectories changed ({dict(codes) or 'no fixes'}); wrote {args.out}"
@@ -161,7 +161,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_view(args: argparse.Namespace) -> int:
     from plait.threads.format.view import render_html
 
-    check_writable(args.out, "--out")
+    check_writable(args.out, "--out", [("FILE", args.file)])
     fmt, recs = load(args)
     if not 0 <= args.index < len(recs):
         raise UsageError(f"--index {args.index} is outside [0, {len(recs)}) for {args.file}")

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from plait.threads.data.datagen_prompts import OUTLINE_PROMPT, REFERENCE_PROMPT, STRUCTURE_TURNS
+from plait.threads.data.chat_turns import OUTLINE_PROMPT, REFERENCE_PROMPT, STRUCTURE_TURNS
 from plait.threads.format.codec import ThreadFormat
 from plait.threads.format.render import BlockSpec, render
 from plait.threads.format.validate import validate
@@ -75,7 +75,7 @@ class DatagenConfig:
 
 
 @dataclass(slots=True, kw_only=True)
-class Block:
+class TraceBlock:
     """A parallel block cut from the trace: 1-based inclusive line ranges per thread."""
 
     ranges: list[tuple[int, int]]
@@ -121,9 +121,9 @@ def structure(client: ChatClient, trace: str) -> list[list[tuple[int, int]]]:
 
 def extract_blocks(
     lines: list[str], groups: list[list[tuple[int, int]]], config: DatagenConfig
-) -> tuple[list[Block], list[str]]:
+) -> tuple[list[TraceBlock], list[str]]:
     """Step 2 (deterministic): blocks that pass the checks, and reasons for the others."""
-    kept: list[Block] = []
+    kept: list[TraceBlock] = []
     skipped: list[str] = []
     used_until = 0
     for g in sorted(groups, key=lambda g: min((a for a, _ in g), default=0)):
@@ -151,7 +151,7 @@ def extract_blocks(
         if any(not t for t in threads):
             skipped.append(f"{name}: an empty thread")
             continue
-        kept.append(Block(ranges=rs, threads=threads))
+        kept.append(TraceBlock(ranges=rs, threads=threads))
         used_until = rs[-1][1]
     return kept, skipped
 
@@ -175,7 +175,7 @@ def _json_list(answer: str) -> list[Any] | None:
 
 
 def remove_references(
-    client: ChatClient, lines: list[str], block: Block, config: DatagenConfig
+    client: ChatClient, lines: list[str], block: TraceBlock, config: DatagenConfig
 ) -> list[str]:
     """Step 3: rewrite threads 2..n in place; returns reasons for rejected edits."""
     notes = []
@@ -201,7 +201,7 @@ def remove_references(
 
 
 def outlines(
-    client: ChatClient, lines: list[str], block: Block, config: DatagenConfig
+    client: ChatClient, lines: list[str], block: TraceBlock, config: DatagenConfig
 ) -> list[str] | None:
     """Step 4: one outline per thread (None if the model did not return exactly that many)."""
     start = block.ranges[0][0]
@@ -226,7 +226,7 @@ def to_parallel(
     cfg, fmt = config or DatagenConfig(), fmt or ThreadFormat.char_level()
     lines = trace.split("\n")
     blocks, skipped = extract_blocks(lines, structure(client, trace), cfg)
-    final: list[Block] = []
+    final: list[TraceBlock] = []
     for b in blocks:
         skipped += remove_references(client, lines, b, cfg)
         outs = outlines(client, lines, b, cfg)

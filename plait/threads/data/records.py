@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from plait.errors import UsageError
+from plait.jsonl import loads_line, split_lines
 from plait.threads.format.codec import ThreadFormat
 
 
@@ -84,7 +85,11 @@ def _record(obj: Any, fmt: ThreadFormat, where: str) -> TrajectoryRecord:
     if "tokens" in obj:
         tokens = _ids(obj["tokens"], where, "tokens")
         prompt_len = obj.get("prompt_len", 0)
-        if not isinstance(prompt_len, int) or not 0 <= prompt_len <= len(tokens):
+        if (
+            not isinstance(prompt_len, int)
+            or isinstance(prompt_len, bool)  # true is not 1
+            or not 0 <= prompt_len <= len(tokens)
+        ):
             raise UsageError(f"{where}: 'prompt_len' must be an integer in [0, {len(tokens)}]")
         inserted = obj.get("inserted")
         if inserted is not None and (
@@ -132,11 +137,11 @@ def read_records(
             "(convert it with: jq -c '.[]')"
         )
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(split_lines(text), 1):  # "\n" only: U+2028 may sit in a string
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = loads_line(line, f"{p}:{n}")
         except json.JSONDecodeError as exc:
             raise UsageError(f"{p}:{n}: not valid JSON ({exc.msg}, column {exc.colno})") from None
         rec = _record(obj, fmt, f"{p}:{n}")

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 
 from plait.runtime.model import DecoderLM
-from plait.runtime.presets import tiny
+from plait.runtime.shapes import tiny
 from plait.threads.training.trie import UnitTokens
 
 # Reserved ids of the synthetic vocabulary; ordinary "text" tokens are >= FIRST_TEXT.

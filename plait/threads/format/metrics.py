@@ -189,6 +189,12 @@ def speedup_vs_baseline(ours: Sequence[Rollout], baseline: Sequence[Rollout]) ->
         raise ValueError(
             "no problem appears in both rollout sets; pass rollouts of the same problems"
         )
+    for side, rolls in (("ours", mine), ("baseline", base)):
+        empty = [p for p in common if any(r.latency <= 0 for r in rolls[p])]
+        if empty:  # a latency ratio over an empty response is undefined
+            raise ValueError(f"problem {empty[0]!r} has a rollout with an empty response in "
+                             f"{side}; a speedup needs at least one response token per rollout: "
+                             "drop those rollouts")  # fmt: skip
     ratios = [
         _mean([r.latency for r in base[p]]) / _mean([r.latency for r in mine[p]]) for p in common
     ]

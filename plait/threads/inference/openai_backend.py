@@ -1,4 +1,4 @@
-"""`CompletionEngine` over an OpenAI-compatible `/v1/completions` server (vLLM, SGLang, llama.cpp).
+"""`CompletionBackend` over an OpenAI-compatible `/v1/completions` server (vLLM, SGLang, llama.cpp).
 
 Two prompt modes:
 - "ids" (vLLM, SGLang): the prompt is sent as token ids with `stop_token_ids`; vLLM's
@@ -25,7 +25,7 @@ import httpx
 
 from plait.errors import PlaitError
 from plait.threads.format.codec import ThreadFormat
-from plait.threads.inference.engine_api import Completion, CompletionRequest, FinishReason
+from plait.threads.inference.backend_api import Completion, CompletionRequest, FinishReason
 
 
 class ServerError(PlaitError):
@@ -41,7 +41,7 @@ def read_answer(url: str, resp: httpx.Response) -> dict[str, Any]:
         )
     try:
         data = resp.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse
         kind = resp.headers.get("content-type", "no content type")
         raise ServerError(
             f"{url} did not answer JSON (HTTP {resp.status_code}, {kind}: {resp.text[:60]!r}); "
@@ -76,8 +76,8 @@ class OpenAIConfig:
         self.base_url = self.base_url.rstrip("/")
 
 
-class OpenAICompletionsEngine:
-    """Implements `CompletionEngine.complete` with one HTTP request per `CompletionRequest`."""
+class OpenAIBackend:
+    """Implements `CompletionBackend.complete` with one HTTP request per `CompletionRequest`."""
 
     def __init__(self, config: OpenAIConfig, fmt: ThreadFormat):
         self.config, self.fmt = config, fmt
@@ -145,9 +145,21 @@ class OpenAICompletionsEngine:
         lp = choice.get("logprobs")
         lp = lp if isinstance(lp, dict) else {}
         lp_tokens = lp.get("tokens") or []
+        text = choice.get("text")
+        if text is not None and not isinstance(text, str):
+            raise ServerError(f"{self.config.base_url} answered a choice whose 'text' is a "
+                              f"{type(text).__name__}, not a string; is this an OpenAI-compatible "
+                              "completions endpoint?")  # fmt: skip
         ids = _ids_from_logprobs(lp_tokens)
         if ids is None:
-            ids = self.fmt.encode(choice.get("text") or "")
+            ids = self.fmt.encode(text or "")
+        else:
+            size = getattr(self.fmt, "vocab_size", None)  # None: only negative ids refused
+            bad = [t for t in ids if t < 0 or (size is not None and t >= size)]
+            if bad:
+                raise ServerError(f"{self.config.base_url} answered token id {bad[0]}, outside "
+                                  f"the vocabulary of --tokenizer ({size} ids); pass the "
+                                  "tokenizer of the served model")  # fmt: skip
         raw = lp.get("token_logprobs")
         raw_lp: list[float] | None = None
         if isinstance(raw, list) and all(isinstance(x, (int, float)) for x in raw):
@@ -200,7 +212,7 @@ class OpenAICompletionsEngine:
             if s and s in extra:
                 return t
         hidden = usage.get("completion_tokens")
-        if hidden is not None and lp_tokens:
+        if isinstance(hidden, int) and lp_tokens:
             return req.stop_token_ids[0] if hidden > len(lp_tokens) else None
         return req.stop_token_ids[0]  # the server cannot tell: assume the stop string fired
 
@@ -209,4 +221,7 @@ def _ids_from_logprobs(tokens: list[Any]) -> list[int] | None:
     """vLLM's `return_tokens_as_token_ids` renders each token as 'token_id:123'."""
     if not tokens or not all(isinstance(t, str) and t.startswith("token_id:") for t in tokens):
         return None
-    return [int(t.split(":", 1)[1]) for t in tokens]
+    tails = [t.split(":", 1)[1] for t in tokens]
+    if not all(x.lstrip("-").isdigit() for x in tails):
+        return None
+    return [int(x) for x in tails]

@@ -1,4 +1,4 @@
-"""The ThreadWeaver state machine on token ids, over any `CompletionEngine`.
+"""The ThreadWeaver state machine on token ids, over any `CompletionBackend`.
 
 Loop (paper section 3.2, with the release's join): 1) decode sequentially until `</Outlines>`,
 EOS or the budget; 2) read the outline numbers of the open block (duplicates dropped, at most
@@ -20,7 +20,7 @@ from typing import Literal
 
 from plait.threads.format.codec import ThreadFormat
 from plait.threads.format.parser import SegmentTree, parse
-from plait.threads.inference.engine_api import Completion, CompletionEngine, CompletionRequest
+from plait.threads.inference.backend_api import Completion, CompletionBackend, CompletionRequest
 
 StopReason = Literal["eos", "length", "max_calls", "eos_in_thread"]
 
@@ -41,11 +41,27 @@ class OrchestratorConfig:
     seed: int | None = None  # thread j of call c gets seed + 1000 * c + j
 
     def __post_init__(self) -> None:
+        ints = ("max_total_tokens", "max_thread_tokens", "max_threads", "max_calls", "max_blocks",
+                "top_k")  # fmt: skip
+        for name in (*ints, "max_context_tokens", "seed"):
+            v = getattr(self, name)
+            if (v is not None or name in ints) and (type(v) is not int):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
         for name in ("max_total_tokens", "max_thread_tokens", "max_threads", "max_calls"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_blocks < 0:
             raise ValueError(f"max_blocks must be >= 0 (0 = never fork), got {self.max_blocks}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        for name in ("temperature", "top_p"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{name} must be a number, got {type(v).__name__} {v!r}")
+        if not 0.0 <= self.temperature < float("inf"):  # also refuses NaN
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -83,7 +99,7 @@ class ThreadRun:
 class Orchestrator:
     """Runs the state machine; `await orch.run(prompt_ids)` or `orch.run_sync(prompt_ids)`."""
 
-    def __init__(self, engine: CompletionEngine, fmt: ThreadFormat, config: OrchestratorConfig):
+    def __init__(self, engine: CompletionBackend, fmt: ThreadFormat, config: OrchestratorConfig):
         self.engine, self.fmt, self.config = engine, fmt, config
 
     def run_sync(self, prompt: list[int]) -> ThreadRun:

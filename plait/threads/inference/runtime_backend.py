@@ -1,6 +1,8 @@
-"""A `CompletionEngine` on plait's runtime: a thin user of `plait.runtime.engine.Engine`.
+"""`EngineBackend`: the ThreadWeaver `CompletionBackend` on plait's engine (`plait.runtime.engine`).
 
-Per `complete(requests)` call (the threads of one block, or one sequential request) every request
+One adapter for both places the orchestrator runs on plait's engine: a private engine stepped
+inside `complete` (`EngineBackend.private`: the CLI, benchmarks) and the server's, reached through
+its `EngineLoop.stream` (plait.serve.threads_ext). Per `complete(requests)` call (the threads of one block, or one sequential request) every request
 is added to a private `Engine` at once and the engine steps until they all finish: the threads
 decode as rows of one batch, and their common context is read from the engine's prefix cache
 (64-token blocks by default; requests that arrive together prefill a missing shared block once).
@@ -11,22 +13,29 @@ re-encoded after it (they see the earlier threads, exactly the autoregressive co
 training data teaches); the next block's threads find the sequential part cached the same way.
 
 `engine_request` / `completion` convert between the orchestrator's `CompletionRequest` /
-`Completion` and the engine's `EngineRequest` / outputs (the contract of `engine_api`: a stop id
-ends with "stop", an EOS id with "eos", "stop" wins); the server's `threads` extension
-(`plait.serve.threads_ext`) uses them too. `script` (optional) forces the emitted tokens
+`Completion` and the engine's `EngineRequest` / outputs (the contract of `backend_api`: a stop id
+ends with "stop", an EOS id with "eos", "stop" wins). `script` (optional) forces the emitted tokens
 (benchmarks: real forwards along scripted streams; `EngineRequest.forced_tokens`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
-from plait.runtime.engine import Engine, EngineConfig, EngineRequest, EngineStats, SampleOutput
+from plait.runtime.engine import (
+    Engine,
+    EngineConfig,
+    EngineRequest,
+    EngineStats,
+    SampleOutput,
+    raise_for_error,
+)
 from plait.runtime.model import DecoderLM
 from plait.runtime.sampling import SamplingParams
-from plait.threads.inference.engine_api import Completion, CompletionRequest
+from plait.threads.inference.backend_api import Completion, CompletionRequest
 
 
 def engine_request(
@@ -67,58 +76,64 @@ def completion(
     )  # fmt: skip
 
 
-@dataclass(kw_only=True)
-class RuntimeEngine:
-    """ThreadWeaver engine backend on `plait.runtime` (see the module docstring).
+class EngineBackend:
+    """The ThreadWeaver `CompletionBackend` on plait's engine (see the module docstring).
 
     Args:
-        model: the decoder.
-        attention: runner attention, "fast" or "reference".
-        prefill_chunk: tokens per forward step (decode rows + prefill chunks).
+        engine: the `Engine` the requests run on.
+        stream: how async code reaches it: None = step it here, in `complete` (a private engine:
+            `EngineBackend.private`); the server passes its `EngineLoop.stream` (the engine
+            steps on the loop's thread, next to every other request).
         script: optional `request -> tokens` forcing what each stream emits (still one real
             forward per token; a stream ends at the script's end); None samples with the
             request's parameters.
-        kv_budget_tokens: KV slots of the private engine (running requests + prefix cache;
-            least recently used cached blocks are evicted beyond it).
-        block_tokens: prefix-cache block size.
     """
 
-    model: DecoderLM
-    attention: str = "fast"
-    prefill_chunk: int = 512
-    script: Callable[[CompletionRequest], list[int]] | None = None
-    kv_budget_tokens: int = 16384
-    block_tokens: int = 64
+    def __init__(
+        self,
+        engine: Engine,
+        stream: Callable[[EngineRequest], AsyncIterator[Any]] | None = None,
+        script: Callable[[CompletionRequest], list[int]] | None = None,
+    ) -> None:
+        self.engine, self.stream, self.script = engine, stream, script
+        self.calls = 0  # `complete` calls
+        self.tokens = 0  # tokens generated (usage)
 
-    def __post_init__(self) -> None:
-        if self.prefill_chunk < 1:
-            raise ValueError(f"prefill_chunk must be >= 1, got {self.prefill_chunk}")
+    @classmethod
+    def private(
+        cls,
+        model: DecoderLM,
+        attention: str = "fast",
+        prefill_chunk: int = 512,
+        script: Callable[[CompletionRequest], list[int]] | None = None,
+        kv_budget_tokens: int = 16384,
+        block_tokens: int = 64,
+    ) -> EngineBackend:
+        """A backend over a new private engine: `prefill_chunk` tokens per step (decode rows +
+        prefill chunks), `kv_budget_tokens` KV slots (running requests + prefix cache; least
+        recently used cached blocks are evicted beyond it), `block_tokens` per cache block."""
+        if prefill_chunk < 1:
+            raise ValueError(f"prefill_chunk must be >= 1, got {prefill_chunk}")
         config = EngineConfig(
-            kv_budget_tokens=self.kv_budget_tokens, step_tokens=self.prefill_chunk,
-            block_tokens=self.block_tokens,
-        )  # fmt: skip
-        self.engine = Engine(self.model, config=config, attention=self.attention)
-        self.calls = 0
+            kv_budget_tokens=kv_budget_tokens, step_tokens=prefill_chunk, block_tokens=block_tokens
+        )
+        return cls(Engine(model, config=config, attention=attention), script=script)
 
     @property
     def stats(self) -> EngineStats:
-        """The private engine's counters (steps, prefilled / computed / kept tokens, ...)."""
+        """The engine's counters (steps, prefilled / computed / kept tokens, ...)."""
         return self.engine.stats
 
     def reset(self) -> None:
-        """Forget all cached K/V (e.g. between unrelated problems)."""
+        """Forget all cached K/V (e.g. between unrelated problems; a private engine only)."""
         self.engine.cache.evict(self.engine.cache.total_tokens())
 
     async def complete(self, requests: list[CompletionRequest]) -> list[Completion]:
-        return self.complete_sync(requests)
-
-    def complete_sync(self, requests: list[CompletionRequest]) -> list[Completion]:
-        """Blocking version of `complete`."""
         if not requests:
             return []
         start = time.perf_counter()
         self.calls += 1
-        limit = self.model.config.max_position
+        limit = self.engine.context
         longest = max(len(r.context) for r in requests)
         if longest >= limit:
             raise ValueError(
@@ -126,19 +141,34 @@ class RuntimeEngine:
                 "lower the orchestrator's total token budget"
             )
         ers = [engine_request(r, self._script(r), cache_output=True) for r in requests]
+        if self.stream is None:
+            outs = self._step(ers)
+        else:
+            outs = list(await asyncio.gather(*(self._collect(er) for er in ers)))
+        took = time.perf_counter() - start
+        done = [completion(r, o, took) for r, o in zip(requests, outs)]
+        self.tokens += sum(len(d.tokens) for d in done)
+        return done
+
+    def _step(self, ers: list[EngineRequest]) -> list[list[SampleOutput]]:
+        """Run `ers` on the private engine until they all finish."""
         outs: dict[str, list[SampleOutput]] = {er.request_id: [] for er in ers}
         try:
             for er in ers:
                 self.engine.add(er)
             while self.engine.has_work:
                 for o in self.engine.step():
+                    raise_for_error(o)
                     if isinstance(o, SampleOutput) and o.request_id in outs:
                         outs[o.request_id].append(o)
         finally:  # an error (bad request, interrupted run) leaves nothing running
             for er in ers:
                 self.engine.cancel(er.request_id)
-        took = time.perf_counter() - start
-        return [completion(r, outs[er.request_id], took) for r, er in zip(requests, ers)]
+        return [outs[er.request_id] for er in ers]
+
+    async def _collect(self, er: EngineRequest) -> list[SampleOutput]:
+        assert self.stream is not None
+        return [o async for o in self.stream(er) if isinstance(o, SampleOutput)]
 
     def _script(self, req: CompletionRequest) -> list[int]:
         if self.script is None:

@@ -27,6 +27,7 @@ from plait.threads.training.context import packed_token_logprobs
 from plait.threads.training.mask import Backend
 from plait.threads.training.packing import pack_row
 from plait.threads.training.reward import RewardConfig, rollout_advantages
+from plait.threads.training.sampler_gap import sampler_gap
 from plait.threads.training.trie import build_trie
 
 
@@ -48,6 +49,7 @@ class PGLossInfo:
     tokens_per_trajectory: list[int]
     packed_tokens: int  # tokens run through the model (sum of trie sizes)
     unit_tokens: int  # tokens the release's one-row-per-call layout would run
+    sampler_gap: float | None = None  # max |trainer - sampler| log-prob (sampler_block_tokens)
 
 
 def broadcast_pg_loss(
@@ -56,6 +58,7 @@ def broadcast_pg_loss(
     advantages: Sequence[float] | torch.Tensor,
     *,
     backend: Backend = "chunked",
+    sampler_block_tokens: int | None = None,
 ) -> tuple[torch.Tensor, PGLossInfo]:
     """Broadcast token-mean policy-gradient loss (see the module docstring).
 
@@ -64,6 +67,9 @@ def broadcast_pg_loss(
         trajectories: per trajectory, its calls as units (full-trajectory units are dropped).
         advantages: (P,) one advantage per trajectory.
         backend: attention backend of the packed forward.
+        sampler_block_tokens: the sampling engine's block size; if given, `info.sampler_gap`
+            reports the largest |packed forward - engine| log-prob difference (see
+            `sampler_gap.py`; one extra no-grad forward per call).
 
     Returns:
         (scalar loss, info).
@@ -98,6 +104,14 @@ def broadcast_pg_loss(
         tokens_per_trajectory=counts,
         packed_tokens=packed,
         unit_tokens=unit_tokens,
+        sampler_gap=None
+        if sampler_block_tokens is None
+        else sampler_gap(
+            model,
+            [rl_units(units) for units in trajectories],
+            block_tokens=sampler_block_tokens,
+            backend=backend,
+        ),
     )
 
 
@@ -111,6 +125,7 @@ def pgrpo_loss(
     config: RewardConfig | None = None,
     std_normalize: bool = False,
     backend: Backend = "chunked",
+    sampler_block_tokens: int | None = None,
 ) -> tuple[torch.Tensor, PGLossInfo, list[float]]:
     """P-GRPO from outcomes: per-rollout reward -> group advantages -> `broadcast_pg_loss`.
 
@@ -119,6 +134,7 @@ def pgrpo_loss(
         groups: the prompt of each rollout (advantages are centred within a prompt's rollouts);
             None = one group.
         config: reward settings (`incorrect_reward`, clip mode, rho).
+        sampler_block_tokens: see `broadcast_pg_loss` (reports `info.sampler_gap`).
 
     Returns:
         (scalar loss, info, the advantages used).
@@ -137,5 +153,7 @@ def pgrpo_loss(
                                  std_normalize=std_normalize)  # fmt: skip
         for i, a in zip(idx, got):
             adv[i] = a
-    loss, info = broadcast_pg_loss(model, trajectories, adv, backend=backend)
+    loss, info = broadcast_pg_loss(
+        model, trajectories, adv, backend=backend, sampler_block_tokens=sampler_block_tokens
+    )
     return loss, info, adv

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from plait.threads.data.datagen import (
-    Block,
     ChatClient,
     DatagenConfig,
+    TraceBlock,
     apply_replacements,
     extract_blocks,
     number_lines,
@@ -105,6 +105,6 @@ def test_helpers():
         apply_replacements("x y x", [{"src": "x", "dest": "z"}, {"src": "nope", "dest": "q"}])
         == "z y x"
     )
-    assert isinstance(Block(ranges=[(1, 1)], threads=["a"]), Block)
+    assert isinstance(TraceBlock(ranges=[(1, 1)], threads=["a"]), TraceBlock)
     with pytest.raises(ValueError, match="min_keep"):
         DatagenConfig(min_keep=0)

@@ -13,7 +13,7 @@ from plait.threads.data.synthetic import (
 )
 from plait.threads.format.codec import ThreadFormat
 from plait.threads.format.validate import validate
-from plait.threads.inference.engine_api import ScriptedEngine
+from plait.threads.inference.backend_api import ScriptedBackend
 from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
 from plait.threads.training.trie import build_trie
 
@@ -33,7 +33,7 @@ def test_product_sum_trajectories_are_valid_and_replay_through_the_orchestrator(
         # and every request context equals the matching unit's context
         calls = units[1:]
         by_ctx = {tuple(u.context): u.completion for u in calls}
-        engine = ScriptedEngine(script=lambda r, m=by_ctx: m[tuple(r.context)])
+        engine = ScriptedBackend(script=lambda r, m=by_ctx: m[tuple(r.context)])
         run = asyncio.run(Orchestrator(engine, fmt, OrchestratorConfig()).run(tokens[:n_prompt]))
         assert run.tokens == tokens
         assert [list(r.context) for r in engine.requests] == [u.context for u in calls]

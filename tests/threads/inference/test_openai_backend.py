@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from plait.threads.format.render import BlockSpec, encode_pieces
-from plait.threads.inference.engine_api import CompletionRequest
+from plait.threads.inference.backend_api import CompletionRequest
 from plait.threads.inference.openai_backend import (
-    OpenAICompletionsEngine,
+    OpenAIBackend,
     OpenAIConfig,
     ServerError,
 )
@@ -32,7 +32,7 @@ def test_ids_mode_round_trip_through_orchestrator(char_fmt, stub_server):
         return target[len(ctx) :] + [264]
 
     server = stub_server(vllm_like(f, script))
-    engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server.url), f)
+    engine = OpenAIBackend(OpenAIConfig(base_url=server.url), f)
     run = Orchestrator(engine, f, OrchestratorConfig(seed=7)).run_sync(prompt)
     assert run.tokens == target + [264] and run.stop_reason == "eos"
     units = [u for u in extract_units(run.tokens, f, prompt_len=len(prompt)) if u.kind != "full"]
@@ -49,7 +49,7 @@ def test_ids_mode_round_trip_through_orchestrator(char_fmt, stub_server):
 def test_length_and_eos(char_fmt, stub_server):
     f = char_fmt
     server = stub_server(vllm_like(f, lambda ctx, body: f.encode("abcdef") + [264]))
-    engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server.url), f)
+    engine = OpenAIBackend(OpenAIConfig(base_url=server.url), f)
     short, full = asyncio.run(engine.complete([
         CompletionRequest(context=[65], max_tokens=3, eos_token_ids=(264,)),
         CompletionRequest(context=[65], max_tokens=30, eos_token_ids=(264,)),
@@ -84,7 +84,7 @@ def test_text_mode_uses_hidden_token_count(char_fmt, stub_server):
                 "usage": {"completion_tokens": 3}}  # fmt: skip
 
     server = stub_server(handler)
-    engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server.url, prompt_mode="text"), f)
+    engine = OpenAIBackend(OpenAIConfig(base_url=server.url, prompt_mode="text"), f)
     reqs = [CompletionRequest(context=f.encode(p), max_tokens=9, stop_token_ids=(f.tags.thread_end,),
                               eos_token_ids=(264,)) for p in ("s", "e", "l")]  # fmt: skip
     stop, eos, cut = asyncio.run(engine.complete(reqs))
@@ -95,7 +95,7 @@ def test_text_mode_uses_hidden_token_count(char_fmt, stub_server):
 
 def test_http_error_names_fix(char_fmt, stub_server):
     server = stub_server(lambda path, body: 1 / 0)
-    engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server.url, retries=0), char_fmt)
+    engine = OpenAIBackend(OpenAIConfig(base_url=server.url, retries=0), char_fmt)
     with pytest.raises(ServerError, match="prompt-mode"):
         asyncio.run(engine.complete([CompletionRequest(context=[65], max_tokens=2)]))
 

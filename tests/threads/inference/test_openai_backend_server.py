@@ -19,8 +19,8 @@ import pytest
 
 from plait.threads.format.codec import ThreadFormat
 from plait.threads.format.validate import validate
-from plait.threads.inference.engine_api import CompletionRequest
-from plait.threads.inference.openai_backend import OpenAICompletionsEngine, OpenAIConfig
+from plait.threads.inference.backend_api import CompletionRequest
+from plait.threads.inference.openai_backend import OpenAIBackend, OpenAIConfig
 from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
 
 pytestmark = pytest.mark.server
@@ -95,7 +95,7 @@ def _chat(fmt, tok, text: str) -> list[int]:
 
 def test_length_stop_eos_and_determinism(server_url, smol_fmt):
     fmt, tok = smol_fmt
-    engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server_url, prompt_mode="text"), fmt)
+    engine = OpenAIBackend(OpenAIConfig(base_url=server_url, prompt_mode="text"), fmt)
     nl = fmt.encode("\n")[-1]
     prompt = _chat(fmt, tok, "List three fruits, one per line.")
     reqs = [
@@ -117,7 +117,7 @@ def test_length_stop_eos_and_determinism(server_url, smol_fmt):
 
 def test_orchestrator_end_to_end(server_url, smol_fmt):
     fmt, tok = smol_fmt
-    engine = OpenAICompletionsEngine(OpenAIConfig(base_url=server_url, prompt_mode="text"), fmt)
+    engine = OpenAIBackend(OpenAIConfig(base_url=server_url, prompt_mode="text"), fmt)
     prompt = _chat(fmt, tok, "What is 2 + 3? Answer briefly.")
     run = Orchestrator(engine, fmt, OrchestratorConfig(max_total_tokens=48)).run_sync(prompt)
     assert run.stop_reason in ("eos", "length") and 1 <= len(run.response) <= 48

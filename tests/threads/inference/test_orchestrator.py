@@ -9,7 +9,7 @@ import pytest
 
 from plait.threads.format.render import BlockSpec, encode_pieces
 from plait.threads.format.validate import validate
-from plait.threads.inference.engine_api import CompletionRequest, NextTokenEngine, ScriptedEngine
+from plait.threads.inference.backend_api import CompletionRequest, NextTokenBackend, ScriptedBackend
 from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
 from plait.threads.training.units import extract_units
 from tests.helpers.threads import random_parts
@@ -27,10 +27,10 @@ def _plain_next(eos_at: int):
 @pytest.mark.parametrize(("eos_at", "budget"), [(60, 1000), (500, 50)])
 def test_no_fork_equals_single_request(char_fmt, eos_at, budget):
     prompt = char_fmt.encode("Question: add.\n")
-    single = NextTokenEngine(next_token=_plain_next(eos_at))
+    single = NextTokenBackend(next_token=_plain_next(eos_at))
     req = CompletionRequest(context=prompt, max_tokens=budget, eos_token_ids=(264,))
     (want,) = asyncio.run(single.complete([req]))
-    engine = NextTokenEngine(next_token=_plain_next(eos_at))
+    engine = NextTokenBackend(next_token=_plain_next(eos_at))
     run = Orchestrator(engine, char_fmt, OrchestratorConfig(max_total_tokens=budget)).run_sync(
         prompt
     )
@@ -57,7 +57,7 @@ def _forking_script(fmt, prompt, parts):
         assert target[: len(ctx)] == ctx, "sequential context is not a prefix of the trajectory"
         return target[len(ctx) :] + list(fmt.eos_ids)
 
-    return ScriptedEngine(script=script), target, gen
+    return ScriptedBackend(script=script), target, gen
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -89,7 +89,7 @@ def test_eos_inside_thread_joins_whole_block(char_fmt):
     head = f.encode(
         "go\n<Parallel>\n<Outlines>\n<Outline>1: a</Outline>\n<Outline>2: b</Outline>\n</Outlines>"
     )
-    engine = ScriptedEngine(script=[head, f.encode(" x\n</Thread>"), f.encode(" y") + [264]])
+    engine = ScriptedBackend(script=[head, f.encode(" x\n</Thread>"), f.encode(" y") + [264]])
     run = Orchestrator(engine, f, OrchestratorConfig()).run_sync(prompt)
     assert run.stop_reason == "eos_in_thread"
     text = f.decode(run.response)
@@ -105,7 +105,7 @@ def test_thread_length_cap_closes_and_continues(char_fmt):
     prompt = f.encode("Q\n")
     head = f.encode("<Parallel>\n<Outlines>\n<Outline>1: a</Outline>\n</Outlines>")
     tail = f.encode("</Parallel>\ndone") + [264]
-    engine = ScriptedEngine(script=[head, f.encode(" abcdefghijklmnop\n</Thread>"), tail])
+    engine = ScriptedBackend(script=[head, f.encode(" abcdefghijklmnop\n</Thread>"), tail])
     run = Orchestrator(engine, f, OrchestratorConfig(max_thread_tokens=5)).run_sync(prompt)
     assert engine.requests[1].max_tokens == 5
     assert f.decode(run.response).endswith("<Thread>\n1: abcd\n</Thread>\n</Parallel>\ndone<|eos|>")
@@ -126,7 +126,7 @@ def test_duplicate_and_missing_numbers(char_fmt):
         "<Parallel>\n<Outlines>\n<Outline>1: a</Outline>\n<Outline>1: again</Outline>\n"
         "<Outline>no number</Outline>\n<Outline>3: c</Outline>\n</Outlines>"
     )
-    engine = ScriptedEngine(
+    engine = ScriptedBackend(
         script=[head, f.encode(" x\n</Thread>"), f.encode(" z\n</Thread>"), [264]]
     )
     run = Orchestrator(engine, f, OrchestratorConfig()).run_sync(f.encode("Q"))
@@ -136,7 +136,7 @@ def test_duplicate_and_missing_numbers(char_fmt):
 
 def test_no_numbered_outlines_continues_sequentially(char_fmt):
     f = char_fmt
-    engine = ScriptedEngine(
+    engine = ScriptedBackend(
         script=[f.encode("<Parallel>\n<Outlines>\n</Outlines>"), f.encode("more") + [264]]
     )
     run = Orchestrator(engine, f, OrchestratorConfig()).run_sync(f.encode("Q"))
@@ -147,7 +147,7 @@ def test_max_threads_and_max_blocks(char_fmt):
     f = char_fmt
     outl = "".join(f"<Outline>{i}: o</Outline>\n" for i in range(1, 5))
     head = f.encode(f"<Parallel>\n<Outlines>\n{outl}</Outlines>")
-    engine = ScriptedEngine(
+    engine = ScriptedBackend(
         script=lambda r: f.encode(" t\n</Thread>") if r.tag.startswith("thread") else head
     )
     run = Orchestrator(
@@ -165,7 +165,7 @@ def test_total_budget(char_fmt):
     head = f.encode(
         "<Parallel>\n<Outlines>\n<Outline>1: a</Outline>\n<Outline>2: b</Outline>\n</Outlines>"
     )
-    engine = ScriptedEngine(script=lambda r: head if r.tag == "seq" else f.encode(" " + "x" * 100))
+    engine = ScriptedBackend(script=lambda r: head if r.tag == "seq" else f.encode(" " + "x" * 100))
     run = Orchestrator(engine, f, OrchestratorConfig(max_total_tokens=120)).run_sync(f.encode("Q"))
     assert run.stop_reason == "length"
     assert len(run.response) <= 120

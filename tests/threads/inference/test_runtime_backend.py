@@ -1,4 +1,4 @@
-"""RuntimeEngine (threads of a block as rows of a private engine over the prefix cache) ==
+"""EngineBackend (threads of a block as rows of a private engine over the prefix cache) ==
 single-request greedy, and the join reads thread 1's kept K/V instead of recomputing it.
 
 The twin recomputes the whole context for every generated token with a plain causal forward
@@ -15,8 +15,8 @@ import torch
 
 from plait.runtime.attention.dense import causal_context
 from plait.runtime.model import DecoderLM
-from plait.threads.inference.engine_api import CompletionRequest
-from plait.threads.inference.runtime_backend import RuntimeEngine
+from plait.threads.inference.backend_api import CompletionRequest
+from plait.threads.inference.runtime_backend import EngineBackend
 from tests.helpers.tiny import tiny_model
 
 VOCAB = 48
@@ -53,7 +53,7 @@ def _req(ctx: list[int], n: int = 12) -> CompletionRequest:
     )
 
 
-def _check(engine: RuntimeEngine, model: DecoderLM, reqs: list[CompletionRequest]):
+def _check(engine: EngineBackend, model: DecoderLM, reqs: list[CompletionRequest]):
     got = asyncio.run(engine.complete(reqs))
     for req, comp in zip(reqs, got):
         want, reason = _twin(model, req)
@@ -65,7 +65,7 @@ def _check(engine: RuntimeEngine, model: DecoderLM, reqs: list[CompletionRequest
 @pytest.mark.parametrize(("seed", "block"), [(0, 4), (1, 4), (0, 64)])
 def test_block_streams_equal_single_request_greedy(model: DecoderLM, seed: int, block: int) -> None:
     rng = random.Random(seed)
-    engine = RuntimeEngine(model=model, block_tokens=block)
+    engine = EngineBackend.private(model=model, block_tokens=block)
     prompt = [rng.randrange(10, VOCAB) for _ in range(9)]
     # 1) sequential request
     (seq,) = _check(engine, model, [_req(prompt)])
@@ -93,7 +93,7 @@ def test_block_streams_equal_single_request_greedy(model: DecoderLM, seed: int, 
 
 
 def test_diverging_prompt_and_identical_contexts(model: DecoderLM) -> None:
-    engine = RuntimeEngine(model=model, block_tokens=2)
+    engine = EngineBackend.private(model=model, block_tokens=2)
     _check(engine, model, [_req([11, 12, 13, 14])])
     (c,) = _check(engine, model, [_req([20, 21, 22])])  # unrelated prompt: nothing cached
     assert c.cached_tokens == 0
@@ -109,13 +109,13 @@ def test_diverging_prompt_and_identical_contexts(model: DecoderLM) -> None:
 
 
 def test_script_forces_tokens_and_stops(model: DecoderLM) -> None:
-    engine = RuntimeEngine(model=model, script=lambda r: [20, 21, STOP, 22])
+    engine = EngineBackend.private(model=model, script=lambda r: [20, 21, STOP, 22])
     (c,) = asyncio.run(engine.complete([_req([11, 12])]))
     assert c.tokens == [20, 21, STOP] and c.finish_reason == "stop"
     assert engine.stats.steps == 3  # prefill + first pick, then two decode steps
     with pytest.raises(ValueError, match="context"):
         asyncio.run(engine.complete([_req(list(range(10, 40)) * 9)]))
-    bad = RuntimeEngine(model=model, script=lambda r: [20, VOCAB + 5])
+    bad = EngineBackend.private(model=model, script=lambda r: [20, VOCAB + 5])
     with pytest.raises(ValueError, match="token ids must be in"):
         asyncio.run(bad.complete([_req([11, 12]), _req([11, 13])]))
     assert bad.engine.num_running() == bad.engine.num_waiting() == 0  # nothing left behind

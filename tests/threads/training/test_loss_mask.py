@@ -11,7 +11,7 @@ import random
 import pytest
 
 from plait.threads.format.render import BlockSpec, encode_pieces
-from plait.threads.inference.engine_api import ScriptedEngine
+from plait.threads.inference.backend_api import ScriptedBackend
 from plait.threads.inference.orchestrator import Orchestrator, OrchestratorConfig
 from plait.threads.training.rl_loss import rl_units
 from plait.threads.training.trie import build_trie
@@ -102,7 +102,7 @@ def test_forced_closers_and_model_written_blocks(char_fmt):
         return f.encode(first if f.tags.parallel not in req.context else ar) + [264]
 
     cfg = OrchestratorConfig(max_blocks=1, max_thread_tokens=4)
-    run = Orchestrator(ScriptedEngine(script=script), f, cfg).run_sync(f.encode("Q"))
+    run = Orchestrator(ScriptedBackend(script=script), f, cfg).run_sync(f.encode("Q"))
     assert f.decode(run.response).count("<Thread>") == 3 and run.stop_reason == "eos"
     forced = [k for k, t in enumerate(run.response) if run.inserted[k]]
     assert f.decode([run.response[k] for k in forced]) == "\n<Thread>\n1:<Thread>\n2:\n</Thread>\n"

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from plait.runtime import presets
+from plait.runtime import shapes
 from plait.runtime.config import ModelConfig
 from plait.runtime.runner import Runner, StreamInput
 from plait.runtime.segments import KVStore
@@ -23,7 +23,7 @@ ATTENTION_FIELDS = (
 @pytest.mark.model
 @pytest.mark.parametrize(
     ("name", "preset"),
-    [("smollm2-135m", presets.smollm2_135m), ("qwen2.5-0.5b", presets.qwen25_05b)],
+    [("smollm2-135m", shapes.smollm2_135m), ("qwen2.5-0.5b", shapes.qwen25_05b)],
 )
 def test_bundled_shapes_match_the_checkpoints(name, preset):
     """The preset equals the config plait reads from the bundled checkpoint (ids aside)."""
@@ -40,7 +40,7 @@ def test_bundled_shapes_match_the_checkpoints(name, preset):
     assert dataclasses.replace(mine, **ids) == dataclasses.replace(real, **ids)
 
 
-@pytest.mark.parametrize("preset", [presets.qwen25_05b, presets.qwen25_7b, presets.qwen25_32b])
+@pytest.mark.parametrize("preset", [shapes.qwen25_05b, shapes.qwen25_7b, shapes.qwen25_32b])
 def test_real_shapes_are_consistent_and_layers_override(preset):
     cfg = preset()
     assert cfg.hidden_size == cfg.num_heads * cfg.head_dim and cfg.rope.rotary_dim == cfg.head_dim
@@ -52,25 +52,25 @@ def test_real_shapes_are_consistent_and_layers_override(preset):
 
 
 def test_attention_only_keeps_attention_and_shrinks_the_rest():
-    cfg = presets.qwen25_7b(layers=8)
-    small = presets.attention_only(cfg, vocab=300, intermediate=32)
+    cfg = shapes.qwen25_7b(layers=8)
+    small = shapes.attention_only(cfg, vocab=300, intermediate=32)
     assert (small.vocab_size, small.intermediate_size) == (300, 32)
     assert all(getattr(small, f) == getattr(cfg, f) for f in ATTENTION_FIELDS)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
 def test_tiny_follows_its_family(family):
-    cfg = presets.tiny(family, heads=6, kv_heads=3, head_dim=8)
+    cfg = shapes.tiny(family, heads=6, kv_heads=3, head_dim=8)
     assert (cfg.hidden_size, cfg.intermediate_size, cfg.group_size) == (48, 192, 2)
     assert cfg.qkv_bias == (family == "qwen2") and cfg.qk_norm == (family == "qwen3")
-    assert presets.tiny(family, qkv_bias=True).qkv_bias
+    assert shapes.tiny(family, qkv_bias=True).qkv_bias
     with pytest.raises(ValueError, match="multiple of num_kv_heads"):
-        presets.tiny(family, heads=4, kv_heads=3)
+        shapes.tiny(family, heads=4, kv_heads=3)
 
 
 def test_fresh_runner_decodes_like_a_hand_built_set_up():
     model = tiny_model("qwen2", seed=3)
-    runner = presets.fresh_runner(model, "reference", slots=64)
+    runner = shapes.fresh_runner(model, "reference", slots=64)
     store = runner.store
     assert (store.config, store.dtype, store.device, store.rope) == (
         model.config, model.dtype, model.device, model.rope,
@@ -83,4 +83,4 @@ def test_fresh_runner_decodes_like_a_hand_built_set_up():
         outs.append(r.step([StreamInput([7], [seg], seg)]))
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
     with pytest.raises(ValueError, match="attention"):
-        presets.fresh_runner(model, "no-such-backend")
+        shapes.fresh_runner(model, "no-such-backend")

@@ -1,8 +1,8 @@
-"""The engine protocol the ThreadWeaver orchestrator drives, plus scripted engines for tests.
+"""The backend protocol the ThreadWeaver orchestrator drives, plus scripted backends for tests.
 
 Contract (both backends implement it: plait's runtime and any OpenAI-compatible server):
 
-- `CompletionEngine.complete(requests)` takes a batch of requests (the threads of one block, or a
+- `CompletionBackend.complete(requests)` takes a batch of requests (the threads of one block, or a
   single sequential request) and returns one `Completion` per request, in the same order.
 - Everything is token ids: `context` is the full prompt as ids, `Completion.tokens` the new ids.
 - A completion ends at the first generated token in `stop_token_ids` (finish_reason "stop") or in
@@ -11,8 +11,8 @@ Contract (both backends implement it: plait's runtime and any OpenAI-compatible 
   "stop" wins.
 - Sampling: `temperature == 0` means greedy. `seed` makes sampling reproducible per request.
 
-`ScriptedEngine` replays scripted token lists (applying the stop rules above) and records every
-request; `NextTokenEngine` decodes token by token with a deterministic function of the context.
+`ScriptedBackend` replays scripted token lists (applying the stop rules above) and records every
+request; `NextTokenBackend` decodes token by token with a deterministic function of the context.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ FinishReason = Literal["stop", "length", "eos"]
 
 @dataclass(slots=True, kw_only=True)
 class CompletionRequest:
-    """One engine call: continue `context` by at most `max_tokens` tokens."""
+    """One backend call: continue `context` by at most `max_tokens` tokens."""
 
     context: list[int]  # full prompt as token ids (never re-tokenised)
     max_tokens: int  # hard cap on generated tokens, >= 1
@@ -37,7 +37,7 @@ class CompletionRequest:
     top_p: float = 1.0  # nucleus sampling mass, in (0, 1]
     top_k: int = 0  # 0 = disabled
     seed: int | None = None  # per-request sampling seed
-    logprobs: bool = False  # ask the engine for per-token log-probs (if it can)
+    logprobs: bool = False  # ask the backend for per-token log-probs (if it can)
     tag: str = ""  # free-form label for logs, e.g. "seq", "thread 2"
 
     def __post_init__(self) -> None:
@@ -59,13 +59,13 @@ class CompletionRequest:
 
 @dataclass(slots=True, kw_only=True)
 class Completion:
-    """An engine's answer to one `CompletionRequest`."""
+    """A backend's answer to one `CompletionRequest`."""
 
     tokens: list[int]  # generated ids; the stop/EOS token that ended it is the last one
     finish_reason: FinishReason
     logprobs: list[float] | None = None  # one per token in `tokens`, if requested and available
     cached_tokens: int | None = None  # prompt tokens served from a prefix cache, if known
-    latency_s: float = 0.0  # wall-clock seconds the engine spent on this request (batch time)
+    latency_s: float = 0.0  # wall-clock seconds the backend spent on this request (batch time)
 
     def __post_init__(self) -> None:
         if self.finish_reason not in ("stop", "length", "eos"):
@@ -77,7 +77,7 @@ class Completion:
 
 
 @runtime_checkable
-class CompletionEngine(Protocol):
+class CompletionBackend(Protocol):
     """Anything that can complete a batch of token-id requests."""
 
     async def complete(self, requests: list[CompletionRequest]) -> list[Completion]:
@@ -86,7 +86,7 @@ class CompletionEngine(Protocol):
 
 
 def apply_stop_rules(tokens: Sequence[int], request: CompletionRequest) -> Completion:
-    """Cut a raw token stream the way every engine must (the contract in the module docstring)."""
+    """Cut a raw token stream the way every backend must (the contract in the module docstring)."""
     stops, eos = set(request.stop_token_ids), set(request.eos_token_ids)
     out: list[int] = []
     for tok in tokens[: request.max_tokens]:
@@ -99,7 +99,7 @@ def apply_stop_rules(tokens: Sequence[int], request: CompletionRequest) -> Compl
 
 
 @dataclass(slots=True, kw_only=True)
-class ScriptedEngine:
+class ScriptedBackend:
     """Replays scripted token streams; records every request and batch.
 
     `script` is either a list of token lists consumed in request order, or a function
@@ -123,7 +123,7 @@ class ScriptedEngine:
             else:
                 if self._next >= len(self.script):
                     raise ValueError(
-                        f"ScriptedEngine ran out of script after {self._next} requests; "
+                        f"ScriptedBackend ran out of script after {self._next} requests; "
                         "add more scripted completions"
                     )
                 stream = list(self.script[self._next])
@@ -135,7 +135,7 @@ class ScriptedEngine:
 
 
 @dataclass(slots=True, kw_only=True)
-class NextTokenEngine:
+class NextTokenBackend:
     """Decodes token by token: `next_token(context) -> id` (deterministic, like greedy decoding).
 
     With the same function, one long request and a chain of shorter requests produce the same

@@ -1,4 +1,4 @@
-"""Ready-made set-ups: named model shapes (`ModelConfig` presets) and a runner over a fresh store.
+"""Ready-made set-ups: named model shapes (`ModelConfig`s of known checkpoints) and a runner over a fresh store.
 
 Real shapes (`smollm2_135m`, `qwen25_05b`, `qwen25_7b`, `qwen25_32b`) carry the published
 architecture of those checkpoints, so random-weight models for benchmarks and tests decode at

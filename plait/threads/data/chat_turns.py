@@ -1,4 +1,4 @@
-"""Prompt texts for stage-1 data generation (`datagen.py`); written for plait, plain str.format.
+"""The chat turns of stage-1 data generation (`datagen.py`): prompt texts, plain str.format.
 
 The structure chat has six turns; only the last answer is parsed, so each turn builds on the
 previous answers in the same conversation.

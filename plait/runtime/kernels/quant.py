@@ -1,0 +1,152 @@
+"""plait's quantized-weight CPU kernels (GGUF blocks, AVX512-VNNI), built on first use and cached.
+
+`quant_linear(x, packs, types, k, bias)` computes `x @ W.T (+ bias)` for weights kept in
+plait's packed GGUF layout (`plait.runtime.quant.formats`): activations are quantised per row
+and per 32 elements to int8 and meet each weight chunk in int8 dot products (source and
+numerics: `quant_linear.cpp`). A row's result never depends on how many rows share the call.
+`quant_rows(pack, type, k, ids)` dequantises rows (embedding lookups).
+
+A second extension next to `plait.runtime.kernels` (its own source hash and build directory,
+so the two build and change independently). It runs on x86-64 Linux CPUs with AVX512F/BW/VL/
+DQ and AVX512-VNNI; `why_not()` says why not elsewhere, and the caller then dequantises to
+bf16 instead. `PLAIT_KERNELS=0` turns it off like the other kernels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import warnings
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from plait.runtime import kernels
+from plait.runtime.cache_dir import cache_root
+
+_SOURCE = Path(__file__).with_name("quant_linear.cpp")
+_CFLAGS = [
+    "-O3",
+    "-mavx512f",
+    "-mavx512bw",
+    "-mavx512vl",
+    "-mavx512dq",
+    "-mavx512bf16",
+    "-mf16c",
+    "-fopenmp",
+]
+REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "f16c")
+_lock = threading.Lock()
+_module: ModuleType | None = None
+_failed: str | None = None
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@cache
+def cpu_supported() -> tuple[bool, str]:
+    """(supported, reason): x86-64 Linux with AVX512F/BW/VL/DQ and AVX512-VNNI."""
+    ok, why = kernels.cpu_supported()  # x86-64 Linux with AVX512 (and BF16 for the bf16 math)
+    if not ok:
+        return False, why
+    missing = [f for f in REQUIRED_FLAGS if f not in _cpu_flags()]
+    if missing:
+        return False, f"CPU lacks {', '.join(missing)}"
+    return True, ""
+
+
+def build_dir() -> Path:
+    """Build directory keyed by source, flags, torch version and source location."""
+    h = hashlib.sha256(" ".join(_CFLAGS).encode() + torch.__version__.encode())
+    h.update(str(_SOURCE.resolve().parent).encode())
+    h.update(_SOURCE.read_bytes())
+    return cache_root() / "kernels" / f"quant-{h.hexdigest()[:16]}"
+
+
+def _load() -> ModuleType | None:
+    global _module, _failed
+    if _module is not None or _failed is not None:
+        return _module
+    with _lock:
+        if _module is not None or _failed is not None:
+            return _module
+        ok, why = cpu_supported()
+        if not ok:
+            _failed = why
+            return None
+        try:
+            from torch.utils.cpp_extension import load
+
+            out = build_dir()
+            out.mkdir(parents=True, exist_ok=True)
+            if not any(out.glob("*.so")):
+                print(
+                    f"plait: compiling quantized CPU kernels into {out} (once per machine, ~60 s)",
+                    file=sys.stderr,
+                )
+            _module = load(
+                name="plait_quant_kernels",
+                sources=[str(_SOURCE)],
+                build_directory=str(out),
+                extra_cflags=_CFLAGS,
+                extra_ldflags=["-fopenmp"],
+                verbose=False,
+            )
+        except Exception as e:  # noqa: BLE001 - any build/import failure means "dequantise"
+            _failed = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
+            warnings.warn(
+                f"plait: quantized CPU kernels unavailable ({_failed}); GGUF weights are "
+                "dequantised to bf16 instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return _module
+
+
+def why_not() -> str:
+    """Why quantized execution cannot run here ('' when it can): kernels enabled, CPU support,
+    a successful build."""
+    if not kernels.enabled():
+        return f"{kernels.ENV}=0"
+    if _load() is None:
+        return _failed or "unavailable"
+    return ""
+
+
+def available() -> bool:
+    return not why_not()
+
+
+def _require() -> ModuleType:
+    mod = _load() if kernels.enabled() else None
+    if mod is None:
+        raise RuntimeError(f"plait quantized kernels unavailable: {why_not()}")
+    return mod
+
+
+def quant_linear(
+    x: torch.Tensor,
+    packs: list[torch.Tensor],
+    types: list[int],
+    k: int,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """x (R, k) bf16/fp32 @ [W_0; W_1; ...].T (+ bias fp32) -> (R, sum O_i) in x's dtype;
+    packs[i] uint8 (O_i, row bytes) in the packed layout of type code types[i]."""
+    return _require().quant_linear(x.contiguous(), packs, types, k, bias)
+
+
+def quant_rows(pack: torch.Tensor, qtype: int, k: int, ids: torch.Tensor) -> torch.Tensor:
+    """Rows `ids` (N,) of a packed weight, dequantised to fp32 (N, k)."""
+    return _require().quant_rows(pack, qtype, k, ids)

@@ -1,0 +1,398 @@
+// plait CPU kernel: y (R, O) = x (R, K) @ W^T for weights kept in (repacked) GGUF blocks.
+//
+// Why: decoding reads every weight once per step, so the bytes per weight set the speed. The
+// bundled GGUFs hold 4.5-8.5 bits per weight; dequantised to bf16 they cost 16. This kernel
+// streams the blocks themselves: every 64-element weight chunk is unpacked in registers to 64
+// bytes, turned into fp32 (scale x byte + offset, one FMA per 16 elements: exactly the value the
+// GGUF encodes) and rounded to bf16, i.e. the very weights `--dtype bf16` holds in memory; then
+// it meets every activation row with AVX512-BF16 dot products (fp32 accumulation), so the
+// unpacking is paid once per weight for all rows of the call. (A VNNI int8 variant with
+// activations quantised per 32-block, as llama.cpp does, was measured first: its per-row
+// scale work made 8 rows cost 3.7x one row, against 1.4x here; docs/log.md 2026-12-07.)
+//
+// Batch invariance: a row's result is the same sequence of operations whatever the row count:
+// each (row, output) sums the chunks in order 0..C-1 into two 16-lane fp32 accumulators (first
+// and second 32 elements of each chunk), reduced in a fixed order. With more than kRows rows the
+// weights of a block of outputs are unpacked once into an L2 scratch and re-read per row group:
+// the same bf16 values, the same dot products, so the same bits.
+//
+// Layout (one byte row per output row, K padded with zero weights to the chunk size):
+//   Q8_0 chunk (68 B): d0 d1 (fp16), 64 int8 q
+//   Q5_0 chunk (44 B): d0 d1, 8 bytes bit 4 of element j at bit j, 32 bytes nibbles
+//   Q4_1 chunk (40 B): d0 d1 m0 m1 (fp16), 32 bytes nibbles
+//   Q4_K superblock (148 B): d dmin (fp16), 4 x [sc0 sc1 mn0 mn1 (u8), 32 bytes nibbles]
+//   Q6_K superblock (210 B): d (fp16), 16 x int8 scale, 4 x [16 bytes 2-bit highs, 32 nibbles]
+// "nibbles": byte j holds element j (low 4 bits) and element 32 + j (high 4 bits); Q6_K's high
+// byte j holds the top 2 bits of element 16 k + j at bits 2k..2k+1. The packing is written by
+// plait/runtime/quant/formats.py (its numpy decoder is the reference twin).
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+// Each type: values(row, c, f) -> the 64 weights of chunk c as fp32, f[g] = elements 16g..16g+15,
+// computed exactly as the GGUF defines them (scale x integer (+ offset), one rounding at most).
+inline __m512i bytes16(const uint8_t* p) {  // 16 bytes -> 16 int32 lanes
+  return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// 32 nibble bytes -> int32 groups: g0 = low nibbles of bytes 0-15 (elements 0-15), g1 = of
+// bytes 16-31 (16-31), g2 = high nibbles of bytes 0-15 (32-47), g3 = of bytes 16-31 (48-63)
+inline void nibble_groups(const uint8_t* p, __m512i* v) {
+  const __m512i a = bytes16(p), b = bytes16(p + 16), m = _mm512_set1_epi32(15);
+  v[0] = _mm512_and_si512(a, m);
+  v[1] = _mm512_and_si512(b, m);
+  v[2] = _mm512_srli_epi32(a, 4);
+  v[3] = _mm512_srli_epi32(b, 4);
+}
+
+inline void halves(const uint8_t* p, float& a, float& b) {  // two fp16 at p
+  const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128(*reinterpret_cast<const int32_t*>(p)));
+  a = _mm_cvtss_f32(v);
+  b = _mm_cvtss_f32(_mm_movehdup_ps(v));
+}
+
+struct Q8_0 {
+  static constexpr int64_t kChunk = 68, kSuper = 1;
+  static inline void values(const uint8_t* row, int64_t c, __m512* f) {
+    const uint8_t* p = row + c * kChunk;
+    float d0, d1;
+    halves(p, d0, d1);
+    const __m512 s0 = _mm512_set1_ps(d0), s1 = _mm512_set1_ps(d1);
+    for (int g = 0; g < 4; ++g) {
+      const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4 + 16 * g)));
+      f[g] = _mm512_mul_ps(_mm512_cvtepi32_ps(v), g < 2 ? s0 : s1);
+    }
+  }
+};
+
+struct Q5_0 {
+  static constexpr int64_t kChunk = 44, kSuper = 1;
+  static inline void values(const uint8_t* row, int64_t c, __m512* f) {
+    const uint8_t* p = row + c * kChunk;
+    float d0, d1;
+    halves(p, d0, d1);
+    const __m512 s0 = _mm512_set1_ps(d0), s1 = _mm512_set1_ps(d1);
+    uint64_t bits;
+    std::memcpy(&bits, p + 4, 8);
+    __m512i v[4];
+    nibble_groups(p + 12, v);
+    const __m512i k16 = _mm512_set1_epi32(16);
+    // value - 16 = nibble + 16 * bit - 16: subtract 16 where the fifth bit is clear
+    for (int g = 0; g < 4; ++g) {
+      const __mmask16 clear = (__mmask16)~(bits >> (16 * g));
+      v[g] = _mm512_mask_sub_epi32(v[g], clear, v[g], k16);
+      f[g] = _mm512_mul_ps(_mm512_cvtepi32_ps(v[g]), g < 2 ? s0 : s1);
+    }
+  }
+};
+
+struct Q4_1 {
+  static constexpr int64_t kChunk = 40, kSuper = 1;
+  static inline void values(const uint8_t* row, int64_t c, __m512* f) {
+    const uint8_t* p = row + c * kChunk;
+    float d0, d1, m0, m1;
+    halves(p, d0, d1);
+    halves(p + 4, m0, m1);
+    const __m512 s[2] = {_mm512_set1_ps(d0), _mm512_set1_ps(d1)};
+    const __m512 m[2] = {_mm512_set1_ps(m0), _mm512_set1_ps(m1)};
+    __m512i v[4];
+    nibble_groups(p + 8, v);
+    for (int g = 0; g < 4; ++g) f[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[g]), s[g >> 1], m[g >> 1]);
+  }
+};
+
+struct Q4_K {
+  static constexpr int64_t kChunk = 36, kSuper = 4, kSuperBytes = 148;
+  static inline void values(const uint8_t* row, int64_t c, __m512* f) {
+    const uint8_t* sb = row + (c >> 2) * kSuperBytes;
+    const uint8_t* p = sb + 4 + (c & 3) * kChunk;
+    float d, dmin;
+    halves(sb, d, dmin);
+    const __m512 s[2] = {_mm512_set1_ps(d * float(p[0])), _mm512_set1_ps(d * float(p[1]))};
+    const __m512 m[2] = {_mm512_set1_ps(-dmin * float(p[2])), _mm512_set1_ps(-dmin * float(p[3]))};
+    __m512i v[4];
+    nibble_groups(p + 4, v);
+    for (int g = 0; g < 4; ++g) f[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[g]), s[g >> 1], m[g >> 1]);
+  }
+};
+
+struct Q6_K {
+  static constexpr int64_t kChunk = 48, kSuper = 4, kSuperBytes = 210;
+  static inline void values(const uint8_t* row, int64_t c, __m512* f) {
+    const uint8_t* sb = row + (c >> 2) * kSuperBytes;
+    const uint8_t* p = sb + 18 + (c & 3) * kChunk;
+    const float d = _cvtsh_ss(*reinterpret_cast<const uint16_t*>(sb));
+    const int8_t* sc = reinterpret_cast<const int8_t*>(sb + 2) + (c & 3) * 4;
+    __m512i v[4];
+    nibble_groups(p + 16, v);
+    const __m512i t = bytes16(p), k30 = _mm512_set1_epi32(0x30), k32 = _mm512_set1_epi32(32);
+    // top 2 bits of group g sit at bits 2g..2g+1 of t: move them to bits 4-5, or into the nibble
+    const __m512i top[4] = {_mm512_slli_epi32(t, 4), _mm512_slli_epi32(t, 2), t, _mm512_srli_epi32(t, 2)};
+    for (int g = 0; g < 4; ++g) {
+      const __m512i q = _mm512_ternarylogic_epi32(top[g], k30, v[g], 0xEA);  // (top & 0x30) | nibble
+      f[g] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, k32)), _mm512_set1_ps(d * float(sc[g])));
+    }
+  }
+};
+
+template <class W>
+constexpr int64_t row_bytes(int64_t chunks) {
+  if constexpr (W::kSuper == 1) {
+    return chunks * W::kChunk;
+  } else {
+    return chunks / W::kSuper * W::kSuperBytes;
+  }
+}
+
+// chunk c of a weight row as fp32 values (64) -> two bf16 vectors (elements 0-31, 32-63)
+template <class W>
+inline void unpack(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
+  __m512 f[4];
+  W::values(row, c, f);
+  w0 = (__m512i)_mm512_cvtne2ps_pbh(f[1], f[0]);
+  w1 = (__m512i)_mm512_cvtne2ps_pbh(f[3], f[2]);
+}
+
+// The per-(row, output) arithmetic, shared by the direct and the scratch path.
+template <int NR>
+struct Acc {
+  __m512 a0[NR], a1[NR];
+  inline void zero() {
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+  }
+  // x: row 0 of the group at chunk c (bf16), ldx elements between rows; n valid elements (<= 64)
+  inline void step(__m512i w0, __m512i w1, const at::BFloat16* x, int64_t ldx, int64_t n) {
+    if (n >= 64) {
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) {
+        a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)w0, (__m512bh)_mm512_loadu_si512(x + r * ldx));
+        a1[r] = _mm512_dpbf16_ps(a1[r], (__m512bh)w1, (__m512bh)_mm512_loadu_si512(x + r * ldx + 32));
+      }
+    } else {
+      const __mmask32 m0 = (__mmask32)(n >= 32 ? 0xffffffffu : ((1u << n) - 1));
+      const __mmask32 m1 = (__mmask32)(n <= 32 ? 0u : ((1u << (n - 32)) - 1));
+      for (int r = 0; r < NR; ++r) {
+        a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)w0, (__m512bh)_mm512_maskz_loadu_epi16(m0, x + r * ldx));
+        a1[r] = _mm512_dpbf16_ps(a1[r], (__m512bh)w1, (__m512bh)_mm512_maskz_loadu_epi16(m1, x + r * ldx + 32));
+      }
+    }
+  }
+  inline void store(float* out) {
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+  }
+};
+
+constexpr int kRows = 8;     // activation rows per register tile
+constexpr int64_t kOut = 16; // output rows per scheduling unit
+
+// direct path: unpack each chunk in registers and use it for the NR rows at once
+template <class W, int NR>
+inline void direct(const uint8_t* w, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
+  Acc<NR> acc;
+  acc.zero();
+  for (int64_t c = 0; c < C; ++c) {
+    __m512i w0, w1;
+    unpack<W>(w, c, w0, w1);
+    acc.step(w0, w1, x + c * 64, K, K - c * 64);
+  }
+  acc.store(out);
+}
+
+// scratch path: the same chunks, unpacked earlier into `ws` (C * 64 bf16)
+template <int NR>
+inline void from_scratch(const at::BFloat16* ws, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
+  Acc<NR> acc;
+  acc.zero();
+  for (int64_t c = 0; c < C; ++c) {
+    const __m512i w0 = _mm512_loadu_si512(ws + c * 64), w1 = _mm512_loadu_si512(ws + c * 64 + 32);
+    acc.step(w0, w1, x + c * 64, K, K - c * 64);
+  }
+  acc.store(out);
+}
+
+#define PLAIT_ROWS(F, ...)                  \
+  switch (nr) {                             \
+    case 1: F<1>(__VA_ARGS__); break;       \
+    case 2: F<2>(__VA_ARGS__); break;       \
+    case 3: F<3>(__VA_ARGS__); break;       \
+    case 4: F<4>(__VA_ARGS__); break;       \
+    case 5: F<5>(__VA_ARGS__); break;       \
+    case 6: F<6>(__VA_ARGS__); break;       \
+    case 7: F<7>(__VA_ARGS__); break;       \
+    default: F<8>(__VA_ARGS__); break;      \
+  }
+
+template <class W>
+inline void direct_rows(int nr, const uint8_t* w, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
+  switch (nr) {
+    case 1: direct<W, 1>(w, x, K, C, out); break;
+    case 2: direct<W, 2>(w, x, K, C, out); break;
+    case 3: direct<W, 3>(w, x, K, C, out); break;
+    case 4: direct<W, 4>(w, x, K, C, out); break;
+    case 5: direct<W, 5>(w, x, K, C, out); break;
+    case 6: direct<W, 6>(w, x, K, C, out); break;
+    case 7: direct<W, 7>(w, x, K, C, out); break;
+    default: direct<W, 8>(w, x, K, C, out); break;
+  }
+}
+
+inline void scratch_rows(int nr, const at::BFloat16* ws, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
+  PLAIT_ROWS(from_scratch, ws, x, K, C, out)
+}
+
+// y[:, col0 : col0 + O] (+ bias) for one packed weight (O rows).
+template <class W>
+void segment(const at::BFloat16* x, int64_t R, int64_t K, const uint8_t* wp, int64_t O, const float* bias,
+             at::BFloat16* y, int64_t ldy, int64_t col0) {
+  const int64_t C = (K + 63) / 64, rb = row_bytes<W>(C);
+  at::parallel_for(0, (O + kOut - 1) / kOut, 1, [&](int64_t b0, int64_t b1) {
+    float out[kRows];
+    std::vector<at::BFloat16> ws;
+    if (R > kRows) ws.resize(kOut * C * 64);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t o0 = blk * kOut, o1 = std::min<int64_t>(O, o0 + kOut);
+      if (R > kRows) {
+        for (int64_t o = o0; o < o1; ++o) {
+          for (int64_t c = 0; c < C; ++c) {
+            __m512i w0, w1;
+            unpack<W>(wp + o * rb, c, w0, w1);
+            _mm512_storeu_si512(ws.data() + ((o - o0) * C + c) * 64, w0);
+            _mm512_storeu_si512(ws.data() + ((o - o0) * C + c) * 64 + 32, w1);
+          }
+        }
+      }
+      for (int64_t r0 = 0; r0 < R; r0 += kRows) {
+        const int nr = int(std::min<int64_t>(kRows, R - r0));
+        for (int64_t o = o0; o < o1; ++o) {
+          if (R > kRows) {
+            scratch_rows(nr, ws.data() + (o - o0) * C * 64, x + r0 * K, K, C, out);
+          } else {
+            direct_rows<W>(nr, wp + o * rb, x + r0 * K, K, C, out);
+          }
+          const float b = bias ? bias[col0 + o] : 0.f;
+          for (int r = 0; r < nr; ++r) y[(r0 + r) * ldy + col0 + o] = at::BFloat16(out[r] + b);
+        }
+      }
+    }
+  });
+}
+
+void dispatch(int64_t type, const at::BFloat16* x, int64_t R, int64_t K, const uint8_t* wp, int64_t O,
+              const float* bias, at::BFloat16* y, int64_t ldy, int64_t col0) {
+  switch (type) {
+    case 0: segment<Q8_0>(x, R, K, wp, O, bias, y, ldy, col0); break;
+    case 1: segment<Q5_0>(x, R, K, wp, O, bias, y, ldy, col0); break;
+    case 2: segment<Q4_1>(x, R, K, wp, O, bias, y, ldy, col0); break;
+    case 3: segment<Q4_K>(x, R, K, wp, O, bias, y, ldy, col0); break;
+    case 4: segment<Q6_K>(x, R, K, wp, O, bias, y, ldy, col0); break;
+    default: TORCH_CHECK(false, "quant_linear: unknown weight type ", type);
+  }
+}
+
+int64_t chunk_multiple(int64_t type) { return (type == 3 || type == 4) ? 4 : 1; }
+
+int64_t packed_row_bytes(int64_t type, int64_t chunks) {
+  switch (type) {
+    case 0: return row_bytes<Q8_0>(chunks);
+    case 1: return row_bytes<Q5_0>(chunks);
+    case 2: return row_bytes<Q4_1>(chunks);
+    case 3: return row_bytes<Q4_K>(chunks);
+    case 4: return row_bytes<Q6_K>(chunks);
+    default: TORCH_CHECK(false, "quant_linear: unknown weight type ", type);
+  }
+  return 0;
+}
+
+template <class W>
+void dequant_row(const uint8_t* w, int64_t C, int64_t K, float* out) {
+  alignas(64) float buf[64];
+  for (int64_t c = 0; c < C; ++c) {
+    __m512 f[4];
+    W::values(w, c, f);
+    for (int g = 0; g < 4; ++g) _mm512_store_ps(buf + 16 * g, f[g]);
+    const int64_t n = std::min<int64_t>(64, K - c * 64);
+    std::memcpy(out + c * 64, buf, n * sizeof(float));
+  }
+}
+
+}  // namespace
+
+// y (R, sum O_i) = x (R, K) @ [W_0; W_1; ...]^T (+ bias): packs[i] (O_i, row bytes) uint8 of
+// types[i], all with K columns. x and the output bf16; bias fp32 (sum O_i) or none.
+torch::Tensor quant_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& packs,
+                           const std::vector<int64_t>& types, int64_t K, const c10::optional<torch::Tensor>& bias) {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == K && x.is_contiguous(), "quant_linear: x must be contiguous (R, K)");
+  TORCH_CHECK(packs.size() == types.size() && !packs.empty(), "quant_linear: one type per pack");
+  int64_t O = 0;
+  int64_t mult = 1;
+  for (size_t i = 0; i < packs.size(); ++i) {
+    TORCH_CHECK(packs[i].dim() == 2 && packs[i].scalar_type() == at::kByte && packs[i].is_contiguous(),
+                "quant_linear: packs are contiguous uint8 (O, row bytes)");
+    O += packs[i].size(0);
+    mult = std::max(mult, chunk_multiple(types[i]));
+  }
+  const int64_t R = x.size(0), C = (K + 63) / 64;
+  TORCH_CHECK(C % mult == 0, "quant_linear: K-quant weights need K a multiple of 256, got ", K);
+  for (size_t i = 0; i < packs.size(); ++i) {
+    TORCH_CHECK(packs[i].size(1) == packed_row_bytes(types[i], C), "quant_linear: pack ", i,
+                " has rows of ", packs[i].size(1), " bytes, expected ", packed_row_bytes(types[i], C));
+  }
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == O,
+                "quant_linear: bias must be contiguous fp32 (O,)");
+  }
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "quant_linear: x must be bf16");
+  const float* bp = bias.has_value() ? bias->data_ptr<float>() : nullptr;
+  auto y = torch::empty({R, O}, x.options());
+  if (R == 0) return y;
+  int64_t col = 0;
+  for (size_t i = 0; i < packs.size(); ++i) {
+    dispatch(types[i], x.data_ptr<at::BFloat16>(), R, K, packs[i].data_ptr<uint8_t>(), packs[i].size(0), bp,
+             y.data_ptr<at::BFloat16>(), O, col);
+    col += packs[i].size(0);
+  }
+  return y;
+}
+
+// Rows `ids` of a packed weight (O, row bytes) of `type` dequantised to fp32 (N, K).
+torch::Tensor quant_rows(const torch::Tensor& pack, int64_t type, int64_t K, const torch::Tensor& ids) {
+  TORCH_CHECK(pack.dim() == 2 && pack.scalar_type() == at::kByte && pack.is_contiguous(), "quant_rows: bad pack");
+  TORCH_CHECK(ids.dim() == 1 && ids.scalar_type() == at::kLong, "quant_rows: ids must be int64 (N,)");
+  const int64_t C = (K + 63) / 64;
+  TORCH_CHECK(C % chunk_multiple(type) == 0, "quant_rows: K-quant weights need K a multiple of 256");
+  TORCH_CHECK(pack.size(1) == packed_row_bytes(type, C), "quant_rows: pack rows have the wrong size");
+  auto ids_c = ids.contiguous();
+  const int64_t N = ids_c.size(0), O = pack.size(0);
+  auto out = torch::empty({N, K}, torch::kFloat);
+  const int64_t* ip = ids_c.data_ptr<int64_t>();
+  for (int64_t n = 0; n < N; ++n) TORCH_CHECK(ip[n] >= 0 && ip[n] < O, "quant_rows: id ", ip[n], " out of range");
+  const uint8_t* wp = pack.data_ptr<uint8_t>();
+  float* op = out.data_ptr<float>();
+  for (int64_t n = 0; n < N; ++n) {
+    const uint8_t* w = wp + ip[n] * pack.size(1);
+    switch (type) {
+      case 0: dequant_row<Q8_0>(w, C, K, op + n * K); break;
+      case 1: dequant_row<Q5_0>(w, C, K, op + n * K); break;
+      case 2: dequant_row<Q4_1>(w, C, K, op + n * K); break;
+      case 3: dequant_row<Q4_K>(w, C, K, op + n * K); break;
+      case 4: dequant_row<Q6_K>(w, C, K, op + n * K); break;
+      default: TORCH_CHECK(false, "quant_rows: unknown weight type ", type);
+    }
+  }
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("quant_linear", &quant_linear, "y = x @ W^T (+ bias) on packed GGUF blocks", py::arg("x"), py::arg("packs"),
+        py::arg("types"), py::arg("k"), py::arg("bias") = py::none());
+  m.def("quant_rows", &quant_rows, "rows of a packed weight, dequantised to fp32", py::arg("pack"), py::arg("type"),
+        py::arg("k"), py::arg("ids"));
+}

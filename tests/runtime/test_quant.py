@@ -1,0 +1,140 @@
+"""Packed GGUF weights: layout twin, kernel vs dequantise + F.linear, batch invariance, fusion.
+
+Random GGUF blocks of each packed type (random quants, sane fp16 scales) are packed and
+compared with `gguf.quants.dequantize` of the same bytes: the numpy decoder and the kernel's
+row dequantisation must match it exactly. The linear kernel is held against the reference
+twin F.linear(x, W) in fp32 on the bf16-rounded dequantised weights (what `--dtype bf16` holds):
+the kernel computes exactly those bf16 weights and sums in fp32 in another order, then rounds
+to bf16, so the tolerance is half a bf16 ulp of the result (2^-9 relative) plus the fp32
+reordering bound K * 2^-24 * sum|w x|.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from plait.runtime.kernels import quant as qk
+from plait.runtime.quant import formats
+from plait.runtime.quant.weight import PackedWeight, QuantLinear, concat, pack_tensor
+
+gguf = pytest.importorskip("gguf")
+from gguf.quants import dequantize  # noqa: E402
+
+needs_kernel = pytest.mark.skipif(not qk.available(), reason=f"quant kernels: {qk.why_not()}")
+
+# (elements per block, bytes per block, byte offsets of fp16 fields)
+_SPEC = {
+    "Q8_0": (32, 34, (0,)),
+    "Q5_0": (32, 22, (0,)),
+    "Q4_1": (32, 20, (0, 2)),
+    "Q4_K": (256, 144, (0, 2)),
+    "Q6_K": (256, 210, (208,)),
+}
+
+
+def random_blocks(qtype: str, rows: int, k: int, seed: int = 0) -> np.ndarray:
+    """Random GGUF bytes (rows, row bytes) of an (rows, k) matrix, scales ~1e-2."""
+    n, size, halves = _SPEC[qtype]
+    rng = np.random.default_rng(seed)
+    b = rng.integers(0, 256, size=(rows, k // n, size), dtype=np.uint8)
+    for at in halves:
+        scale = rng.uniform(0.002, 0.02, size=(rows, k // n)) * rng.choice([-1, 1], (rows, k // n))
+        if qtype in ("Q4_K",):
+            scale = np.abs(scale)
+        b[..., at : at + 2] = scale.astype(np.float16).view(np.uint8).reshape(rows, k // n, 2)
+    return b.reshape(rows, -1)
+
+
+def reference(raw: np.ndarray, qtype: str, k: int) -> torch.Tensor:
+    w = dequantize(raw, gguf.GGMLQuantizationType[qtype]).reshape(raw.shape[0], k)
+    return torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+
+
+SHAPES = [("Q8_0", 96), ("Q8_0", 64), ("Q5_0", 160), ("Q4_1", 32), ("Q4_K", 512), ("Q6_K", 256)]
+
+
+@pytest.mark.parametrize("qtype,k", SHAPES)
+def test_packed_layout_decodes_to_the_gguf_values(qtype, k):
+    raw = random_blocks(qtype, 7, k)
+    packed = formats.pack(raw, qtype, k)
+    assert packed.shape == (7, formats.row_bytes(qtype, k))
+    ref = reference(raw, qtype, k)
+    assert torch.equal(torch.from_numpy(formats.unpack(packed, qtype, k)), ref)
+    if qk.available():
+        ids = torch.tensor([6, 0, 3, 3])
+        rows = qk.quant_rows(torch.from_numpy(packed), formats.TYPES[qtype], k, ids)
+        assert torch.equal(rows, ref[ids])
+
+
+def test_bad_rows_are_refused():
+    with pytest.raises(ValueError, match="multiple of 256"):
+        formats.pack(np.zeros((2, 144 // 2), np.uint8), "Q4_K", 128)
+    with pytest.raises(ValueError, match="no packed layout"):
+        formats.pack(np.zeros((2, 18), np.uint8), "Q4_0", 32)
+
+
+def _tolerance(x: torch.Tensor, w: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    k = x.shape[1]
+    return ref.abs() * 2.0**-8 + k * 2.0**-24 * (x.float().abs() @ w.abs().T) + 1e-6
+
+
+@needs_kernel
+@pytest.mark.parametrize("qtype,k", SHAPES)
+@pytest.mark.parametrize("rows", [1, 3, 8, 9, 33])
+def test_kernel_matches_dequantised_linear(qtype, k, rows):
+    raw = random_blocks(qtype, 37, k, seed=rows)
+    w = reference(raw, qtype, k).bfloat16().float()  # (37, k): the bf16 path's weights
+    x = torch.randn(rows, k, generator=torch.Generator().manual_seed(rows)).bfloat16()
+    bias = torch.randn(37)
+    y = qk.quant_linear(x, [pack_tensor(raw, qtype, k)], [formats.TYPES[qtype]], k, bias)
+    ref = F.linear(x.float(), w, bias)
+    assert y.dtype == torch.bfloat16 and y.shape == (rows, 37)
+    err = (y.float() - ref).abs()
+    assert bool((err <= _tolerance(x, w, ref) + 2.0**-8 * bias.abs()).all()), float(err.max())
+
+
+@needs_kernel
+@pytest.mark.parametrize("qtype,k", [("Q5_0", 896), ("Q6_K", 512), ("Q4_1", 96)])
+def test_a_rows_result_never_depends_on_the_row_count(qtype, k):
+    raw = random_blocks(qtype, 40, k, seed=1)
+    packs, types = [pack_tensor(raw, qtype, k)], [formats.TYPES[qtype]]
+    x = torch.randn(64, k, generator=torch.Generator().manual_seed(5)).bfloat16()
+    whole = qk.quant_linear(x, packs, types, k)  # 64 rows: the scratch path
+    for start, n in [(0, 1), (5, 1), (3, 4), (8, 8), (10, 9), (20, 31), (0, 64)]:
+        part = qk.quant_linear(x[start : start + n], packs, types, k)
+        assert torch.equal(part, whole[start : start + n]), (start, n)
+
+
+@needs_kernel
+def test_fused_segments_of_different_types():
+    k = 256
+    raws = [("Q5_0", random_blocks("Q5_0", 20, k, 1)), ("Q8_0", random_blocks("Q8_0", 6, k, 2))]
+    parts = [PackedWeight([pack_tensor(r, t, k)], [formats.TYPES[t]], k) for t, r in raws]
+    fused = concat([parts[0], parts[1], parts[1]])  # q | k | v shapes, the last two merged
+    assert fused.type_names == ["Q5_0", "Q8_0"] and fused.shape == (32, k)
+    x = torch.randn(5, k).bfloat16()
+    bias = torch.randn(32)
+    y = QuantLinear(fused, bias)(x)
+    pieces = [p.matmul(x) for p in (parts[0], parts[1], parts[1])]
+    assert torch.equal(y, (torch.cat(pieces, dim=1).float() + bias).bfloat16()) or torch.allclose(
+        y.float(), torch.cat(pieces, dim=1).float() + bias, atol=2e-2, rtol=2.0**-7
+    )
+    twin = F.linear(x.float(), fused.dense().bfloat16().float(), bias)
+    assert torch.allclose(y.float(), twin, rtol=2.0**-7, atol=1e-3)
+
+
+def test_twin_path_without_the_kernel(monkeypatch):
+    k = 64
+    raw = random_blocks("Q8_0", 9, k)
+    w = PackedWeight([pack_tensor(raw, "Q8_0", k)], [0], k)
+    monkeypatch.setattr(qk, "available", lambda: False)
+    x = torch.randn(2, 3, k).bfloat16()
+    y = w.matmul(x)
+    ref = F.linear(x.float(), reference(raw, "Q8_0", k).bfloat16().float())
+    assert y.shape == (2, 3, 9) and torch.allclose(y.float(), ref, rtol=2.0**-7, atol=1e-4)
+    assert torch.equal(
+        w.rows(torch.tensor([[1, 4]])), reference(raw, "Q8_0", k)[[1, 4]][None].bfloat16()
+    )
