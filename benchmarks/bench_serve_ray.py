@@ -64,7 +64,7 @@ def bench_ttft(rounds: int) -> dict[str, Any]:
     import ray
 
     from plait.runtime.engine import EngineConfig
-    from plait.runtime.loader import load_model
+    from plait.runtime.loading.loader import load_model
     from plait.serve.cluster.deploy import ClusterConfig, deploy, start_in_thread, undeploy
     from plait.serve.cluster.replica import ReplicaSpec
     from plait.serve.server import build_state

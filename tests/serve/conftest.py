@@ -69,8 +69,7 @@ def ray_served(tiny_dir):
 @pytest.fixture(scope="session")
 def tiny_served(tiny_dir):
     """(state, base_url) of single-process `plait serve` over the same tiny model and engine."""
-    from plait.runtime.loader import load_model
-
+    from plait.runtime.loading.loader import load_model
     from plait.serve.server import build_state, start_in_thread
 
     state = build_state(load_model(str(tiny_dir), dtype="fp32"), EngineConfig(**TINY_ENGINE),

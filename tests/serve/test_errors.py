@@ -236,3 +236,16 @@ def test_bad_request_is_an_openai_error_through_ray(ray_served, path, body, stat
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert fragment in err["message"] and set(err) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize(("method", "path", "ctype", "raw", "status", "fragment"), RAW)
+def test_bad_raw_request_is_an_openai_error_through_ray(
+    ray_served, method, path, ctype, raw, status, fragment
+):
+    _, url, _, _ = ray_served
+    headers = {"content-type": ctype} if ctype else {}
+    r = httpx.request(method, url + path, content=raw, headers=headers)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert fragment in err["message"] and set(err) == {"message", "type", "param", "code"}

@@ -147,9 +147,9 @@ async def forward(request: Request, state: IngressState) -> Response:
         raise APIError(413, f"the request body has {len(raw)} bytes; the limit is "
                        f"{state.max_body_bytes}; send a shorter prompt")  # fmt: skip
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None  # the replica answers with the same error as single-process serve
+        body = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):  # not JSON, too deep: the replica answers the error
+        body = None
     path = request.url.path
     keys = chain(prompt_tokens(state, path, body), state.block_tokens)
     opened = await until_disconnect(request, _open(state, request, raw, keys))

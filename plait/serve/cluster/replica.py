@@ -96,7 +96,7 @@ class EngineReplica:
 
     def __init__(self, spec: ReplicaSpec) -> None:
         from plait.runtime.engine import EngineConfig
-        from plait.runtime.loader import load_model
+        from plait.runtime.loading.loader import load_model
         from plait.serve.app import create_app
         from plait.serve.server import build_state
 
