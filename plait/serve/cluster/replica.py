@@ -5,7 +5,9 @@
 Starlette app that `plait serve` runs (plait.serve.server.build_state, plait.serve.app), so
 validation, errors, response shapes and the hogwild / threads extensions are the same code.
 `handle` runs one HTTP request through that app by calling it as an ASGI application (no socket)
-and streams back the response: first `{"status", "headers", "replica"}`, then body chunks.
+and streams back the response: first `{"status", "headers", "replica"}`, then body chunks
+(the parts that piled up while the caller read the last one are sent as one: each item is a
+Ray message).
 Leaving the stream early (the ingress cancelled it: client gone) tells the app the client
 disconnected and cancels it, which cancels the engine request and frees its KV.
 
@@ -79,9 +81,14 @@ async def asgi_call(
                 headers = [(k.decode(), v.decode()) for k, v in message.get("headers", [])]
                 yield {"status": message["status"], "headers": headers}
             elif message["type"] == "http.response.body":
-                if message.get("body"):
-                    yield bytes(message["body"])
-                if not message.get("more_body", False):
+                chunk, more = bytearray(message.get("body", b"")), message.get("more_body", False)
+                while more and _ready_body(queue):  # what piled up while the caller was away:
+                    message = queue.get_nowait()  # one item (each costs a Ray message)
+                    chunk += message.get("body", b"")
+                    more = message.get("more_body", False)
+                if chunk:
+                    yield bytes(chunk)
+                if not more:
                     return
     finally:
         gone.set()
@@ -89,6 +96,12 @@ async def asgi_call(
             task.cancel()
         with contextlib.suppress(BaseException):
             await task
+
+
+def _ready_body(queue: asyncio.Queue[Any]) -> bool:
+    """Whether the next queued message is a body part (no waiting)."""
+    q: Any = getattr(queue, "_queue", None)  # asyncio.Queue's deque: peek without taking
+    return bool(q) and isinstance(q[0], dict) and q[0].get("type") == "http.response.body"
 
 
 class EngineReplica:
