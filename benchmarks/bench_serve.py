@@ -5,7 +5,12 @@ One async load generator: C concurrent clients (1, 8, 32), each sending `--per-c
 /v1/completions requests one after the other; a prompt is a shared 512-token system prompt + a
 64-token user part (different per request); 128 output tokens (ignore_eos). Per level and server:
 output tokens/s (all tokens / wave wall time), TTFT p50/p99, inter-token latency p50/p99, and
-whether every request got exactly one complete stream. Servers run side by side (idle when not
+whether every request got exactly one complete stream. `--modes absent` adds the "no max_tokens"
+level (reported as e.g. `8-nomax`): requests as most clients send them, without max_tokens (the
+server's budget is then the rest of the context); the client reads `--tokens` tokens and closes
+the stream. `--chat` sends /v1/chat/completions instead; `--model smollm2-135m` serves SmolLM2;
+`--plait-kv-budgets N ...` runs one plait server per KV budget (e.g. 25% of the worst-case need,
+named plait-kvN) next to the default one. Servers run side by side (idle when not
 measured) and levels interleave servers round by round. `transformers serve` runs only up to
 `--transformers-max-clients` (default 1): on this CPU it decodes one request at a time at a few
 tokens/s (its `--continuous-batching` took ~5 s per token), so 8 or 32 clients would take hours. Prints a table, writes
@@ -99,15 +104,24 @@ def build_prompts(tokenizer: Any, system: int, user: int, count: int) -> list[st
     return out
 
 
+MODE = {"absent": False, "chat": False}  # set by main: no max_tokens; chat endpoint
+
+
 async def one(
     client: httpx.AsyncClient, server: Server, prompt: str, tokens: int
 ) -> dict[str, Any]:
-    body = {"model": server.model, "prompt": prompt, "max_tokens": tokens, "temperature": 0,
-            "stream": True, **server.body}  # fmt: skip
+    body = {"model": server.model, "max_tokens": tokens, "temperature": 0, "stream": True,
+            **server.body}  # fmt: skip
+    if MODE["absent"]:
+        del body["max_tokens"]  # the client stops reading after `tokens` tokens instead
+    route = "/v1/chat/completions" if MODE["chat"] else "/v1/completions"
+    body |= (
+        {"messages": [{"role": "user", "content": prompt}]} if MODE["chat"] else {"prompt": prompt}
+    )
     start = time.perf_counter()
     stamps: list[float] = []
     finish, done = None, False
-    async with client.stream("POST", server.url + "/v1/completions", json=body) as r:
+    async with client.stream("POST", server.url + route, json=body) as r:
         if r.status_code != 200:
             return {"ok": False, "error": f"{r.status_code}: {(await r.aread())[:200]!r}"}
         async for line in r.aiter_lines():
@@ -119,9 +133,12 @@ async def one(
                 break
             chunk = json.loads(data)
             for c in chunk.get("choices") or []:
-                if c.get("text"):
+                if c.get("text") or (c.get("delta") or {}).get("content"):
                     stamps.append(time.perf_counter())
                 finish = c.get("finish_reason") or finish
+            if MODE["absent"] and len(stamps) >= tokens:
+                finish, done = "client", True  # enough: closing the stream cancels it
+                break
     ok = finish is not None and bool(stamps)
     return {"ok": ok, "done_marker": done, "ttft": stamps[0] - start if stamps else None, "tokens": len(stamps),
             "itl": [b - a for a, b in zip(stamps, stamps[1:])], "start": start,
@@ -191,12 +208,14 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def servers(args: argparse.Namespace, lm: Any, max_clients: int) -> list[Server]:
     ctx = args.system + args.user + args.tokens + 64
     out = []
-    if "plait" in args.servers:
+    default = 32768 if args.default_budget else max(32768, 2 * max_clients * ctx)
+    for budget in [default] * ("plait" in args.servers) + args.plait_kv_budgets:
         port = free_port()
-        cmd = [sys.executable, "-m", "plait.cli", "serve", "--model", "qwen2.5-0.5b", "--port",
-               str(port), "--kv-budget-tokens", str(max(32768, 2 * max_clients * ctx)),
+        cmd = [sys.executable, "-m", "plait.cli", "serve", "--model", args.model, "--port",
+               str(port), "--kv-budget-tokens", str(budget),
                "--max-rows", str(max_clients), "--step-tokens", str(args.step_tokens)]  # fmt: skip
-        out.append(Server("plait", cmd, port, "qwen2.5-0.5b"))
+        name = "plait" if budget == default else f"plait-kv{budget}"
+        out.append(Server(name, cmd, port, args.model))
     if "llama.cpp" in args.servers:
         from plait.runtime.loading.bundled import BUNDLED, resolve_gguf
 
@@ -227,7 +246,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     for name, levels in result["servers"].items():
-        cs = sorted(int(c) for c in levels)
+        cs = sorted(int(c) for c in levels if c.isdigit())
         for ax, key, label in zip(axes, ("tok_s", "ttft_p50_s", "itl_p50_s"),
                                   ("output tokens/s", "TTFT p50 (s)", "ITL p50 (s)")):  # fmt: skip
             ax.plot(cs, [levels[str(c)][key] for c in cs], marker="o", label=name)
@@ -252,12 +271,24 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--step-tokens", type=int, default=512)
     p.add_argument("--tag", default="serve_cpu")
+    p.add_argument("--model", default="qwen2.5-0.5b", help="plait's model (llama.cpp: qwen)")
+    p.add_argument("--modes", nargs="+", default=["set"], choices=["set", "absent"],
+                   help="absent: the 'no max_tokens' level")  # fmt: skip
+    p.add_argument("--chat", action="store_true", help="/v1/chat/completions requests")
+    p.add_argument(
+        "--default-budget",
+        action="store_true",
+        help="plait's default KV budget (32768) instead of 2 x clients x context",
+    )
+    p.add_argument("--plait-kv-budgets", nargs="*", type=int, default=[],
+                   help="more plait servers, one per KV budget (e.g. 25%% of the worst case)")  # fmt: skip
     p.add_argument("--transformers-max-clients", type=int, default=1,
                    help="largest level run on transformers serve (slow on CPU)")  # fmt: skip
     args = p.parse_args()
     from plait.runtime.loading.loader import load_model
 
-    lm = load_model("qwen2.5-0.5b")
+    MODE["chat"] = args.chat
+    lm = load_model(args.model)
     prompts = build_prompts(
         lm.tokenizer, args.system, args.user, max(args.clients) * args.per_client
     )
@@ -277,16 +308,18 @@ def main() -> None:
         partial = (
             RESULTS / f"{args.tag}_partial.json"
         )  # every wave so far (a stopped run keeps them)
+        levels = [(c, m) for c in args.clients for m in args.modes]
         for r in range(args.rounds):
-            for c in args.clients:
+            for c, mode in levels if r % 2 == 0 else levels[::-1]:
                 order = started if r % 2 == 0 else started[::-1]
+                MODE["absent"] = mode == "absent"
                 for s in order:
                     if c > s.max_clients:
                         continue
                     res = asyncio.run(wave(s, prompts, c, args.per_client, args.tokens))
-                    if s.name == "plait":  # nothing held once the wave is over
+                    if s.name.startswith("plait"):  # nothing held once the wave is over
                         res["kv_after"] = plait_idle_kv(s)
-                    runs[s.name].setdefault(c, []).append(res)
+                    runs[s.name].setdefault(f"{c}-nomax" if MODE["absent"] else c, []).append(res)
                     partial.write_text(json.dumps({"settings": vars(args), "runs": runs}) + "\n")
                     print(f"round {r} {s.name:12s} clients={c:3d} {res['tokens'] / res['wall_s']:.1f} tok/s "
                           f"complete {res['complete']}/{res['requests']}", file=sys.stderr, flush=True)  # fmt: skip
@@ -297,7 +330,7 @@ def main() -> None:
         "machine": machine(), "settings": vars(args), "skipped": skipped,
         "servers": {n: {str(c): summarize(rs) for c, rs in lv.items()} for n, lv in runs.items()},
     }  # fmt: skip
-    others = [n for n in result["servers"] if n != "plait"]
+    others = [n for n in result["servers"] if not n.startswith("plait")]
     if "plait" in result["servers"] and others:
         ratios = {}
         for c in args.clients:
@@ -310,7 +343,14 @@ def main() -> None:
             ratios[str(c)] = {"throughput_x": mine["tok_s"] / best_tps,
                               "ttft_p50_ratio": (mine["ttft_p50_s"] or 1e9) / best_ttft}  # fmt: skip
         result["plait_vs_best_other"] = ratios
-    rows = [{"server": n, "clients": int(c), **{k: v for k, v in m.items() if k in
+    plain = result["servers"].get("plait", {})
+    result["plait_memory"] = {  # no max_tokens vs max_tokens; a smaller KV budget vs the default
+        "ttft_p50_nomax_over_set": {c: plain[f"{c}-nomax"]["ttft_p50_s"] / plain[str(c)]["ttft_p50_s"]
+                                    for c in args.clients if f"{c}-nomax" in plain and str(c) in plain},
+        "tok_s_over_default": {n: {c: m["tok_s"] / plain[c]["tok_s"] for c, m in lv.items() if c in plain}
+                               for n, lv in result["servers"].items() if n.startswith("plait-kv")},
+    }  # fmt: skip
+    rows = [{"server": n, "clients": c, **{k: v for k, v in m.items() if k in
              ("tok_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_s", "itl_p99_s", "complete", "requests")}}
             for n, lv in result["servers"].items() for c, m in lv.items()]  # fmt: skip
     print(table(rows, ["server", "clients", "tok_s", "ttft_p50_s", "ttft_p99_s", "itl_p50_s",

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from plait import cli
 from plait.errors import OutputError, UsageError
@@ -325,3 +327,27 @@ def test_serve_without_its_extra_is_one_line(monkeypatch, capsys, module):
     assert cli.main(["serve", "--model", "smollm2-135m"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"needs {module}" in err and "'.[serve]'" in err
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(), kids, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(records=st.lists(st.dictionaries(st.text(), _JSON, max_size=4), min_size=1, max_size=4))
+def test_jsonl_round_trips_any_record(tmp_path_factory, records):
+    """Property: whatever strings a record holds, plait reads back what it wrote, and even a
+    reader that splits on every Unicode line break (str.splitlines) sees one line per record."""
+    path = tmp_path_factory.mktemp("rt") / "r.jsonl"
+    with JsonlAppender(path) as out:
+        for rec in records:
+            out.write(rec)
+    raw = path.read_text(encoding="utf-8")
+    assert len(raw.splitlines()) == len(records)
+    assert [json.loads(line) for line in raw.splitlines()] == records
+    assert read_jsonl(path) == records

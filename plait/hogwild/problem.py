@@ -39,6 +39,9 @@ from plait.runtime.segments import KVStore
 
 TokenHook = Callable[[int, int, torch.Tensor], int]  # (problem, worker, logits (V,)) -> token id
 
+STEP_START = 128  # slots a worker's step segment starts with (grows on demand)
+COMMON_SLACK = 64  # slots after the prompt the common segment starts with (grows on demand)
+
 
 class HogwildProblem:
     """One Hogwild! problem as a `StreamGroup` (see the module docstring).
@@ -101,12 +104,16 @@ class HogwildProblem:
             )
         prompt = len(self.encode(self.prompt_text))
         shared = len(self.layout.shared(c.workers))
-        # StreamGroup's admission figures: an upper bound on what the workspace, its regrowths
-        # and the finisher may allocate, and the most streams of one step
+        # StreamGroup's admission figures: an upper bound on what the workspace, its growth
+        # and the finisher may allocate, what `start` allocates (the segments grow on demand;
+        # the engine preempts under pressure), and the most streams of one step
         self.kv_tokens = (prompt + 64 + 2 * c.workers * c.max_budget + 2 * c.workers * min(c.capacity, 1024)
                           + 16 * shared + c.finisher_max_tokens + 64)  # fmt: skip
+        step_start = min(c.capacity, STEP_START)
+        self.kv_start_tokens = prompt + COMMON_SLACK + 2 * c.workers * step_start + 16 * shared
         self.rows = 2 * c.workers
         self.instant = c.instant
+        self.restartable = True  # deterministic: `start` after `release` replays the same run
         self.run: ProblemRun | None = None
         self.store: KVStore | None = None
         self.finisher: FinisherBatch | None = None
@@ -128,6 +135,7 @@ class HogwildProblem:
         if runner.store is not store:
             raise ValueError("the runner must run over the given store")
         c, index = self.cfg, self.index
+        self.finisher, self.error, self._planned = None, None, ([], [])  # a restart begins anew
         ids = self.encode(self.prompt_text)
         seeds = [
             self.encode(seed_step(i, n, c.sequential, c.prompt))
@@ -151,9 +159,9 @@ class HogwildProblem:
                 f"model's {limit}-token context; lower the budget or the number of workers",
                 stacklevel=3,
             )
-        ws = Workspace(
-            store, self.layout, c.workers, capacity=min(c.capacity, 1024), instant=c.instant,
-            prompt_capacity=len(ids) + c.workers * c.max_budget + 64,
+        ws = Workspace(  # sized for now: the segments grow as steps are written (KV on demand)
+            store, self.layout, c.workers, capacity=min(c.capacity, STEP_START), instant=c.instant,
+            prompt_capacity=len(ids) + COMMON_SLACK,
         )  # fmt: skip
         self.store = store
         runner.prefill(ws.common, ids)

@@ -30,8 +30,9 @@ def engine_for(model: Any, problems: Sequence[HogwildProblem], attention: str = 
     Its arena starts at the pool's default size and grows as segments need it: the admission
     figures are upper bounds, far above what a problem usually holds, so allocating the whole
     budget up front (the engine's default) would cost memory no run uses."""
-    config = EngineConfig(
-        kv_budget_tokens=sum(p.kv_tokens for p in problems), max_rows=sum(p.rows for p in problems)
+    config = EngineConfig(  # twice the bounds: room for growth slack, so nothing is preempted
+        kv_budget_tokens=2 * sum(p.kv_tokens for p in problems),
+        max_rows=sum(p.rows for p in problems),
     )
     pool = KVPool(model.config, model.dtype, model.device, model.rope)
     return Engine(model, config=config, runner=Runner(model, pool, attention=attention))

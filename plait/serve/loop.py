@@ -59,6 +59,8 @@ class EngineMetrics:
     kv_request_tokens: int = 0
     kv_cache_tokens: int = 0
     kv_budget_tokens: int = 0
+    kv_held_tokens: int = 0  # slots of every live segment (requests, groups, prefix cache)
+    kv_block_tokens: int = 1
     cache_hit_rate: float = 0.0
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -203,12 +205,15 @@ class EngineLoop:
             running=e.num_running(), waiting=e.num_waiting(),
             kv_request_tokens=e.request_kv_tokens(), kv_cache_tokens=e.cache.total_tokens(),
             kv_budget_tokens=e.config.kv_budget_tokens, cache_hit_rate=e.cache.hit_rate(),
+            kv_held_tokens=e.store.held, kv_block_tokens=e.config.block_tokens,
             stats={
                 "steps": s.steps, "step_seconds": s.step_seconds, "last_step_seconds": s.last_step_seconds,
                 "generated_tokens": s.generated_tokens, "prompt_tokens": s.prompt_tokens,
                 "computed_prompt_tokens": s.computed_prompt_tokens,
                 "finished_requests": s.finished_requests, "cancelled_requests": s.cancelled_requests,
                 "failed_requests": s.failed_requests,
+                "preemptions": s.preemptions, "recomputed_tokens": s.recomputed_tokens,
+                "peak_running": s.peak_running,
                 "updated": time.time(),
             },
         )  # fmt: skip

@@ -8,6 +8,7 @@ Every command validates its arguments and its output paths before any work, prin
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from plait.arguments import require_extra
@@ -105,7 +106,26 @@ def load_trace(args, rounds_for):
 
 
 def emit(args, payload: dict, text: str) -> None:
-    print(json.dumps(payload) if args.json else text, flush=True)
+    """The results: --json prints strict JSON (a non-finite number becomes null, with a warning:
+    `Infinity` is not JSON), else the table."""
+    if args.json:
+        try:
+            text = json.dumps(payload, allow_nan=False)
+        except ValueError:
+            print("warning: some results are not finite numbers (infinite times?); they are "
+                  "null in the JSON", file=sys.stderr)  # fmt: skip
+            text = json.dumps(_finite(payload), allow_nan=False)
+    print(text, flush=True)
+
+
+def _finite(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
 
 
 def cmd_simulate(args) -> int:

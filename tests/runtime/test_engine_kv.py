@@ -52,3 +52,37 @@ def test_pool_and_store_give_the_same_logits():
             store.reserve(b, 20)  # regrowth: the pool takes the old range back
             outs.append(runner.step([StreamInput([22], [a, b], b)]))
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+def test_growth_in_place_or_moved_keeps_every_token_and_counts_held_slots():
+    m = tiny_model("llama")
+    pool = KVPool(m.config, m.dtype, rope=m.rope, slots=256, unit=8)
+    rng = random.Random(1)
+    live: dict[int, tuple] = {}  # id -> (segment, its K (L, Hkv, n, D), V) as written
+    shape = (m.config.num_layers, m.config.num_kv_heads, 0, m.config.head_dim)
+    for _ in range(300):
+        r = rng.random()
+        if live and (r < 0.2 or len(live) > 8):
+            seg, _, _ = live.pop(rng.choice(list(live)))
+            pool.free(seg)
+        elif live and r < 0.7:  # append a few tokens, growing first
+            key = rng.choice(list(live))
+            seg, k, v = live[key]
+            n = rng.randint(1, 12)
+            pool.grow(seg, seg.length + n)
+            nk, nv = torch.randn(*shape[:2], n, shape[3]), torch.randn(*shape[:2], n, shape[3])
+            for layer in range(shape[0]):
+                pool.write(seg, layer, seg.length, nk[layer], nv[layer])
+            seg.length += n
+            live[key] = (seg, torch.cat([k, nk], 2), torch.cat([v, nv], 2))
+        else:
+            seg = pool.new_segment(rng.randint(1, 8))
+            live[seg.id] = (seg, torch.zeros(shape), torch.zeros(shape))
+        spans = sorted((s.base, s.base + s.capacity) for s in pool.segments)
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), "overlapping segments"
+        assert pool.held == sum(s.capacity for s in pool.segments)
+        for seg, k, v in live.values():  # the twin: what was written, in order
+            assert torch.equal(seg.k[:, :, : seg.length], k) and torch.equal(
+                seg.v[:, :, : seg.length], v
+            )
+    assert pool.grown_in_place > 0 and pool.stats.regrowths > 0 and pool.relocated_tokens > 0

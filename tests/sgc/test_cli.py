@@ -237,3 +237,33 @@ def test_a_missing_extra_is_one_line_before_the_work(
     assert cap.out == "" and "Traceback" not in cap.err
     assert f"needs the package {module}" in cap.err and f"'.[{extra}]'" in cap.err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_output_is_strict_json(capsys, monkeypatch) -> None:
+    """A non-finite result is null in --json (with a warning), never `Infinity`."""
+    import plait.sgc.bench as bench
+
+    real = bench.run_arm
+
+    def infinite(*a, **k):
+        r = real(*a, **k)
+        return {**r, "runtime": float("inf")}
+
+    monkeypatch.setattr(bench, "run_arm", infinite)
+    argv = [
+        "sgc",
+        "simulate",
+        "--n",
+        "16",
+        "--jobs",
+        "8",
+        "--lam",
+        "3",
+        "--json",
+        "--rules",
+        "plait",
+    ]
+    assert main(argv) == 0
+    cap = capsys.readouterr()
+    assert "Infinity" not in cap.out and "not finite" in cap.err
+    assert json.loads(cap.out)["m-sgc(B=1,W=2,lam=3)/plait"]["runtime"] is None

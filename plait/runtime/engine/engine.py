@@ -7,13 +7,12 @@
     engine.cancel(rid)                         # frees the request's segments at once
 
 `step()` = admit waiting requests (scheduler), plan the step (decode rows, group streams, prefill
-chunks under the token budget), one `Runner.step` over all of it, then sample, apply stop rules
-and free what finished. Requests join and leave at any step. A request's logits depend only on
-its own prompt and tokens (its view's segments are fixed by its prompt: `prefix_cache`), so its
-greedy output is the same alone and in any batch up to the floating-point effects of batch shape
-(tests/runtime/test_engine.py checks equality on real and random models). Whatever goes wrong
-for one request (admission, a group's plan, sampling, text, stop rules) ends that request with an
-error output and frees its KV; the others go on unchanged (`plait.runtime.engine.isolation`).
+chunks under the token budget) and fit its KV growth into the budget, preempting the newest
+requests if needed (memory), one `Runner.step` over all of it, then sample, apply stop rules and
+free what finished. Requests join and leave at any step. A request's view is fixed by its prompt
+(`prefix_cache`) and, where plait's kernels run, its bits are batch invariant (tokens, samples,
+log-probs alone == in any batch: tests/runtime/test_invariance.py). Whatever goes wrong for one
+request ends it with an error output and frees its KV; the others go on (`isolation`).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from plait.runtime.engine import isolation
 from plait.runtime.engine.detokenize import stop_rules
 from plait.runtime.engine.groups import StreamGroup
 from plait.runtime.engine.kv_pool import KVPool
+from plait.runtime.engine.memory import count_work, fit_step
 from plait.runtime.engine.prefix_cache import PrefixCache
 from plait.runtime.engine.requests import (
     CapacityError,
@@ -38,14 +38,8 @@ from plait.runtime.engine.requests import (
     TokenLogprob,
     next_request_id,
 )
-from plait.runtime.engine.scheduler import (
-    EngineConfig,
-    GroupState,
-    RequestState,
-    Sample,
-    Scheduler,
-    Work,
-)
+from plait.runtime.engine.scheduler import EngineConfig, Scheduler, Work
+from plait.runtime.engine.states import GroupState, RequestState, Sample
 from plait.runtime.model import DecoderLM
 from plait.runtime.runner import Runner
 
@@ -77,13 +71,13 @@ class Engine:
         self.config = config or EngineConfig()
         c = self.config
         store = runner.store if runner is not None else KVPool(
-            model.config, model.dtype, model.device, model.rope, c.kv_budget_tokens
+            model.config, model.dtype, model.device, model.rope, c.kv_budget_tokens, c.block_tokens
         )  # fmt: skip
         if not isinstance(store, KVPool):
             raise ValueError("the engine's runner must run over a KVPool; build it with one")
         self.store, self.runner = store, runner or Runner(model, store, attention=attention)
         self.cache = PrefixCache(self.store, c.block_tokens)
-        self.scheduler = Scheduler(c, self.cache)
+        self.scheduler = Scheduler(c, self.cache, self.store)
         ids = model.config.eos_token_ids if eos_token_ids is None else eos_token_ids
         self.eos = frozenset(int(t) for t in ids)
         self.context = model.config.max_position
@@ -144,8 +138,7 @@ class Engine:
     def request_kv_tokens(self) -> int:
         """KV slots held for running requests (private segments, held cache blocks, groups);
         0 when idle (the prefix cache's unheld blocks stay cached and are not counted)."""
-        slots, _ = self.scheduler.used()
-        return slots - self.cache.total_tokens() + self.cache.held_tokens()
+        return self.store.held - self.cache.total_tokens() + self.cache.held_tokens()
 
     # ------------------------------------------------------------------ step
 
@@ -157,21 +150,28 @@ class Engine:
                 if not sched.try_admit(st):
                     break
                 sched.running.append(sched.waiting.popleft())
+                self.stats.peak_running = max(self.stats.peak_running, len(sched.running))
                 if isinstance(st, GroupState):
                     st.group.start(self.store, self.runner)
                 else:
+                    first, n = not st.admitted, len(st.request.prompt)
                     sched.start(st, self.store, self.tokenizer)
-                    self.stats.prompt_tokens += len(st.request.prompt)
-                    self.stats.prefilled_tokens += len(st.request.prompt) - st.cached_tokens
+                    self.stats.prompt_tokens += n * first
+                    self.stats.prefilled_tokens += (n - st.cached_tokens) * first
             except Exception as exc:  # noqa: BLE001 - this request fails, the queue goes on
                 failed += self._finish(st, exc)
         return failed
+
+    def _preempt(self, st: RequestState | GroupState) -> None:  # memory.fit_step's victim
+        self._free(st)
+        self.scheduler.requeue(st)
+        self.stats.preemptions += 1
 
     @torch.inference_mode()
     def step(self) -> list[Output]:
         """Admit, run one batched forward, sample; returns this step's outputs."""
         outputs = self._admit()
-        plan = self.scheduler.plan()
+        plan = fit_step(self.scheduler, self.store, self._preempt)
         for group, error in isolation.failed_plans(self.scheduler.running):
             outputs += self._finish(group, error)
         start = time.perf_counter()
@@ -180,12 +180,11 @@ class Engine:
         )
         if logits is None:  # (S, V) last-token logits of `work`
             return outputs
-        prefill = sum(len(w.input.tokens) for w in work if w.kind == "prefill")
-        self.stats.computed_prompt_tokens += prefill
+        count_work(work, self.stats)
         group_rows: dict[int, list[int]] = {}
         # greedy picks of every row at once (first maximum, as `greedy_argmax`): one reduction
         # over (S, V) instead of a filtered copy of each row
-        plain = any(w.kind != "group" for w in work)
+        plain = any(w.kind in ("decode", "prefill") for w in work)
         picks = logits.argmax(-1).tolist() if plain else []
         failed: set[int] = set()
         for row, w in enumerate(work):
@@ -211,10 +210,9 @@ class Engine:
             events = st.group.advance(rows)
         except Exception as exc:  # noqa: BLE001 - a failing group must not stop the others
             return self._finish(st, exc)[0]  # type: ignore[return-value]
-        done = st.group.done
-        if done:
+        if done := st.group.done:
             self._finish(st)
-        return GroupOutput(st.request_id, events, finished=done)
+        return GroupOutput(st.request_id, st.deliver(events), finished=done)
 
     def _sample(self, w: Work, row: torch.Tensor, greedy: int) -> list[SampleOutput]:
         """Pick the next token of one sample (decode) or of every sample (end of prefill);
@@ -229,12 +227,11 @@ class Engine:
             assert s is not None
             p = s.sampler.params[0]
             plain = p.greedy and not p.suppress_tokens
-            if len(s.generated) < len(req.forced_tokens):
-                tok = req.forced_tokens[len(s.generated)]
+            at = len(s.generated)  # the output position: the draw's seed (sampling.draw_seed)
+            if at < len(req.forced_tokens):
+                tok = req.forced_tokens[at]
             else:
-                tok = (
-                    greedy if plain else int(s.sampler(row[None], positions=[len(s.generated)])[0])
-                )
+                tok = greedy if plain else int(s.sampler(row[None], positions=[at])[0])
             lps = [TokenLogprob.of(logp, tok, req.logprobs or 0)] if logp is not None else []
             outs.append(self._emit(st, s, tok, lps))
         if all(s.finish is not None for s in st.samples):
@@ -284,7 +281,7 @@ class Engine:
         if st.tail is not None:
             self.store.free(st.tail)
         self.cache.release(st.path)
-        st.path = []
+        st.path, st.tail = [], None
 
     # ------------------------------------------------------------------ convenience
 

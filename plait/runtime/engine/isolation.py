@@ -41,6 +41,8 @@ class GuardedGroup:
     def __init__(self, group: StreamGroup) -> None:
         self.inner = group
         self.kv_tokens, self.rows, self.instant = group.kv_tokens, group.rows, group.instant
+        self.kv_start_tokens = getattr(group, "kv_start_tokens", group.kv_tokens)
+        self.restartable = getattr(group, "restartable", False)  # memory.py may preempt it
         self.error: BaseException | None = None
 
     def start(self, store: KVStore, runner: Runner) -> None:

@@ -160,3 +160,6 @@ class EngineStats:
     cancelled_requests: int = 0
     failed_requests: int = 0  # ended by an error inside the engine (the others went on)
     kept_tokens: int = 0  # finished tokens whose K/V went into the prefix cache (cache_output)
+    preemptions: int = 0  # requests or groups preempted (KV freed, recomputed when re-admitted)
+    recomputed_tokens: int = 0  # generated tokens replayed after a preemption
+    peak_running: int = 0  # most requests and groups running at once
