@@ -4,6 +4,8 @@ it. Faults are injected (mocks replace only the faulty request's piece). Tiny ra
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -44,11 +46,11 @@ class FaultySampler(Sampler):
         super().__init__(params)
         self.calls = 0
 
-    def __call__(self, logits: torch.Tensor, streams: list[int] | None = None) -> torch.Tensor:
+    def __call__(self, logits: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         self.calls += 1
         if self.calls >= self.after:
             raise RuntimeError("injected: the sampler failed")
-        return super().__call__(logits, streams)
+        return super().__call__(logits, *args, **kwargs)
 
 
 def sampler_factory(params: list[SamplingParams]) -> Sampler:

@@ -26,7 +26,7 @@ BOOM = 424242  # the seed whose sampler the test makes fail
 
 
 class FaultySampler(Sampler):
-    def __call__(self, logits: torch.Tensor, streams: list[int] | None = None) -> torch.Tensor:
+    def __call__(self, logits: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
         raise RuntimeError("injected: the sampler failed")
 
 

@@ -81,7 +81,7 @@ def test_a_refused_add_of_any_type_fails_that_stream_only(loop, monkeypatch):
 
 def test_a_request_failing_in_the_engine_raises_in_its_stream_only(loop, monkeypatch):
     class Faulty(Sampler):
-        def __call__(self, logits, streams=None):  # noqa: ANN001, ANN204
+        def __call__(self, logits, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN204
             raise ValueError("injected")
 
     monkeypatch.setattr(scheduler_module, "Sampler",

@@ -259,8 +259,7 @@ class Engine:
     def _finish(
         self, st: RequestState | GroupState, exc: BaseException | None = None
     ) -> list[Output]:
-        """A request ends: done, or failed with `exc` (then its error outputs, the others go
-        on); its KV is freed either way."""
+        """A request ends, done or failed with `exc` (then: its error outputs); frees its KV."""
         outs = [] if exc is None else isolation.failure_outputs(st, exc)
         rid = st.request_id if isinstance(st, GroupState) else st.request.request_id
         self._states.pop(rid, None)
