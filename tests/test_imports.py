@@ -19,7 +19,7 @@ imports it).
 - `plait.threads.format` and the orchestrator (`plait.threads.inference` without the runtime
   backend) import no torch at any level, also through the plait modules they import;
 - sgc's scheme logic imports no torch at module level; ray is imported only lazily (inside
-  functions), and only by the SGC Ray backend.
+  functions), and only by the SGC Ray backend and `plait serve --ray` (plait.serve.cluster).
 """
 
 from __future__ import annotations
@@ -306,11 +306,13 @@ def test_format_and_orchestrator_import_no_torch_when_run():
     assert out.stdout.strip() == "False"
 
 
-def test_ray_is_lazy_and_only_in_sgc():
+def test_ray_is_lazy_and_only_in_sgc_and_the_cluster_server():
     for f in _files():
         for mod, kind in _imports(f):
             if _under(mod, "ray"):
-                assert "sgc" in f.parts, f"{f}: only the SGC backend may import ray"
+                assert "sgc" in f.parts or "cluster" in f.parts, (
+                    f"{f}: only the SGC backend and plait.serve.cluster may import ray"
+                )
                 assert kind != "eager", f"{f}: import ray lazily, inside the function that needs it"
 
 

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter
+from plait.serve.cluster.cli import RAY_EPILOG, add_arguments
 
 SERVE_EPILOG = """examples:
   plait serve                                       # Qwen2.5-0.5B on http://127.0.0.1:8000/v1
@@ -21,7 +22,7 @@ def register(subparsers: Any) -> None:
         "serve",
         help="serve a model over an OpenAI-compatible HTTP API (/v1/completions, ...)",
         formatter_class=HelpFormatter,
-        epilog=SERVE_EPILOG,
+        epilog=SERVE_EPILOG + RAY_EPILOG,
     )
     p.add_argument(
         "--model",
@@ -48,6 +49,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-n", type=int, default=16, help="largest n a request may ask for")
     p.add_argument("--max-waiting", type=int, default=256, help="waiting requests before 429")
     p.add_argument("--graceful-s", type=float, default=30.0, help="drain time on SIGTERM")
+    add_arguments(p)
     p.set_defaults(func=_cmd_serve)
 
 
@@ -61,13 +63,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(
             f"plait serve needs {exc.name}; install it with pip install -e '.[serve]'"
         ) from None
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be in 0..65535, got {args.port}")
+    _check_port(args.host, args.port)  # before the model loads
+    if args.ray:
+        from plait.serve.cluster.cli import run as run_cluster
+
+        return run_cluster(args)
     from plait.runtime.engine import EngineConfig
     from plait.runtime.loading.loader import load_model
     from plait.serve.server import build_state, run
 
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be in 0..65535, got {args.port}")
-    _check_port(args.host, args.port)  # before the model loads
     config = EngineConfig(
         kv_budget_tokens=args.kv_budget_tokens, max_rows=args.max_rows,
         step_tokens=args.step_tokens, block_tokens=args.block_tokens,

@@ -225,3 +225,27 @@ def test_fuzz_bodies_never_get_a_5xx(served, path, fields):
     assert r.status_code < 500, r.text
     if r.status_code >= 400:
         assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize(("path", "body", "status", "fragment"), CASES)
+def test_bad_request_is_an_openai_error_through_ray(ray_served, path, body, status, fragment):
+    """The same errors from `plait serve --ray` (the replicas run the same validation)."""
+    _, url, _, _ = ray_served
+    r = _post(url, path, body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert fragment in err["message"] and set(err) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize(("method", "path", "ctype", "raw", "status", "fragment"), RAW)
+def test_bad_raw_request_is_an_openai_error_through_ray(
+    ray_served, method, path, ctype, raw, status, fragment
+):
+    _, url, _, _ = ray_served
+    headers = {"content-type": ctype} if ctype else {}
+    r = httpx.request(method, url + path, content=raw, headers=headers)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert fragment in err["message"] and set(err) == {"message", "type", "param", "code"}
