@@ -57,3 +57,30 @@ def test_a_live_builder_is_waited_for_and_its_lock_kept(tmp_path, capsys):
     assert entered.is_set()
     err = capsys.readouterr().err
     assert "waiting for another process" in err and "killed" not in err
+
+
+def test_both_extensions_build_through_the_lock(tmp_path, monkeypatch, capsys):
+    """`kernels.build_extension` (the one builder: plait's kernels and the quantized ones) holds
+    the build lock, so a killed build's lock is removed before torch would wait on it."""
+    import torch.utils.cpp_extension as cpp
+
+    from plait.runtime import kernels
+    from plait.runtime.kernels import quant
+
+    seen = []
+
+    def fake_load(name, sources, build_directory, **kw):
+        seen.append((name, (tmp_path / TORCH_LOCK).exists()))
+        return object()
+
+    monkeypatch.setattr(cpp, "load", fake_load)
+    (tmp_path / TORCH_LOCK).touch()  # left by a killed build
+    kernels.build_extension("plait_cpu_kernels", [], tmp_path, [])
+    (tmp_path / TORCH_LOCK).touch()
+    monkeypatch.setattr(quant, "build_dir", lambda: tmp_path)
+    monkeypatch.setattr(quant, "cpu_supported", lambda: (True, ""))
+    monkeypatch.setattr(quant, "_module", None)
+    monkeypatch.setattr(quant, "_failed", None)
+    assert quant._load() is not None
+    assert seen == [("plait_cpu_kernels", False), ("plait_quant_kernels", False)]
+    assert capsys.readouterr().err.count("left by a kernel build that was killed") == 2

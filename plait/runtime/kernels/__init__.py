@@ -123,6 +123,20 @@ _module: ModuleType | None = None
 _failed: str | None = None
 
 
+def build_extension(name: str, sources: list[Path], out: Path, cflags: list[str]) -> ModuleType:
+    """Compile `sources` into `out` (once per machine) and import the extension, holding the build
+    lock (a build killed earlier left torch's lock file: removed there, never waited on). The
+    one builder of plait's extensions (these kernels and `kernels.quant`)."""
+    from torch.utils.cpp_extension import load
+
+    with build_lock(out):
+        if not any(out.glob("*.so")):
+            print(f"plait: compiling {name} into {out} (once per machine, ~80 s on 2 cores)",
+                  file=sys.stderr)  # fmt: skip
+        return load(name=name, sources=[str(s) for s in sources], build_directory=str(out),
+                    extra_cflags=cflags, extra_ldflags=["-fopenmp"], verbose=False)  # fmt: skip
+
+
 def _load() -> ModuleType | None:
     """Build (once per machine) and import the extension; None (with one warning) on failure."""
     global _module, _failed
@@ -136,16 +150,7 @@ def _load() -> ModuleType | None:
             _failed = why
             return None
         try:
-            from torch.utils.cpp_extension import load
-
-            out = build_dir()
-            with build_lock(out):  # a build killed earlier left torch's lock: removed here
-                if not any(out.glob("*.so")):
-                    print(f"plait: compiling CPU kernels into {out} (once per machine, ~80 s "
-                          "on 2 cores)", file=sys.stderr)  # fmt: skip
-                _module = load(name="plait_cpu_kernels", sources=[str(s) for s in _SOURCES],
-                               build_directory=str(out), extra_cflags=_CFLAGS,
-                               extra_ldflags=["-fopenmp"], verbose=False)  # fmt: skip
+            _module = build_extension("plait_cpu_kernels", _SOURCES, build_dir(), _CFLAGS)
         except Exception as e:  # noqa: BLE001 - any build/import failure means "use torch"
             _failed = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
             warnings.warn(

@@ -15,7 +15,6 @@ bf16 instead. `PLAIT_KERNELS=0` turns it off like the other kernels.
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 import warnings
 from functools import cache
@@ -86,22 +85,8 @@ def _load() -> ModuleType | None:
             _failed = why
             return None
         try:
-            from torch.utils.cpp_extension import load
-
-            out = build_dir()
-            out.mkdir(parents=True, exist_ok=True)
-            if not any(out.glob("*.so")):
-                print(
-                    f"plait: compiling quantized CPU kernels into {out} (once per machine, ~60 s)",
-                    file=sys.stderr,
-                )
-            _module = load(
-                name="plait_quant_kernels",
-                sources=[str(_SOURCE)],
-                build_directory=str(out),
-                extra_cflags=_CFLAGS,
-                extra_ldflags=["-fopenmp"],
-                verbose=False,
+            _module = kernels.build_extension(
+                "plait_quant_kernels", [_SOURCE], build_dir(), _CFLAGS
             )
         except Exception as e:  # noqa: BLE001 - any build/import failure means "dequantise"
             _failed = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
