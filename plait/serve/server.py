@@ -8,9 +8,10 @@ connections get 503, requests in flight finish (up to `graceful_s`), then the en
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
@@ -39,10 +40,15 @@ def build_state(
     )  # fmt: skip
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server that marks the state draining as soon as a signal arrives."""
+class Draining(Protocol):
+    draining: bool
 
-    def __init__(self, config: uvicorn.Config, state: ServeState) -> None:
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server that marks its state draining as soon as a signal arrives (plait serve's
+    state, or the Ray ingress's)."""
+
+    def __init__(self, config: uvicorn.Config, state: Draining) -> None:
         super().__init__(config)
         self.state = state
 
@@ -56,12 +62,20 @@ class _Server(uvicorn.Server):
             captured.clear()
 
 
-def make_server(state: ServeState, host: str, port: int, graceful_s: float = 30.0) -> _Server:
+def http_server(
+    app: Any, state: Draining, host: str, port: int, graceful_s: float = 30.0
+) -> DrainingServer:
     config = uvicorn.Config(
-        create_app(state), host=host, port=port, log_level="warning",
+        app, host=host, port=port, log_level="warning",
         timeout_graceful_shutdown=int(graceful_s), timeout_keep_alive=30,
     )  # fmt: skip
-    return _Server(config, state)
+    return DrainingServer(config, state)
+
+
+def make_server(
+    state: ServeState, host: str, port: int, graceful_s: float = 30.0
+) -> DrainingServer:
+    return http_server(create_app(state), state, host, port, graceful_s)
 
 
 def run(state: ServeState, host: str, port: int, graceful_s: float = 30.0) -> None:
@@ -74,23 +88,30 @@ def run(state: ServeState, host: str, port: int, graceful_s: float = 30.0) -> No
         state.loop.stop(timeout=graceful_s)
 
 
-def start_in_thread(
-    state: ServeState, host: str = "127.0.0.1", port: int = 0
-) -> tuple[_Server, str]:
-    """Serve from a daemon thread; returns the server (set `should_exit` to stop) and its base
-    URL (`http://host:port/v1`). Port 0 picks a free port."""
-    import socket
+def free_port(host: str) -> int:
+    """A port that was free on `host` a moment ago."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
-    if port == 0:
-        with socket.socket() as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-    server = make_server(state, host, port)
-    thread = threading.Thread(target=server.run, name="plait-http", daemon=True)
+
+def serve_in_thread(server: uvicorn.Server, host: str, port: int, name: str) -> str:
+    """Run `server` in a daemon thread and wait until it listens; returns its base URL."""
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError(f"the server did not start on {host}:{port}")
+            raise RuntimeError(f"{name} did not start on {host}:{port}")
         time.sleep(0.02)
-    return server, f"http://{host}:{port}/v1"
+    return f"http://{host}:{port}/v1"
+
+
+def start_in_thread(
+    state: ServeState, host: str = "127.0.0.1", port: int = 0
+) -> tuple[DrainingServer, str]:
+    """Serve from a daemon thread; returns the server (set `should_exit` to stop) and its base
+    URL (`http://host:port/v1`). Port 0 picks a free port."""
+    port = port or free_port(host)
+    server = make_server(state, host, port)
+    return server, serve_in_thread(server, host, port, "plait-http")

@@ -11,9 +11,6 @@ replica finishes its in-flight requests before it stops (`graceful_shutdown_time
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,6 +18,7 @@ from plait.serve.cluster.ingress import IngressState, create_ingress
 from plait.serve.cluster.prefix_index import RouterConfig
 from plait.serve.cluster.replica import EngineReplica, ReplicaSpec
 from plait.serve.cluster.router import live_key
+from plait.serve.server import DrainingServer, free_port, http_server, serve_in_thread
 
 DEPLOYMENT = "plait-engine"
 
@@ -95,22 +93,8 @@ def undeploy(cfg: ClusterConfig) -> None:
     serve.delete(cfg.app_name)
 
 
-def _server(state: IngressState, host: str, port: int, graceful_s: float) -> Any:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            state.draining = True
-            super().handle_exit(sig, frame)
-            captured = getattr(self, "_captured_signals", None)
-            if isinstance(captured, list):
-                captured.clear()  # the drain is the answer to the signal (plait.serve.server)
-
-    config = uvicorn.Config(
-        create_ingress(state), host=host, port=port, log_level="warning",
-        timeout_graceful_shutdown=int(graceful_s), timeout_keep_alive=30,
-    )  # fmt: skip
-    return Server(config)
+def _server(state: IngressState, host: str, port: int, graceful_s: float) -> DrainingServer:
+    return http_server(create_ingress(state), state, host, port, graceful_s)
 
 
 def serve_forever(
@@ -130,17 +114,8 @@ def serve_forever(
             ray.shutdown()
 
 
-def start_in_thread(state: IngressState, host: str = "127.0.0.1") -> tuple[Any, str]:
+def start_in_thread(state: IngressState, host: str = "127.0.0.1") -> tuple[DrainingServer, str]:
     """Serve the ingress from a daemon thread on a free port; returns (server, base URL)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port = s.getsockname()[1]
+    port = free_port(host)
     server = _server(state, host, port, 10.0)
-    thread = threading.Thread(target=server.run, name="plait-ingress", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError(f"the ingress did not start on {host}:{port}")
-        time.sleep(0.02)
-    return server, f"http://{host}:{port}/v1"
+    return server, serve_in_thread(server, host, port, "plait-ingress")
