@@ -40,11 +40,11 @@ def tiny_dir(tmp_path_factory):
 TINY_ENGINE = dict(kv_budget_tokens=4096, max_rows=16, step_tokens=256, block_tokens=16)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # torn down before other modules use Ray (tests/sgc)
 def ray_served(tiny_dir):
     """(IngressState, base_url, ClusterConfig, ReplicaSpec) of `plait serve --ray`: two replicas of the tiny
     model on the two nodes of a local Ray cluster, routed by prefix; the cluster is stopped
-    (no process left) at the end of the session."""
+    (no process left) at the end of the module."""
     pytest.importorskip("ray.serve")
     from plait.serve.cluster.deploy import ClusterConfig, deploy, start_in_thread, undeploy
     from plait.serve.cluster.prefix_index import RouterConfig

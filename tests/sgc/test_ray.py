@@ -26,14 +26,16 @@ def backend():
     ray = pytest.importorskip("ray")
     from plait.sgc.ray_backend import RayBackend
 
-    if not ray.is_initialized():
+    ours = not ray.is_initialized()  # a Ray another fixture connected is left to its owner
+    if ours:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     be = RayBackend(
         N, pattern_to_trace(np.zeros((1, N), dtype=bool)), WORK
     )  # actors shared by tests
     yield be
     be.shutdown()
-    ray.shutdown()
+    if ours:
+        ray.shutdown()
 
 
 def test_ray_matches_virtual_straggler_sets(backend) -> None:

@@ -88,9 +88,11 @@ def deploy(spec: ReplicaSpec, cfg: ClusterConfig) -> IngressState:
 
 def undeploy(cfg: ClusterConfig) -> None:
     """Delete the application; Serve drains every replica first."""
-    from ray import serve  # lazily, as in deploy
+    import ray  # lazily, as in deploy
+    from ray import serve
 
-    serve.delete(cfg.app_name)
+    if ray.is_initialized():  # else the cluster is gone already (serve.delete would start one)
+        serve.delete(cfg.app_name)
 
 
 def _server(state: IngressState, host: str, port: int, graceful_s: float) -> DrainingServer:
