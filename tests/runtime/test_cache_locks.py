@@ -60,12 +60,12 @@ def test_a_live_builder_is_waited_for_and_its_lock_kept(tmp_path, capsys):
 
 
 def test_both_extensions_build_through_the_lock(tmp_path, monkeypatch, capsys):
-    """`kernels.build_extension` (the one builder: plait's kernels and the quantized ones) holds
+    """`kernels.build.build_extension` (the one builder: plait's kernels and the quantized ones) holds
     the build lock, so a killed build's lock is removed before torch would wait on it."""
     import torch.utils.cpp_extension as cpp
 
-    from plait.runtime import kernels
     from plait.runtime.kernels import quant
+    from plait.runtime.kernels.build import build_extension
 
     seen = []
 
@@ -75,7 +75,7 @@ def test_both_extensions_build_through_the_lock(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cpp, "load", fake_load)
     (tmp_path / TORCH_LOCK).touch()  # left by a killed build
-    kernels.build_extension("plait_cpu_kernels", [], tmp_path, [])
+    build_extension("plait_cpu_kernels", [], tmp_path, [])
     (tmp_path / TORCH_LOCK).touch()
     monkeypatch.setattr(quant, "build_dir", lambda: tmp_path)
     monkeypatch.setattr(quant, "cpu_supported", lambda: (True, ""))

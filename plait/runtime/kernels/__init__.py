@@ -32,14 +32,14 @@ import os
 import platform
 import sys
 import threading
-import warnings
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
-from plait.runtime.cache_dir import build_lock, cache_root
+from plait.runtime.cache_dir import cache_root
+from plait.runtime.kernels.build import build_or_explain
 
 ENV = "PLAIT_KERNELS"
 INVARIANT_ENV = "PLAIT_BATCH_INVARIANT"
@@ -123,20 +123,6 @@ _module: ModuleType | None = None
 _failed: str | None = None
 
 
-def build_extension(name: str, sources: list[Path], out: Path, cflags: list[str]) -> ModuleType:
-    """Compile `sources` into `out` (once per machine) and import the extension, holding the build
-    lock (a build killed earlier left torch's lock file: removed there, never waited on). The
-    one builder of plait's extensions (these kernels and `kernels.quant`)."""
-    from torch.utils.cpp_extension import load
-
-    with build_lock(out):
-        if not any(out.glob("*.so")):
-            print(f"plait: compiling {name} into {out} (once per machine, ~80 s on 2 cores)",
-                  file=sys.stderr)  # fmt: skip
-        return load(name=name, sources=[str(s) for s in sources], build_directory=str(out),
-                    extra_cflags=cflags, extra_ldflags=["-fopenmp"], verbose=False)  # fmt: skip
-
-
 def _load() -> ModuleType | None:
     """Build (once per machine) and import the extension; None (with one warning) on failure."""
     global _module, _failed
@@ -149,17 +135,11 @@ def _load() -> ModuleType | None:
         if not ok:
             _failed = why
             return None
-        try:
-            _module = build_extension("plait_cpu_kernels", _SOURCES, build_dir(), _CFLAGS)
-        except Exception as e:  # noqa: BLE001 - any build/import failure means "use torch"
-            _failed = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
-            warnings.warn(
-                f"plait: CPU kernels unavailable ({_failed}); using torch's F.linear instead. "
-                f"Install a C++ compiler and `ninja` to enable them, or set {ENV}=0 to silence "
-                "this.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        _module, _failed = build_or_explain(
+            "plait_cpu_kernels", _SOURCES, build_dir(), _CFLAGS,
+            f"plait: CPU kernels unavailable ({{}}); using torch's F.linear instead. Install a C++ "
+            f"compiler and `ninja` to enable them, or set {ENV}=0 to silence this.",
+        )  # fmt: skip
         return _module
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import warnings
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +24,7 @@ import torch
 
 from plait.runtime import kernels
 from plait.runtime.cache_dir import cache_root
+from plait.runtime.kernels.build import build_or_explain
 
 _SOURCE = Path(__file__).with_name("quant_linear.cpp")
 _CFLAGS = [
@@ -84,18 +84,11 @@ def _load() -> ModuleType | None:
         if not ok:
             _failed = why
             return None
-        try:
-            _module = kernels.build_extension(
-                "plait_quant_kernels", [_SOURCE], build_dir(), _CFLAGS
-            )
-        except Exception as e:  # noqa: BLE001 - any build/import failure means "dequantise"
-            _failed = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e) else ''}"
-            warnings.warn(
-                f"plait: quantized CPU kernels unavailable ({_failed}); GGUF weights are "
-                "dequantised to bf16 instead",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+        _module, _failed = build_or_explain(
+            "plait_quant_kernels", [_SOURCE], build_dir(), _CFLAGS,
+            "plait: quantized CPU kernels unavailable ({}); GGUF weights are dequantised to bf16 "
+            "instead",
+        )  # fmt: skip
         return _module
 
 
