@@ -5,7 +5,10 @@ run keeps every finished one. A rerun into the same `--out` skips the prompts al
 (matched by prompt text; a prompt listed twice runs twice). The settings of a run are kept in
 `<out>.manifest.json`; a rerun with other settings, or into a file without a manifest, is refused
 unless `--overwrite` starts the file afresh. Nothing is written before the first trajectory is
-done, so a run that fails at once (a wrong URL, say) leaves `--out` as it was.
+done, so a run that fails at once (a wrong URL, say) leaves `--out` as it was. A record keeps
+the log-prob the server reported for each token it sampled (`logprobs`, null for inserted tokens
+and tokens the server gave none for; left out when it gave none at all): `plait threads
+logprobs` compares them with the trainer's.
 """
 
 from __future__ import annotations
@@ -89,8 +92,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 lines.append(f"#{i}: already in {args.out}, skipped")
                 continue
             run = orch.run_sync(fmt.encode(text))
+            lps = run.logprobs if any(x is not None for x in run.logprobs) else None
             rec = TrajectoryRecord(tokens=run.tokens, prompt_len=run.prompt_len, prompt=text,
-                                   inserted=run.inserted, problem=str(i), stop_reason=run.stop_reason)  # fmt: skip
+                                   inserted=run.inserted, problem=str(i), stop_reason=run.stop_reason,
+                                   logprobs=lps)  # fmt: skip
             out = out or _open(args, manifest)
             out.write(rec.to_dict())
             s = {"index": i, "calls": len(run.calls), "response_tokens": len(run.response),

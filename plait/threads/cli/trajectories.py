@@ -66,6 +66,8 @@ def _canonical_record(r: TrajectoryRecord, norm: Normalized, fmt: ThreadFormat) 
                 **meta}  # fmt: skip
     inserted = r.inserted if not norm.fixes else None  # the orchestrator's mask no longer aligns
     out = {"tokens": norm.tokens, "prompt_len": r.prompt_len, "inserted": inserted, **meta}
+    if r.logprobs is not None and not norm.fixes:  # per token: kept only if the tokens are
+        out["logprobs"] = r.logprobs
     return out | ({"prompt": r.prompt} if r.prompt is not None else {})
 
 

@@ -4,8 +4,9 @@ One JSON object per line, either token form
     {"tokens": [...], "prompt_len": 12, "inserted": [...] | null, "problem": "p1", "correct": true}
 or text form (encoded with the chosen tokenizer; tags become their special ids)
     {"prompt": "...", "response": "...", "problem": "p1", "correct": true}.
-`problem`, `correct`, `inserted`, `stop_reason` and `prompt` (the prompt text of a token-form
-record) are optional. Reading is strict: a file that is not UTF-8, not JSON Lines (a JSON array,
+`problem`, `correct`, `inserted`, `stop_reason`, `prompt` (the prompt text of a token-form
+record) and `logprobs` (token form: per response token the log-prob the server reported when
+sampling it, null where none: `plait threads run` records them) are optional. Reading is strict: a file that is not UTF-8, not JSON Lines (a JSON array,
 say), empty, or holds a record with a field of the wrong type is a `UsageError` naming the file,
 the line and the fix.
 """
@@ -31,6 +32,7 @@ class TrajectoryRecord:
     correct: bool | None = None
     stop_reason: str | None = None
     prompt: str | None = None  # the prompt's text, when known (`threads run` resumes by it)
+    logprobs: list[float | None] | None = None  # per response token, as sampled (None: unknown)
     text_form: bool = False  # read from {"prompt", "response"} (not written back)
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,7 +100,11 @@ def _record(obj: Any, fmt: ThreadFormat, where: str) -> TrajectoryRecord:
             or not all(isinstance(x, bool) for x in inserted)
         ):
             raise UsageError(f"{where}: 'inserted' needs one true/false per response token")
-        return TrajectoryRecord(tokens=tokens, prompt_len=prompt_len, inserted=inserted, **meta)
+        return TrajectoryRecord(tokens=tokens, prompt_len=prompt_len, inserted=inserted,
+                                logprobs=_logprobs(obj, where, len(tokens) - prompt_len), **meta)  # fmt: skip
+    if obj.get("logprobs") is not None:
+        raise UsageError(f"{where}: 'logprobs' needs a token-form record ('tokens' + "
+                         "'prompt_len'): text is re-tokenised, so they would not align")  # fmt: skip
     if "response" in obj:
         if not isinstance(obj["response"], str):
             raise UsageError(f"{where}: 'response' must be the response text (a string)")
@@ -108,6 +114,18 @@ def _record(obj: Any, fmt: ThreadFormat, where: str) -> TrajectoryRecord:
     raise UsageError(
         f"{where}: a record needs 'tokens' (+ 'prompt_len') or 'response' (+ 'prompt')"
     )
+
+
+def _logprobs(obj: dict[str, Any], where: str, n: int) -> list[float | None] | None:
+    lps = obj.get("logprobs")
+    if lps is None:
+        return None
+    if not isinstance(lps, list) or len(lps) != n or not all(
+        x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in lps
+    ):
+        raise UsageError(f"{where}: 'logprobs' needs one number (or null) per response token "
+                         f"({n})")  # fmt: skip
+    return [None if x is None else float(x) for x in lps]
 
 
 def _text(path: Path) -> str:

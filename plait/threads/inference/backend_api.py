@@ -63,7 +63,9 @@ class Completion:
 
     tokens: list[int]  # generated ids; the stop/EOS token that ended it is the last one
     finish_reason: FinishReason
-    logprobs: list[float] | None = None  # one per token in `tokens`, if requested and available
+    # one per token in `tokens`, if requested and available (None: a token the server did not
+    # report, e.g. a stop or EOS id the client appended)
+    logprobs: list[float | None] | None = None
     cached_tokens: int | None = None  # prompt tokens served from a prefix cache, if known
     latency_s: float = 0.0  # wall-clock seconds the backend spent on this request (batch time)
 

@@ -161,12 +161,16 @@ class OpenAIBackend:
                                   f"the vocabulary of --tokenizer ({size} ids); pass the "
                                   "tokenizer of the served model")  # fmt: skip
         raw = lp.get("token_logprobs")
-        raw_lp: list[float] | None = None
-        if isinstance(raw, list) and all(isinstance(x, (int, float)) for x in raw):
-            raw_lp = [float(x) for x in raw]
+        raw_lp: list[float | None] | None = None
+        if (isinstance(raw, list) and len(raw) == len(ids)
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)):
+            raw_lp = [float(x) for x in raw]  # one per id the server returned  # fmt: skip
 
         def done(toks: list[int], reason: FinishReason) -> Completion:
-            aligned = raw_lp if raw_lp is not None and len(raw_lp) == len(toks) else None
+            # ids cut to max_tokens, or a stop / EOS id appended (not reported: None)
+            aligned = None if raw_lp is None else (raw_lp + [None])[: len(toks)]
+            if aligned is not None and len(aligned) != len(toks):
+                aligned = None
             return Completion(tokens=toks, finish_reason=reason, logprobs=aligned)
 
         reason = choice.get("finish_reason") or "length"

@@ -39,6 +39,7 @@ class OrchestratorConfig:
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None  # thread j of call c gets seed + 1000 * c + j
+    logprobs: bool = False  # ask each call for its tokens' log-probs (`ThreadRun.logprobs`)
 
     def __post_init__(self) -> None:
         ints = ("max_total_tokens", "max_thread_tokens", "max_threads", "max_calls", "max_blocks",
@@ -90,6 +91,9 @@ class ThreadRun:
     wall_s: float
     block_wall_s: list[float] = field(default_factory=list)  # thread-batch time per block
     warnings: list[str] = field(default_factory=list)
+    # per response token: the log-prob the backend reported when sampling it (None: inserted by
+    # the orchestrator, or not reported)
+    logprobs: list[float | None] = field(default_factory=list)
 
     @property
     def response(self) -> list[int]:
@@ -112,7 +116,7 @@ class Orchestrator:
         return CompletionRequest(
             context=ctx, max_tokens=max_tokens, stop_token_ids=stops,
             eos_token_ids=self.fmt.eos_ids, temperature=c.temperature, top_p=c.top_p,
-            top_k=c.top_k, seed=seed, tag=tag,
+            top_k=c.top_k, seed=seed, logprobs=c.logprobs, tag=tag,
         )  # fmt: skip
 
     def outline_numbers(self, tokens: list[int]) -> list[str]:
@@ -154,7 +158,7 @@ class Orchestrator:
         seed = None if cfg.seed is None else cfg.seed + 1000 * len(run.calls)
         req = self._request(list(run.tokens), left, stops, seed, "seq")
         (c,) = await state.call([req], "seq", None, [None])
-        state.put(c.tokens, False)
+        state.put(c.tokens, False, c.logprobs)
         if c.finish_reason != "stop":
             run.stop_reason = c.finish_reason  # "eos" or "length"
             return False
@@ -218,7 +222,7 @@ class Orchestrator:
             body = list(c.tokens)
             if c.finish_reason == "eos":
                 body, eos_hit = body[:-1], True  # EOS is not part of a thread
-            state.put(body, False)
+            state.put(body, False, None if c.logprobs is None else c.logprobs[: len(body)])
             if c.finish_reason != "stop":
                 ends_nl = bool(body) and fmt.decode(body[-1:]).endswith("\n")
                 state.put(([] if ends_nl else fmt.newline()) + [fmt.tags.thread_end], True)
@@ -236,9 +240,12 @@ class _RunState:
             stop_reason="length", wall_s=0.0,
         )  # fmt: skip
 
-    def put(self, toks: list[int], by_orchestrator: bool) -> None:
+    def put(
+        self, toks: list[int], by_orchestrator: bool, logprobs: list[float | None] | None = None
+    ) -> None:
         self.run.tokens.extend(toks)
         self.run.inserted.extend([by_orchestrator] * len(toks))
+        self.run.logprobs.extend([None] * len(toks) if logprobs is None else logprobs)
 
     def remaining(self) -> int:
         """Response tokens still allowed (total budget, and the model context if given)."""

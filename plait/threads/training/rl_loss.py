@@ -10,6 +10,10 @@ every generated token, the loss is
 whose gradient is the exact score-function gradient scaled by 1/sum T (on-policy, one step per
 batch: importance ratio 1, no clipping, no KL). Each trajectory's calls are packed into one trie
 row, so every context token is run through the model once instead of once per call.
+Given the sampling engine's block size (`sampler_block_tokens`), each token's log-prob in the
+loss is the engine's exact bits with the packed forward's gradient (`sampler_gap.py`: one extra
+no-grad forward per call), so the trainer sees the sampler's policy (any ratio against the
+sampler's log-probs is exactly 1 on-policy) and the gradient is unchanged.
 The full-trajectory AR unit is an SFT device, not a call: `rl_units` drops it. `pgrpo_loss` starts
 from outcomes: rewards (correctness, eta, `RewardConfig` incl. `incorrect_reward`) -> advantages
 mean-centred per prompt group -> this loss.
@@ -23,12 +27,9 @@ from dataclasses import dataclass
 import torch
 
 from plait.runtime.model import DecoderLM
-from plait.threads.training.context import packed_token_logprobs
 from plait.threads.training.mask import Backend
-from plait.threads.training.packing import pack_row
 from plait.threads.training.reward import RewardConfig, rollout_advantages
-from plait.threads.training.sampler_gap import sampler_gap
-from plait.threads.training.trie import build_trie
+from plait.threads.training.sampler_gap import trajectory_logprobs
 
 
 def rl_units(units: Sequence[object]) -> list[object]:
@@ -45,11 +46,12 @@ class PGLossInfo:
     """Diagnostics of one loss computation (detached)."""
 
     tokens: int  # sum_p T_p, the normaliser
-    logp: list[float]  # log pi(tau_p) per trajectory
+    logp: list[float]  # log pi(tau_p) per trajectory (the sampler's, with sampler_block_tokens)
     tokens_per_trajectory: list[int]
     packed_tokens: int  # tokens run through the model (sum of trie sizes)
     unit_tokens: int  # tokens the release's one-row-per-call layout would run
-    sampler_gap: float | None = None  # max |trainer - sampler| log-prob (sampler_block_tokens)
+    sampler_gap: float | None = None  # max |packed autograd forward - sampler| (block tokens)
+    trainer_gap: float | None = None  # max |loss's log-probs - sampler| (0; block tokens given)
 
 
 def broadcast_pg_loss(
@@ -67,9 +69,11 @@ def broadcast_pg_loss(
         trajectories: per trajectory, its calls as units (full-trajectory units are dropped).
         advantages: (P,) one advantage per trajectory.
         backend: attention backend of the packed forward.
-        sampler_block_tokens: the sampling engine's block size; if given, `info.sampler_gap`
-            reports the largest |packed forward - engine| log-prob difference (see
-            `sampler_gap.py`; one extra no-grad forward per call).
+        sampler_block_tokens: the sampling engine's block size (`EngineConfig.block_tokens`);
+            if given, the loss's log-probs are the engine's exact bits with the packed forward's
+            gradient, `info.sampler_gap` reports the largest |packed forward - engine| log-prob
+            and `info.trainer_gap` the largest |loss's log-prob - engine| (0); see
+            `sampler_gap.py` (one extra no-grad forward per call).
 
     Returns:
         (scalar loss, info).
@@ -82,36 +86,34 @@ def broadcast_pg_loss(
         )
     terms, logps, counts = [], [], []
     packed = unit_tokens = 0
+    gaps: list[tuple[float | None, float | None]] = []
     for units, a in zip(trajectories, adv.tolist()):
         calls = rl_units(units)
         if not calls:
             raise ValueError("a trajectory has no engine calls; drop it from the batch")
-        flat = build_trie(calls)
-        packed += len(flat)
-        unit_tokens += sum(len(p) for p in flat.unit_paths)
-        lp = packed_token_logprobs(model, pack_row([flat]), backend=backend)  # (T_p,)
-        total = lp.sum()
+        tl = trajectory_logprobs(
+            model, calls, block_tokens=sampler_block_tokens, backend=backend
+        )  # (T_p,) values
+        packed += len(tl.flat)
+        unit_tokens += sum(len(p) for p in tl.flat.unit_paths)
+        total = tl.values.sum()
         terms.append(a * total)
         logps.append(float(total.detach()))
-        counts.append(int(lp.numel()))
+        counts.append(int(tl.values.numel()))
+        gaps.append((tl.sampler_gap, tl.trainer_gap))
     n = sum(counts)
     if n == 0:
         raise ValueError("no model-generated tokens in the batch; nothing to train")
     loss = -torch.stack(terms).sum() / n
+    exact = sampler_block_tokens is not None
     return loss, PGLossInfo(
         tokens=n,
         logp=logps,
         tokens_per_trajectory=counts,
         packed_tokens=packed,
         unit_tokens=unit_tokens,
-        sampler_gap=None
-        if sampler_block_tokens is None
-        else sampler_gap(
-            model,
-            [rl_units(units) for units in trajectories],
-            block_tokens=sampler_block_tokens,
-            backend=backend,
-        ),
+        sampler_gap=max(g[0] or 0.0 for g in gaps) if exact else None,
+        trainer_gap=max(g[1] or 0.0 for g in gaps) if exact else None,
     )
 
 
@@ -134,7 +136,8 @@ def pgrpo_loss(
         groups: the prompt of each rollout (advantages are centred within a prompt's rollouts);
             None = one group.
         config: reward settings (`incorrect_reward`, clip mode, rho).
-        sampler_block_tokens: see `broadcast_pg_loss` (reports `info.sampler_gap`).
+        sampler_block_tokens: see `broadcast_pg_loss` (the sampler's exact log-probs; reports
+            `info.sampler_gap` and `info.trainer_gap`).
 
     Returns:
         (scalar loss, info, the advantages used).
