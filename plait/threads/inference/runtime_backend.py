@@ -11,6 +11,12 @@ join, the merged context continues thread 1's sequence, so its full blocks are c
 K/V copied, re-rotated, from the stream that computed them: no recompute) and threads 2..n are
 re-encoded after it (they see the earlier threads, exactly the autoregressive context the
 training data teaches); the next block's threads find the sequential part cached the same way.
+Those copies were computed in another request's layout, so the log-probs of a call that reads
+them can differ in the last bits from a fresh prefill (0.03 nats on the tiny bf16 test model).
+`cache_output=False` keeps no finished sequence: every call prefills its context (the prompt
+blocks still shared through the cache), and every call's log-probs are then exactly what
+`plait.runtime.engine.scoring.sampler_logprobs` recomputes (RL: trainer = sampler, see
+`plait.threads.training.sampler_gap`; tests/threads/training/test_trainer_exact.py).
 
 `engine_request` / `completion` convert between the orchestrator's `CompletionRequest` /
 `Completion` and the engine's `EngineRequest` / outputs (the contract of `backend_api`: a stop id
@@ -87,6 +93,8 @@ class EngineBackend:
         script: optional `request -> tokens` forcing what each stream emits (still one real
             forward per token; a stream ends at the script's end); None samples with the
             request's parameters.
+        cache_output: keep each finished sequence in the prefix cache for the next call (the
+            default; faster joins); False for log-probs a trainer can recompute exactly.
     """
 
     def __init__(
@@ -94,8 +102,10 @@ class EngineBackend:
         engine: Engine,
         stream: Callable[[EngineRequest], AsyncIterator[Any]] | None = None,
         script: Callable[[CompletionRequest], list[int]] | None = None,
+        cache_output: bool = True,
     ) -> None:
         self.engine, self.stream, self.script = engine, stream, script
+        self.cache_output = cache_output
         self.calls = 0  # `complete` calls
         self.tokens = 0  # tokens generated (usage)
 
@@ -108,16 +118,19 @@ class EngineBackend:
         script: Callable[[CompletionRequest], list[int]] | None = None,
         kv_budget_tokens: int = 16384,
         block_tokens: int = 64,
+        cache_output: bool = True,
     ) -> EngineBackend:
         """A backend over a new private engine: `prefill_chunk` tokens per step (decode rows +
         prefill chunks), `kv_budget_tokens` KV slots (running requests + prefix cache; least
-        recently used cached blocks are evicted beyond it), `block_tokens` per cache block."""
+        recently used cached blocks are evicted beyond it), `block_tokens` per cache block;
+        `cache_output` as in the class."""
         if prefill_chunk < 1:
             raise ValueError(f"prefill_chunk must be >= 1, got {prefill_chunk}")
         config = EngineConfig(
             kv_budget_tokens=kv_budget_tokens, step_tokens=prefill_chunk, block_tokens=block_tokens
         )
-        return cls(Engine(model, config=config, attention=attention), script=script)
+        engine = Engine(model, config=config, attention=attention)
+        return cls(engine, script=script, cache_output=cache_output)
 
     @property
     def stats(self) -> EngineStats:
@@ -140,7 +153,7 @@ class EngineBackend:
                 f"a request context has {longest} tokens but the model's context is {limit}; "
                 "lower the orchestrator's total token budget"
             )
-        ers = [engine_request(r, self._script(r), cache_output=True) for r in requests]
+        ers = [engine_request(r, self._script(r), self.cache_output) for r in requests]
         if self.stream is None:
             outs = self._step(ers)
         else:
