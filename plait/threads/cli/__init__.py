@@ -1,4 +1,4 @@
-"""`plait threads run | pack | stats | validate | normalize | view`.
+"""`plait threads run | pack | logprobs | stats | validate | normalize | view`.
 
 Trajectories live in JSON Lines files (see `plait.threads.data.records`); `--tokenizer` picks the
 codec (`char`, `smollm2`, or a local Hugging Face directory). `--json` prints one JSON object for
@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from plait.arguments import HelpFormatter, finite_float
+from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter, finite_float
 
 
 def _command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
@@ -48,6 +48,7 @@ def register(subparsers: Any) -> None:
     top.set_defaults(func=lambda args: (top.print_help(), 0)[1])
     _reading(sub)
     _pack(sub)
+    _logprobs(sub)
     _run(sub)
 
 
@@ -107,6 +108,26 @@ def _pack(sub: Any) -> None:
     p.add_argument("--out", help="save the rows with torch.save (.pt)")
     _common(p)
     p.set_defaults(func=_command("pack", "cmd_pack"))
+
+
+def _logprobs(sub: Any) -> None:
+    p = _parser(sub, "logprobs", "RL: the trainer's log-probs against the sampler's (max |diff|)",
+                "  plait threads logprobs runs.jsonl --model smollm2-135m --tokenizer smollm2\n"
+                "  plait threads logprobs runs.jsonl --model ./ckpt --block-tokens 16 --json")  # fmt: skip
+    p.add_argument("file", help="trajectories (.jsonl), e.g. from `plait threads run`; each must "
+                   "pass `threads validate`")  # fmt: skip
+    p.add_argument("--model", required=True,
+                   help="the policy: bundled name, HF-format directory, .gguf file or hub id")  # fmt: skip
+    p.add_argument("--block-tokens", type=int, default=64,
+                   help="the sampling engine's --block-tokens (plait serve: 64)")  # fmt: skip
+    p.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--backend", choices=["chunked", "dense", "flex"], default="chunked",
+                   help="attention of the packed training forward")  # fmt: skip
+    p.add_argument("--tokenizer", default=None,
+                   help="char | smollm2 | a local HF tokenizer dir (default: the model's)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_command("logprobs", "cmd_logprobs"))
 
 
 def _run(sub: Any) -> None:

@@ -120,8 +120,12 @@ def _logprobs(obj: dict[str, Any], where: str, n: int) -> list[float | None] | N
     lps = obj.get("logprobs")
     if lps is None:
         return None
-    if not isinstance(lps, list) or len(lps) != n or not all(
-        x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in lps
+    if (
+        not isinstance(lps, list)
+        or len(lps) != n
+        or not all(
+            x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in lps
+        )
     ):
         raise UsageError(f"{where}: 'logprobs' needs one number (or null) per response token "
                          f"({n})")  # fmt: skip

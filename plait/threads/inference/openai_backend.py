@@ -162,9 +162,12 @@ class OpenAIBackend:
                                   "tokenizer of the served model")  # fmt: skip
         raw = lp.get("token_logprobs")
         raw_lp: list[float | None] | None = None
-        if (isinstance(raw, list) and len(raw) == len(ids)
-                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)):
-            raw_lp = [float(x) for x in raw]  # one per id the server returned  # fmt: skip
+        if (
+            isinstance(raw, list)
+            and len(raw) == len(ids)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)
+        ):
+            raw_lp = [float(x) for x in raw]  # one per id the server returned
 
         def done(toks: list[int], reason: FinishReason) -> Completion:
             # ids cut to max_tokens, or a stop / EOS id appended (not reported: None)

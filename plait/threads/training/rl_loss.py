@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -31,8 +32,10 @@ from plait.threads.training.mask import Backend
 from plait.threads.training.reward import RewardConfig, rollout_advantages
 from plait.threads.training.sampler_gap import trajectory_logprobs
 
+U = TypeVar("U")
 
-def rl_units(units: Sequence[object]) -> list[object]:
+
+def rl_units(units: Sequence[U]) -> list[U]:
     """The engine calls of a trajectory: drops a full-trajectory unit (kind/name "full")."""
     return [
         u

@@ -73,7 +73,7 @@ def sampler_values(packed: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
             f"packed {tuple(packed.shape)} {packed.dtype} and exact {tuple(exact.shape)} "
             f"{exact.dtype} log-probs must match in shape and dtype"
         )
-    out: torch.Tensor = _SamplerValues.apply(packed, exact.detach())  # type: ignore[no-untyped-call]
+    out: torch.Tensor = _SamplerValues.apply(packed, exact.detach())
     return out
 
 
@@ -117,7 +117,8 @@ def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
 class TrainerLogprobs:
     """One trajectory's log-probs per trained trie node, in the packed row's loss order (M,)."""
 
-    flat: FlatTrie  # the trajectory's calls as one trie
+    calls: list[UnitTokens]  # the trajectory's engine calls
+    flat: FlatTrie  # the calls as one trie
     row: PackedRow  # `pack_row([flat])`
     values: torch.Tensor  # (M,) what the loss sums (see the module docstring), with grad
     packed: torch.Tensor  # (M,) the packed autograd forward, detached
@@ -125,6 +126,15 @@ class TrainerLogprobs:
     sampler_gap: float | None = None  # max |packed - sampler|
     trainer_gap: float | None = None  # max |values - sampler| (0 when block_tokens is given)
     shared_spread: float = 0.0  # max |call a - call b| sampler bits at a node both generated
+
+    def per_call(self, per_node: torch.Tensor) -> list[torch.Tensor]:
+        """`per_node` (M,) read back per call: (K_m,) at call m's generated tokens, in order."""
+        at = {n: i for i, n in enumerate(self.row.loss_nodes.tolist())}
+        out = [per_node.new_zeros(0)] * len(self.calls)
+        for k, path, n_ctx in zip(self.flat.kept, self.flat.unit_paths, self.flat.unit_context_len):
+            gen = [path[n_ctx + j] for j, flag in enumerate(self.calls[k].trained or []) if flag]
+            out[k] = per_node[torch.tensor([at[n] for n in gen], dtype=torch.long)]
+        return out
 
 
 def trajectory_logprobs(
@@ -141,11 +151,11 @@ def trajectory_logprobs(
     row = pack_row([flat])
     lp = packed_token_logprobs(model, row, backend=backend)  # (M,) autograd
     if block_tokens is None:
-        return TrainerLogprobs(flat=flat, row=row, values=lp, packed=lp.detach())
+        return TrainerLogprobs(calls=units, flat=flat, row=row, values=lp, packed=lp.detach())
     exact, spread = node_sampler_logprobs(model, units, flat, row, block_tokens=block_tokens)
     values = sampler_values(lp, exact)
     return TrainerLogprobs(
-        flat=flat, row=row, values=values, packed=lp.detach(), sampler=exact,
+        calls=units, flat=flat, row=row, values=values, packed=lp.detach(), sampler=exact,
         sampler_gap=_max_abs(lp, exact), trainer_gap=_max_abs(values, exact),
         shared_spread=spread,
     )  # fmt: skip

@@ -107,6 +107,11 @@ def test_run_against_stub(char_fmt, stub_server, tmp_path, capsys):
     assert summary["runs"][0]["blocks"] == 1 and summary["runs"][0]["calls"] == 4
     rec = json.loads(out.read_text())
     assert rec["tokens"] == target + [264]
+    # the server's log-probs per sampled token; null for inserted ones and the EOS vLLM hides
+    lps, ins = rec["logprobs"], rec["inserted"]
+    assert len(lps) == len(ins) and lps[-1] is None
+    assert all((x is None) == i for x, i in zip(lps[:-1], ins[:-1]))
+    assert {x for x in lps if x is not None} == {-0.5}
     assert main(["threads", "validate", str(out)]) == 0
 
 

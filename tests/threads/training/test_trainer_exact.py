@@ -102,7 +102,9 @@ def test_trainer_values_are_the_engine_bits(model, trajectories) -> None:
         packed = _per_call(tl, traj, tl.packed)
         assert not all(_same_bits(g, r) for g, (_, r) in zip(packed, traj))
         wrong = trajectory_logprobs(model, units, block_tokens=BLOCK // 2, backend="dense")
-        assert not all(_same_bits(g, r) for g, (_, r) in zip(_per_call(wrong, traj, wrong.values), traj))
+        assert not all(
+            _same_bits(g, r) for g, (_, r) in zip(_per_call(wrong, traj, wrong.values), traj)
+        )
 
 
 @needs_kernels
