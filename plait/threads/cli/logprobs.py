@@ -23,13 +23,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plait.errors import UsageError
 from plait.threads.cli.common import emit
 from plait.threads.data.records import TrajectoryRecord, load_format
 from plait.threads.format.codec import ThreadFormat
 from plait.threads.format.validate import explain, validate
+
+if TYPE_CHECKING:
+    from plait.threads.training.sampler_gap import TrainerLogprobs
 
 
 def _check(recs: list[TrajectoryRecord], fmt: ThreadFormat, args: argparse.Namespace,
@@ -51,7 +54,9 @@ def _check(recs: list[TrajectoryRecord], fmt: ThreadFormat, args: argparse.Names
                              "or run `plait threads normalize`")  # fmt: skip
 
 
-def _recorded(tl: Any, rec: TrajectoryRecord, spans: list[tuple[int, int]]) -> dict[str, Any]:
+def _recorded(
+    tl: TrainerLogprobs, rec: TrajectoryRecord, spans: list[tuple[int, int]]
+) -> dict[str, Any]:
     """The trainer's and the packed forward's values against the record's log-probs."""
     import torch
 
@@ -61,7 +66,7 @@ def _recorded(tl: Any, rec: TrajectoryRecord, spans: list[tuple[int, int]]) -> d
     want: list[float] = []
     for unit, (a, _), vals, pk in zip(tl.calls, spans, tl.per_call(tl.values.detach()),
                                       tl.per_call(tl.packed)):  # fmt: skip
-        gen = [j for j, flag in enumerate(unit.trained) if flag]
+        gen = [j for j, flag in enumerate(unit.trained or []) if flag]
         for k, j in enumerate(gen):
             x = lps[a - rec.prompt_len + j]
             if x is not None:
@@ -125,12 +130,17 @@ def cmd_logprobs(args: argparse.Namespace) -> int:
     if args.block_tokens < 1:
         raise UsageError(f"--block-tokens must be >= 1 (the sampling engine's), got "
                          f"{args.block_tokens}")  # fmt: skip
-    if not Path(args.file).is_file():
-        raise UsageError(f"{args.file} is not a file; give a trajectories .jsonl file")
+    path = Path(args.file)
+    if not path.is_file():  # before the model loads
+        what = ("is a directory" if path.is_dir() else "is not a regular file" if path.exists()
+                else "No such file")  # fmt: skip
+        raise UsageError(f"{args.file}: {what}; give a trajectories .jsonl file")
+    fmt = load_format(args.tokenizer) if args.tokenizer else None
+    recs = read_records(args.file, fmt) if fmt else []  # bad input fails before the model loads
     loaded = load_model(args.model, dtype=args.dtype, device=args.device)
-    fmt = (load_format(args.tokenizer) if args.tokenizer
-           else ThreadFormat.from_tokenizer(loaded.tokenizer))  # fmt: skip
-    recs = read_records(args.file, fmt)
+    if fmt is None:  # the model's own tokenizer
+        fmt = ThreadFormat.from_tokenizer(loaded.tokenizer)
+        recs = read_records(args.file, fmt)
     _check(recs, fmt, args, loaded.config.vocab_size, loaded.config.max_position)
     rows, lines = [], []
     for i, r in enumerate(tqdm(recs, desc="logprobs", disable=args.json, file=sys.stderr)):

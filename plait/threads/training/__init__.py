@@ -11,6 +11,8 @@
 - `collate`: a DataLoader collator (trajectories in, batches of packed rows out).
 - `sft`: a small AdamW SFT loop over packed rows.
 - `reward`, `rl_loss`: the P-GRPO reward, group advantages and the broadcast policy-gradient loss.
+- `sampler_gap`: trainer = sampler (the engine's exact log-prob bits as the loss's values, the
+  packed forward's gradient) and the packed forward's distance to them.
 
 `units`, `trie` and `reward` are torch-free; this `__init__` imports nothing so that they stay so.
 """

@@ -107,10 +107,20 @@ def _reading_commands(name):
         "stats": ["threads", "stats", name],
         "view": ["threads", "view", name, "--out", "v.html"],
         "pack": ["threads", "pack", name, "--out", "rows.pt"],
+        # the file is read before the model loads (never, here)
+        "logprobs": [
+            "threads",
+            "logprobs",
+            name,
+            "--model",
+            "no-such-model",
+            "--tokenizer",
+            "char",
+        ],
     }
 
 
-@pytest.mark.parametrize("command", ["validate", "normalize", "stats", "view", "pack"])
+@pytest.mark.parametrize("command", ["validate", "normalize", "stats", "view", "pack", "logprobs"])
 def test_every_reading_command_on_every_bad_file(files, capsys, command):
     table = READ_ERRORS | ({} if command == "validate" else OOV)
     for name, words in table.items():

@@ -77,7 +77,7 @@ def test_bad_input(runs, capsys, tmp_path) -> None:
     end = ThreadFormat.char_level().tags.thread_end  # dropped: an unclosed thread
     cases = [
         (_argv(d, path, "--block-tokens", "0"), "--block-tokens must be >= 1"),
-        (_argv(d, tmp_path / "missing.jsonl"), "is not a file"),
+        (_argv(d, tmp_path / "missing.jsonl"), "No such file"),
         ({**rec, "logprobs": rec["logprobs"][:-1]}, "'logprobs' needs one number"),
         (
             {
