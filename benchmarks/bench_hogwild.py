@@ -101,10 +101,39 @@ def _breakdown(prof) -> dict:  # noqa: ANN001
     return groups
 
 
+def summarise(per_w: dict, d: str, workers: list[int], base_dtype: str) -> list[dict]:
+    """One row per W for dtype `d`: medians over rounds, speedups vs W=1, paired ratios."""
+    rows = []
+    base = base_mean = None
+    for w in workers:
+        runs = per_w[(d, w)]
+        r = dict(runs[0], dtype=d)
+        r["ms_per_pass_rounds"] = [x["ms_per_pass"] for x in runs]
+        r["ms_per_pass"] = statistics.median(r["ms_per_pass_rounds"])
+        r["tokens_per_s"] = w / (r["ms_per_pass"] / 1000)
+        r["ms_per_pass_mean"] = statistics.median(x["ms_per_pass_mean"] for x in runs)
+        r["tokens_per_s_mean"] = w / (r["ms_per_pass_mean"] / 1000)
+        if w == 1:
+            base, base_mean = r["tokens_per_s"], r["tokens_per_s_mean"]
+        r["speedup_vs_w1"] = r["tokens_per_s"] / base if base else None
+        r["speedup_mean_vs_w1"] = r["tokens_per_s_mean"] / base_mean if base else None
+        if (d, 1) in per_w:  # paired: W=1 and W=w of the same round (adjacent runs) compared
+            r["speedup_paired"] = statistics.median(
+                w * a["ms_per_pass"] / b["ms_per_pass"] for a, b in zip(per_w[(d, 1)], runs)
+            )
+        # tokens/s vs the baseline dtype, paired per round (> 1: this dtype is faster)
+        r["vs_baseline_dtype"] = statistics.median(
+            b["ms_per_pass"] / a["ms_per_pass"] for a, b in zip(runs, per_w[(base_dtype, w)])
+        )
+        rows.append(r)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="qwen2.5-0.5b")
-    ap.add_argument("--dtype", default="bf16")
+    ap.add_argument("--dtype", nargs="+", default=["bf16"],
+                    help="weight dtypes, interleaved per round (e.g. gguf bf16); ratios vs the last")  # fmt: skip
     ap.add_argument("--contexts", type=int, nargs="+", default=[1024, 4096])
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--passes", type=int, default=24)
@@ -124,38 +153,26 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from plait.runtime.loading.loader import load_model
 
-    lm = load_model(args.model, dtype=args.dtype)
+    lms = {d: load_model(args.model, dtype=d) for d in args.dtype}
     rows = []
     for ctx in args.contexts:
-        # NOTE: W values are measured in interleaved rounds (1, 2, 4, 1, 2, 4, ...) and the median
-        # over rounds is kept, so slow drifts of a shared machine hit every W alike.
-        per_w: dict[int, list[dict]] = {w: [] for w in args.workers}
+        # NOTE: W values (and dtypes) are measured in interleaved rounds (1, 2, 4, 1, 2, 4, ...)
+        # and the median over rounds is kept, so slow drifts of a shared machine hit all alike.
+        per_w: dict[tuple[str, int], list[dict]] = {}
         for _ in range(args.rounds):
             for w in args.workers:
-                r = measure(lm.model, lm.tokenizer, w, ctx, args.passes, args.profile)
-                per_w[w].append(r)
-                print(f"ctx {r['context']} W={w}: {r['ms_per_pass']:.1f} ms/pass", file=sys.stderr)
-        base = base_mean = None
-        for w in args.workers:
-            r = dict(per_w[w][0])
-            r["ms_per_pass_rounds"] = [x["ms_per_pass"] for x in per_w[w]]
-            r["ms_per_pass"] = statistics.median(r["ms_per_pass_rounds"])
-            r["tokens_per_s"] = w / (r["ms_per_pass"] / 1000)
-            r["ms_per_pass_mean"] = statistics.median(x["ms_per_pass_mean"] for x in per_w[w])
-            r["tokens_per_s_mean"] = w / (r["ms_per_pass_mean"] / 1000)
-            if w == 1:
-                base, base_mean = r["tokens_per_s"], r["tokens_per_s_mean"]
-            r["speedup_vs_w1"] = r["tokens_per_s"] / base if base else None
-            r["speedup_mean_vs_w1"] = r["tokens_per_s_mean"] / base_mean if base else None
-            if 1 in per_w:  # paired: W=1 and W=w of the same round (adjacent runs) compared
-                r["speedup_paired"] = statistics.median(
-                    w * a["ms_per_pass"] / b["ms_per_pass"] for a, b in zip(per_w[1], per_w[w])
-                )
-            rows.append(r)
+                for d, lm in lms.items():
+                    r = measure(lm.model, lm.tokenizer, w, ctx, args.passes, args.profile)
+                    per_w.setdefault((d, w), []).append(r)
+                    print(f"ctx {r['context']} {d} W={w}: {r['ms_per_pass']:.1f} ms/pass",
+                          file=sys.stderr)  # fmt: skip
+        for d in args.dtype:
+            rows += summarise(per_w, d, args.workers, args.dtype[-1])
     print(
         table(
             rows,
             [
+                "dtype",
                 "context",
                 "workers",
                 "ms_per_pass",
@@ -164,13 +181,14 @@ def main() -> None:
                 "tokens_per_s_mean",
                 "speedup_mean_vs_w1",
                 "speedup_paired",
+                "vs_baseline_dtype",
                 "passes",
             ],
         )
     )
     payload = {
         "benchmark": "hogwild_decode",
-        "model": lm.name,
+        "model": args.model,
         "dtype": args.dtype,
         "machine": machine(),
         "threads": args.threads,

@@ -10,7 +10,8 @@ level (reported as e.g. `8-nomax`): requests as most clients send them, without 
 server's budget is then the rest of the context); the client reads `--tokens` tokens and closes
 the stream. `--chat` sends /v1/chat/completions instead; `--model smollm2-135m` serves SmolLM2;
 `--plait-kv-budgets N ...` runs one plait server per KV budget (e.g. 25% of the worst-case need,
-named plait-kvN) next to the default one. Servers run side by side (idle when not
+named plait-kvN) next to the default one; `--plait-dtypes gguf bf16` one per weight dtype
+(plait-gguf: the GGUF's packed blocks, plait-bf16: dequantised). Servers run side by side (idle when not
 measured) and levels interleave servers round by round. `transformers serve` runs only up to
 `--transformers-max-clients` (default 1): on this CPU it decodes one request at a time at a few
 tokens/s (its `--continuous-batching` took ~5 s per token), so 8 or 32 clients would take hours. Prints a table, writes
@@ -209,12 +210,15 @@ def servers(args: argparse.Namespace, lm: Any, max_clients: int) -> list[Server]
     ctx = args.system + args.user + args.tokens + 64
     out = []
     default = 32768 if args.default_budget else max(32768, 2 * max_clients * ctx)
-    for budget in [default] * ("plait" in args.servers) + args.plait_kv_budgets:
+    runs = [(default, d) for d in args.plait_dtypes] * ("plait" in args.servers)
+    for budget, dtype in runs + [(b, args.plait_dtypes[0]) for b in args.plait_kv_budgets]:
         port = free_port()
         cmd = [sys.executable, "-m", "plait.cli", "serve", "--model", args.model, "--port",
-               str(port), "--kv-budget-tokens", str(budget),
+               str(port), "--kv-budget-tokens", str(budget), "--dtype", dtype,
                "--max-rows", str(max_clients), "--step-tokens", str(args.step_tokens)]  # fmt: skip
         name = "plait" if budget == default else f"plait-kv{budget}"
+        if budget == default and len(args.plait_dtypes) > 1:
+            name = f"plait-{dtype}"
         out.append(Server(name, cmd, port, args.model))
     if "llama.cpp" in args.servers:
         from plait.runtime.loading.bundled import BUNDLED, resolve_gguf
@@ -282,6 +286,9 @@ def main() -> None:
     )
     p.add_argument("--plait-kv-budgets", nargs="*", type=int, default=[],
                    help="more plait servers, one per KV budget (e.g. 25%% of the worst case)")  # fmt: skip
+    p.add_argument("--plait-dtypes", nargs="+", default=["auto"],
+                   choices=["auto", "gguf", "bf16", "fp32"],
+                   help="one plait server per weight dtype (e.g. gguf bf16: packed vs bf16)")  # fmt: skip
     p.add_argument("--transformers-max-clients", type=int, default=1,
                    help="largest level run on transformers serve (slow on CPU)")  # fmt: skip
     args = p.parse_args()

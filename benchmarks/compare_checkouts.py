@@ -26,6 +26,7 @@ The table gives per configuration and metric the median of each side and the med
 of the paired ratio after / before (a time: > 1 means the change is slower).
 
     git worktree add --detach /tmp/plait-before <commit before the change>
+    (or one checkout, two settings: --before . --before-env PLAIT_BATCH_INVARIANT=0)
     flock /tmp/plait-bench.lock python benchmarks/compare_checkouts.py step_attention \
         --before /tmp/plait-before --rounds 5 --out step_attention_before_after
 """
@@ -269,8 +270,8 @@ def worker(kind: str) -> None:
 class Side:
     """A worker process in one checkout."""
 
-    def __init__(self, checkout: Path, kind: str) -> None:
-        env = dict(os.environ, PYTHONPATH=str(checkout))
+    def __init__(self, checkout: Path, kind: str, extra_env: dict[str, str] | None = None) -> None:
+        env = dict(os.environ, PYTHONPATH=str(checkout), **(extra_env or {}))
         cmd = [sys.executable, str(HERE), "--worker", kind]
         self.proc = subprocess.Popen(
             cmd, cwd=checkout, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -278,7 +279,7 @@ class Side:
         if self.proc.stdin is None or self.proc.stdout is None:
             raise RuntimeError("no pipes to the worker")
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
-        self.checkout = checkout
+        self.checkout, self.env = checkout, extra_env or {}
         self._read()
 
     def _read(self) -> dict:
@@ -349,6 +350,13 @@ def _git(checkout: Path) -> str:
     return out.stdout.strip()
 
 
+def _env(pairs: list[str]) -> dict[str, str]:
+    bad = [p for p in pairs if "=" not in p]
+    if bad:
+        raise SystemExit(f"--before-env/--after-env take KEY=VALUE, got {bad[0]!r}")
+    return dict(p.split("=", 1) for p in pairs)
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--worker"]:
         worker(sys.argv[2])
@@ -378,12 +386,19 @@ def main() -> None:
                     help="hogwild: timed passes; decode, serve: tokens per request")  # fmt: skip
     ap.add_argument("--model", default="smollm2-135m", help="threads_decode, prefill: the model")
     ap.add_argument("--out", required=True, help="result name under benchmarks/results/")
+    ap.add_argument("--before-env", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="environment of the before side, e.g. PLAIT_BATCH_INVARIANT=0 "
+                    "(with --before = --after: one checkout, two settings)")  # fmt: skip
+    ap.add_argument("--after-env", nargs="*", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE.parent))
     from common import machine, save, table
 
     kind = f"prefill:{args.model}" if args.kind == "prefill" else args.kind
-    sides = {"before": Side(args.before.resolve(), kind), "after": Side(args.after, kind)}
+    sides = {
+        "before": Side(args.before.resolve(), kind, _env(args.before_env)),
+        "after": Side(args.after, kind, _env(args.after_env)),
+    }
     try:
         rows = run_pairs(sides, configs(args), args.rounds)
     finally:
@@ -397,7 +412,8 @@ def main() -> None:
         "benchmark": f"before_after_{args.kind}",
         "machine": machine(),
         "checkouts": {
-            s: {"path": str(side.checkout), "git": _git(side.checkout)} for s, side in sides.items()
+            s: {"path": str(side.checkout), "git": _git(side.checkout), "env": side.env}
+            for s, side in sides.items()
         },
         "rounds": args.rounds,
         "metrics": "ratio = median over rounds of the paired after/before (a time: > 1 is slower)",

@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Parallel LLM reasoning (Hogwild!, ThreadWeaver) and sequential gradient coding.",
     )
     parser.add_argument("--version", action="version", version=f"plait {__version__}")
+    parser.add_argument(
+        "--no-batch-invariant",
+        action="store_true",
+        help="faster prefill and large batches, but a request's bits then depend on what shares "
+        "its steps (sets PLAIT_BATCH_INVARIANT=0; README: Same request, same tokens)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _SUBCOMMAND_MODULES:
         try:
@@ -94,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    if getattr(args, "no_batch_invariant", False):
+        switch_off_batch_invariance()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -109,6 +117,15 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"{command_name(parser, argv)}: error: {error_message(exc)}", file=sys.stderr)
         return 2
+
+
+def switch_off_batch_invariance() -> None:
+    """`--no-batch-invariant`: through the environment (child processes, Ray workers started
+    here, and torch-free until the kernels load) and the live switch if they already did."""
+    os.environ["PLAIT_BATCH_INVARIANT"] = "0"
+    kernels = sys.modules.get("plait.runtime.kernels")
+    if kernels is not None:
+        kernels.set_batch_invariant(False)
 
 
 def _quiet_stdout() -> None:

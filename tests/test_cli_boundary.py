@@ -351,3 +351,29 @@ def test_jsonl_round_trips_any_record(tmp_path_factory, records):
     assert len(raw.splitlines()) == len(records)
     assert [json.loads(line) for line in raw.splitlines()] == records
     assert read_jsonl(path) == records
+
+
+def test_no_batch_invariant_switches_the_kernels_off_for_the_command(monkeypatch):
+    from plait.runtime import kernels
+
+    seen = []
+
+    def register(sub):
+        p = sub.add_parser("probe")
+        p.set_defaults(func=lambda args: seen.append(kernels.batch_invariant()) or 0)
+
+    real = cli.build_parser
+
+    def build():
+        parser = real()
+        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        register(sub)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", build)
+    monkeypatch.setenv("PLAIT_BATCH_INVARIANT", "1")
+    monkeypatch.setattr(kernels, "_invariant", True)
+    assert cli.main(["probe"]) == 0
+    assert cli.main(["--no-batch-invariant", "probe"]) == 0
+    assert seen == [True, False]
+    assert os.environ["PLAIT_BATCH_INVARIANT"] == "0"  # child processes and Ray workers too

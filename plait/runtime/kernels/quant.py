@@ -1,14 +1,15 @@
-"""plait's quantized-weight CPU kernels (GGUF blocks, AVX512-VNNI), built on first use and cached.
+"""plait's quantized-weight CPU kernels (GGUF blocks, AVX512-BF16), built on first use and cached.
 
 `quant_linear(x, packs, types, k, bias)` computes `x @ W.T (+ bias)` for weights kept in
-plait's packed GGUF layout (`plait.runtime.quant.formats`): activations are quantised per row
-and per 32 elements to int8 and meet each weight chunk in int8 dot products (source and
-numerics: `quant_linear.cpp`). A row's result never depends on how many rows share the call.
+plait's packed GGUF layout (`plait.runtime.quant.formats`) with the GGUF's exact weights: each
+block's integers meet the bf16 activations in AVX512-BF16 dot products and the block's fp32
+scale (and offset) is applied afterwards (source and numerics: `quant_linear.cpp`). A row's
+result never depends on how many rows share the call.
 `quant_rows(pack, type, k, ids)` dequantises rows (embedding lookups).
 
 A second extension next to `plait.runtime.kernels` (its own source hash and build directory,
 so the two build and change independently). It runs on x86-64 Linux CPUs with AVX512F/BW/VL/
-DQ and AVX512-VNNI; `why_not()` says why not elsewhere, and the caller then dequantises to
+DQ, AVX512-BF16 and F16C; `why_not()` says why not elsewhere, and the caller then dequantises to
 bf16 instead. `PLAIT_KERNELS=0` turns it off like the other kernels.
 """
 
@@ -55,7 +56,7 @@ def _cpu_flags() -> set[str]:
 
 @cache
 def cpu_supported() -> tuple[bool, str]:
-    """(supported, reason): x86-64 Linux with AVX512F/BW/VL/DQ and AVX512-VNNI."""
+    """(supported, reason): x86-64 Linux with AVX512F/BW/VL/DQ, AVX512-BF16 and F16C."""
     ok, why = kernels.cpu_supported()  # x86-64 Linux with AVX512 (and BF16 for the bf16 math)
     if not ok:
         return False, why

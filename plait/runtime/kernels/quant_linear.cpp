@@ -2,19 +2,20 @@
 //
 // Why: decoding reads every weight once per step, so the bytes per weight set the speed. The
 // bundled GGUFs hold 4.5-8.5 bits per weight; dequantised to bf16 they cost 16. This kernel
-// streams the blocks themselves: every 64-element weight chunk is unpacked in registers to 64
-// bytes, turned into fp32 (scale x byte + offset, one FMA per 16 elements: exactly the value the
-// GGUF encodes) and rounded to bf16, i.e. the very weights `--dtype bf16` holds in memory; then
-// it meets every activation row with AVX512-BF16 dot products (fp32 accumulation), so the
-// unpacking is paid once per weight for all rows of the call. (A VNNI int8 variant with
-// activations quantised per 32-block, as llama.cpp does, was measured first: its per-row
-// scale work made 8 rows cost 3.7x one row, against 1.4x here; docs/log.md 2026-12-07.)
+// streams the blocks themselves and computes with the GGUF's exact weights: a weight is
+// scale x integer (+ offset); the integers (at most 8 bits) are exact in bf16, so each 32-element
+// block meets an activation row in one AVX512-BF16 dot product (fp32 lanes) and its fp32 scale
+// is applied to the lanes afterwards (one FMA per block and row). Unpacking is a table lookup per
+// 32 weights, about a third of the work of building scaled bf16 weights, which was the first
+// version (docs/log.md 2026-12-07); an int8 VNNI variant with activations quantised per block (as
+// llama.cpp does) was measured before that and rejected (8 rows cost 3.7x one row, and it rounds
+// the activations).
 //
 // Batch invariance: a row's result is the same sequence of operations whatever the row count:
 // each (row, output) sums the chunks in order 0..C-1 into two 16-lane fp32 accumulators (first
-// and second 32 elements of each chunk), reduced in a fixed order. With more than kRows rows the
-// weights of a block of outputs are unpacked once into an L2 scratch and re-read per row group:
-// the same bf16 values, the same dot products, so the same bits.
+// and second 32 elements of each chunk), reduced in a fixed order, plus the offsets' dot product
+// with the row's block sums (fixed order). Rows are processed in register tiles of up to kRows;
+// the tile only decides which rows share a weight unpack, never a row's arithmetic.
 //
 // Layout (one byte row per output row, K padded with zero weights to the chunk size):
 //   Q8_0 chunk (68 B): d0 d1 (fp16), 64 int8 q
@@ -150,16 +151,163 @@ constexpr int64_t row_bytes(int64_t chunks) {
   }
 }
 
-// chunk c of a weight row as fp32 values (64) -> two bf16 vectors (elements 0-31, 32-63)
-template <class W>
-inline void unpack(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
-  __m512 f[4];
-  W::values(row, c, f);
-  w0 = (__m512i)_mm512_cvtne2ps_pbh(f[1], f[0]);
-  w1 = (__m512i)_mm512_cvtne2ps_pbh(f[3], f[2]);
+// ---- the linear kernel: integers in bf16, scales in fp32 after the dot products ----------------
+//
+// Every type's weight is (scale x integer (+ offset)) per block of 16 or 32 elements. The small
+// integers are exact in bf16, so a chunk becomes two bf16 vectors of its integers (a table
+// lookup per 32 elements for 4-6 bit types), each meets an activation row in one AVX512-BF16 dot
+// product (16 fp32 lanes, lane i = elements 2i and 2i+1 of the 32), and the lanes are scaled by
+// their block's fp32 scale with one FMA into the row's accumulator. Offsets (Q4_1's min, Q4_K's
+// -dmin x min) multiply the row's sum of x over the block, summed once per call (`block_sums`).
+
+struct Tables {
+  __m512i t4, t5, t6lo, t6hi;  // bf16 of i (0..15), i - 16 (0..31), i - 32 (0..63)
+  Tables() {
+    alignas(64) uint16_t a[32], b[32], c[32], d[32];
+    for (int i = 0; i < 32; ++i) {
+      a[i] = at::BFloat16(float(i & 15)).x;
+      b[i] = at::BFloat16(float(i - 16)).x;
+      c[i] = at::BFloat16(float(i - 32)).x;
+      d[i] = at::BFloat16(float(i)).x;
+    }
+    t4 = _mm512_load_si512(a);
+    t5 = _mm512_load_si512(b);
+    t6lo = _mm512_load_si512(c);
+    t6hi = _mm512_load_si512(d);
+  }
+};
+const Tables kT;
+
+// 32 nibble bytes -> 16-bit lanes: lo = elements 0-31 (low nibbles), hi = elements 32-63
+inline void nibble_words(const uint8_t* p, __m512i& lo, __m512i& hi) {
+  const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  lo = _mm512_and_si512(b, _mm512_set1_epi16(15));
+  hi = _mm512_srli_epi16(b, 4);
 }
 
-// The per-(row, output) arithmetic, shared by the direct and the scratch path.
+inline __m512 pair_scales(float a, float b) {  // lanes 0-7 = a, 8-15 = b
+  return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+// Per type: ints(row, c, w0, w1): the chunk's integers as bf16 (elements 0-31, 32-63);
+// scales(row, c, s0, s1): the fp32 scale of each lane of w0's and w1's dot products;
+// kOffset types also mins(row, c, m): the offset of elements 0-31 and 32-63.
+struct Q8_0i : Q8_0 {
+  static constexpr bool kOffset = false;
+  static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
+    const uint8_t* p = row + c * kChunk + 4;
+    __m512 f[4];
+    for (int g = 0; g < 4; ++g)
+      f[g] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * g))));
+    w0 = (__m512i)_mm512_cvtne2ps_pbh(f[1], f[0]);  // exact: |q| <= 128
+    w1 = (__m512i)_mm512_cvtne2ps_pbh(f[3], f[2]);
+  }
+  static inline void scales(const uint8_t* row, int64_t c, __m512& s0, __m512& s1) {
+    float d0, d1;
+    halves(row + c * kChunk, d0, d1);
+    s0 = _mm512_set1_ps(d0);
+    s1 = _mm512_set1_ps(d1);
+  }
+  static inline void mins(const uint8_t*, int64_t, float*) {}
+};
+
+struct Q5_0i : Q5_0 {
+  static constexpr bool kOffset = false;
+  static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
+    const uint8_t* p = row + c * kChunk;
+    uint64_t bits;
+    std::memcpy(&bits, p + 4, 8);
+    __m512i lo, hi;
+    nibble_words(p + 12, lo, hi);
+    const __m512i k16 = _mm512_set1_epi16(16);
+    lo = _mm512_mask_add_epi16(lo, (__mmask32)bits, lo, k16);
+    hi = _mm512_mask_add_epi16(hi, (__mmask32)(bits >> 32), hi, k16);
+    w0 = _mm512_permutexvar_epi16(lo, kT.t5);
+    w1 = _mm512_permutexvar_epi16(hi, kT.t5);
+  }
+  static inline void scales(const uint8_t* row, int64_t c, __m512& s0, __m512& s1) {
+    float d0, d1;
+    halves(row + c * kChunk, d0, d1);
+    s0 = _mm512_set1_ps(d0);
+    s1 = _mm512_set1_ps(d1);
+  }
+  static inline void mins(const uint8_t*, int64_t, float*) {}
+};
+
+struct Q4_1i : Q4_1 {
+  static constexpr bool kOffset = true;
+  static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
+    __m512i lo, hi;
+    nibble_words(row + c * kChunk + 8, lo, hi);
+    w0 = _mm512_permutexvar_epi16(lo, kT.t4);
+    w1 = _mm512_permutexvar_epi16(hi, kT.t4);
+  }
+  static inline void scales(const uint8_t* row, int64_t c, __m512& s0, __m512& s1) {
+    float d0, d1;
+    halves(row + c * kChunk, d0, d1);
+    s0 = _mm512_set1_ps(d0);
+    s1 = _mm512_set1_ps(d1);
+  }
+  static inline void mins(const uint8_t* row, int64_t c, float* m) { halves(row + c * kChunk + 4, m[0], m[1]); }
+};
+
+struct Q4_Ki : Q4_K {
+  static constexpr bool kOffset = true;
+  static inline const uint8_t* at(const uint8_t* row, int64_t c) { return row + (c >> 2) * kSuperBytes; }
+  static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
+    __m512i lo, hi;
+    nibble_words(at(row, c) + 4 + (c & 3) * kChunk + 4, lo, hi);
+    w0 = _mm512_permutexvar_epi16(lo, kT.t4);
+    w1 = _mm512_permutexvar_epi16(hi, kT.t4);
+  }
+  static inline void scales(const uint8_t* row, int64_t c, __m512& s0, __m512& s1) {
+    const uint8_t* sb = at(row, c);
+    const uint8_t* p = sb + 4 + (c & 3) * kChunk;
+    float d, dmin;
+    halves(sb, d, dmin);
+    s0 = _mm512_set1_ps(d * float(p[0]));
+    s1 = _mm512_set1_ps(d * float(p[1]));
+  }
+  static inline void mins(const uint8_t* row, int64_t c, float* m) {
+    const uint8_t* sb = at(row, c);
+    const uint8_t* p = sb + 4 + (c & 3) * kChunk;
+    float d, dmin;
+    halves(sb, d, dmin);
+    m[0] = -(dmin * float(p[2]));
+    m[1] = -(dmin * float(p[3]));
+  }
+};
+
+struct Q6_Ki : Q6_K {
+  static constexpr bool kOffset = false;
+  static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
+    const uint8_t* p = row + (c >> 2) * kSuperBytes + 18 + (c & 3) * kChunk;
+    __m512i lo, hi;
+    nibble_words(p + 16, lo, hi);
+    // the top 2 bits of element 16 k + j are bits 2k..2k+1 of byte j: move them to bits 4-5
+    const __m512i t = _mm512_broadcast_i64x4(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    const __m512i up = _mm512_sllv_epi16(t, _mm512_set_epi64(0x0002000200020002, 0x0002000200020002, 0x0002000200020002,
+                                                             0x0002000200020002, 0x0004000400040004, 0x0004000400040004,
+                                                             0x0004000400040004, 0x0004000400040004));
+    const __m512i dn = _mm512_srlv_epi16(t, _mm512_set_epi64(0x0002000200020002, 0x0002000200020002, 0x0002000200020002,
+                                                             0x0002000200020002, 0, 0, 0, 0));
+    const __m512i k30 = _mm512_set1_epi16(0x30);
+    lo = _mm512_ternarylogic_epi32(up, k30, lo, 0xEA);  // (top & 0x30) | nibble
+    hi = _mm512_ternarylogic_epi32(dn, k30, hi, 0xEA);
+    w0 = _mm512_permutex2var_epi16(kT.t6lo, lo, kT.t6hi);
+    w1 = _mm512_permutex2var_epi16(kT.t6lo, hi, kT.t6hi);
+  }
+  static inline void scales(const uint8_t* row, int64_t c, __m512& s0, __m512& s1) {
+    const uint8_t* sb = row + (c >> 2) * kSuperBytes;
+    const float d = _cvtsh_ss(*reinterpret_cast<const uint16_t*>(sb));
+    const int8_t* sc = reinterpret_cast<const int8_t*>(sb + 2) + (c & 3) * 4;
+    s0 = pair_scales(d * float(sc[0]), d * float(sc[1]));
+    s1 = pair_scales(d * float(sc[2]), d * float(sc[3]));
+  }
+  static inline void mins(const uint8_t*, int64_t, float*) {}
+};
+
+// The per-(row, output) arithmetic: the same sequence for a row whatever rows share the call.
 template <int NR>
 struct Acc {
   __m512 a0[NR], a1[NR];
@@ -168,115 +316,93 @@ struct Acc {
     for (int r = 0; r < NR; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
   }
   // x: row 0 of the group at chunk c (bf16), ldx elements between rows; n valid elements (<= 64)
-  inline void step(__m512i w0, __m512i w1, const at::BFloat16* x, int64_t ldx, int64_t n) {
+  inline void step(__m512i w0, __m512i w1, __m512 s0, __m512 s1, const at::BFloat16* x, int64_t ldx, int64_t n) {
+    const __m512 z = _mm512_setzero_ps();
     if (n >= 64) {
 #pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) {
-        a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)w0, (__m512bh)_mm512_loadu_si512(x + r * ldx));
-        a1[r] = _mm512_dpbf16_ps(a1[r], (__m512bh)w1, (__m512bh)_mm512_loadu_si512(x + r * ldx + 32));
+        const __m512 p0 = _mm512_dpbf16_ps(z, (__m512bh)w0, (__m512bh)_mm512_loadu_si512(x + r * ldx));
+        const __m512 p1 = _mm512_dpbf16_ps(z, (__m512bh)w1, (__m512bh)_mm512_loadu_si512(x + r * ldx + 32));
+        a0[r] = _mm512_fmadd_ps(p0, s0, a0[r]);
+        a1[r] = _mm512_fmadd_ps(p1, s1, a1[r]);
       }
     } else {
       const __mmask32 m0 = (__mmask32)(n >= 32 ? 0xffffffffu : ((1u << n) - 1));
       const __mmask32 m1 = (__mmask32)(n <= 32 ? 0u : ((1u << (n - 32)) - 1));
       for (int r = 0; r < NR; ++r) {
-        a0[r] = _mm512_dpbf16_ps(a0[r], (__m512bh)w0, (__m512bh)_mm512_maskz_loadu_epi16(m0, x + r * ldx));
-        a1[r] = _mm512_dpbf16_ps(a1[r], (__m512bh)w1, (__m512bh)_mm512_maskz_loadu_epi16(m1, x + r * ldx + 32));
+        const __m512 p0 = _mm512_dpbf16_ps(z, (__m512bh)w0, (__m512bh)_mm512_maskz_loadu_epi16(m0, x + r * ldx));
+        const __m512 p1 = _mm512_dpbf16_ps(z, (__m512bh)w1, (__m512bh)_mm512_maskz_loadu_epi16(m1, x + r * ldx + 32));
+        a0[r] = _mm512_fmadd_ps(p0, s0, a0[r]);
+        a1[r] = _mm512_fmadd_ps(p1, s1, a1[r]);
       }
     }
   }
-  inline void store(float* out) {
-#pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
-  }
 };
 
-constexpr int kRows = 8;     // activation rows per register tile
-constexpr int64_t kOut = 16; // output rows per scheduling unit
+// sum_b m[b] * xs[b] over nb blocks, 16 lanes at a time in order, then the lanes
+inline float offset_dot(const float* m, const float* xs, int64_t nb) {
+  __m512 a = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b += 16) {
+    const __mmask16 k = (__mmask16)(nb - b >= 16 ? 0xffff : ((1u << (nb - b)) - 1));
+    a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, m + b), _mm512_maskz_loadu_ps(k, xs + b), a);
+  }
+  return _mm512_reduce_add_ps(a);
+}
 
-// direct path: unpack each chunk in registers and use it for the NR rows at once
+// NR rows x one output: out[r] = sum over chunks (+ the offsets' sum); xs (R, 2C) block sums
 template <class W, int NR>
-inline void direct(const uint8_t* w, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
+inline void direct(const uint8_t* w, const at::BFloat16* x, int64_t K, int64_t C, const float* xs, float* mins,
+                   float* out) {
   Acc<NR> acc;
   acc.zero();
   for (int64_t c = 0; c < C; ++c) {
     __m512i w0, w1;
-    unpack<W>(w, c, w0, w1);
-    acc.step(w0, w1, x + c * 64, K, K - c * 64);
+    __m512 s0, s1;
+    W::ints(w, c, w0, w1);
+    W::scales(w, c, s0, s1);
+    if constexpr (W::kOffset) W::mins(w, c, mins + 2 * c);
+    acc.step(w0, w1, s0, s1, x + c * 64, K, K - c * 64);
   }
-  acc.store(out);
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) {
+    out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc.a0[r], acc.a1[r]));
+    if constexpr (W::kOffset) out[r] += offset_dot(mins, xs + r * 2 * C, 2 * C);
+  }
 }
-
-// scratch path: the same chunks, unpacked earlier into `ws` (C * 64 bf16)
-template <int NR>
-inline void from_scratch(const at::BFloat16* ws, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
-  Acc<NR> acc;
-  acc.zero();
-  for (int64_t c = 0; c < C; ++c) {
-    const __m512i w0 = _mm512_loadu_si512(ws + c * 64), w1 = _mm512_loadu_si512(ws + c * 64 + 32);
-    acc.step(w0, w1, x + c * 64, K, K - c * 64);
-  }
-  acc.store(out);
-}
-
-#define PLAIT_ROWS(F, ...)                  \
-  switch (nr) {                             \
-    case 1: F<1>(__VA_ARGS__); break;       \
-    case 2: F<2>(__VA_ARGS__); break;       \
-    case 3: F<3>(__VA_ARGS__); break;       \
-    case 4: F<4>(__VA_ARGS__); break;       \
-    case 5: F<5>(__VA_ARGS__); break;       \
-    case 6: F<6>(__VA_ARGS__); break;       \
-    case 7: F<7>(__VA_ARGS__); break;       \
-    default: F<8>(__VA_ARGS__); break;      \
-  }
 
 template <class W>
-inline void direct_rows(int nr, const uint8_t* w, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
+inline void direct_rows(int nr, const uint8_t* w, const at::BFloat16* x, int64_t K, int64_t C, const float* xs,
+                        float* mins, float* out) {
   switch (nr) {
-    case 1: direct<W, 1>(w, x, K, C, out); break;
-    case 2: direct<W, 2>(w, x, K, C, out); break;
-    case 3: direct<W, 3>(w, x, K, C, out); break;
-    case 4: direct<W, 4>(w, x, K, C, out); break;
-    case 5: direct<W, 5>(w, x, K, C, out); break;
-    case 6: direct<W, 6>(w, x, K, C, out); break;
-    case 7: direct<W, 7>(w, x, K, C, out); break;
-    default: direct<W, 8>(w, x, K, C, out); break;
+    case 1: direct<W, 1>(w, x, K, C, xs, mins, out); break;
+    case 2: direct<W, 2>(w, x, K, C, xs, mins, out); break;
+    case 3: direct<W, 3>(w, x, K, C, xs, mins, out); break;
+    case 4: direct<W, 4>(w, x, K, C, xs, mins, out); break;
+    case 5: direct<W, 5>(w, x, K, C, xs, mins, out); break;
+    case 6: direct<W, 6>(w, x, K, C, xs, mins, out); break;
+    case 7: direct<W, 7>(w, x, K, C, xs, mins, out); break;
+    default: direct<W, 8>(w, x, K, C, xs, mins, out); break;
   }
 }
 
-inline void scratch_rows(int nr, const at::BFloat16* ws, const at::BFloat16* x, int64_t K, int64_t C, float* out) {
-  PLAIT_ROWS(from_scratch, ws, x, K, C, out)
-}
+constexpr int kRows = 8;     // activation rows per register tile
+constexpr int64_t kOut = 16; // output rows per scheduling unit
 
-// y[:, col0 : col0 + O] (+ bias) for one packed weight (O rows).
+// y[:, col0 : col0 + O] (+ bias) for one packed weight (O rows). The weights of a block of kOut
+// outputs stay in cache while the row groups pass over them (read from DRAM once per call).
 template <class W>
-void segment(const at::BFloat16* x, int64_t R, int64_t K, const uint8_t* wp, int64_t O, const float* bias,
-             at::BFloat16* y, int64_t ldy, int64_t col0) {
+void segment(const at::BFloat16* x, int64_t R, int64_t K, const float* xs, const uint8_t* wp, int64_t O,
+             const float* bias, at::BFloat16* y, int64_t ldy, int64_t col0) {
   const int64_t C = (K + 63) / 64, rb = row_bytes<W>(C);
   at::parallel_for(0, (O + kOut - 1) / kOut, 1, [&](int64_t b0, int64_t b1) {
     float out[kRows];
-    std::vector<at::BFloat16> ws;
-    if (R > kRows) ws.resize(kOut * C * 64);
+    std::vector<float> mins(W::kOffset ? 2 * C : 0);
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t o0 = blk * kOut, o1 = std::min<int64_t>(O, o0 + kOut);
-      if (R > kRows) {
-        for (int64_t o = o0; o < o1; ++o) {
-          for (int64_t c = 0; c < C; ++c) {
-            __m512i w0, w1;
-            unpack<W>(wp + o * rb, c, w0, w1);
-            _mm512_storeu_si512(ws.data() + ((o - o0) * C + c) * 64, w0);
-            _mm512_storeu_si512(ws.data() + ((o - o0) * C + c) * 64 + 32, w1);
-          }
-        }
-      }
       for (int64_t r0 = 0; r0 < R; r0 += kRows) {
         const int nr = int(std::min<int64_t>(kRows, R - r0));
         for (int64_t o = o0; o < o1; ++o) {
-          if (R > kRows) {
-            scratch_rows(nr, ws.data() + (o - o0) * C * 64, x + r0 * K, K, C, out);
-          } else {
-            direct_rows<W>(nr, wp + o * rb, x + r0 * K, K, C, out);
-          }
+          direct_rows<W>(nr, wp + o * rb, x + r0 * K, K, C, xs ? xs + r0 * 2 * C : nullptr, mins.data(), out);
           const float b = bias ? bias[col0 + o] : 0.f;
           for (int r = 0; r < nr; ++r) y[(r0 + r) * ldy + col0 + o] = at::BFloat16(out[r] + b);
         }
@@ -285,14 +411,33 @@ void segment(const at::BFloat16* x, int64_t R, int64_t K, const uint8_t* wp, int
   });
 }
 
-void dispatch(int64_t type, const at::BFloat16* x, int64_t R, int64_t K, const uint8_t* wp, int64_t O,
-              const float* bias, at::BFloat16* y, int64_t ldy, int64_t col0) {
+// (R, 2C) sums of x over each 32-element block (zero past K), for the offset types
+std::vector<float> block_sums(const at::BFloat16* x, int64_t R, int64_t K) {
+  const int64_t nb = 2 * ((K + 63) / 64);
+  std::vector<float> s(R * nb);
+  for (int64_t r = 0; r < R; ++r) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t n = std::max<int64_t>(0, std::min<int64_t>(32, K - b * 32));
+      const __mmask32 m = (__mmask32)(n >= 32 ? 0xffffffffu : ((1u << n) - 1));
+      const __m512i v = _mm512_maskz_loadu_epi16(m, x + r * K + b * 32);  // 32 bf16
+      const __m512 lo = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(v)), 16));
+      const __m512 hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, 1)), 16));
+      s[r * nb + b] = _mm512_reduce_add_ps(_mm512_add_ps(lo, hi));
+    }
+  }
+  return s;
+}
+
+bool has_offset(int64_t type) { return type == 2 || type == 3; }
+
+void dispatch(int64_t type, const at::BFloat16* x, int64_t R, int64_t K, const float* xs, const uint8_t* wp,
+              int64_t O, const float* bias, at::BFloat16* y, int64_t ldy, int64_t col0) {
   switch (type) {
-    case 0: segment<Q8_0>(x, R, K, wp, O, bias, y, ldy, col0); break;
-    case 1: segment<Q5_0>(x, R, K, wp, O, bias, y, ldy, col0); break;
-    case 2: segment<Q4_1>(x, R, K, wp, O, bias, y, ldy, col0); break;
-    case 3: segment<Q4_K>(x, R, K, wp, O, bias, y, ldy, col0); break;
-    case 4: segment<Q6_K>(x, R, K, wp, O, bias, y, ldy, col0); break;
+    case 0: segment<Q8_0i>(x, R, K, nullptr, wp, O, bias, y, ldy, col0); break;
+    case 1: segment<Q5_0i>(x, R, K, nullptr, wp, O, bias, y, ldy, col0); break;
+    case 2: segment<Q4_1i>(x, R, K, xs, wp, O, bias, y, ldy, col0); break;
+    case 3: segment<Q4_Ki>(x, R, K, xs, wp, O, bias, y, ldy, col0); break;
+    case 4: segment<Q6_Ki>(x, R, K, nullptr, wp, O, bias, y, ldy, col0); break;
     default: TORCH_CHECK(false, "quant_linear: unknown weight type ", type);
   }
 }
@@ -353,10 +498,13 @@ torch::Tensor quant_linear(const torch::Tensor& x, const std::vector<torch::Tens
   const float* bp = bias.has_value() ? bias->data_ptr<float>() : nullptr;
   auto y = torch::empty({R, O}, x.options());
   if (R == 0) return y;
+  const at::BFloat16* xp = x.data_ptr<at::BFloat16>();
+  std::vector<float> xs;
+  if (std::any_of(types.begin(), types.end(), has_offset)) xs = block_sums(xp, R, K);
   int64_t col = 0;
   for (size_t i = 0; i < packs.size(); ++i) {
-    dispatch(types[i], x.data_ptr<at::BFloat16>(), R, K, packs[i].data_ptr<uint8_t>(), packs[i].size(0), bp,
-             y.data_ptr<at::BFloat16>(), O, col);
+    dispatch(types[i], xp, R, K, xs.empty() ? nullptr : xs.data(), packs[i].data_ptr<uint8_t>(), packs[i].size(0),
+             bp, y.data_ptr<at::BFloat16>(), O, col);
     col += packs[i].size(0);
   }
   return y;
