@@ -157,3 +157,29 @@ def test_sampler_values_edges_and_twin() -> None:
     assert _bits(twin[1]) != _bits(exact[1]) and bool(torch.isnan(twin[5]))  # -0 -> +0; inf-inf
     with pytest.raises(ValueError, match="must match"):
         sampler_values(packed, exact[:3])
+
+
+@pytest.mark.model
+@needs_kernels
+def test_smollm2_fork_join_calls_train_on_the_engine_bits() -> None:
+    """The issue's model: SmolLM2-135M in bf16, a fork/join-shaped trajectory of seeded engine
+    calls (64-token blocks, prompts past one block): the trainer's values are the engine's bits,
+    the packed autograd forward is not."""
+    from plait.runtime.loading.bundled import BUNDLED, bundled_status
+    from plait.runtime.loading.loader import load_model
+
+    if not bundled_status(BUNDLED["smollm2-135m"]).installed:
+        pytest.skip("smollm2-135m is not installed (make install)")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        loaded = load_model("smollm2-135m", dtype="bf16")
+        engine = Engine(loaded.model, config=EngineConfig(block_tokens=64, step_tokens=256))
+        text = "The history of the lighthouse begins with fires lit on hills to guide ships. " * 5
+        traj = fork_join_calls(engine, list(loaded.tokenizer.encode(text)), 5)
+        tl = trajectory_logprobs(loaded.model, [u for u, _ in traj], block_tokens=64)
+        for got, (_, reported) in zip(_per_call(tl, traj, tl.values), traj):
+            assert _same_bits(got, reported)
+        assert tl.trainer_gap == 0.0 and tl.sampler_gap is not None and tl.sampler_gap > 0
+    finally:
+        torch.set_num_threads(threads)
