@@ -193,6 +193,8 @@ inline __m512 pair_scales(float a, float b) {  // lanes 0-7 = a, 8-15 = b
 // scales(row, c, s0, s1): the fp32 scale of each lane of w0's and w1's dot products;
 // kOffset types also mins(row, c, m): the offset of elements 0-31 and 32-63.
 struct Q8_0i : Q8_0 {
+  struct S {};
+  static inline void prepare(const uint8_t*, int64_t, S&) {}
   static constexpr bool kOffset = false;
   static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
     const uint8_t* p = row + c * kChunk + 4;
@@ -202,16 +204,18 @@ struct Q8_0i : Q8_0 {
     w0 = (__m512i)_mm512_cvtne2ps_pbh(f[1], f[0]);  // exact: |q| <= 128
     w1 = (__m512i)_mm512_cvtne2ps_pbh(f[3], f[2]);
   }
-  static inline void scales(const uint8_t* row, int64_t c, __m512& s0, __m512& s1) {
+  static inline void scales(const uint8_t* row, int64_t c, const S&, __m512& s0, __m512& s1) {
     float d0, d1;
     halves(row + c * kChunk, d0, d1);
     s0 = _mm512_set1_ps(d0);
     s1 = _mm512_set1_ps(d1);
   }
-  static inline void mins(const uint8_t*, int64_t, float*) {}
+  static inline void mins(const uint8_t*, int64_t, const S&, float*) {}
 };
 
 struct Q5_0i : Q5_0 {
+  struct S {};
+  static inline void prepare(const uint8_t*, int64_t, S&) {}
   static constexpr bool kOffset = false;
   static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
     const uint8_t* p = row + c * kChunk;
@@ -225,16 +229,18 @@ struct Q5_0i : Q5_0 {
     w0 = _mm512_permutexvar_epi16(lo, kT.t5);
     w1 = _mm512_permutexvar_epi16(hi, kT.t5);
   }
-  static inline void scales(const uint8_t* row, int64_t c, __m512& s0, __m512& s1) {
+  static inline void scales(const uint8_t* row, int64_t c, const S&, __m512& s0, __m512& s1) {
     float d0, d1;
     halves(row + c * kChunk, d0, d1);
     s0 = _mm512_set1_ps(d0);
     s1 = _mm512_set1_ps(d1);
   }
-  static inline void mins(const uint8_t*, int64_t, float*) {}
+  static inline void mins(const uint8_t*, int64_t, const S&, float*) {}
 };
 
 struct Q4_1i : Q4_1 {
+  struct S {};
+  static inline void prepare(const uint8_t*, int64_t, S&) {}
   static constexpr bool kOffset = true;
   static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
     __m512i lo, hi;
@@ -242,13 +248,13 @@ struct Q4_1i : Q4_1 {
     w0 = _mm512_permutexvar_epi16(lo, kT.t4);
     w1 = _mm512_permutexvar_epi16(hi, kT.t4);
   }
-  static inline void scales(const uint8_t* row, int64_t c, __m512& s0, __m512& s1) {
+  static inline void scales(const uint8_t* row, int64_t c, const S&, __m512& s0, __m512& s1) {
     float d0, d1;
     halves(row + c * kChunk, d0, d1);
     s0 = _mm512_set1_ps(d0);
     s1 = _mm512_set1_ps(d1);
   }
-  static inline void mins(const uint8_t* row, int64_t c, float* m) { halves(row + c * kChunk + 4, m[0], m[1]); }
+  static inline void mins(const uint8_t* row, int64_t c, const S&, float* m) { halves(row + c * kChunk + 4, m[0], m[1]); }
 };
 
 struct Q4_Ki : Q4_K {
@@ -260,7 +266,9 @@ struct Q4_Ki : Q4_K {
     w0 = _mm512_permutexvar_epi16(lo, kT.t4);
     w1 = _mm512_permutexvar_epi16(hi, kT.t4);
   }
-  static inline void scales(const uint8_t* row, int64_t c, __m512& s0, __m512& s1) {
+  struct S {};
+  static inline void prepare(const uint8_t*, int64_t, S&) {}
+  static inline void scales(const uint8_t* row, int64_t c, const S&, __m512& s0, __m512& s1) {
     const uint8_t* sb = at(row, c);
     const uint8_t* p = sb + 4 + (c & 3) * kChunk;
     float d, dmin;
@@ -268,7 +276,7 @@ struct Q4_Ki : Q4_K {
     s0 = _mm512_set1_ps(d * float(p[0]));
     s1 = _mm512_set1_ps(d * float(p[1]));
   }
-  static inline void mins(const uint8_t* row, int64_t c, float* m) {
+  static inline void mins(const uint8_t* row, int64_t c, const S&, float* m) {
     const uint8_t* sb = at(row, c);
     const uint8_t* p = sb + 4 + (c & 3) * kChunk;
     float d, dmin;
@@ -297,14 +305,22 @@ struct Q6_Ki : Q6_K {
     w0 = _mm512_permutex2var_epi16(kT.t6lo, lo, kT.t6hi);
     w1 = _mm512_permutex2var_epi16(kT.t6lo, hi, kT.t6hi);
   }
-  static inline void scales(const uint8_t* row, int64_t c, __m512& s0, __m512& s1) {
+  // per superblock: the 16 scales d x sc (16 elements each)
+  struct S {
+    alignas(64) float s[16];
+  };
+  static inline void prepare(const uint8_t* row, int64_t c, S& st) {
     const uint8_t* sb = row + (c >> 2) * kSuperBytes;
     const float d = _cvtsh_ss(*reinterpret_cast<const uint16_t*>(sb));
-    const int8_t* sc = reinterpret_cast<const int8_t*>(sb + 2) + (c & 3) * 4;
-    s0 = pair_scales(d * float(sc[0]), d * float(sc[1]));
-    s1 = pair_scales(d * float(sc[2]), d * float(sc[3]));
+    const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb + 2))));
+    _mm512_store_ps(st.s, _mm512_mul_ps(_mm512_set1_ps(d), sc));
   }
-  static inline void mins(const uint8_t*, int64_t, float*) {}
+  static inline void scales(const uint8_t*, int64_t c, const S& st, __m512& s0, __m512& s1) {
+    const float* g = st.s + 4 * (c & 3);
+    s0 = pair_scales(g[0], g[1]);
+    s1 = pair_scales(g[2], g[3]);
+  }
+  static inline void mins(const uint8_t*, int64_t, const S&, float*) {}
 };
 
 // The per-(row, output) arithmetic: the same sequence for a row whatever rows share the call.
@@ -355,12 +371,14 @@ inline void direct(const uint8_t* w, const at::BFloat16* x, int64_t K, int64_t C
                    float* out) {
   Acc<NR> acc;
   acc.zero();
+  typename W::S st;
   for (int64_t c = 0; c < C; ++c) {
     __m512i w0, w1;
     __m512 s0, s1;
+    if (W::kSuper == 1 || (c & (W::kSuper - 1)) == 0) W::prepare(w, c, st);
     W::ints(w, c, w0, w1);
-    W::scales(w, c, s0, s1);
-    if constexpr (W::kOffset) W::mins(w, c, mins + 2 * c);
+    W::scales(w, c, st, s0, s1);
+    if constexpr (W::kOffset) W::mins(w, c, st, mins + 2 * c);
     acc.step(w0, w1, s0, s1, x + c * 64, K, K - c * 64);
   }
 #pragma GCC unroll 8
