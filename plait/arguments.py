@@ -117,3 +117,23 @@ DTYPE_HELP = (
     "auto (default) keeps a GGUF's quantized blocks and computes on them where the CPU can "
     "(AVX512-BF16), else bf16; gguf insists on it; bf16/fp16/fp32 dequantise"
 )
+
+PACKED_MAX_ROWS = 2
+"""Most rows per step for which `--dtype auto` keeps a GGUF's packed blocks in `plait serve`: on
+the dev box (2-core Zen 4) packed Qwen2.5-0.5B decodes 1.4x bf16's speed at 1-2 rows and
+0.6-0.87x from 4 rows on (docs/log.md 2026-12-07, issue 24): there the dot products, not the
+weight stream, set the pace, and unpacking adds to them."""
+
+
+def dtype_for_rows(dtype: str, rows: int) -> tuple[str, str]:
+    """`dtype` for an engine that batches up to `rows` rows per step, and why it changed ('' if
+    not): "auto" becomes "bf16" above PACKED_MAX_ROWS (faster there; more memory). Only where the
+    row budget is a setting of the whole engine (a server), so a request's numerics never depend
+    on its batch."""
+    if dtype != "auto" or rows <= PACKED_MAX_ROWS:
+        return dtype, ""
+    return "bf16", (
+        f"--dtype auto uses bf16 weights for up to {rows} rows per step (faster than a GGUF's "
+        f"packed blocks above {PACKED_MAX_ROWS} rows on CPUs; --dtype gguf keeps them packed: "
+        "less memory, faster for one or two streams)"
+    )
