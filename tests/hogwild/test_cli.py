@@ -96,3 +96,25 @@ def test_help_shows_defaults_and_examples(argv: list[str], capsys) -> None:  # n
         main([*argv, "--help"])
     out = capsys.readouterr().out
     assert exc.value.code == 0 and "examples:" in out and "(default: " in out
+
+
+@pytest.mark.parametrize("given,loaded", [("auto", "bf16"), ("gguf", "gguf"), ("fp32", "fp32")])
+def test_eval_auto_dtype_is_bf16_whatever_the_batch(monkeypatch, tmp_path: Path, given, loaded):  # noqa: ANN001
+    seen = []
+
+    class Loaded(Exception):
+        pass
+
+    def load(*args, **kw):  # noqa: ANN002, ANN003
+        seen.append(kw["dtype"])
+        raise Loaded
+
+    monkeypatch.setattr("plait.runtime.loading.loader.load_model", load)
+    data = tmp_path / "q.jsonl"
+    data.write_text('{"question": "1+1?", "answer": "2"}\n')
+    for batch in ("1", "16"):
+        with pytest.raises(Loaded):
+            main(["eval", "hogwild", "--dataset", str(data), "--methods", "sequential",
+                  "--budgets", "8", "--batch", batch, "--dtype", given, "--out",
+                  str(tmp_path / f"o{batch}"), "--no-progress"])  # fmt: skip
+    assert seen == [loaded, loaded]

@@ -97,3 +97,24 @@ def test_bad_input(runs, capsys, tmp_path) -> None:
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "plait threads logprobs: error:" in err[0] and words in err[0]
+
+
+@pytest.mark.parametrize("extra,loaded", [([], "bf16"), (["--server-max-rows", "2"], "auto"),
+                                          (["--dtype", "gguf"], "gguf")])  # fmt: skip
+def test_weights_follow_the_sampling_servers_auto_choice(monkeypatch, tmp_path, extra, loaded):  # noqa: ANN001
+
+    seen = []
+
+    class Loaded(Exception):
+        pass
+
+    def load(*args, **kw):  # noqa: ANN002, ANN003
+        seen.append(kw["dtype"])
+        raise Loaded
+
+    monkeypatch.setattr("plait.runtime.loading.loader.load_model", load)
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text("\n")
+    with pytest.raises(Loaded):
+        main(["threads", "logprobs", str(runs), "--model", "m", *extra])
+    assert seen == [loaded]
