@@ -13,8 +13,8 @@ each weight row once for all rows (~2x torch's GEMM for one row; 4 rows cost abo
 many rows take register tiles with the same sums. Parity and bitwise row invariance:
 tests/runtime/kernels/test_kernels.py.
 
-Batch invariance (`batch_invariant()`, on by default; off with `PLAIT_BATCH_INVARIANT=0` or
-`set_batch_invariant(False)`): every linear row goes through `skinny_linear` and every attention
+Batch invariance (`batch_invariant()`, on by default; off with `plait --no-batch-invariant`,
+`PLAIT_BATCH_INVARIANT=0` or `set_batch_invariant(False)`): every linear row goes through `skinny_linear` and every attention
 step through the step kernel (plait.runtime.attention.registry). Off: rows above
 `SKINNY_MAX_ROWS` take torch's GEMM and long steps the segment kernel (batch-dependent bits).
 
