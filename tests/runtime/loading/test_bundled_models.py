@@ -146,6 +146,7 @@ def test_qwen_packed_is_small_and_answers(qwen_spec):
     assert "Paris" in loaded.decode(_greedy(loaded, ids, 3)[len(ids) :])
 
 
+@pytest.mark.slow  # a cold cache converts the 1.1 GB GGUF first: ~1 min of the default run's 10
 def test_qwen15_loads_packed_and_answers():
     _require("qwen2.5-1.5b")  # optional: `make install` fetches it, `make test` does not
     from plait.runtime.kernels import quant
