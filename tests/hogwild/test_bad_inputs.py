@@ -135,7 +135,7 @@ def test_eval_rerun_with_other_settings_is_refused(tmp_path: Path, trap: list[st
     (tmp_path / "p.jsonl").write_text('{"question": "1+1?", "answer": "2"}\n')
     argv = ["eval", "hogwild", "--dataset", str(tmp_path / "p.jsonl"), "--no-progress",
             "--out", str(tmp_path / "o"), "--budgets", "3", "--finisher-tokens", "1",
-            "--methods", "sequential", "hogwild-2"]  # fmt: skip
+            "--methods", "sequential", "hogwild-2", "--model", "smollm2-135m"]  # fmt: skip
     assert main(argv) == 0
     records = (tmp_path / "o" / "records.jsonl").read_text()
     line = _one_error([*argv, "--budgets", "4"], capsys)
@@ -167,7 +167,7 @@ def test_a_missing_extra_is_one_line_before_the_work(  # noqa: ANN201
 def _eval_argv(tmp: Path, *extra: str) -> list[str]:
     return ["eval", "hogwild", "--dataset", str(tmp / "p.jsonl"), "--no-progress", "--out",
             str(tmp / "o"), "--budgets", "3", "--finisher-tokens", "1", "--methods",
-            "sequential", *extra]  # fmt: skip
+            "sequential", "--model", "smollm2-135m", *extra]  # fmt: skip  (eval's auto: bf16)
 
 
 def test_eval_resume_keeps_a_record_without_its_newline_and_refuses_other_keys(  # noqa: ANN201

@@ -110,7 +110,8 @@ def test_qwen_parts_hash_to_the_published_sha256(qwen_spec):
     )
 
 
-def test_qwen_loads_and_answers(qwen_spec):
+@pytest.mark.slow  # its own bf16 conversion (~1 min cold); the default run converts only the
+def test_qwen_loads_and_answers(qwen_spec):  # packed entry (next test) and SmolLM2's bf16 one
     loaded = load_model("qwen2.5-0.5b", dtype="bf16")
     cfg = loaded.config
     assert cfg.family == "qwen2" and cfg.qkv_bias and not cfg.tie_embeddings
