@@ -189,12 +189,30 @@ inline __m512 pair_scales(float a, float b) {  // lanes 0-7 = a, 8-15 = b
   return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
 }
 
-// Per type: ints(row, c, w0, w1): the chunk's integers as bf16 (elements 0-31, 32-63);
-// scales(row, c, s0, s1): the fp32 scale of each lane of w0's and w1's dot products;
-// kOffset types also mins(row, c, m): the offset of elements 0-31 and 32-63.
-struct Q8_0i : Q8_0 {
+// Per type: prepare(row, c, st) at each superblock's first chunk (state S);
+// ints(row, c, w0, w1): the chunk's integers as bf16 (elements 0-31, 32-63);
+// scales(row, c, st, s0, s1): the fp32 scale of each lane of w0's and w1's dot products;
+// kOffset types also mins(row, c, st, m): the offset of elements 0-31 and 32-63.
+
+// types without per-superblock state
+struct Stateless {
   struct S {};
   static inline void prepare(const uint8_t*, int64_t, S&) {}
+};
+
+// 32-element-block types: the chunk starts with the fp16 scales d0, d1 of its two blocks
+template <class B>
+struct Block32 : B, Stateless {
+  static inline void scales(const uint8_t* row, int64_t c, const S&, __m512& s0, __m512& s1) {
+    float d0, d1;
+    halves(row + c * B::kChunk, d0, d1);
+    s0 = _mm512_set1_ps(d0);
+    s1 = _mm512_set1_ps(d1);
+  }
+  static inline void mins(const uint8_t*, int64_t, const S&, float*) {}
+};
+
+struct Q8_0i : Block32<Q8_0> {
   static constexpr bool kOffset = false;
   static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
     const uint8_t* p = row + c * kChunk + 4;
@@ -204,18 +222,9 @@ struct Q8_0i : Q8_0 {
     w0 = (__m512i)_mm512_cvtne2ps_pbh(f[1], f[0]);  // exact: |q| <= 128
     w1 = (__m512i)_mm512_cvtne2ps_pbh(f[3], f[2]);
   }
-  static inline void scales(const uint8_t* row, int64_t c, const S&, __m512& s0, __m512& s1) {
-    float d0, d1;
-    halves(row + c * kChunk, d0, d1);
-    s0 = _mm512_set1_ps(d0);
-    s1 = _mm512_set1_ps(d1);
-  }
-  static inline void mins(const uint8_t*, int64_t, const S&, float*) {}
 };
 
-struct Q5_0i : Q5_0 {
-  struct S {};
-  static inline void prepare(const uint8_t*, int64_t, S&) {}
+struct Q5_0i : Block32<Q5_0> {
   static constexpr bool kOffset = false;
   static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
     const uint8_t* p = row + c * kChunk;
@@ -229,18 +238,9 @@ struct Q5_0i : Q5_0 {
     w0 = _mm512_permutexvar_epi16(lo, kT.t5);
     w1 = _mm512_permutexvar_epi16(hi, kT.t5);
   }
-  static inline void scales(const uint8_t* row, int64_t c, const S&, __m512& s0, __m512& s1) {
-    float d0, d1;
-    halves(row + c * kChunk, d0, d1);
-    s0 = _mm512_set1_ps(d0);
-    s1 = _mm512_set1_ps(d1);
-  }
-  static inline void mins(const uint8_t*, int64_t, const S&, float*) {}
 };
 
-struct Q4_1i : Q4_1 {
-  struct S {};
-  static inline void prepare(const uint8_t*, int64_t, S&) {}
+struct Q4_1i : Block32<Q4_1> {
   static constexpr bool kOffset = true;
   static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
     __m512i lo, hi;
@@ -248,16 +248,10 @@ struct Q4_1i : Q4_1 {
     w0 = _mm512_permutexvar_epi16(lo, kT.t4);
     w1 = _mm512_permutexvar_epi16(hi, kT.t4);
   }
-  static inline void scales(const uint8_t* row, int64_t c, const S&, __m512& s0, __m512& s1) {
-    float d0, d1;
-    halves(row + c * kChunk, d0, d1);
-    s0 = _mm512_set1_ps(d0);
-    s1 = _mm512_set1_ps(d1);
-  }
   static inline void mins(const uint8_t* row, int64_t c, const S&, float* m) { halves(row + c * kChunk + 4, m[0], m[1]); }
 };
 
-struct Q4_Ki : Q4_K {
+struct Q4_Ki : Q4_K, Stateless {
   static constexpr bool kOffset = true;
   static inline const uint8_t* at(const uint8_t* row, int64_t c) { return row + (c >> 2) * kSuperBytes; }
   static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
@@ -266,8 +260,6 @@ struct Q4_Ki : Q4_K {
     w0 = _mm512_permutexvar_epi16(lo, kT.t4);
     w1 = _mm512_permutexvar_epi16(hi, kT.t4);
   }
-  struct S {};
-  static inline void prepare(const uint8_t*, int64_t, S&) {}
   static inline void scales(const uint8_t* row, int64_t c, const S&, __m512& s0, __m512& s1) {
     const uint8_t* sb = at(row, c);
     const uint8_t* p = sb + 4 + (c & 3) * kChunk;
