@@ -27,6 +27,19 @@ from plait.outputs import (
 )
 
 
+def _extra_command(monkeypatch, register) -> None:
+    """`plait`'s real parser plus what `register(subparsers)` adds."""
+    real = cli.build_parser
+
+    def build():
+        parser = real()
+        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        register(sub)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", build)
+
+
 def _fake_command(monkeypatch, exc: BaseException) -> None:
     def register(sub):
         p = sub.add_parser("boom")
@@ -37,15 +50,7 @@ def _fake_command(monkeypatch, exc: BaseException) -> None:
 
         p.set_defaults(func=func)
 
-    real = cli.build_parser
-
-    def build():
-        parser = real()
-        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-        register(sub)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build)
+    _extra_command(monkeypatch, register)
 
 
 @pytest.mark.parametrize(
@@ -362,15 +367,7 @@ def test_no_batch_invariant_switches_the_kernels_off_for_the_command(monkeypatch
         p = sub.add_parser("probe")
         p.set_defaults(func=lambda args: seen.append(kernels.batch_invariant()) or 0)
 
-    real = cli.build_parser
-
-    def build():
-        parser = real()
-        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-        register(sub)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build)
+    _extra_command(monkeypatch, register)
     monkeypatch.setenv("PLAIT_BATCH_INVARIANT", "1")
     monkeypatch.setattr(kernels, "_invariant", True)
     assert cli.main(["probe"]) == 0

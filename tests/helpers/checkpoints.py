@@ -186,3 +186,19 @@ def fake_packages(root: Path, files: dict[str, tuple[str, bytes]]) -> None:
             "raise ImportError('plait must locate, not import, this')\n"
         )
         (pkg / rel).write_bytes(data)
+
+
+class LoadStopped(Exception):
+    """Raised by `stop_at_load` instead of loading a model."""
+
+
+def stop_at_load(monkeypatch: Any) -> list[Any]:
+    """Make `load_model` record its `dtype` and raise LoadStopped: what a command would load."""
+    seen: list[Any] = []
+
+    def load(*args: Any, **kw: Any) -> Any:
+        seen.append(kw["dtype"])
+        raise LoadStopped
+
+    monkeypatch.setattr("plait.runtime.loading.loader.load_model", load)
+    return seen

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from plait.cli import build_parser, main
+from tests.helpers.checkpoints import LoadStopped, stop_at_load
 from tests.helpers.toy import ToyTokenizer, toy_model
 
 
@@ -100,20 +101,11 @@ def test_help_shows_defaults_and_examples(argv: list[str], capsys) -> None:  # n
 
 @pytest.mark.parametrize("given,loaded", [("auto", "bf16"), ("gguf", "gguf"), ("fp32", "fp32")])
 def test_eval_auto_dtype_is_bf16_whatever_the_batch(monkeypatch, tmp_path: Path, given, loaded):  # noqa: ANN001
-    seen = []
-
-    class Loaded(Exception):
-        pass
-
-    def load(*args, **kw):  # noqa: ANN002, ANN003
-        seen.append(kw["dtype"])
-        raise Loaded
-
-    monkeypatch.setattr("plait.runtime.loading.loader.load_model", load)
+    seen = stop_at_load(monkeypatch)
     data = tmp_path / "q.jsonl"
     data.write_text('{"question": "1+1?", "answer": "2"}\n')
     for batch in ("1", "16"):
-        with pytest.raises(Loaded):
+        with pytest.raises(LoadStopped):
             main(["eval", "hogwild", "--dataset", str(data), "--methods", "sequential",
                   "--budgets", "8", "--batch", batch, "--dtype", given, "--out",
                   str(tmp_path / f"o{batch}"), "--no-progress"])  # fmt: skip

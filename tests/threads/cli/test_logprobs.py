@@ -13,7 +13,13 @@ from plait.runtime import kernels
 from plait.runtime.loading.loader import load_model
 from plait.threads.data.records import TrajectoryRecord
 from plait.threads.format.codec import ThreadFormat
-from tests.helpers.checkpoints import save_hf_dir, tiny_hf_model, tiny_tokenizer
+from tests.helpers.checkpoints import (
+    LoadStopped,
+    save_hf_dir,
+    stop_at_load,
+    tiny_hf_model,
+    tiny_tokenizer,
+)
 from tests.helpers.rollouts import threadweaver_run
 
 WHY_NOT = kernels.why_not(torch.device("cpu"), torch.bfloat16, 16)
@@ -102,19 +108,9 @@ def test_bad_input(runs, capsys, tmp_path) -> None:
 @pytest.mark.parametrize("extra,loaded", [([], "bf16"), (["--server-max-rows", "2"], "auto"),
                                           (["--dtype", "gguf"], "gguf")])  # fmt: skip
 def test_weights_follow_the_sampling_servers_auto_choice(monkeypatch, tmp_path, extra, loaded):  # noqa: ANN001
-
-    seen = []
-
-    class Loaded(Exception):
-        pass
-
-    def load(*args, **kw):  # noqa: ANN002, ANN003
-        seen.append(kw["dtype"])
-        raise Loaded
-
-    monkeypatch.setattr("plait.runtime.loading.loader.load_model", load)
+    seen = stop_at_load(monkeypatch)
     runs = tmp_path / "runs.jsonl"
     runs.write_text("\n")
-    with pytest.raises(Loaded):
+    with pytest.raises(LoadStopped):
         main(["threads", "logprobs", str(runs), "--model", "m", *extra])
     assert seen == [loaded]
