@@ -111,11 +111,13 @@ def require_extra(module: str, extra: str, what: str) -> None:
                          f"it with pip install -e '.[{extra}]' (or pip install 'plait[{extra}]')")  # fmt: skip
 
 
-DTYPE_CHOICES = ["auto", "gguf", "bf16", "fp16", "fp32"]
-"""Values of every command's --dtype (plait.runtime.loading.packed explains auto and gguf)."""
+DTYPE_CHOICES = ["auto", "gguf", "gguf-exact", "bf16", "fp16", "fp32"]
+"""Values of every command's --dtype (plait.runtime.loading.packed explains the GGUF modes)."""
 DTYPE_HELP = (
     "auto (default) keeps a GGUF's quantized blocks and computes on them where the CPU can "
-    "(AVX512-BF16), else bf16; gguf insists on it; bf16/fp16/fp32 dequantise"
+    "(AVX512-BF16/VNNI; activations quantised to int8 per block, as llama.cpp does), else bf16; "
+    "gguf insists on it; gguf-exact keeps the blocks with exact bf16 activations (slower); "
+    "bf16/fp16/fp32 dequantise"
 )
 
 PACKED_MAX_ROWS = 2

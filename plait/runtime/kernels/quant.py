@@ -28,6 +28,7 @@ from plait.runtime.cache_dir import cache_root
 from plait.runtime.kernels.build import build_or_explain
 
 _SOURCE = Path(__file__).with_name("quant_linear.cpp")
+_SOURCES = [_SOURCE, _SOURCE.with_name("quant_dot8.cpp")]
 _CFLAGS = [
     "-O3",
     "-mavx512f",
@@ -35,10 +36,11 @@ _CFLAGS = [
     "-mavx512vl",
     "-mavx512dq",
     "-mavx512bf16",
+    "-mavx512vnni",
     "-mf16c",
     "-fopenmp",
 ]
-REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "f16c")
+REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni", "f16c")
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _failed: str | None = None
@@ -70,7 +72,8 @@ def build_dir() -> Path:
     """Build directory keyed by source, flags, torch version and source location."""
     h = hashlib.sha256(" ".join(_CFLAGS).encode() + torch.__version__.encode())
     h.update(str(_SOURCE.resolve().parent).encode())
-    h.update(_SOURCE.read_bytes())
+    for src in _SOURCES:
+        h.update(src.read_bytes())
     return cache_root() / "kernels" / f"quant-{h.hexdigest()[:16]}"
 
 
@@ -86,7 +89,7 @@ def _load() -> ModuleType | None:
             _failed = why
             return None
         _module, _failed = build_or_explain(
-            "plait_quant_kernels", [_SOURCE], build_dir(), _CFLAGS,
+            "plait_quant_kernels", _SOURCES, build_dir(), _CFLAGS,
             "plait: quantized CPU kernels unavailable ({}); GGUF weights are dequantised to bf16 "
             "instead",
         )  # fmt: skip
@@ -120,10 +123,19 @@ def quant_linear(
     types: list[int],
     k: int,
     bias: torch.Tensor | None = None,
+    int8: bool = False,
 ) -> torch.Tensor:
-    """x (R, k) bf16/fp32 @ [W_0; W_1; ...].T (+ bias fp32) -> (R, sum O_i) in x's dtype;
-    packs[i] uint8 (O_i, row bytes) in the packed layout of type code types[i]."""
-    return _require().quant_linear(x.contiguous(), packs, types, k, bias)
+    """x (R, k) bf16 @ [W_0; W_1; ...].T (+ bias fp32) -> (R, sum O_i) bf16; packs[i] uint8
+    (O_i, row bytes) in the packed layout of type code types[i]. `int8`: activations quantised
+    per row and block to int8, VNNI dot products (llama.cpp's numerics; `quant_dot8.cpp`)."""
+    return _require().quant_linear(x.contiguous(), packs, types, k, bias, int8)
+
+
+def quantize_rows(x: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The int8 kernel's activation quantisation: x (R, k) bf16 -> (quants int8 (R, chunks x 64),
+    fp32 scales (R, chunks x 64 / block)) per block of 32 or 256 elements."""
+    q, d = _require().quantize_rows(x.contiguous(), block)
+    return q, d
 
 
 def quant_rows(pack: torch.Tensor, qtype: int, k: int, ids: torch.Tensor) -> torch.Tensor:

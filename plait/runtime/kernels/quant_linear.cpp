@@ -478,13 +478,11 @@ void dequant_row(const uint8_t* w, int64_t C, int64_t K, float* out) {
   }
 }
 
-}  // namespace
-
-// y (R, sum O_i) = x (R, K) @ [W_0; W_1; ...]^T (+ bias): packs[i] (O_i, row bytes) uint8 of
-// types[i], all with K columns. x and the output bf16; bias fp32 (sum O_i) or none.
-torch::Tensor quant_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& packs,
-                           const std::vector<int64_t>& types, int64_t K, const c10::optional<torch::Tensor>& bias) {
+// The checks both linear kernels share; returns sum O_i.
+int64_t check_args(const torch::Tensor& x, const std::vector<torch::Tensor>& packs, const std::vector<int64_t>& types,
+                   int64_t K, const c10::optional<torch::Tensor>& bias) {
   TORCH_CHECK(x.dim() == 2 && x.size(1) == K && x.is_contiguous(), "quant_linear: x must be contiguous (R, K)");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "quant_linear: x must be bf16");
   TORCH_CHECK(packs.size() == types.size() && !packs.empty(), "quant_linear: one type per pack");
   int64_t O = 0;
   int64_t mult = 1;
@@ -494,7 +492,7 @@ torch::Tensor quant_linear(const torch::Tensor& x, const std::vector<torch::Tens
     O += packs[i].size(0);
     mult = std::max(mult, chunk_multiple(types[i]));
   }
-  const int64_t R = x.size(0), C = (K + 63) / 64;
+  const int64_t C = (K + 63) / 64;
   TORCH_CHECK(C % mult == 0, "quant_linear: K-quant weights need K a multiple of 256, got ", K);
   for (size_t i = 0; i < packs.size(); ++i) {
     TORCH_CHECK(packs[i].size(1) == packed_row_bytes(types[i], C), "quant_linear: pack ", i,
@@ -504,8 +502,26 @@ torch::Tensor quant_linear(const torch::Tensor& x, const std::vector<torch::Tens
     TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == O,
                 "quant_linear: bias must be contiguous fp32 (O,)");
   }
-  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "quant_linear: x must be bf16");
+  return O;
+}
+
+}  // namespace
+
+// quant_dot8.cpp: the int8 (VNNI) kernel, same arguments, checked here
+torch::Tensor quant_linear_q8(const torch::Tensor& x, const std::vector<torch::Tensor>& packs,
+                              const std::vector<int64_t>& types, int64_t K, const c10::optional<torch::Tensor>& bias);
+std::vector<torch::Tensor> quantize_rows(const torch::Tensor& x, int64_t n);
+
+// y (R, sum O_i) = x (R, K) @ [W_0; W_1; ...]^T (+ bias): packs[i] (O_i, row bytes) uint8 of
+// types[i], all with K columns. x and the output bf16; bias fp32 (sum O_i) or none. `int8`: the
+// activations quantised to int8 per row and block and VNNI dot products (quant_dot8.cpp).
+torch::Tensor quant_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& packs,
+                           const std::vector<int64_t>& types, int64_t K, const c10::optional<torch::Tensor>& bias,
+                           bool int8) {
+  const int64_t O = check_args(x, packs, types, K, bias);
+  if (int8) return quant_linear_q8(x, packs, types, K, bias);
   const float* bp = bias.has_value() ? bias->data_ptr<float>() : nullptr;
+  const int64_t R = x.size(0);
   auto y = torch::empty({R, O}, x.options());
   if (R == 0) return y;
   const at::BFloat16* xp = x.data_ptr<at::BFloat16>();
@@ -550,7 +566,9 @@ torch::Tensor quant_rows(const torch::Tensor& pack, int64_t type, int64_t K, con
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("quant_linear", &quant_linear, "y = x @ W^T (+ bias) on packed GGUF blocks", py::arg("x"), py::arg("packs"),
-        py::arg("types"), py::arg("k"), py::arg("bias") = py::none());
+        py::arg("types"), py::arg("k"), py::arg("bias") = py::none(), py::arg("int8") = false);
+  m.def("quantize_rows", &quantize_rows, "int8 quants and fp32 scales of x's rows per block of n", py::arg("x"),
+        py::arg("n"));
   m.def("quant_rows", &quant_rows, "rows of a packed weight, dequantised to fp32", py::arg("pack"), py::arg("type"),
         py::arg("k"), py::arg("ids"));
 }

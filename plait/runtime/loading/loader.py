@@ -32,7 +32,7 @@ from plait.runtime.loading.hub import hub_snapshot
 from plait.runtime.loading.tokenizer import Messages, chat_prompt_ids, eos_token_ids, load_tokenizer
 from plait.runtime.loading.weights import one_thread, read_safetensors_dir
 from plait.runtime.model import DecoderLM, hf_to_plait_state_dict
-from plait.runtime.quant.build import install_packed, is_packed
+from plait.runtime.quant.build import install_packed, is_packed, set_int8
 from plait.runtime.rope import Rope
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,12 @@ def load_from_dir(
     )
 
 
+def _activations(loaded: LoadedModel, dtype: str | torch.dtype) -> LoadedModel:
+    """Packed weights meet int8-quantised activations unless dtype is "gguf-exact"."""
+    set_int8(loaded.model, packed.int8_activations(dtype))
+    return loaded
+
+
 def _from_cache(
     make_entry: Any, name: str, dtype: torch.dtype, device: torch.device
 ) -> LoadedModel:
@@ -225,8 +231,9 @@ def load_model(
         name_or_path: a bundled name (`smollm2-135m`, `qwen2.5-0.5b`), an HF-format directory,
             a `.gguf` file, or a Hugging Face hub id `org/name`.
         dtype: "auto" (GGUF blocks kept quantized on CPUs that run plait's quantized
-            kernels, computing in bf16; otherwise bf16), "gguf" (quantized or an error),
-            "bf16", "fp16" or "fp32" (weights dequantised to that dtype).
+            kernels, activations quantised to int8 per block as llama.cpp does; otherwise
+            bf16), "gguf" (quantized or an error), "gguf-exact" (quantized weights, exact bf16
+            activations), "bf16", "fp16" or "fp32" (weights dequantised to that dtype).
         device: "cpu" or "cuda[:N]".
 
     Returns:
@@ -251,15 +258,22 @@ def _load_model(
     if text in BUNDLED:
         spec = get_bundled(text)
         pk = packed.use_packed(dtype, dev, gguf=True)
-        return _from_cache(
-            lambda rebuild: conversion.bundled_entry(spec, rebuild, pk), spec.name, torch_dtype, dev
-        )
+        return _activations(
+            _from_cache(
+                lambda rebuild: conversion.bundled_entry(spec, rebuild, pk),
+                spec.name, torch_dtype, dev,
+            ),
+            dtype,
+        )  # fmt: skip
     path = Path(text).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":
         gguf = path.resolve()
         pk = packed.use_packed(dtype, dev, gguf=True)
-        return _from_cache(
-            lambda rebuild: conversion.gguf_entry(gguf, rebuild, pk), gguf.stem, torch_dtype, dev
+        return _activations(
+            _from_cache(
+                lambda rebuild: conversion.gguf_entry(gguf, rebuild, pk), gguf.stem, torch_dtype, dev
+            ),
+            dtype,
         )
     packed.use_packed(dtype, dev, gguf=False)  # dtype="gguf" on a dense source: ValueError
     if path.is_dir():

@@ -1,9 +1,12 @@
 """Whether a GGUF source loads with its blocks kept packed (quantized execution) or dequantised.
 
 `dtype="auto"` (the default of `load_model` and the CLIs) keeps a GGUF's blocks packed on CPUs
-where plait's quantized kernels run (plait.runtime.kernels.quant: AVX512-BF16) and computes in
-bf16; `dtype="gguf"` insists on it (ValueError naming the reason where it cannot); "bf16",
-"fp16" and "fp32" dequantise as before. Non-GGUF sources load dense: "auto" means bf16 there.
+where plait's quantized kernels run (plait.runtime.kernels.quant: AVX512-BF16 and VNNI) and
+computes as llama.cpp does: each activation row quantised to int8 per block, int8 dot products
+(`quant_dot8.cpp`); `dtype="gguf"` insists on it (ValueError naming the reason where it cannot);
+`dtype="gguf-exact"` keeps the blocks but multiplies the GGUF's exact weights with the bf16
+activations (`quant_linear.cpp`: no activation rounding, slower). "bf16", "fp16" and "fp32"
+dequantise as before. Non-GGUF sources load dense: "auto" means bf16 there.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from plait.runtime.cache_dir import read_meta
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "gguf")
+MODES = ("auto", "gguf", "gguf-exact")
 """dtype values that are not a torch dtype: how to treat GGUF blocks."""
 _warned: set[str] = set()
 
@@ -44,9 +47,15 @@ def use_packed(dtype: str | torch.dtype, device: torch.device, gguf: bool) -> bo
         why = f"quantized GGUF execution runs on CPUs, not {device.type}"
     else:
         why = quant.why_not()
-    if dtype == "gguf" and why:
-        raise ValueError(f"dtype 'gguf' cannot be used: {why}; use dtype bf16")
+    if dtype != "auto" and why:
+        raise ValueError(f"dtype {dtype!r} cannot be used: {why}; use dtype bf16")
     return not why
+
+
+def int8_activations(dtype: str | torch.dtype) -> bool:
+    """Whether packed weights loaded with `dtype` quantise the activations (all modes but
+    "gguf-exact")."""
+    return dtype != "gguf-exact"
 
 
 def note_dense_types(entry: Path) -> None:

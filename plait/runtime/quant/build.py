@@ -108,6 +108,14 @@ def install_packed(
     return rest
 
 
+def set_int8(model: nn.Module, int8: bool) -> None:
+    """Set how every packed matrix of `model` meets its activations: int8-quantised per row and
+    block (True) or exact bf16 (False); see plait.runtime.loading.packed."""
+    for mod in model.modules():
+        if isinstance(mod, QuantLinear):
+            mod.weight.int8 = int8
+
+
 def packed_types(model: nn.Module) -> dict[str, int]:
     """GGUF type -> number of packed matrices in `model` (empty when nothing is packed)."""
     out: dict[str, int] = {}
@@ -135,4 +143,4 @@ def resident_bytes(model: nn.Module) -> int:
     return total
 
 
-__all__ = ["QPACK", "install_packed", "is_packed", "packed_types", "resident_bytes"]
+__all__ = ["QPACK", "install_packed", "is_packed", "packed_types", "resident_bytes", "set_int8"]

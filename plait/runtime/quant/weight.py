@@ -33,7 +33,9 @@ class PackedWeight:
     dtype = torch.bfloat16  # the compute dtype (what DecoderLM.dtype reports)
     device = torch.device("cpu")
 
-    def __init__(self, packs: Sequence[torch.Tensor], types: Sequence[int], k: int) -> None:
+    def __init__(
+        self, packs: Sequence[torch.Tensor], types: Sequence[int], k: int, int8: bool = True
+    ) -> None:
         if not packs or len(packs) != len(types):
             raise ValueError("a PackedWeight needs one type code per packed segment")
         for p, t in zip(packs, types):
@@ -52,6 +54,7 @@ class PackedWeight:
         self.types = [int(t) for t in types]
         self.k = int(k)
         self.shape = (sum(p.shape[0] for p in self.packs), self.k)
+        self.int8 = int8  # activations quantised to int8 per row and block (else exact bf16)
 
     @property
     def type_names(self) -> list[str]:
@@ -71,12 +74,13 @@ class PackedWeight:
         return torch.cat(parts).to(dtype)
 
     def matmul(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """x (..., K) -> (..., O) in bf16: the kernel where it runs, else dense() and F.linear."""
+        """x (..., K) -> (..., O) in bf16: the kernel where it runs (int8 or exact activations,
+        `self.int8`), else (no kernel, or autograd) dense() and F.linear on the bf16 x."""
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.k).to(torch.bfloat16)  # (R, K)
         if qkernels.available() and not torch.is_grad_enabled():
             b = None if bias is None else bias.to(torch.float32).contiguous()
-            y = qkernels.quant_linear(x2, self.packs, self.types, self.k, b)  # (R, O)
+            y = qkernels.quant_linear(x2, self.packs, self.types, self.k, b, self.int8)  # (R, O)
         else:
             w = self.dense(torch.bfloat16).float()  # (O, K) the bf16 weights, fp32 math
             y = F.linear(x2.float(), w, None if bias is None else bias.float()).to(torch.bfloat16)
@@ -125,7 +129,10 @@ def concat(parts: Sequence[PackedWeight]) -> PackedWeight:
         else:
             merged_p.append(p)
             merged_t.append(t)
-    return PackedWeight(merged_p, merged_t, ks.pop())
+    modes = {p.int8 for p in parts}
+    if len(modes) != 1:
+        raise ValueError("fused weights must share their activation mode (int8 or exact)")
+    return PackedWeight(merged_p, merged_t, ks.pop(), modes.pop())
 
 
 class QuantLinear(nn.Module):

@@ -36,7 +36,8 @@ def _logits(loaded, ids):
 def test_packed_load_is_the_bf16_model(tmp_path, tok, family, tie):
     hf = tiny_hf_model(family, tie, seed=3)
     write_gguf(hf, tok, tmp_path / "m.gguf", quantize=True)  # Q8_0 matrices
-    packed = load_model(tmp_path / "m.gguf")  # auto: packed on this CPU
+    packed = load_model(tmp_path / "m.gguf", dtype="gguf-exact")  # exact bf16 activations
+    fast = load_model(tmp_path / "m.gguf")  # auto: packed on this CPU, int8 activations
     dense = load_model(tmp_path / "m.gguf", dtype="bf16")
     ref = load_model(tmp_path / "m.gguf", dtype="fp32")
     assert packed.path.name.endswith("-packed") and packed.path != dense.path
@@ -49,6 +50,11 @@ def test_packed_load_is_the_bf16_model(tmp_path, tok, family, tie):
     # the packed model is the bf16 model: it sits as close to fp32 as bf16 does (2x margin)
     bf16_err = (ld - lr).abs().max().item()
     assert (lp - lr).abs().max().item() <= 2 * bf16_err + 1e-3
+    # auto: the same entry, activations rounded to int8 per block: close, not as close
+    assert fast.path == packed.path and fast.model.layers[0].qkv.weight.int8
+    assert not packed.model.layers[0].qkv.weight.int8
+    lf = _logits(fast, ids)
+    assert (lf - lr).norm() / lr.norm() < 0.05 and not torch.equal(lf, lp)
     meta = read_meta(packed.path)
     assert (
         meta is not None and meta["weight_format"] == "packed" and meta["packed_types"] == ["Q8_0"]

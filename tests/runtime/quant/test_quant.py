@@ -1,12 +1,14 @@
-"""Packed GGUF weights: layout twin, kernel vs dequantise + F.linear, batch invariance, fusion.
+"""Packed GGUF weights: layout twin, both kernels vs their twins, batch invariance, fusion.
 
 Random GGUF blocks of each packed type (random quants, sane fp16 scales) are packed and
 compared with `gguf.quants.dequantize` of the same bytes: the numpy decoder and the kernel's
-row dequantisation must match it exactly. The linear kernel is held against the reference
-twin F.linear(x, W) in fp32 on the exact dequantised weights: the kernel multiplies the exact
-integers with x in fp32 and applies each block's scale (and offset x block sum) in fp32, then
-rounds to bf16, so the tolerance is a bf16 rounding of the result plus the fp32 reordering bound
-K * 2^-24 * (sum|w x| + sum|offset x|).
+row dequantisation must match it exactly. The exact kernel (`int8=False`) is held against the
+reference twin F.linear(x, W) in fp32 on the exact dequantised weights: the kernel multiplies the
+exact integers with x in fp32 and applies each block's scale (and offset x block sum) in fp32,
+then rounds to bf16, so the tolerance is a bf16 rounding of the result plus the fp32 reordering
+bound K * 2^-24 * (sum|w x| + sum|offset x|). The int8 kernel's activation quantisation equals
+its numpy twin bit for bit, and its result is the twin's float64 product of the dequantised
+quants and weights up to the same bounds (its integer sums are exact).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from plait.runtime.kernels import quant as qk
-from plait.runtime.quant import formats
+from plait.runtime.quant import activations, formats
 from plait.runtime.quant.weight import PackedWeight, QuantLinear, concat, pack_tensor
 
 gguf = pytest.importorskip("gguf")
@@ -90,7 +92,7 @@ def test_kernel_matches_dequantised_linear(qtype, k, rows):
     w = reference(raw, qtype, k)  # (37, k): the GGUF's exact weights
     x = torch.randn(rows, k, generator=torch.Generator().manual_seed(rows)).bfloat16()
     bias = torch.randn(37)
-    y = qk.quant_linear(x, [pack_tensor(raw, qtype, k)], [formats.TYPES[qtype]], k, bias)
+    y = qk.quant_linear(x, [pack_tensor(raw, qtype, k)], [formats.TYPES[qtype]], k, bias, False)
     ref = F.linear(x.float(), w, bias)
     assert y.dtype == torch.bfloat16 and y.shape == (rows, 37)
     err = (y.float() - ref).abs()
@@ -98,33 +100,75 @@ def test_kernel_matches_dequantised_linear(qtype, k, rows):
 
 
 @needs_kernel
-@pytest.mark.parametrize("qtype,k", [("Q5_0", 896), ("Q6_K", 512), ("Q4_1", 96)])
-def test_a_rows_result_never_depends_on_the_row_count(qtype, k):
+@pytest.mark.parametrize("k", [32, 96, 896, 512, 1000])
+def test_int8_activation_quantisation_matches_its_twin(k):
+    x = torch.randn(5, k, generator=torch.Generator().manual_seed(k)) * 4
+    x[1, : min(k, 40)] = 0  # an all-zero block (scale 0)
+    x[2, 3] = 900.0  # an outlier
+    x = x.bfloat16()
+    for block in (32, 256) if k % 256 == 0 else (32,):
+        q, d = qk.quantize_rows(x, block)
+        tq, td = activations.quantize(x.float().numpy(), block)
+        assert np.array_equal(q.numpy(), tq) and np.array_equal(d.numpy(), td), block
+
+
+@needs_kernel
+@pytest.mark.parametrize("qtype,k", SHAPES + [("Q5_0", 896), ("Q6_K", 768), ("Q4_K", 256)])
+@pytest.mark.parametrize("rows", [1, 3, 9, 33])
+def test_int8_kernel_matches_its_twin(qtype, k, rows):
+    raw = random_blocks(qtype, 37, k, seed=rows)
+    packs, types = [pack_tensor(raw, qtype, k)], [formats.TYPES[qtype]]
+    x = (3 * torch.randn(rows, k, generator=torch.Generator().manual_seed(rows))).bfloat16()
+    bias = torch.randn(37)
+    y = qk.quant_linear(x, packs, types, k, bias, True)
+    ref = activations.linear_reference(x, packs, types, k, bias)  # float64
+    w = reference(raw, qtype, k).double()
+    spread = activations.dequantized(x, qtype).abs() @ (w.abs() + w.abs().amax(1, keepdim=True)).T
+    tol = ref.abs() * 2.0**-8 + 4 * k * 2.0**-24 * spread + 1e-6
+    assert y.dtype == torch.bfloat16 and y.shape == (rows, 37)
+    err = (y.double() - ref).abs()
+    assert bool((err <= tol).all()), float((err / tol).max())
+    # and it is a close approximation of the exact product (the activations' rounding only)
+    exact = F.linear(x.float(), w.float(), bias).double()
+    assert float((y.double() - exact).norm() / exact.norm()) < 0.02
+
+
+@needs_kernel
+@pytest.mark.parametrize("int8", [False, True])
+@pytest.mark.parametrize("qtype,k", [("Q5_0", 896), ("Q6_K", 512), ("Q4_1", 96), ("Q4_K", 256), ("Q8_0", 160)])
+def test_a_rows_result_never_depends_on_the_row_count(qtype, k, int8):
     raw = random_blocks(qtype, 40, k, seed=1)
     packs, types = [pack_tensor(raw, qtype, k)], [formats.TYPES[qtype]]
     x = torch.randn(64, k, generator=torch.Generator().manual_seed(5)).bfloat16()
-    whole = qk.quant_linear(x, packs, types, k)  # 64 rows: the scratch path
+    whole = qk.quant_linear(x, packs, types, k, None, int8)  # 64 rows
     for start, n in [(0, 1), (5, 1), (3, 4), (8, 8), (10, 9), (20, 31), (0, 64)]:
-        part = qk.quant_linear(x[start : start + n], packs, types, k)
+        part = qk.quant_linear(x[start : start + n], packs, types, k, None, int8)
         assert torch.equal(part, whole[start : start + n]), (start, n)
 
 
 @needs_kernel
-def test_fused_segments_of_different_types():
+@pytest.mark.parametrize("int8", [False, True])
+def test_fused_segments_of_different_types(int8):
     k = 256
     raws = [("Q5_0", random_blocks("Q5_0", 20, k, 1)), ("Q8_0", random_blocks("Q8_0", 6, k, 2))]
-    parts = [PackedWeight([pack_tensor(r, t, k)], [formats.TYPES[t]], k) for t, r in raws]
+    parts = [PackedWeight([pack_tensor(r, t, k)], [formats.TYPES[t]], k, int8) for t, r in raws]
     fused = concat([parts[0], parts[1], parts[1]])  # q | k | v shapes, the last two merged
     assert fused.type_names == ["Q5_0", "Q8_0"] and fused.shape == (32, k)
     x = torch.randn(5, k).bfloat16()
     bias = torch.randn(32)
-    y = QuantLinear(fused, bias)(x)
-    pieces = [p.matmul(x) for p in (parts[0], parts[1], parts[1])]
+    with torch.inference_mode():  # the kernel (autograd takes the dense twin)
+        y = QuantLinear(fused, bias)(x)
+        pieces = [p.matmul(x) for p in (parts[0], parts[1], parts[1])]
     assert torch.equal(y, (torch.cat(pieces, dim=1).float() + bias).bfloat16()) or torch.allclose(
         y.float(), torch.cat(pieces, dim=1).float() + bias, atol=2e-2, rtol=2.0**-7
     )
-    twin = F.linear(x.float(), fused.dense().bfloat16().float(), bias)
+    if int8:  # the int8 twin: x's quants times the exact weights
+        twin = activations.linear_reference(x, fused.packs, fused.types, k, bias).float()
+    else:  # the exact weights times x
+        twin = F.linear(x.float(), fused.dense(), bias)
     assert torch.allclose(y.float(), twin, rtol=2.0**-7, atol=1e-3)
+    with pytest.raises(ValueError, match="activation mode"):
+        concat([parts[0], PackedWeight(parts[1].packs, parts[1].types, k, not int8)])
 
 
 def test_twin_path_without_the_kernel(monkeypatch):

@@ -1,0 +1,399 @@
+// plait CPU kernel: y (R, O) = x (R, K) @ W^T on packed GGUF blocks with int8 dot products
+// (AVX512-VNNI), activations quantised to int8 row by row, as llama.cpp computes.
+//
+// Why: one decode row is compute-bound in quant_linear.cpp's exact kernel (a table lookup, two
+// bf16 dots and two FMAs per 64 weights). Here a 64-weight chunk is one vector of unsigned bytes
+// (nibbles masked, Q5_0's fifth bit added, Q8_0's sign bit flipped) that meets the row's int8
+// quants in one `vpdpbusd` (64 products); the K-quants (Q4_K, Q6_K) multiply by their small integer
+// block scales in integers (`vpmaddubsw` + `vpdpwssd`) and convert to float once per 256 weights.
+// The price is the activations' rounding: each row is quantised per block (32 elements for the
+// 32-element-block types, 256 for the K-quants) to int8 with scale amax / 127, round to nearest
+// even. Everything after the quantisation is exact integer arithmetic until the block's (or
+// superblock's) fp32 scale is applied.
+//
+// Batch invariance: a row's quantisation and every operation on it are the same whatever the row
+// count; rows are processed in register tiles of up to kRows that only share the weight unpack.
+//
+// Offsets: a type stored with a bias (Q8_0's q + 128, Q5_0's q + 16, Q6_K's q + 32) subtracts
+// bias x (sum of the quants it met) in integers; Q4_1's and Q4_K's minimum terms multiply the
+// row's block sums (fp32) after the dots, in a fixed order. Layouts: quant_linear.cpp's header.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kChunkElems = 64;
+
+inline void halves(const uint8_t* p, float& a, float& b) {  // two fp16 at p
+  const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128(*reinterpret_cast<const int32_t*>(p)));
+  a = _mm_cvtss_f32(v);
+  b = _mm_cvtss_f32(_mm_movehdup_ps(v));
+}
+
+inline __m512 pair_scales(float a, float b) {  // lanes 0-7 = a, 8-15 = b
+  return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+// 32 nibble bytes -> 64 bytes in element order (low nibbles = elements 0-31, high = 32-63)
+inline __m512i nibbles64(const uint8_t* p) {
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(b), _mm256_srli_epi16(b, 4), 1);
+  return _mm512_and_si512(v, _mm512_set1_epi8(15));
+}
+
+// ---- activations, quantised once per call ------------------------------------------------------
+
+// One row of x (K bf16) -> int8 quants (C x 64, zero past K) and one fp32 scale per block of n.
+void quantize_row(const at::BFloat16* x, int64_t K, int64_t C, int64_t n, int8_t* q, float* d) {
+  for (int64_t b = 0; b * n < C * kChunkElems; ++b) {
+    __m512 v[16];  // n <= 256
+    __m512 amax = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n / 16; ++i) {
+      const int64_t at = b * n + 16 * i, left = std::max<int64_t>(0, std::min<int64_t>(16, K - at));
+      const __mmask16 m = (__mmask16)((1u << left) - 1);
+      const __m256i h = _mm256_maskz_loadu_epi16(m, x + std::min(at, K));
+      v[i] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+      amax = _mm512_max_ps(amax, _mm512_abs_ps(v[i]));
+    }
+    const float dd = _mm512_reduce_max_ps(amax) / 127.f;
+    const __m512 id = _mm512_set1_ps(dd != 0.f ? 1.f / dd : 0.f);
+    d[b] = dd;
+    for (int64_t i = 0; i < n / 16; ++i) {
+      const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(v[i], id));  // round to nearest even
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * n + 16 * i), _mm512_cvtsepi32_epi8(r));
+    }
+  }
+}
+
+// What the types of one call need of x; filled lazily per scheme.
+struct Quants {
+  int64_t R = 0, K = 0, C = 0;
+  // 32-element blocks (Q8_0, Q5_0, Q4_1)
+  std::vector<int8_t> q32;     // (R, C*64)
+  std::vector<float> dv32;     // (R, C, 16) lane scales: [d(2c) x 8, d(2c+1) x 8]
+  std::vector<float> xs32;     // (R, 2C) d_b x (sum of block b's quants): the offsets' x
+  std::vector<int32_t> neg16;  // (R, C, 16) -16 x (sum of each vpdpbusd lane's 4 quants)
+  std::vector<int32_t> neg128; // (R, C, 16) -128 x the same
+  // 256-element blocks (Q4_K, Q6_K)
+  std::vector<int8_t> q256;    // (R, C*64)
+  std::vector<float> d256;     // (R, C/4)
+  std::vector<int32_t> ib16;   // (R, 4C) sums of each 16 quants
+
+  void need32(const at::BFloat16* x) {
+    if (!q32.empty()) return;
+    q32.resize(R * C * 64);
+    dv32.resize(R * C * 16);
+    xs32.resize(R * 2 * C);
+    neg16.resize(R * C * 16);
+    neg128.resize(R * C * 16);
+    std::vector<float> d(2 * C);
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int64_t r = 0; r < R; ++r) {
+      int8_t* q = q32.data() + r * C * 64;
+      quantize_row(x + r * K, K, C, 32, q, d.data());
+      for (int64_t c = 0; c < C; ++c) {
+        const __m512i qc = _mm512_loadu_si512(q + c * 64);
+        const __m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, qc);  // lane sums of 4
+        const int64_t at = (r * C + c) * 16;
+        _mm512_storeu_si512(neg16.data() + at, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s4, 4)));
+        _mm512_storeu_si512(neg128.data() + at, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s4, 7)));
+        _mm512_storeu_ps(dv32.data() + at, pair_scales(d[2 * c], d[2 * c + 1]));
+        xs32[r * 2 * C + 2 * c] = d[2 * c] * float(_mm512_mask_reduce_add_epi32(0x00ff, s4));
+        xs32[r * 2 * C + 2 * c + 1] = d[2 * c + 1] * float(_mm512_mask_reduce_add_epi32(0xff00, s4));
+      }
+    }
+  }
+
+  void need256(const at::BFloat16* x) {
+    if (!q256.empty()) return;
+    q256.resize(R * C * 64);
+    d256.resize(R * C / 4);
+    ib16.resize(R * 4 * C);
+    for (int64_t r = 0; r < R; ++r) {
+      const int8_t* q = q256.data() + r * C * 64;
+      quantize_row(x + r * K, K, C, 256, q256.data() + r * C * 64, d256.data() + r * C / 4);
+      for (int64_t g = 0; g < 4 * C; ++g) {
+        int32_t s = 0;
+        for (int i = 0; i < 16; ++i) s += q[16 * g + i];
+        ib16[r * 4 * C + g] = s;
+      }
+    }
+  }
+};
+
+// ---- weight types: a chunk as 64 unsigned bytes, and its scales --------------------------------
+
+// 32-element-block types: u8(row, c) the chunk's stored values; scales(row, c) the lanes' weight
+// scales (8 lanes per block); kBias subtracted per quant met; kOffset types add mins x block sums.
+struct Q8_0 {
+  static constexpr int64_t kChunk = 68;
+  static constexpr int kBias = 128;
+  static constexpr bool kOffset = false;
+  static inline __m512i u8(const uint8_t* row, int64_t c) {  // q + 128: flip the sign bit
+    return _mm512_xor_si512(_mm512_loadu_si512(row + c * kChunk + 4), _mm512_set1_epi8(char(0x80)));
+  }
+  static inline void mins(const uint8_t*, int64_t, float*) {}
+};
+
+struct Q5_0 {
+  static constexpr int64_t kChunk = 44;
+  static constexpr int kBias = 16;
+  static constexpr bool kOffset = false;
+  static inline __m512i u8(const uint8_t* row, int64_t c) {  // q + 16 = nibble + 16 x fifth bit
+    const uint8_t* p = row + c * kChunk;
+    uint64_t bits;
+    std::memcpy(&bits, p + 4, 8);
+    const __m512i v = nibbles64(p + 12);
+    return _mm512_mask_add_epi8(v, (__mmask64)bits, v, _mm512_set1_epi8(16));
+  }
+  static inline void mins(const uint8_t*, int64_t, float*) {}
+};
+
+struct Q4_1 {
+  static constexpr int64_t kChunk = 40;
+  static constexpr int kBias = 0;
+  static constexpr bool kOffset = true;
+  static inline __m512i u8(const uint8_t* row, int64_t c) { return nibbles64(row + c * kChunk + 8); }
+  static inline void mins(const uint8_t* row, int64_t c, float* m) { halves(row + c * kChunk + 4, m[2 * c], m[2 * c + 1]); }
+};
+
+template <class W>
+inline __m512 block_scales(const uint8_t* row, int64_t c) {
+  float d0, d1;
+  halves(row + c * W::kChunk, d0, d1);
+  return pair_scales(d0, d1);
+}
+
+// 256-element superblocks: u8(sb, j) chunk j's values; words(sb, j) the 32 int16 integer scales of
+// its maddubs pairs; finish(...) applies the superblock's fp32 scales to a row's integer sum.
+struct Q4_K {
+  static constexpr int64_t kSuperBytes = 148;
+  static inline __m512i u8(const uint8_t* sb, int j) { return nibbles64(sb + 4 + 36 * j + 4); }
+  static inline __m512i words(const uint8_t* sb, int j) {  // [sc0 x 16 | sc1 x 16]
+    const uint8_t* p = sb + 4 + 36 * j;
+    return _mm512_inserti64x4(_mm512_set1_epi16(p[0]), _mm256_set1_epi16(p[1]), 1);
+  }
+  // y += d dx x isum; off -= dmin dx x sum_j min_j x (sum of block j's quants)
+  static inline void finish(const uint8_t* sb, __m512i isum, float dx, const int32_t* ib16, __m512& y, float& off) {
+    float d, dmin;
+    halves(sb, d, dmin);
+    int32_t m = 0;
+    for (int j = 0; j < 4; ++j) {
+      const uint8_t* p = sb + 4 + 36 * j;
+      m += int32_t(p[2]) * (ib16[4 * j] + ib16[4 * j + 1]) + int32_t(p[3]) * (ib16[4 * j + 2] + ib16[4 * j + 3]);
+    }
+    y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * dx), y);
+    off -= (dmin * dx) * float(m);
+  }
+};
+
+struct Q6_K {
+  static constexpr int64_t kSuperBytes = 210;
+  static inline __m512i u8(const uint8_t* sb, int j) {  // nibble | top 2 bits << 4 (q + 32)
+    const uint8_t* p = sb + 18 + 48 * j;
+    // byte i of the 16 top bytes holds the top bits of element 16 k + i at bits 2k..2k+1:
+    // 128-bit lane k shifts right by 2k, then left by 4 (in 16-bit words: no bits cross bytes)
+    const __m512i t = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m512i sh = _mm512_srlv_epi16(t, _mm512_set_epi64(0x0006000600060006, 0x0006000600060006, 0x0004000400040004,
+                                                             0x0004000400040004, 0x0002000200020002, 0x0002000200020002,
+                                                             0, 0));
+    return _mm512_ternarylogic_epi32(_mm512_slli_epi16(sh, 4), _mm512_set1_epi8(0x30), nibbles64(p + 16), 0xEA);
+  }
+  static inline __m512i words(const uint8_t* sb, int j) {  // [sc(4j) x 8 | ... | sc(4j+3) x 8]
+    int32_t four;
+    std::memcpy(&four, sb + 2 + 4 * j, 4);
+    const __m512i s = _mm512_cvtepi8_epi16(_mm256_castsi128_si256(_mm_cvtsi32_si128(four)));
+    return _mm512_permutexvar_epi16(_mm512_set_epi64(0x0003000300030003, 0x0003000300030003, 0x0002000200020002,
+                                                     0x0002000200020002, 0x0001000100010001, 0x0001000100010001, 0, 0),
+                                    s);
+  }
+  // y += d dx x (isum - 32 x sum_g sc_g x (sum of group g's 16 quants))
+  static inline void finish(const uint8_t* sb, __m512i isum, float dx, const int32_t* ib16, __m512& y, float&) {
+    const float d = _cvtsh_ss(*reinterpret_cast<const uint16_t*>(sb));
+    const int8_t* sc = reinterpret_cast<const int8_t*>(sb + 2);
+    int32_t m = 0;
+    for (int g = 0; g < 16; ++g) m += int32_t(sc[g]) * ib16[g];
+    isum = _mm512_mask_sub_epi32(isum, 1, isum, _mm512_set1_epi32(32 * m));
+    y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * dx), y);
+  }
+};
+
+// sum_b m[b] * xs[b] over nb blocks, 16 lanes at a time in order, then the lanes
+inline float offset_dot(const float* m, const float* xs, int64_t nb) {
+  __m512 a = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b += 16) {
+    const __mmask16 k = (__mmask16)(nb - b >= 16 ? 0xffff : ((1u << (nb - b)) - 1));
+    a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, m + b), _mm512_maskz_loadu_ps(k, xs + b), a);
+  }
+  return _mm512_reduce_add_ps(a);
+}
+
+// NR rows (from r0) x one output row w of a 32-element-block type
+template <class W, int NR>
+inline void dot32(const uint8_t* w, const Quants& xq, int64_t r0, float* mins, float* out) {
+  const int64_t C = xq.C;
+  __m512 y[NR];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) y[r] = _mm512_setzero_ps();
+  const int32_t* neg = W::kBias == 128 ? xq.neg128.data() : xq.neg16.data();
+  for (int64_t c = 0; c < C; ++c) {
+    const __m512i v = W::u8(w, c);
+    const __m512 dw = block_scales<W>(w, c);
+    if constexpr (W::kOffset) W::mins(w, c, mins);
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const int64_t rc = (r0 + r) * C + c;
+      const __m512i init = W::kBias ? _mm512_loadu_si512(neg + rc * 16) : _mm512_setzero_si512();
+      const __m512i acc = _mm512_dpbusd_epi32(init, v, _mm512_loadu_si512(xq.q32.data() + rc * 64));
+      y[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(dw, _mm512_loadu_ps(xq.dv32.data() + rc * 16)), y[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) {
+    out[r] = _mm512_reduce_add_ps(y[r]);
+    if constexpr (W::kOffset) out[r] += offset_dot(mins, xq.xs32.data() + (r0 + r) * 2 * C, 2 * C);
+  }
+}
+
+// NR rows x one output row w of a 256-element superblock type
+template <class W, int NR>
+inline void dot256(const uint8_t* w, const Quants& xq, int64_t r0, float*, float* out) {
+  const int64_t S = xq.C / 4;
+  __m512 y[NR];
+  float off[NR];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) {
+    y[r] = _mm512_setzero_ps();
+    off[r] = 0.f;
+  }
+  for (int64_t s = 0; s < S; ++s) {
+    const uint8_t* sb = w + s * W::kSuperBytes;
+    __m512i acc[NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) {
+      const __m512i v = W::u8(sb, j), sw = W::words(sb, j);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) {
+        const __m512i x = _mm512_loadu_si512(xq.q256.data() + ((r0 + r) * xq.C + 4 * s + j) * 64);
+        acc[r] = _mm512_dpwssd_epi32(acc[r], _mm512_maddubs_epi16(v, x), sw);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const int64_t rs = (r0 + r) * S + s;
+      W::finish(sb, acc[r], xq.d256[rs], xq.ib16.data() + rs * 16, y[r], off[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(y[r]) + off[r];
+}
+
+template <class W>
+constexpr bool is_super() { return false; }
+template <>
+constexpr bool is_super<Q4_K>() { return true; }
+template <>
+constexpr bool is_super<Q6_K>() { return true; }
+
+template <class W, int NR>
+inline void dot(const uint8_t* w, const Quants& xq, int64_t r0, float* mins, float* out) {
+  if constexpr (is_super<W>()) {
+    dot256<W, NR>(w, xq, r0, mins, out);
+  } else {
+    dot32<W, NR>(w, xq, r0, mins, out);
+  }
+}
+
+template <class W>
+inline void dot_rows(int nr, const uint8_t* w, const Quants& xq, int64_t r0, float* mins, float* out) {
+  switch (nr) {
+    case 1: dot<W, 1>(w, xq, r0, mins, out); break;
+    case 2: dot<W, 2>(w, xq, r0, mins, out); break;
+    case 3: dot<W, 3>(w, xq, r0, mins, out); break;
+    case 4: dot<W, 4>(w, xq, r0, mins, out); break;
+    case 5: dot<W, 5>(w, xq, r0, mins, out); break;
+    case 6: dot<W, 6>(w, xq, r0, mins, out); break;
+    case 7: dot<W, 7>(w, xq, r0, mins, out); break;
+    default: dot<W, 8>(w, xq, r0, mins, out); break;
+  }
+}
+
+constexpr int kRows = 8;      // activation rows per register tile
+constexpr int64_t kOut = 16;  // output rows per scheduling unit
+
+template <class W>
+void segment(const Quants& xq, const uint8_t* wp, int64_t rb, int64_t O, const float* bias, at::BFloat16* y,
+             int64_t ldy, int64_t col0) {
+  const int64_t R = xq.R;
+  at::parallel_for(0, (O + kOut - 1) / kOut, 1, [&](int64_t b0, int64_t b1) {
+    float out[kRows];
+    std::vector<float> mins(2 * xq.C);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t o0 = blk * kOut, o1 = std::min<int64_t>(O, o0 + kOut);
+      for (int64_t r0 = 0; r0 < R; r0 += kRows) {
+        const int nr = int(std::min<int64_t>(kRows, R - r0));
+        for (int64_t o = o0; o < o1; ++o) {
+          dot_rows<W>(nr, wp + o * rb, xq, r0, mins.data(), out);
+          const float b = bias ? bias[col0 + o] : 0.f;
+          for (int r = 0; r < nr; ++r) y[(r0 + r) * ldy + col0 + o] = at::BFloat16(out[r] + b);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+// The int8 twin of quant_linear (same arguments): activations quantised per row and block.
+torch::Tensor quant_linear_q8(const torch::Tensor& x, const std::vector<torch::Tensor>& packs,
+                              const std::vector<int64_t>& types, int64_t K, const c10::optional<torch::Tensor>& bias) {
+  // shapes, types and row sizes are checked by the caller (quant_linear.cpp's check_args)
+  const int64_t R = x.size(0), C = (K + 63) / 64;
+  int64_t O = 0;
+  for (const auto& p : packs) O += p.size(0);
+  const float* bp = bias.has_value() ? bias->data_ptr<float>() : nullptr;
+  auto y = torch::empty({R, O}, x.options());
+  if (R == 0) return y;
+  const at::BFloat16* xp = x.data_ptr<at::BFloat16>();
+  Quants xq;
+  xq.R = R;
+  xq.K = K;
+  xq.C = C;
+  int64_t col = 0;
+  for (size_t i = 0; i < packs.size(); ++i) {
+    const uint8_t* wp = packs[i].data_ptr<uint8_t>();
+    const int64_t rows = packs[i].size(0), rb = packs[i].size(1);
+    at::BFloat16* yp = y.data_ptr<at::BFloat16>();
+    switch (types[i]) {
+      case 0: xq.need32(xp); segment<Q8_0>(xq, wp, rb, rows, bp, yp, O, col); break;
+      case 1: xq.need32(xp); segment<Q5_0>(xq, wp, rb, rows, bp, yp, O, col); break;
+      case 2: xq.need32(xp); segment<Q4_1>(xq, wp, rb, rows, bp, yp, O, col); break;
+      case 3: xq.need256(xp); segment<Q4_K>(xq, wp, rb, rows, bp, yp, O, col); break;
+      case 4: xq.need256(xp); segment<Q6_K>(xq, wp, rb, rows, bp, yp, O, col); break;
+      default: TORCH_CHECK(false, "quant_linear_q8: unknown weight type ", types[i]);
+    }
+    col += rows;
+  }
+  return y;
+}
+
+// x (R, K) bf16 -> (quants (R, C*64) int8, scales (R, blocks) fp32) per block of n (32 or 256):
+// the activations' quantisation, for the twin in tests.
+std::vector<torch::Tensor> quantize_rows(const torch::Tensor& x, int64_t n) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.scalar_type() == at::kBFloat16, "quantize_rows: x (R, K) bf16");
+  TORCH_CHECK(n == 32 || n == 256, "quantize_rows: block of 32 or 256");
+  const int64_t R = x.size(0), K = x.size(1), C = (K + 63) / 64;
+  TORCH_CHECK(n == 32 || C % 4 == 0, "quantize_rows: 256-blocks need K a multiple of 256");
+  auto q = torch::empty({R, C * 64}, torch::kChar);
+  auto d = torch::empty({R, C * 64 / n}, torch::kFloat);
+  for (int64_t r = 0; r < R; ++r)
+    quantize_row(x.data_ptr<at::BFloat16>() + r * K, K, C, n, q.data_ptr<int8_t>() + r * C * 64,
+                 d.data_ptr<float>() + r * (C * 64 / n));
+  return {q, d};
+}
