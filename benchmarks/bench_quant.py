@@ -2,12 +2,13 @@
 
 1. read bandwidth: a STREAM-like read (sum of a 1 GiB fp32 tensor, torch's threads), best of 5;
 2. decode tok/s of plait's runner (greedy, R streams of a 32-token prompt, `--steps` steps),
-   packed (`dtype="gguf"`) vs `bf16`, at each `--rows`, interleaved rounds, medians;
+   packed (`--packed`: "gguf" = int8 activations, "gguf-exact" = exact bf16 activations) vs
+   `bf16`, at each `--rows`, interleaved rounds, medians;
    the roofline: weight bytes read per decode step / read bandwidth, and the packed 1-row speed
    as a % of it;
 3. llama.cpp: `llama-bench` (if built: `make llama-bench`) on the same GGUF, same thread count,
    text generation of `--steps` tokens (1 sequence);
-4. quality: teacher-forced greedy top-1 agreement of packed vs bf16 over `--quality-tokens`
+4. quality: teacher-forced greedy top-1 agreement of each packed mode vs bf16 over `--quality-tokens`
    tokens of real text (plait's own docs), i.e. the next-token choice at every position. The
    packed kernel is batch-invariant, so each position's logits are those of a decode step.
    Both are also compared with an fp32 run on the same (bf16-rounded) weights: bf16's own
@@ -136,12 +137,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quality-tokens", type=int, default=2000)
+    ap.add_argument("--packed", nargs="+", default=["gguf", "gguf-exact"], help="packed modes")
     ap.add_argument("--baseline", default="bf16", help="dtype to compare with ('' = none)")
     ap.add_argument("--tag", default=None)
     args = ap.parse_args()
     info = machine()
     bw = read_bandwidth()
-    modes = {"packed": "gguf"} | ({args.baseline: args.baseline} if args.baseline else {})
+    modes = {d: d for d in args.packed} | ({args.baseline: args.baseline} if args.baseline else {})
     lms = {m: load_model(args.model, dtype=d) for m, d in modes.items()}
     times: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):  # interleaved: every mode and row count once per round
@@ -178,13 +180,15 @@ def main() -> None:
             resolve_gguf(BUNDLED[args.model]), args.steps, torch.get_num_threads()
         )
     if args.quality_tokens and args.baseline:
-        ids = real_text_ids(lms["packed"], args.quality_tokens)[:-1]
-        a, b = top1(lms["packed"], ids), top1(lms[args.baseline], ids)
+        ids = real_text_ids(lms[args.packed[0]], args.quality_tokens)[:-1]
+        choice = {m: top1(lm, ids) for m, lm in lms.items()}
         del lms
         ref = top1(load_model(args.model, dtype="fp32"), ids)  # same weights, fp32 activations
-        result["top1_agreement"] = float((a == b).float().mean())
-        result["top1_packed_vs_fp32"] = float((a == ref).float().mean())
-        result[f"top1_{args.baseline}_vs_fp32"] = float((b == ref).float().mean())
+        b = choice[args.baseline]
+        for m in args.packed:
+            result[f"top1_{m}_vs_{args.baseline}"] = float((choice[m] == b).float().mean())
+        for m, a in choice.items():
+            result[f"top1_{m}_vs_fp32"] = float((a == ref).float().mean())
         result["quality_tokens"] = len(ids)
     cols = ["weights", "rows", "tok_s", "step_ms", "spread", "weight_MB_per_step", "roofline_pct"]
     print(table(out_rows, cols))
