@@ -159,7 +159,7 @@ def main() -> None:
                 "weights": m,
                 "rows": rows,
                 "tok_s": rows * args.steps / med,
-                "step_ms": med * 1e3,
+                "step_ms": med / args.steps * 1e3,
                 "spread": (max(ts) - min(ts)) / med,
                 "weight_MB_per_step": nbytes / 1e6,
                 "roofline_pct": 100 * (args.steps / med) / (bw * 1e9 / nbytes),
