@@ -57,6 +57,14 @@ def linear(
     return F.linear(x, weight, bias)
 
 
+def swiglu(gu: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up of gu (T, 2 I) = [gate | up] -> (T, I); fused where the kernels run."""
+    if gu.dim() == 2 and kernels.use_pointwise(gu):
+        return kernels.silu_mul(gu)
+    gate, up = gu.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -65,6 +73,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
+        if dtype == self.weight.dtype and kernels.use_pointwise(x):
+            return kernels.rms_norm(x, self.weight, self.eps)  # the same math, one call
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(dtype)
@@ -96,10 +106,8 @@ class DecoderLayer(nn.Module):
         if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         h = h + linear(ctx.attend(index, q, k, v), self.o.weight, self.o.bias)
-        gate, up = linear(self.post_norm(h), self.gate_up.weight, self.gate_up.bias).chunk(
-            2, dim=-1
-        )
-        return h + linear(F.silu(gate) * up, self.down.weight, self.down.bias)
+        gu = linear(self.post_norm(h), self.gate_up.weight, self.gate_up.bias)  # (T, 2 I)
+        return h + linear(swiglu(gu), self.down.weight, self.down.bias)
 
 
 class DecoderLM(nn.Module):

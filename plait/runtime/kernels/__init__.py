@@ -7,7 +7,9 @@ whole attention for one layer in one call (rotate and write the new keys, rotate
 segment read, one online softmax per row across its segments = the exact merge); twin: the
 per-read backends of plait.runtime.attention.
 
-`skinny_linear(x, w, bias)` is `F.linear` for any row count with ONE summation order per output
+`rms_norm(x, w, eps)` and `silu_mul(gu)`: a layer's RMSNorm and SwiGLU product fused per row (one
+call instead of 7 and 3 aten calls; torch's arithmetic up to the mean's summation order and exp;
+twin: the torch code in plait.runtime.model). `skinny_linear(x, w, bias)` is `F.linear` for any row count with ONE summation order per output
 fixed by the input width (a row gets the same bits alone or beside 511 others): few rows stream
 each weight row once for all rows (~2x torch's GEMM for one row; 4 rows cost about what 1 costs),
 many rows take register tiles with the same sums. Parity and bitwise row invariance:
@@ -50,7 +52,13 @@ benchmarks/results/kernels_cpu.json)."""
 
 _SOURCES = [
     Path(__file__).with_name(n)
-    for n in ("bindings.cpp", "skinny_linear.cpp", "segment_attention.cpp", "step_attention.cpp")
+    for n in (
+        "bindings.cpp",
+        "skinny_linear.cpp",
+        "segment_attention.cpp",
+        "step_attention.cpp",
+        "pointwise.cpp",
+    )  # fmt: skip
 ]
 _HEADERS = [Path(__file__).with_name("online_softmax.h")]  # hashed, not compiled on their own
 _CFLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fopenmp"]
@@ -276,3 +284,24 @@ def skinny_linear(
     return mod.skinny_linear(
         x.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous()
     )
+
+
+def use_pointwise(x: torch.Tensor) -> bool:
+    """Whether `rms_norm` / `silu_mul` take x: the kernels run, no autograd, a CPU bf16/fp32 x."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.bfloat16, torch.float32)
+        and not torch.is_grad_enabled()
+        and available()
+    )
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm of the last dimension of x (..., H) with weight (H,) of x's dtype, fused."""
+    y = _require().rms_norm(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous(), eps)
+    return y.view(x.shape)
+
+
+def silu_mul(gu: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up for gu (R, 2I) = [gate | up], fused -> (R, I)."""
+    return _require().silu_mul(gu.contiguous())

@@ -14,7 +14,12 @@ torch::Tensor step_attention(const torch::Tensor& q, const torch::Tensor& k_new,
                              const torch::Tensor& entry_rows, const torch::Tensor& entry_limits,
                              const torch::Tensor& entry_cos, const torch::Tensor& entry_sin, double scale);
 
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+torch::Tensor silu_mul(const torch::Tensor& gu);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("rms_norm", &rms_norm, "RMSNorm of each row (fused)", py::arg("x"), py::arg("weight"), py::arg("eps"));
+  m.def("silu_mul", &silu_mul, "silu(gu[:, :I]) * gu[:, I:] (fused SwiGLU)", py::arg("gu"));
   m.def("skinny_linear", &skinny_linear, "y = x @ w.T (+ bias) for few rows", py::arg("x"), py::arg("w"),
         py::arg("bias") = py::none());
   m.def("segment_attention", &segment_attention, "attention of many rows over one segment, with lse",

@@ -40,7 +40,15 @@ _CFLAGS = [
     "-mf16c",
     "-fopenmp",
 ]
-REQUIRED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "avx512_vnni", "f16c")
+REQUIRED_FLAGS = (
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512dq",
+    "avx512_bf16",
+    "avx512_vnni",
+    "f16c",
+)
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _failed: str | None = None

@@ -271,7 +271,10 @@ def _load_model(
         pk = packed.use_packed(dtype, dev, gguf=True)
         return _activations(
             _from_cache(
-                lambda rebuild: conversion.gguf_entry(gguf, rebuild, pk), gguf.stem, torch_dtype, dev
+                lambda rebuild: conversion.gguf_entry(gguf, rebuild, pk),
+                gguf.stem,
+                torch_dtype,
+                dev,
             ),
             dtype,
         )

@@ -135,7 +135,9 @@ def test_int8_kernel_matches_its_twin(qtype, k, rows):
 
 @needs_kernel
 @pytest.mark.parametrize("int8", [False, True])
-@pytest.mark.parametrize("qtype,k", [("Q5_0", 896), ("Q6_K", 512), ("Q4_1", 96), ("Q4_K", 256), ("Q8_0", 160)])
+@pytest.mark.parametrize(
+    "qtype,k", [("Q5_0", 896), ("Q6_K", 512), ("Q4_1", 96), ("Q4_K", 256), ("Q8_0", 160)]
+)
 def test_a_rows_result_never_depends_on_the_row_count(qtype, k, int8):
     raw = random_blocks(qtype, 40, k, seed=1)
     packs, types = [pack_tensor(raw, qtype, k)], [formats.TYPES[qtype]]
