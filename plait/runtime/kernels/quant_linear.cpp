@@ -565,10 +565,10 @@ torch::Tensor quant_rows(const torch::Tensor& pack, int64_t type, int64_t K, con
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("quant_linear", &quant_linear, "y = x @ W^T (+ bias) on packed GGUF blocks", py::arg("x"), py::arg("packs"),
+  m.def("quant_linear", &quant_linear, py::call_guard<py::gil_scoped_release>(), "y = x @ W^T (+ bias) on packed GGUF blocks", py::arg("x"), py::arg("packs"),
         py::arg("types"), py::arg("k"), py::arg("bias") = py::none(), py::arg("int8") = false);
-  m.def("quantize_rows", &quantize_rows, "int8 quants and fp32 scales of x's rows per block of n", py::arg("x"),
+  m.def("quantize_rows", &quantize_rows, py::call_guard<py::gil_scoped_release>(), "int8 quants and fp32 scales of x's rows per block of n", py::arg("x"),
         py::arg("n"));
-  m.def("quant_rows", &quant_rows, "rows of a packed weight, dequantised to fp32", py::arg("pack"), py::arg("type"),
+  m.def("quant_rows", &quant_rows, py::call_guard<py::gil_scoped_release>(), "rows of a packed weight, dequantised to fp32", py::arg("pack"), py::arg("type"),
         py::arg("k"), py::arg("ids"));
 }
