@@ -20,6 +20,7 @@ from torch import nn
 from plait.runtime import kernels
 from plait.runtime.attention.context import AttentionContext
 from plait.runtime.config import ModelConfig
+from plait.runtime.kernels import pointwise
 from plait.runtime.quant.weight import PackedWeight
 from plait.runtime.rope import Rope
 
@@ -59,8 +60,8 @@ def linear(
 
 def swiglu(gu: torch.Tensor) -> torch.Tensor:
     """silu(gate) * up of gu (T, 2 I) = [gate | up] -> (T, I); fused where the kernels run."""
-    if gu.dim() == 2 and kernels.use_pointwise(gu):
-        return kernels.silu_mul(gu)
+    if gu.dim() == 2 and pointwise.use_pointwise(gu):
+        return pointwise.silu_mul(gu)
     gate, up = gu.chunk(2, dim=-1)
     return F.silu(gate) * up
 
@@ -73,8 +74,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        if dtype == self.weight.dtype and kernels.use_pointwise(x):
-            return kernels.rms_norm(x, self.weight, self.eps)  # the same math, one call
+        if dtype == self.weight.dtype and pointwise.use_pointwise(x):
+            return pointwise.rms_norm(x, self.weight, self.eps)  # the same math, one call
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(dtype)

@@ -7,9 +7,8 @@ whole attention for one layer in one call (rotate and write the new keys, rotate
 segment read, one online softmax per row across its segments = the exact merge); twin: the
 per-read backends of plait.runtime.attention.
 
-`rms_norm(x, w, eps)` and `silu_mul(gu)`: a layer's RMSNorm and SwiGLU product fused per row (one
-call instead of 7 and 3 aten calls; torch's arithmetic up to the mean's summation order and exp;
-twin: the torch code in plait.runtime.model). `skinny_linear(x, w, bias)` is `F.linear` for any row count with ONE summation order per output
+`kernels.pointwise`: a layer's RMSNorm and SwiGLU product fused per row (same extension).
+`skinny_linear(x, w, bias)` is `F.linear` for any row count with ONE summation order per output
 fixed by the input width (a row gets the same bits alone or beside 511 others): few rows stream
 each weight row once for all rows (~2x torch's GEMM for one row; 4 rows cost about what 1 costs),
 many rows take register tiles with the same sums. Parity and bitwise row invariance:
@@ -284,24 +283,3 @@ def skinny_linear(
     return mod.skinny_linear(
         x.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous()
     )
-
-
-def use_pointwise(x: torch.Tensor) -> bool:
-    """Whether `rms_norm` / `silu_mul` take x: the kernels run, no autograd, a CPU bf16/fp32 x."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype in (torch.bfloat16, torch.float32)
-        and not torch.is_grad_enabled()
-        and available()
-    )
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm of the last dimension of x (..., H) with weight (H,) of x's dtype, fused."""
-    y = _require().rms_norm(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous(), eps)
-    return y.view(x.shape)
-
-
-def silu_mul(gu: torch.Tensor) -> torch.Tensor:
-    """silu(gate) * up for gu (R, 2I) = [gate | up], fused -> (R, I)."""
-    return _require().silu_mul(gu.contiguous())

@@ -166,12 +166,13 @@ def test_a_replica_killed_mid_stream_loses_no_request_and_is_replaced(ray_served
     router = _router(state)
     outs: list[object] = []
     seen = threading.Semaphore(0)
+    long = 1000  # tokens per stream: still streaming when the kill lands (400 could finish first)
 
     def run(i: int) -> None:
         try:
             last = None
             stream = _client(url).completions.create(
-                model=MODEL, prompt=[i + 1] * (24 + i), max_tokens=400, temperature=0,
+                model=MODEL, prompt=[i + 1] * (24 + i), max_tokens=long, temperature=0,
                 stream=True, stream_options={"include_usage": True},
                 extra_body={"ignore_eos": True},
             )  # fmt: skip
@@ -198,7 +199,7 @@ def test_a_replica_killed_mid_stream_loses_no_request_and_is_replaced(ray_served
         t.join(90)
     assert not any(t.is_alive() for t in threads), "a request hung"
     errors = [o for o in outs if isinstance(o, str)]
-    assert len(outs) == 16 and all(o == 400 for o in outs if not isinstance(o, str))
+    assert len(outs) == 16 and all(o == long for o in outs if not isinstance(o, str))
     assert errors and all("replica" in e and "retry" in e for e in errors), errors
     deadline = time.monotonic() + 90
     while True:  # Serve replaces the dead replica
