@@ -29,6 +29,7 @@ from plait.runtime.kernels.build import build_or_explain
 
 _SOURCE = Path(__file__).with_name("quant_linear.cpp")
 _SOURCES = [_SOURCE, _SOURCE.with_name("quant_dot8.cpp")]
+_HEADERS = [_SOURCE.with_name("quant_common.h")]  # hashed, not compiled on their own
 _CFLAGS = [
     "-O3",
     "-mavx512f",
@@ -80,7 +81,7 @@ def build_dir() -> Path:
     """Build directory keyed by source, flags, torch version and source location."""
     h = hashlib.sha256(" ".join(_CFLAGS).encode() + torch.__version__.encode())
     h.update(str(_SOURCE.resolve().parent).encode())
-    for src in _SOURCES:
+    for src in _SOURCES + _HEADERS:
         h.update(src.read_bytes())
     return cache_root() / "kernels" / f"quant-{h.hexdigest()[:16]}"
 

@@ -21,23 +21,19 @@
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
+#include "quant_common.h"
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 namespace {
 
+using plait_quant::halves;
+using plait_quant::offset_dot;
+using plait_quant::pair_scales;
+
 constexpr int64_t kChunkElems = 64;
-
-inline void halves(const uint8_t* p, float& a, float& b) {  // two fp16 at p
-  const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128(*reinterpret_cast<const int32_t*>(p)));
-  a = _mm_cvtss_f32(v);
-  b = _mm_cvtss_f32(_mm_movehdup_ps(v));
-}
-
-inline __m512 pair_scales(float a, float b) {  // lanes 0-7 = a, 8-15 = b
-  return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
-}
 
 // 32 nibble bytes -> 64 bytes in element order (low nibbles = elements 0-31, high = 32-63)
 inline __m512i nibbles64(const uint8_t* p) {
@@ -222,16 +218,6 @@ struct Q6_K {
     y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * dx), y);
   }
 };
-
-// sum_b m[b] * xs[b] over nb blocks, 16 lanes at a time in order, then the lanes
-inline float offset_dot(const float* m, const float* xs, int64_t nb) {
-  __m512 a = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; b += 16) {
-    const __mmask16 k = (__mmask16)(nb - b >= 16 ? 0xffff : ((1u << (nb - b)) - 1));
-    a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, m + b), _mm512_maskz_loadu_ps(k, xs + b), a);
-  }
-  return _mm512_reduce_add_ps(a);
-}
 
 // NR rows (from r0) x one output row w of a 32-element-block type
 template <class W, int NR>

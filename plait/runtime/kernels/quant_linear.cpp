@@ -30,11 +30,17 @@
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
+#include "quant_common.h"
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 namespace {
+
+using plait_quant::halves;
+using plait_quant::offset_dot;
+using plait_quant::pair_scales;
 
 // Each type: values(row, c, f) -> the 64 weights of chunk c as fp32, f[g] = elements 16g..16g+15,
 // computed exactly as the GGUF defines them (scale x integer (+ offset), one rounding at most).
@@ -50,12 +56,6 @@ inline void nibble_groups(const uint8_t* p, __m512i* v) {
   v[1] = _mm512_and_si512(b, m);
   v[2] = _mm512_srli_epi32(a, 4);
   v[3] = _mm512_srli_epi32(b, 4);
-}
-
-inline void halves(const uint8_t* p, float& a, float& b) {  // two fp16 at p
-  const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128(*reinterpret_cast<const int32_t*>(p)));
-  a = _mm_cvtss_f32(v);
-  b = _mm_cvtss_f32(_mm_movehdup_ps(v));
 }
 
 struct Q8_0 {
@@ -183,10 +183,6 @@ inline void nibble_words(const uint8_t* p, __m512i& lo, __m512i& hi) {
   const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   lo = _mm512_and_si512(b, _mm512_set1_epi16(15));
   hi = _mm512_srli_epi16(b, 4);
-}
-
-inline __m512 pair_scales(float a, float b) {  // lanes 0-7 = a, 8-15 = b
-  return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
 }
 
 // Per type: prepare(row, c, st) at each superblock's first chunk (state S);
@@ -346,16 +342,6 @@ struct Acc {
     }
   }
 };
-
-// sum_b m[b] * xs[b] over nb blocks, 16 lanes at a time in order, then the lanes
-inline float offset_dot(const float* m, const float* xs, int64_t nb) {
-  __m512 a = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; b += 16) {
-    const __mmask16 k = (__mmask16)(nb - b >= 16 ? 0xffff : ((1u << (nb - b)) - 1));
-    a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, m + b), _mm512_maskz_loadu_ps(k, xs + b), a);
-  }
-  return _mm512_reduce_add_ps(a);
-}
 
 // NR rows x one output: out[r] = sum over chunks (+ the offsets' sum); xs (R, 2C) block sums
 template <class W, int NR>
