@@ -7,9 +7,9 @@
 // block meets an activation row in one AVX512-BF16 dot product (fp32 lanes) and its fp32 scale
 // is applied to the lanes afterwards (one FMA per block and row). Unpacking is a table lookup per
 // 32 weights, about a third of the work of building scaled bf16 weights, which was the first
-// version (docs/log.md 2026-12-07); an int8 VNNI variant with activations quantised per block (as
-// llama.cpp does) was measured before that and rejected (8 rows cost 3.7x one row, and it rounds
-// the activations).
+// version (docs/log.md 2026-12-07). This is the exact path (`--dtype gguf-exact`); the default
+// is quant_dot8.cpp's int8 activations (llama.cpp's numerics: 1.1-1.4x faster at one row, about
+// one point lower top-1 agreement with bf16).
 //
 // Batch invariance: a row's result is the same sequence of operations whatever the row count:
 // each (row, output) sums the chunks in order 0..C-1 into two 16-lane fp32 accumulators (first
