@@ -127,6 +127,7 @@ struct Quants {
 // 32-element-block types: u8(row, c) the chunk's stored values; scales(row, c) the lanes' weight
 // scales (8 lanes per block); kBias subtracted per quant met; kOffset types add mins x block sums.
 struct Q8_0 {
+  static constexpr bool kSuper = false;
   static constexpr int64_t kChunk = 68;
   static constexpr int kBias = 128;
   static constexpr bool kOffset = false;
@@ -137,6 +138,7 @@ struct Q8_0 {
 };
 
 struct Q5_0 {
+  static constexpr bool kSuper = false;
   static constexpr int64_t kChunk = 44;
   static constexpr int kBias = 16;
   static constexpr bool kOffset = false;
@@ -151,6 +153,7 @@ struct Q5_0 {
 };
 
 struct Q4_1 {
+  static constexpr bool kSuper = false;
   static constexpr int64_t kChunk = 40;
   static constexpr int kBias = 0;
   static constexpr bool kOffset = true;
@@ -168,6 +171,7 @@ inline __m512 block_scales(const uint8_t* row, int64_t c) {
 // 256-element superblocks: u8(sb, j) chunk j's values; words(sb, j) the 32 int16 integer scales of
 // its maddubs pairs; finish(...) applies the superblock's fp32 scales to a row's integer sum.
 struct Q4_K {
+  static constexpr bool kSuper = true;
   static constexpr int64_t kSuperBytes = 148;
   static inline __m512i u8(const uint8_t* sb, int j) { return nibbles64(sb + 4 + 36 * j + 4); }
   static inline __m512i words(const uint8_t* sb, int j) {  // [sc0 x 16 | sc1 x 16]
@@ -189,6 +193,7 @@ struct Q4_K {
 };
 
 struct Q6_K {
+  static constexpr bool kSuper = true;
   static constexpr int64_t kSuperBytes = 210;
   static inline __m512i u8(const uint8_t* sb, int j) {  // nibble | top 2 bits << 4 (q + 32)
     const uint8_t* p = sb + 18 + 48 * j;
@@ -280,16 +285,9 @@ inline void dot256(const uint8_t* w, const Quants& xq, int64_t r0, float*, float
   for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(y[r]) + off[r];
 }
 
-template <class W>
-constexpr bool is_super() { return false; }
-template <>
-constexpr bool is_super<Q4_K>() { return true; }
-template <>
-constexpr bool is_super<Q6_K>() { return true; }
-
 template <class W, int NR>
 inline void dot(const uint8_t* w, const Quants& xq, int64_t r0, float* mins, float* out) {
-  if constexpr (is_super<W>()) {
+  if constexpr (W::kSuper) {
     dot256<W, NR>(w, xq, r0, mins, out);
   } else {
     dot32<W, NR>(w, xq, r0, mins, out);

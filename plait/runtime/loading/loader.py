@@ -200,24 +200,23 @@ def load_from_dir(
     )
 
 
-def _activations(loaded: LoadedModel, dtype: str | torch.dtype) -> LoadedModel:
-    """Packed weights meet int8-quantised activations unless dtype is "gguf-exact"."""
-    set_int8(loaded.model, packed.int8_activations(dtype))
-    return loaded
-
-
 def _from_cache(
-    make_entry: Any, name: str, dtype: torch.dtype, device: torch.device
+    make_entry: Any, name: str, mode: str | torch.dtype, device: torch.device
 ) -> LoadedModel:
-    """Load a cache entry; a damaged entry is rebuilt once from its source."""
+    """Load a GGUF's cache entry for `mode` (the dtype argument); a damaged entry is rebuilt
+    once from its source. Packed weights meet int8-quantised activations unless mode is
+    "gguf-exact"."""
+    dtype = packed.compute_dtype(mode) or parse_dtype(mode)
     entry = make_entry(rebuild=False)
     packed.note_dense_types(entry)
     try:
-        return load_from_dir(entry, name, dtype, device, fix=f"delete {entry} and load again")
+        loaded = load_from_dir(entry, name, dtype, device, fix=f"delete {entry} and load again")
     except (CorruptModelError, MissingModelFilesError) as exc:
         log.warning("cache entry %s is damaged (%s); rebuilding it", entry, exc)
-    entry = make_entry(rebuild=True)
-    return load_from_dir(entry, name, dtype, device, fix=f"delete {entry} and load again")
+        entry = make_entry(rebuild=True)
+        loaded = load_from_dir(entry, name, dtype, device, fix=f"delete {entry} and load again")
+    set_int8(loaded.model, packed.int8_activations(mode))
+    return loaded
 
 
 def load_model(
@@ -258,25 +257,15 @@ def _load_model(
     if text in BUNDLED:
         spec = get_bundled(text)
         pk = packed.use_packed(dtype, dev, gguf=True)
-        return _activations(
-            _from_cache(
-                lambda rebuild: conversion.bundled_entry(spec, rebuild, pk),
-                spec.name, torch_dtype, dev,
-            ),
-            dtype,
-        )  # fmt: skip
+        return _from_cache(
+            lambda rebuild: conversion.bundled_entry(spec, rebuild, pk), spec.name, dtype, dev
+        )
     path = Path(text).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":
         gguf = path.resolve()
         pk = packed.use_packed(dtype, dev, gguf=True)
-        return _activations(
-            _from_cache(
-                lambda rebuild: conversion.gguf_entry(gguf, rebuild, pk),
-                gguf.stem,
-                torch_dtype,
-                dev,
-            ),
-            dtype,
+        return _from_cache(
+            lambda rebuild: conversion.gguf_entry(gguf, rebuild, pk), gguf.stem, dtype, dev
         )
     packed.use_packed(dtype, dev, gguf=False)  # dtype="gguf" on a dense source: ValueError
     if path.is_dir():

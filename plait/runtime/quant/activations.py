@@ -16,13 +16,11 @@ import torch
 
 from plait.runtime.quant import formats
 
-SUPER_TYPES = ("Q4_K", "Q6_K")
-"""GGUF types whose activations are quantised per 256 elements (else per 32)."""
-
 
 def block_of(qtype: str) -> int:
-    """Activation block length the int8 kernel uses against weights of `qtype`."""
-    return 256 if qtype in SUPER_TYPES else 32
+    """Activation block length the int8 kernel uses against weights of `qtype`: 256 against the
+    superblock types (the K-quants), else 32."""
+    return 256 if qtype in formats.SUPER_TYPES else 32
 
 
 def quantize(x: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,10 +50,9 @@ def linear_reference(
 ) -> torch.Tensor:  # fmt: skip
     """The int8 path's y (R, sum O_i) in float64: each segment's weights (numpy decoder) times
     x quantised for that segment's type, plus bias."""
-    names = {code: name for name, code in formats.TYPES.items()}
     out = []
     for p, t in zip(packs, types):
-        w = torch.from_numpy(formats.unpack(p.numpy(), names[t], k)).double()  # (O_i, K)
-        out.append(dequantized(x, names[t]) @ w.T)
+        w = torch.from_numpy(formats.unpack(p.numpy(), formats.NAMES[t], k)).double()  # (O_i, K)
+        out.append(dequantized(x, formats.NAMES[t]) @ w.T)
     y = torch.cat(out, dim=1)
     return y if bias is None else y + bias.double()

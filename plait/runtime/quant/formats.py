@@ -18,6 +18,8 @@ import numpy as np
 
 TYPES: dict[str, int] = {"Q8_0": 0, "Q5_0": 1, "Q4_1": 2, "Q4_K": 3, "Q6_K": 4}
 """Packed types and their codes in the kernel."""
+NAMES: dict[int, str] = {code: name for name, code in TYPES.items()}
+"""Kernel type code -> GGUF type name."""
 _BLOCK = {
     "Q8_0": (32, 34),
     "Q5_0": (32, 22),
@@ -27,6 +29,8 @@ _BLOCK = {
 }
 _CHUNK_BYTES = {"Q8_0": 68, "Q5_0": 44, "Q4_1": 40}
 _SUPER_BYTES = {"Q4_K": 148, "Q6_K": 210}
+SUPER_TYPES = tuple(_SUPER_BYTES)
+"""The 256-element superblock types (the K-quants); the others have 32-element blocks."""
 
 
 def chunks(k: int) -> int:

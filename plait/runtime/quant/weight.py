@@ -24,7 +24,7 @@ from plait.runtime.quant import formats
 
 QMETA = ".qmeta"  # suffix of a packed tensor's int64 record [type code, rows, K] in the cache
 QPACK = ".qpack"  # suffix of its uint8 bytes (rows, row bytes)
-_NAMES = {code: name for name, code in formats.TYPES.items()}
+_NAMES = formats.NAMES
 
 
 class PackedWeight:

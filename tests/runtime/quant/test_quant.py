@@ -81,7 +81,7 @@ def test_bad_rows_are_refused():
 def _tolerance(x: torch.Tensor, w: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     k = x.shape[1]
     spread = w.abs() + w.abs().amax(dim=1, keepdim=True)  # |scale x q| and |offset| per element
-    return ref.abs() * 2.0**-8 + 4 * k * 2.0**-24 * (x.float().abs() @ spread.T) + 1e-6
+    return ref.abs() * 2.0**-8 + 4 * k * 2.0**-24 * (x.to(w.dtype).abs() @ spread.T) + 1e-6
 
 
 @needs_kernel
@@ -122,14 +122,13 @@ def test_int8_kernel_matches_its_twin(qtype, k, rows):
     bias = torch.randn(37)
     y = qk.quant_linear(x, packs, types, k, bias, True)
     ref = activations.linear_reference(x, packs, types, k, bias)  # float64
-    w = reference(raw, qtype, k).double()
-    spread = activations.dequantized(x, qtype).abs() @ (w.abs() + w.abs().amax(1, keepdim=True)).T
-    tol = ref.abs() * 2.0**-8 + 4 * k * 2.0**-24 * spread + 1e-6
+    w = reference(raw, qtype, k)
+    tol = _tolerance(activations.dequantized(x, qtype), w.double(), ref)  # the quants' product
     assert y.dtype == torch.bfloat16 and y.shape == (rows, 37)
     err = (y.double() - ref).abs()
     assert bool((err <= tol).all()), float((err / tol).max())
     # and it is a close approximation of the exact product (the activations' rounding only)
-    exact = F.linear(x.float(), w.float(), bias).double()
+    exact = F.linear(x.float(), w, bias).double()
     assert float((y.double() - exact).norm() / exact.norm()) < 0.02
 
 
