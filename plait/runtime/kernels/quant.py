@@ -39,6 +39,7 @@ _CFLAGS = [
     "-mavx512bf16",
     "-mavx512vnni",
     "-mf16c",
+    "-mfma",
     "-fopenmp",
 ]
 REQUIRED_FLAGS = (
@@ -49,6 +50,7 @@ REQUIRED_FLAGS = (
     "avx512_bf16",
     "avx512_vnni",
     "f16c",
+    "fma",
 )
 _lock = threading.Lock()
 _module: ModuleType | None = None

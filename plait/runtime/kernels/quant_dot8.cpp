@@ -35,11 +35,11 @@ using plait_quant::pair_scales;
 
 constexpr int64_t kChunkElems = 64;
 
-// 32 nibble bytes -> 64 bytes in element order (low nibbles = elements 0-31, high = 32-63)
+// 32 nibble bytes -> 64 bytes in element order (low nibbles = elements 0-31, high = 32-63):
+// the 32 bytes in both halves, the upper half's 16-bit words shifted right by 4, then masked
 inline __m512i nibbles64(const uint8_t* p) {
-  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(b), _mm256_srli_epi16(b, 4), 1);
-  return _mm512_and_si512(v, _mm512_set1_epi8(15));
+  const __m512i b = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_and_si512(_mm512_mask_srli_epi16(b, 0xffff0000u, b, 4), _mm512_set1_epi8(15));
 }
 
 // ---- activations, quantised once per call ------------------------------------------------------
@@ -73,20 +73,21 @@ struct Quants {
   std::vector<int8_t> q32;     // (R, C*64)
   std::vector<float> dv32;     // (R, C, 16) lane scales: [d(2c) x 8, d(2c+1) x 8]
   std::vector<float> xs32;     // (R, 2C) d_b x (sum of block b's quants): the offsets' x
-  std::vector<int32_t> neg16;  // (R, C, 16) -16 x (sum of each vpdpbusd lane's 4 quants)
-  std::vector<int32_t> neg128; // (R, C, 16) -128 x the same
+  std::vector<int32_t> s4;     // (R, C, 16) the sum of each vpdpbusd lane's 4 quants
+  std::vector<int32_t> neg16;  // (R, C, 16) -16 x s4 (Q5_0's bias), filled on demand
+  std::vector<int32_t> neg128; // (R, C, 16) -128 x s4 (Q8_0's)
   // 256-element blocks (Q4_K, Q6_K)
   std::vector<int8_t> q256;    // (R, C*64)
   std::vector<float> d256;     // (R, C/4)
-  std::vector<int32_t> ib16;   // (R, 4C) sums of each 16 quants
+  std::vector<int16_t> bs16;   // (R, 4C) sums of each 16 quants (Q6_K's scale groups)
+  std::vector<int16_t> bs32;   // (R, 2C) sums of each 32 quants (Q4_K's)
 
   void need32(const at::BFloat16* x) {
     if (!q32.empty()) return;
     q32.resize(R * C * 64);
     dv32.resize(R * C * 16);
     xs32.resize(R * 2 * C);
-    neg16.resize(R * C * 16);
-    neg128.resize(R * C * 16);
+    s4.resize(R * C * 16);
     std::vector<float> d(2 * C);
     const __m512i ones = _mm512_set1_epi8(1);
     for (int64_t r = 0; r < R; ++r) {
@@ -94,30 +95,45 @@ struct Quants {
       quantize_row(x + r * K, K, C, 32, q, d.data());
       for (int64_t c = 0; c < C; ++c) {
         const __m512i qc = _mm512_loadu_si512(q + c * 64);
-        const __m512i s4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, qc);  // lane sums of 4
+        const __m512i l4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, qc);  // lane sums of 4
         const int64_t at = (r * C + c) * 16;
-        _mm512_storeu_si512(neg16.data() + at, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s4, 4)));
-        _mm512_storeu_si512(neg128.data() + at, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s4, 7)));
+        _mm512_storeu_si512(s4.data() + at, l4);
         _mm512_storeu_ps(dv32.data() + at, pair_scales(d[2 * c], d[2 * c + 1]));
-        xs32[r * 2 * C + 2 * c] = d[2 * c] * float(_mm512_mask_reduce_add_epi32(0x00ff, s4));
-        xs32[r * 2 * C + 2 * c + 1] = d[2 * c + 1] * float(_mm512_mask_reduce_add_epi32(0xff00, s4));
+        xs32[r * 2 * C + 2 * c] = d[2 * c] * float(_mm512_mask_reduce_add_epi32(0x00ff, l4));
+        xs32[r * 2 * C + 2 * c + 1] = d[2 * c + 1] * float(_mm512_mask_reduce_add_epi32(0xff00, l4));
       }
     }
+  }
+
+  // -bias x s4, the dot products' starting values for a type stored with that bias (16 or 128)
+  const int32_t* neg(int bias) {
+    std::vector<int32_t>& v = bias == 128 ? neg128 : neg16;
+    if (v.empty()) {
+      v.resize(s4.size());
+      const int shift = bias == 128 ? 7 : 4;
+      for (size_t i = 0; i < s4.size(); i += 16) {
+        const __m512i l4 = _mm512_loadu_si512(s4.data() + i);
+        _mm512_storeu_si512(v.data() + i, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(l4, shift)));
+      }
+    }
+    return v.data();
   }
 
   void need256(const at::BFloat16* x) {
     if (!q256.empty()) return;
     q256.resize(R * C * 64);
     d256.resize(R * C / 4);
-    ib16.resize(R * 4 * C);
+    bs16.resize(R * 4 * C);
+    bs32.resize(R * 2 * C);
     for (int64_t r = 0; r < R; ++r) {
       const int8_t* q = q256.data() + r * C * 64;
       quantize_row(x + r * K, K, C, 256, q256.data() + r * C * 64, d256.data() + r * C / 4);
       for (int64_t g = 0; g < 4 * C; ++g) {
         int32_t s = 0;
         for (int i = 0; i < 16; ++i) s += q[16 * g + i];
-        ib16[r * 4 * C + g] = s;
+        bs16[r * 4 * C + g] = int16_t(s);  // |s| <= 16 x 127
       }
+      for (int64_t b = 0; b < 2 * C; ++b) bs32[r * 2 * C + b] = int16_t(bs16[r * 4 * C + 2 * b] + bs16[r * 4 * C + 2 * b + 1]);
     }
   }
 };
@@ -161,77 +177,102 @@ struct Q4_1 {
   static inline void mins(const uint8_t* row, int64_t c, float* m) { halves(row + c * kChunk + 4, m[2 * c], m[2 * c + 1]); }
 };
 
+// the chunk's two fp16 block scales (its first 4 bytes) -> lanes 0-7 d0, lanes 8-15 d1
 template <class W>
 inline __m512 block_scales(const uint8_t* row, int64_t c) {
-  float d0, d1;
-  halves(row + c * W::kChunk, d0, d1);
-  return pair_scales(d0, d1);
+  int32_t both;
+  std::memcpy(&both, row + c * W::kChunk, 4);
+  const __m256i pick = _mm256_set_epi64x(0x0302030203020302, 0x0302030203020302, 0x0100010001000100, 0x0100010001000100);
+  return _mm512_cvtph_ps(_mm256_shuffle_epi8(_mm256_set1_epi32(both), pick));
 }
 
-// 256-element superblocks: u8(sb, j) chunk j's values; words(sb, j) the 32 int16 integer scales of
-// its maddubs pairs; finish(...) applies the superblock's fp32 scales to a row's integer sum.
+// 256-element superblocks. head(sb): what every row shares (the integer scales as int16 words,
+// the fp32 scales); u8(sb, j): chunk j's values; words(h, j): the 32 int16 scales of chunk j's
+// maddubs pairs; finish(h, isum, dx, sums, y, off): applies the superblock's scales to a row's
+// integer sum (sums: the row's quant sums per scale group of the type).
+alignas(64) const int16_t kQ4KWords[4][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+    {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5},
+    {6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}};
+alignas(64) const int16_t kQ6KWords[4][32] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9, 10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
+
+inline __m512i word_index(const int16_t (*t)[32], int j) { return _mm512_load_si512(t[j]); }
+
 struct Q4_K {
   static constexpr bool kSuper = true;
   static constexpr int64_t kSuperBytes = 148;
-  static inline __m512i u8(const uint8_t* sb, int j) { return nibbles64(sb + 4 + 36 * j + 4); }
-  static inline __m512i words(const uint8_t* sb, int j) {  // [sc0 x 16 | sc1 x 16]
-    const uint8_t* p = sb + 4 + 36 * j;
-    return _mm512_inserti64x4(_mm512_set1_epi16(p[0]), _mm256_set1_epi16(p[1]), 1);
+  struct Head {
+    __m512i sc;  // words 0-7: the 8 block scales
+    __m128i mn;  // the 8 block mins as int16
+    __m128 dd;   // d, dmin, 0, 0
+  };
+  static inline Head head(const uint8_t* sb) {
+    int32_t dm;
+    std::memcpy(&dm, sb, 4);
+    return {_mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sb + 4)))),
+            _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sb + 12))),
+            _mm_cvtph_ps(_mm_cvtsi32_si128(dm))};
   }
-  // y += d dx x isum; off -= dmin dx x sum_j min_j x (sum of block j's quants)
-  static inline void finish(const uint8_t* sb, __m512i isum, float dx, const int32_t* ib16, __m512& y, float& off) {
-    float d, dmin;
-    halves(sb, d, dmin);
-    int32_t m = 0;
-    for (int j = 0; j < 4; ++j) {
-      const uint8_t* p = sb + 4 + 36 * j;
-      m += int32_t(p[2]) * (ib16[4 * j] + ib16[4 * j + 1]) + int32_t(p[3]) * (ib16[4 * j + 2] + ib16[4 * j + 3]);
-    }
-    y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * dx), y);
-    off -= (dmin * dx) * float(m);
+  static inline __m512i u8(const uint8_t* sb, int j) { return nibbles64(sb + 20 + 32 * j); }
+  static inline __m512i words(const Head& h, int j) { return _mm512_permutexvar_epi16(word_index(kQ4KWords, j), h.sc); }
+  static inline const int16_t* sums(const Quants& xq, int64_t r, int64_t s) { return xq.bs32.data() + (r * xq.C / 4 + s) * 8; }
+  // y += d dx x isum; off -= dmin dx x (mins . block sums), four pair sums in off's lanes
+  static inline void finish(const Head& h, __m512i isum, float dx, const int16_t* bs, __m512& y, __m128& off) {
+    const __m128 s = _mm_mul_ps(h.dd, _mm_set1_ps(dx));  // d dx, dmin dx
+    y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(s), y);
+    const __m128i m = _mm_madd_epi16(h.mn, _mm_loadu_si128(reinterpret_cast<const __m128i*>(bs)));
+    off = _mm_fnmadd_ps(_mm_cvtepi32_ps(m), _mm_shuffle_ps(s, s, 0x55), off);
   }
 };
 
 struct Q6_K {
   static constexpr bool kSuper = true;
   static constexpr int64_t kSuperBytes = 210;
+  struct Head {
+    __m256i sc;  // the 16 int8 scales as int16
+    float d;
+  };
+  static inline Head head(const uint8_t* sb) {
+    return {_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb + 2))),
+            _cvtsh_ss(*reinterpret_cast<const uint16_t*>(sb))};
+  }
   static inline __m512i u8(const uint8_t* sb, int j) {  // nibble | top 2 bits << 4 (q + 32)
     const uint8_t* p = sb + 18 + 48 * j;
     // byte i of the 16 top bytes holds the top bits of element 16 k + i at bits 2k..2k+1:
-    // 128-bit lane k shifts right by 2k, then left by 4 (in 16-bit words: no bits cross bytes)
+    // 128-bit lane k rotates its dwords left by 4 - 2k (mod 32), which puts them at bits 4-5
     const __m512i t = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    const __m512i sh = _mm512_srlv_epi16(t, _mm512_set_epi64(0x0006000600060006, 0x0006000600060006, 0x0004000400040004,
-                                                             0x0004000400040004, 0x0002000200020002, 0x0002000200020002,
-                                                             0, 0));
-    return _mm512_ternarylogic_epi32(_mm512_slli_epi16(sh, 4), _mm512_set1_epi8(0x30), nibbles64(p + 16), 0xEA);
+    const __m512i r = _mm512_rolv_epi32(t, _mm512_set_epi32(30, 30, 30, 30, 0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4));
+    return _mm512_ternarylogic_epi32(r, _mm512_set1_epi8(0x30), nibbles64(p + 16), 0xEA);
   }
-  static inline __m512i words(const uint8_t* sb, int j) {  // [sc(4j) x 8 | ... | sc(4j+3) x 8]
-    int32_t four;
-    std::memcpy(&four, sb + 2 + 4 * j, 4);
-    const __m512i s = _mm512_cvtepi8_epi16(_mm256_castsi128_si256(_mm_cvtsi32_si128(four)));
-    return _mm512_permutexvar_epi16(_mm512_set_epi64(0x0003000300030003, 0x0003000300030003, 0x0002000200020002,
-                                                     0x0002000200020002, 0x0001000100010001, 0x0001000100010001, 0, 0),
-                                    s);
+  static inline __m512i words(const Head& h, int j) {
+    return _mm512_permutexvar_epi16(word_index(kQ6KWords, j), _mm512_castsi256_si512(h.sc));
   }
-  // y += d dx x (isum - 32 x sum_g sc_g x (sum of group g's 16 quants))
-  static inline void finish(const uint8_t* sb, __m512i isum, float dx, const int32_t* ib16, __m512& y, float&) {
-    const float d = _cvtsh_ss(*reinterpret_cast<const uint16_t*>(sb));
-    const int8_t* sc = reinterpret_cast<const int8_t*>(sb + 2);
-    int32_t m = 0;
-    for (int g = 0; g < 16; ++g) m += int32_t(sc[g]) * ib16[g];
-    isum = _mm512_mask_sub_epi32(isum, 1, isum, _mm512_set1_epi32(32 * m));
-    y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * dx), y);
+  static inline const int16_t* sums(const Quants& xq, int64_t r, int64_t s) { return xq.bs16.data() + (r * xq.C / 4 + s) * 16; }
+  // y += d dx x (isum - 32 x sum_g sc_g x (sum of group g's 16 quants)), the bias in lanes 0-7
+  static inline void finish(const Head& h, __m512i isum, float dx, const int16_t* bs, __m512& y, __m128&) {
+    const __m256i m = _mm256_madd_epi16(h.sc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bs)));
+    isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(m, 5)));
+    y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(h.d * dx), y);
   }
 };
 
-// NR rows (from r0) x one output row w of a 32-element-block type
+// A register tile: NR activation rows (from r0) x one output row w; out[r]. Each (row, output)
+// pair runs the same operations in the same order whatever NR: the tile only decides which rows
+// share a weight unpack. (Tiles of several output rows sharing each activation load measured
+// 1.5-2.5x slower at one row, probably because interleaved reads of 2-4 weight rows defeat the
+// prefetchers; docs/log.md.)
 template <class W, int NR>
 inline void dot32(const uint8_t* w, const Quants& xq, int64_t r0, float* mins, float* out) {
   const int64_t C = xq.C;
   __m512 y[NR];
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) y[r] = _mm512_setzero_ps();
-  const int32_t* neg = W::kBias == 128 ? xq.neg128.data() : xq.neg16.data();
+  const int32_t* neg = W::kBias == 128 ? xq.neg128.data() : xq.neg16.data();  // filled by the caller
   for (int64_t c = 0; c < C; ++c) {
     const __m512i v = W::u8(w, c);
     const __m512 dw = block_scales<W>(w, c);
@@ -251,24 +292,24 @@ inline void dot32(const uint8_t* w, const Quants& xq, int64_t r0, float* mins, f
   }
 }
 
-// NR rows x one output row w of a 256-element superblock type
 template <class W, int NR>
 inline void dot256(const uint8_t* w, const Quants& xq, int64_t r0, float*, float* out) {
   const int64_t S = xq.C / 4;
   __m512 y[NR];
-  float off[NR];
+  __m128 off[NR];
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) {
     y[r] = _mm512_setzero_ps();
-    off[r] = 0.f;
+    off[r] = _mm_setzero_ps();
   }
   for (int64_t s = 0; s < S; ++s) {
     const uint8_t* sb = w + s * W::kSuperBytes;
+    const typename W::Head h = W::head(sb);
     __m512i acc[NR];
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_si512();
     for (int j = 0; j < 4; ++j) {
-      const __m512i v = W::u8(sb, j), sw = W::words(sb, j);
+      const __m512i v = W::u8(sb, j), sw = W::words(h, j);
 #pragma GCC unroll 8
       for (int r = 0; r < NR; ++r) {
         const __m512i x = _mm512_loadu_si512(xq.q256.data() + ((r0 + r) * xq.C + 4 * s + j) * 64);
@@ -276,13 +317,13 @@ inline void dot256(const uint8_t* w, const Quants& xq, int64_t r0, float*, float
       }
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r) {
-      const int64_t rs = (r0 + r) * S + s;
-      W::finish(sb, acc[r], xq.d256[rs], xq.ib16.data() + rs * 16, y[r], off[r]);
-    }
+    for (int r = 0; r < NR; ++r) W::finish(h, acc[r], xq.d256[(r0 + r) * S + s], W::sums(xq, r0 + r, s), y[r], off[r]);
   }
 #pragma GCC unroll 8
-  for (int r = 0; r < NR; ++r) out[r] = _mm512_reduce_add_ps(y[r]) + off[r];
+  for (int r = 0; r < NR; ++r) {
+    const __m128 f = _mm_add_ps(off[r], _mm_movehl_ps(off[r], off[r]));  // lanes 0+2, 1+3
+    out[r] = _mm512_reduce_add_ps(y[r]) + (_mm_cvtss_f32(f) + _mm_cvtss_f32(_mm_movehdup_ps(f)));
+  }
 }
 
 template <class W, int NR>
@@ -355,8 +396,8 @@ torch::Tensor quant_linear_q8(const torch::Tensor& x, const std::vector<torch::T
     const int64_t rows = packs[i].size(0), rb = packs[i].size(1);
     at::BFloat16* yp = y.data_ptr<at::BFloat16>();
     switch (types[i]) {
-      case 0: xq.need32(xp); segment<Q8_0>(xq, wp, rb, rows, bp, yp, O, col); break;
-      case 1: xq.need32(xp); segment<Q5_0>(xq, wp, rb, rows, bp, yp, O, col); break;
+      case 0: xq.need32(xp); xq.neg(128); segment<Q8_0>(xq, wp, rb, rows, bp, yp, O, col); break;
+      case 1: xq.need32(xp); xq.neg(16); segment<Q5_0>(xq, wp, rb, rows, bp, yp, O, col); break;
       case 2: xq.need32(xp); segment<Q4_1>(xq, wp, rb, rows, bp, yp, O, col); break;
       case 3: xq.need256(xp); segment<Q4_K>(xq, wp, rb, rows, bp, yp, O, col); break;
       case 4: xq.need256(xp); segment<Q6_K>(xq, wp, rb, rows, bp, yp, O, col); break;

@@ -21,7 +21,7 @@
 //   Q8_0 chunk (68 B): d0 d1 (fp16), 64 int8 q
 //   Q5_0 chunk (44 B): d0 d1, 8 bytes bit 4 of element j at bit j, 32 bytes nibbles
 //   Q4_1 chunk (40 B): d0 d1 m0 m1 (fp16), 32 bytes nibbles
-//   Q4_K superblock (148 B): d dmin (fp16), 4 x [sc0 sc1 mn0 mn1 (u8), 32 bytes nibbles]
+//   Q4_K superblock (148 B): d dmin (fp16), sc[8], mn[8] (u8, one per 32 elements), 4 x 32 bytes nibbles
 //   Q6_K superblock (210 B): d (fp16), 16 x int8 scale, 4 x [16 bytes 2-bit highs, 32 nibbles]
 // "nibbles": byte j holds element j (low 4 bits) and element 32 + j (high 4 bits); Q6_K's high
 // byte j holds the top 2 bits of element 16 k + j at bits 2k..2k+1. The packing is written by
@@ -109,16 +109,21 @@ struct Q4_1 {
 };
 
 struct Q4_K {
-  static constexpr int64_t kChunk = 36, kSuper = 4, kSuperBytes = 148;
+  static constexpr int64_t kSuper = 4, kSuperBytes = 148;
+  // chunk c's superblock, its nibbles and its two scale and min bytes (of its 32-element blocks)
+  static inline const uint8_t* super(const uint8_t* row, int64_t c) { return row + (c >> 2) * kSuperBytes; }
+  static inline const uint8_t* nib(const uint8_t* sb, int64_t c) { return sb + 20 + 32 * (c & 3); }
+  static inline const uint8_t* sc(const uint8_t* sb, int64_t c) { return sb + 4 + 2 * (c & 3); }
+  static inline const uint8_t* mn(const uint8_t* sb, int64_t c) { return sb + 12 + 2 * (c & 3); }
   static inline void values(const uint8_t* row, int64_t c, __m512* f) {
-    const uint8_t* sb = row + (c >> 2) * kSuperBytes;
-    const uint8_t* p = sb + 4 + (c & 3) * kChunk;
+    const uint8_t* sb = super(row, c);
+    const uint8_t *s8 = sc(sb, c), *m8 = mn(sb, c);
     float d, dmin;
     halves(sb, d, dmin);
-    const __m512 s[2] = {_mm512_set1_ps(d * float(p[0])), _mm512_set1_ps(d * float(p[1]))};
-    const __m512 m[2] = {_mm512_set1_ps(-dmin * float(p[2])), _mm512_set1_ps(-dmin * float(p[3]))};
+    const __m512 s[2] = {_mm512_set1_ps(d * float(s8[0])), _mm512_set1_ps(d * float(s8[1]))};
+    const __m512 m[2] = {_mm512_set1_ps(-dmin * float(m8[0])), _mm512_set1_ps(-dmin * float(m8[1]))};
     __m512i v[4];
-    nibble_groups(p + 4, v);
+    nibble_groups(nib(sb, c), v);
     for (int g = 0; g < 4; ++g) f[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v[g]), s[g >> 1], m[g >> 1]);
   }
 };
@@ -249,28 +254,25 @@ struct Q4_1i : Block32<Q4_1> {
 
 struct Q4_Ki : Q4_K, Stateless {
   static constexpr bool kOffset = true;
-  static inline const uint8_t* at(const uint8_t* row, int64_t c) { return row + (c >> 2) * kSuperBytes; }
   static inline void ints(const uint8_t* row, int64_t c, __m512i& w0, __m512i& w1) {
     __m512i lo, hi;
-    nibble_words(at(row, c) + 4 + (c & 3) * kChunk + 4, lo, hi);
+    nibble_words(nib(super(row, c), c), lo, hi);
     w0 = _mm512_permutexvar_epi16(lo, kT.t4);
     w1 = _mm512_permutexvar_epi16(hi, kT.t4);
   }
   static inline void scales(const uint8_t* row, int64_t c, const S&, __m512& s0, __m512& s1) {
-    const uint8_t* sb = at(row, c);
-    const uint8_t* p = sb + 4 + (c & 3) * kChunk;
+    const uint8_t* sb = super(row, c);
     float d, dmin;
     halves(sb, d, dmin);
-    s0 = _mm512_set1_ps(d * float(p[0]));
-    s1 = _mm512_set1_ps(d * float(p[1]));
+    s0 = _mm512_set1_ps(d * float(sc(sb, c)[0]));
+    s1 = _mm512_set1_ps(d * float(sc(sb, c)[1]));
   }
   static inline void mins(const uint8_t* row, int64_t c, const S&, float* m) {
-    const uint8_t* sb = at(row, c);
-    const uint8_t* p = sb + 4 + (c & 3) * kChunk;
+    const uint8_t* sb = super(row, c);
     float d, dmin;
     halves(sb, d, dmin);
-    m[0] = -(dmin * float(p[2]));
-    m[1] = -(dmin * float(p[3]));
+    m[0] = -(dmin * float(mn(sb, c)[0]));
+    m[1] = -(dmin * float(mn(sb, c)[1]));
   }
 };
 

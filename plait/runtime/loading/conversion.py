@@ -105,7 +105,7 @@ def _announce(gguf_path: Path, entry: Path, name: str) -> None:
     )
 
 
-PACKED = "packed-2"
+PACKED = "packed-3"
 """`layout` of a packed entry's source record: bump when the packed layout changes (entries
 built before are then rebuilt, never read with another layout). Dense entries have none."""
 

@@ -5,8 +5,10 @@ ggml's quants), then re-encoded per 64-element chunk so that the kernel unpacks 
 64 bytes with a few vector ops: 4-bit values as "nibbles" (byte j = element j | element 32 + j
 << 4), Q5_0's fifth bit as a 64-bit mask, Q6_K's top two bits as 16 bytes (bits 2k..2k+1 of
 byte j = element 16 k + j), Q8_0's int8 bytes as they are. Sizes match the GGUF's (Q4_K: 148 bytes
-per 256 instead of 144, its 6-bit scales unpacked to bytes). Rows are padded with zero weights
-to whole chunks (64 elements; 256 for the K types, which GGUF already requires).
+per 256 instead of 144: d, dmin, its eight 6-bit scales and eight mins unpacked to bytes, then
+the four chunks' nibbles; a superblock's scales sit together so that the kernel loads them
+once). Rows are padded with zero weights to whole chunks (64 elements; 256 for the K types,
+which GGUF already requires).
 
 `unpack` decodes a packed matrix back to float32 without the kernel: the twin that tests hold
 against `gguf.quants.dequantize` of the original blocks.
@@ -126,20 +128,9 @@ def pack(raw: np.ndarray, qtype: str, k: int) -> np.ndarray:
         lo = np.concatenate([qs & 15, qs >> 4], axis=-1).reshape(o, -1, 64)
         parts = [dm.transpose(0, 1, 3, 2, 4).reshape(o, -1, 8), _nibbles(lo)]
     elif qtype == "Q4_K":
-        sc, mn = _q4k_scales(b[..., 4:16])  # (O, S, 8)
+        sc, mn = _q4k_scales(b[..., 4:16])  # (O, S, 8) each
         head = b[..., 0:4]  # d, dmin
-        per = [
-            np.concatenate(
-                [
-                    sc[..., 2 * c : 2 * c + 2],
-                    mn[..., 2 * c : 2 * c + 2],
-                    b[..., 16 + 32 * c : 48 + 32 * c],
-                ],
-                axis=-1,
-            )
-            for c in range(4)
-        ]
-        return np.concatenate([head, *per], axis=-1).reshape(o, -1)
+        return np.concatenate([head, sc, mn, b[..., 16:144]], axis=-1).reshape(o, -1)
     else:  # Q6_K
         q6 = _q6k_values(b).reshape(o, b.shape[1], 4, 64)
         hi = (q6 >> 4).reshape(o, b.shape[1], 4, 4, 16)  # (.., chunk, k, j)
@@ -176,10 +167,9 @@ def unpack(packed: np.ndarray, qtype: str, k: int) -> np.ndarray:
     p = packed.reshape(o, c // 4, _SUPER_BYTES[qtype])
     if qtype == "Q4_K":
         d, dmin = _h(p[..., 0:2]), _h(p[..., 2:4])  # (O, S, 1)
-        ch = p[..., 4:].reshape(o, -1, 4, 36)
-        s = d[..., None] * ch[..., 0:2].astype(np.float32)  # (O, S, 4, 2)
-        m = -dmin[..., None] * ch[..., 2:4].astype(np.float32)
-        q = _unnibble(ch[..., 4:]).reshape(o, -1, 4, 2, 32)
+        s = d * p[..., 4:12].astype(np.float32)  # (O, S, 8): one per 32 elements
+        m = -dmin * p[..., 12:20].astype(np.float32)
+        q = _unnibble(p[..., 20:].reshape(o, -1, 4, 32)).reshape(o, -1, 8, 32)
         return (q * s[..., None] + m[..., None]).reshape(o, -1)[:, :k]
     d = _h(p[..., 0:2])  # (O, S, 1)
     sc = p[..., 2:18].view(np.int8).astype(np.float32)  # (O, S, 16)
