@@ -69,7 +69,8 @@ def _cpu_flags() -> set[str]:
 
 @cache
 def cpu_supported() -> tuple[bool, str]:
-    """(supported, reason): x86-64 Linux with AVX512F/BW/VL/DQ, AVX512-BF16 and F16C."""
+    """(supported, reason): x86-64 Linux with AVX512F/BW/VL/DQ, AVX512-BF16, AVX512-VNNI, F16C
+    and FMA."""
     ok, why = kernels.cpu_supported()  # x86-64 Linux with AVX512 (and BF16 for the bf16 math)
     if not ok:
         return False, why

@@ -353,3 +353,11 @@ def test_step_attention_rejects_reads_outside_the_arena():
     args[5] = torch.full((args[0].shape[0],), 300)
     with pytest.raises(RuntimeError, match="slot"):
         kernels.step_attention(*args)
+
+
+def test_the_kernels_build_where_the_cpu_supports_them():
+    """The kernel tests skip without the extension: a CPU that supports it must also build it,
+    so a compile error fails here instead of turning every kernel test into a skip."""
+    if not kernels.enabled() or not kernels.cpu_supported()[0]:
+        pytest.skip(f"CPU kernels not expected here: {kernels.unavailable_reason()}")
+    assert kernels.available(), kernels.unavailable_reason()

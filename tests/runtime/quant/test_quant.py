@@ -27,6 +27,17 @@ from gguf.quants import dequantize  # noqa: E402
 
 needs_kernel = pytest.mark.skipif(not qk.available(), reason=f"quant kernels: {qk.why_not()}")
 
+
+def test_the_kernels_build_where_the_cpu_supports_them() -> None:
+    """The tests below skip without the kernels: a CPU that supports them must also build them,
+    so a compile error fails here instead of turning every kernel test into a skip."""
+    from plait.runtime import kernels
+
+    if not kernels.enabled() or not qk.cpu_supported()[0]:
+        pytest.skip(f"quant kernels not expected here: {qk.why_not()}")
+    assert qk.available(), qk.why_not()
+
+
 # (elements per block, bytes per block, byte offsets of fp16 fields)
 _SPEC = {
     "Q8_0": (32, 34, (0,)),
