@@ -123,8 +123,8 @@ DTYPE_HELP = (
 PACKED_MAX_ROWS = 2
 """Most rows per step for which `--dtype auto` keeps a GGUF's packed blocks in `plait serve`: on
 the dev box (2-core Zen 4) packed Qwen2.5-0.5B (int8 activations) decodes 1.5-1.7x bf16's speed
-at 1-2 rows and 0.7-0.85x from 4 rows on (docs/log.md 2026-12-07 evening, issue 24): there the
-dot products, not the weight stream, set the pace, and the blocks' scales add work to them."""
+at 1-2 rows and 0.7-0.86x from 4 rows on (docs/log.md 2026-12-07 evening and night, issue 24):
+there the dot products, not the weight stream, set the pace, and the blocks' scales add work."""
 
 
 def dtype_for_rows(dtype: str, rows: int) -> tuple[str, str]:

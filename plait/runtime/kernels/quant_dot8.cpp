@@ -105,18 +105,17 @@ struct Quants {
     }
   }
 
-  // -bias x s4, the dot products' starting values for a type stored with that bias (16 or 128)
-  const int32_t* neg(int bias) {
+  // neg16 / neg128 (after need32): -bias x s4, the dot products' starting values for a type
+  // stored with that bias (16 or 128)
+  void need_bias(int bias) {
     std::vector<int32_t>& v = bias == 128 ? neg128 : neg16;
-    if (v.empty()) {
-      v.resize(s4.size());
-      const int shift = bias == 128 ? 7 : 4;
-      for (size_t i = 0; i < s4.size(); i += 16) {
-        const __m512i l4 = _mm512_loadu_si512(s4.data() + i);
-        _mm512_storeu_si512(v.data() + i, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(l4, shift)));
-      }
+    if (!v.empty()) return;
+    v.resize(s4.size());
+    const int shift = bias == 128 ? 7 : 4;
+    for (size_t i = 0; i < s4.size(); i += 16) {
+      const __m512i l4 = _mm512_loadu_si512(s4.data() + i);
+      _mm512_storeu_si512(v.data() + i, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(l4, shift)));
     }
-    return v.data();
   }
 
   void need256(const at::BFloat16* x) {
@@ -272,7 +271,7 @@ inline void dot32(const uint8_t* w, const Quants& xq, int64_t r0, float* mins, f
   __m512 y[NR];
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) y[r] = _mm512_setzero_ps();
-  const int32_t* neg = W::kBias == 128 ? xq.neg128.data() : xq.neg16.data();  // filled by the caller
+  const int32_t* neg = W::kBias == 128 ? xq.neg128.data() : xq.neg16.data();  // need_bias()
   for (int64_t c = 0; c < C; ++c) {
     const __m512i v = W::u8(w, c);
     const __m512 dw = block_scales<W>(w, c);
@@ -396,8 +395,8 @@ torch::Tensor quant_linear_q8(const torch::Tensor& x, const std::vector<torch::T
     const int64_t rows = packs[i].size(0), rb = packs[i].size(1);
     at::BFloat16* yp = y.data_ptr<at::BFloat16>();
     switch (types[i]) {
-      case 0: xq.need32(xp); xq.neg(128); segment<Q8_0>(xq, wp, rb, rows, bp, yp, O, col); break;
-      case 1: xq.need32(xp); xq.neg(16); segment<Q5_0>(xq, wp, rb, rows, bp, yp, O, col); break;
+      case 0: xq.need32(xp); xq.need_bias(128); segment<Q8_0>(xq, wp, rb, rows, bp, yp, O, col); break;
+      case 1: xq.need32(xp); xq.need_bias(16); segment<Q5_0>(xq, wp, rb, rows, bp, yp, O, col); break;
       case 2: xq.need32(xp); segment<Q4_1>(xq, wp, rb, rows, bp, yp, O, col); break;
       case 3: xq.need256(xp); segment<Q4_K>(xq, wp, rb, rows, bp, yp, O, col); break;
       case 4: xq.need256(xp); segment<Q6_K>(xq, wp, rb, rows, bp, yp, O, col); break;

@@ -117,14 +117,13 @@ def _source(base: dict[str, Any], packed: bool) -> dict[str, Any]:
 def resident_bytes(sd: dict[str, Any]) -> dict[str, Any]:
     """What a load of this entry holds in memory: packed blocks as stored, every floating
     tensor as bf16; and the GGUF types kept packed."""
-    from plait.runtime.quant.formats import TYPES
+    from plait.runtime.quant.formats import NAMES
     from plait.runtime.quant.weight import QMETA, QPACK
 
-    names = {code: name for name, code in TYPES.items()}
     total, types = 0, set()
     for k, v in sd.items():
         if k.endswith(QMETA):
-            types.add(names[int(v[0])])
+            types.add(NAMES[int(v[0])])
         elif k.endswith(QPACK):
             total += v.numel()
         else:
