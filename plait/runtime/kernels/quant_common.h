@@ -7,6 +7,13 @@
 
 namespace plait_quant {
 
+// Type codes from kTileCode on name a GGUF type (code - kTileCode) in the tile layout
+// (quant_tiles.cpp): a pack of (O / 16, 16 x row bytes), one tile of 16 output rows per row.
+constexpr int64_t kTileCode = 16;
+constexpr int64_t kTileRows = 16;
+
+inline int64_t output_rows(int64_t type, int64_t pack_rows) { return type >= kTileCode ? pack_rows * kTileRows : pack_rows; }
+
 inline void halves(const uint8_t* p, float& a, float& b) {  // two fp16 at p
   const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128(*reinterpret_cast<const int32_t*>(p)));
   a = _mm_cvtss_f32(v);

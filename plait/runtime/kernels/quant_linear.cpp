@@ -440,7 +440,21 @@ void dispatch(int64_t type, const at::BFloat16* x, int64_t R, int64_t K, const f
   }
 }
 
-int64_t chunk_multiple(int64_t type) { return (type == 3 || type == 4) ? 4 : 1; }
+int64_t chunk_multiple(int64_t type) {
+  const int64_t base = type % plait_quant::kTileCode;
+  return (base == 3 || base == 4) ? 4 : 1;
+}
+
+int64_t packed_row_bytes(int64_t type, int64_t chunks);
+
+// Bytes of one row of a pack of `type`: a packed row, or a tile of 16 (tile codes; the tile
+// kernels cover Q8_0 and Q5_0)
+int64_t pack_row_bytes(int64_t type, int64_t chunks) {
+  if (type < plait_quant::kTileCode) return packed_row_bytes(type, chunks);
+  TORCH_CHECK(type == plait_quant::kTileCode || type == plait_quant::kTileCode + 1, "quant_linear: no tile layout for type ",
+              type);
+  return plait_quant::kTileRows * packed_row_bytes(type - plait_quant::kTileCode, chunks);
+}
 
 int64_t packed_row_bytes(int64_t type, int64_t chunks) {
   switch (type) {
@@ -477,14 +491,14 @@ int64_t check_args(const torch::Tensor& x, const std::vector<torch::Tensor>& pac
   for (size_t i = 0; i < packs.size(); ++i) {
     TORCH_CHECK(packs[i].dim() == 2 && packs[i].scalar_type() == at::kByte && packs[i].is_contiguous(),
                 "quant_linear: packs are contiguous uint8 (O, row bytes)");
-    O += packs[i].size(0);
+    O += plait_quant::output_rows(types[i], packs[i].size(0));
     mult = std::max(mult, chunk_multiple(types[i]));
   }
   const int64_t C = (K + 63) / 64;
   TORCH_CHECK(C % mult == 0, "quant_linear: K-quant weights need K a multiple of 256, got ", K);
   for (size_t i = 0; i < packs.size(); ++i) {
-    TORCH_CHECK(packs[i].size(1) == packed_row_bytes(types[i], C), "quant_linear: pack ", i,
-                " has rows of ", packs[i].size(1), " bytes, expected ", packed_row_bytes(types[i], C));
+    TORCH_CHECK(packs[i].size(1) == pack_row_bytes(types[i], C), "quant_linear: pack ", i,
+                " has rows of ", packs[i].size(1), " bytes, expected ", pack_row_bytes(types[i], C));
   }
   if (bias.has_value()) {
     TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == O,
@@ -508,6 +522,7 @@ torch::Tensor quant_linear(const torch::Tensor& x, const std::vector<torch::Tens
                            bool int8) {
   const int64_t O = check_args(x, packs, types, K, bias);
   if (int8) return quant_linear_q8(x, packs, types, K, bias);
+  for (int64_t t : types) TORCH_CHECK(t < plait_quant::kTileCode, "quant_linear: tiles need int8 activations");
   const float* bp = bias.has_value() ? bias->data_ptr<float>() : nullptr;
   const int64_t R = x.size(0);
   auto y = torch::empty({R, O}, x.options());

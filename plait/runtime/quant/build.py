@@ -113,7 +113,7 @@ def set_int8(model: nn.Module, int8: bool) -> None:
     block (True) or exact bf16 (False); see plait.runtime.loading.packed."""
     for mod in model.modules():
         if isinstance(mod, QuantLinear):
-            mod.weight.int8 = int8
+            mod.set_int8(int8)
 
 
 def packed_types(model: nn.Module) -> dict[str, int]:

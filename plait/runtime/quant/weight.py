@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plait.runtime.kernels import quant as qkernels
-from plait.runtime.quant import formats
+from plait.runtime.quant import formats, tiles
 
 QMETA = ".qmeta"  # suffix of a packed tensor's int64 record [type code, rows, K] in the cache
 QPACK = ".qpack"  # suffix of its uint8 bytes (rows, row bytes)
@@ -55,6 +55,32 @@ class PackedWeight:
         self.k = int(k)
         self.shape = (sum(p.shape[0] for p in self.packs), self.k)
         self.int8 = int8  # activations quantised to int8 per row and block (else exact bf16)
+        self.tiled = [False] * len(self.packs)  # segments in the tile layout (tiles.py)
+
+    def set_int8(self, int8: bool) -> None:
+        """Choose int8 (True) or exact bf16 activations; the int8 kernel reads the segments that
+        have a tile layout tiled (tiles.py), the exact kernel the row layout."""
+        self.int8 = int8
+        want = int8 and qkernels.available()
+        for i, (p, t) in enumerate(zip(self.packs, self.types)):
+            name = _NAMES[t]
+            if want and not self.tiled[i] and tiles.tileable(name, p.shape[0]):
+                self.packs[i] = torch.from_numpy(tiles.tile(p.numpy(), name, self.k))
+                self.tiled[i] = True
+            elif not want and self.tiled[i]:
+                self.packs[i] = self.row_pack(i)
+                self.tiled[i] = False
+
+    def row_pack(self, i: int) -> torch.Tensor:
+        """Segment i in the row layout (untiled if need be)."""
+        if not self.tiled[i]:
+            return self.packs[i]
+        return torch.from_numpy(tiles.untile(self.packs[i].numpy(), _NAMES[self.types[i]], self.k))
+
+    @property
+    def kernel_types(self) -> list[int]:
+        """The kernel's type code of each segment (tile layouts from tiles.TILE_CODE)."""
+        return [t + tiles.TILE_CODE * z for t, z in zip(self.types, self.tiled)]
 
     @property
     def type_names(self) -> list[str]:
@@ -68,8 +94,8 @@ class PackedWeight:
     def dense(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The whole matrix dequantised (O, K) with the numpy decoder (the reference twin)."""
         parts = [
-            torch.from_numpy(formats.unpack(p.numpy(), _NAMES[t], self.k))
-            for p, t in zip(self.packs, self.types)
+            torch.from_numpy(formats.unpack(self.row_pack(i).numpy(), _NAMES[t], self.k))
+            for i, t in enumerate(self.types)
         ]
         return torch.cat(parts).to(dtype)
 
@@ -80,7 +106,7 @@ class PackedWeight:
         x2 = x.reshape(-1, self.k).to(torch.bfloat16)  # (R, K)
         if qkernels.available() and not torch.is_grad_enabled():
             b = None if bias is None else bias.to(torch.float32).contiguous()
-            y = qkernels.quant_linear(x2, self.packs, self.types, self.k, b, self.int8)  # (R, O)
+            y = qkernels.quant_linear(x2, self.packs, self.kernel_types, self.k, b, self.int8)
         else:
             w = self.dense(torch.bfloat16).float()  # (O, K) the bf16 weights, fp32 math
             y = F.linear(x2.float(), w, None if bias is None else bias.float()).to(torch.bfloat16)
@@ -88,8 +114,8 @@ class PackedWeight:
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows `ids` (any shape) dequantised to bf16, shape ids.shape + (K,)."""
-        if len(self.packs) != 1:
-            raise ValueError("row lookups need a single-segment weight (an embedding table)")
+        if len(self.packs) != 1 or self.tiled[0]:
+            raise ValueError("row lookups need a single-segment weight in the row layout")
         flat = ids.reshape(-1).to(torch.int64)
         if qkernels.available():
             out = qkernels.quant_rows(self.packs[0], self.types[0], self.k, flat)
@@ -115,6 +141,8 @@ def from_state(sd: dict[str, torch.Tensor], name: str) -> PackedWeight | None:
 
 def concat(parts: Sequence[PackedWeight]) -> PackedWeight:
     """Row-wise concatenation (a fused projection), keeping each part's type."""
+    if any(any(p.tiled) for p in parts):
+        raise ValueError("fuse weights before tiling them (set_int8)")
     ks = {p.k for p in parts}
     if len(ks) != 1:
         raise ValueError(f"fused weights must share K, got {sorted(ks)}")
@@ -144,8 +172,16 @@ class QuantLinear(nn.Module):
         self.register_buffer(
             "bias", None if bias is None else bias.float().contiguous(), persistent=False
         )
-        for i, p in enumerate(weight.packs):
+        self._register_packs()
+
+    def _register_packs(self) -> None:
+        for i, p in enumerate(self.weight.packs):
             self.register_buffer(f"pack{i}", p, persistent=False)
+
+    def set_int8(self, int8: bool) -> None:
+        """PackedWeight.set_int8, keeping the module's buffers on the weight's (re)laid packs."""
+        self.weight.set_int8(int8)
+        self._register_packs()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.weight.matmul(x, cast("torch.Tensor | None", self.bias))

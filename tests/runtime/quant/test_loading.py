@@ -53,6 +53,9 @@ def test_packed_load_is_the_bf16_model(tmp_path, tok, family, tie):
     # auto: the same entry, activations rounded to int8 per block: close, not as close
     assert fast.path == packed.path and fast.model.layers[0].qkv.weight.int8
     assert not packed.model.layers[0].qkv.weight.int8
+    tiled = [m.weight.tiled for m in fast.model.modules() if isinstance(m, QuantLinear)]
+    assert any(any(t) for t in tiled)  # int8: Q8_0 matrices of whole 16-row tiles are tiled
+    assert not any(m.weight.tiled[0] for m in packed.model.modules() if isinstance(m, QuantLinear))
     lf = _logits(fast, ids)
     assert (lf - lr).norm() / lr.norm() < 0.05 and not torch.equal(lf, lp)
     meta = read_meta(packed.path)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from plait.runtime.kernels import quant as qk
-from plait.runtime.quant import activations, formats
+from plait.runtime.quant import activations, formats, tiles
 from plait.runtime.quant.weight import PackedWeight, QuantLinear, concat, pack_tensor
 
 gguf = pytest.importorskip("gguf")
@@ -82,6 +82,24 @@ def test_packed_layout_decodes_to_the_gguf_values(qtype, k):
         assert torch.equal(rows, ref[ids])
 
 
+@pytest.mark.parametrize("qtype,k", [("Q8_0", 96), ("Q5_0", 160), ("Q5_0", 64), ("Q8_0", 896)])
+def test_tile_layout_round_trips(qtype, k):
+    raw = random_blocks(qtype, 48, k, seed=k)
+    packed = formats.pack(raw, qtype, k)
+    tiled = tiles.tile(packed, qtype, k)
+    assert tiled.shape == (3, 16 * packed.shape[1])  # the same bytes
+    assert np.array_equal(tiles.untile(tiled, qtype, k), packed)
+    w = PackedWeight([torch.from_numpy(packed)], [formats.TYPES[qtype]], k)
+    if qk.available():
+        w.set_int8(True)
+        assert w.tiled == [True] and w.kernel_types == [tiles.TILE_CODE + formats.TYPES[qtype]]
+        assert torch.equal(w.dense(), reference(raw, qtype, k))  # the twin reads tiles too
+        w.set_int8(False)
+        assert w.tiled == [False] and torch.equal(w.packs[0], torch.from_numpy(packed))
+    with pytest.raises(ValueError, match="no tile layout"):
+        tiles.tile(packed[:40], qtype, k)  # not whole tiles of 16 rows
+
+
 def test_bad_rows_are_refused():
     with pytest.raises(ValueError, match="multiple of 256"):
         formats.pack(np.zeros((2, 144 // 2), np.uint8), "Q4_K", 128)
@@ -123,19 +141,35 @@ def test_int8_activation_quantisation_matches_its_twin(k):
         assert np.array_equal(q.numpy(), tq) and np.array_equal(d.numpy(), td), block
 
 
+def _layout(raw: np.ndarray, qtype: str, k: int, tiled: bool) -> tuple[torch.Tensor, int]:
+    """(pack, kernel type code) of raw blocks in the row or the tile layout."""
+    packed = formats.pack(raw, qtype, k)
+    if not tiled:
+        return torch.from_numpy(packed), formats.TYPES[qtype]
+    return torch.from_numpy(tiles.tile(packed, qtype, k)), tiles.TILE_CODE + formats.TYPES[qtype]
+
+
+TILED = [("Q8_0", 96, True), ("Q8_0", 896, True), ("Q5_0", 160, True), ("Q5_0", 896, True)]
+
+
 @needs_kernel
-@pytest.mark.parametrize("qtype,k", SHAPES + [("Q5_0", 896), ("Q6_K", 768), ("Q4_K", 256)])
+@pytest.mark.parametrize(
+    "qtype,k,tiled",
+    [(t, k, False) for t, k in SHAPES + [("Q5_0", 896), ("Q6_K", 768), ("Q4_K", 256)]] + TILED,
+)
 @pytest.mark.parametrize("rows", [1, 3, 9, 33])
-def test_int8_kernel_matches_its_twin(qtype, k, rows):
-    raw = random_blocks(qtype, 37, k, seed=rows)
-    packs, types = [pack_tensor(raw, qtype, k)], [formats.TYPES[qtype]]
+def test_int8_kernel_matches_its_twin(qtype, k, tiled, rows):
+    o = 48 if tiled else 37  # tiles come in 16 rows
+    raw = random_blocks(qtype, o, k, seed=rows)
+    pack, code = _layout(raw, qtype, k, tiled)
     x = (3 * torch.randn(rows, k, generator=torch.Generator().manual_seed(rows))).bfloat16()
-    bias = torch.randn(37)
-    y = qk.quant_linear(x, packs, types, k, bias, True)
-    ref = activations.linear_reference(x, packs, types, k, bias)  # float64
+    bias = torch.randn(o)
+    y = qk.quant_linear(x, [pack], [code], k, bias, True)
+    rows_pack = [pack_tensor(raw, qtype, k)]  # the twin reads the row layout
+    ref = activations.linear_reference(x, rows_pack, [formats.TYPES[qtype]], k, bias)  # float64
     w = reference(raw, qtype, k)
     tol = _tolerance(activations.dequantized(x, qtype), w.double(), ref)  # the quants' product
-    assert y.dtype == torch.bfloat16 and y.shape == (rows, 37)
+    assert y.dtype == torch.bfloat16 and y.shape == (rows, o)
     err = (y.double() - ref).abs()
     assert bool((err <= tol).all()), float((err / tol).max())
     # and it is a close approximation of the exact product (the activations' rounding only)
@@ -144,13 +178,18 @@ def test_int8_kernel_matches_its_twin(qtype, k, rows):
 
 
 @needs_kernel
-@pytest.mark.parametrize("int8", [False, True])
+@pytest.mark.parametrize(
+    "int8,tiled", [(False, False), (True, False), (True, True)], ids=["exact", "int8", "tiles"]
+)
 @pytest.mark.parametrize(
     "qtype,k", [("Q5_0", 896), ("Q6_K", 512), ("Q4_1", 96), ("Q4_K", 256), ("Q8_0", 160)]
 )
-def test_a_rows_result_never_depends_on_the_row_count(qtype, k, int8):
-    raw = random_blocks(qtype, 40, k, seed=1)
-    packs, types = [pack_tensor(raw, qtype, k)], [formats.TYPES[qtype]]
+def test_a_rows_result_never_depends_on_the_row_count(qtype, k, int8, tiled):
+    if tiled and qtype not in tiles.TILE_TYPES:
+        pytest.skip(f"{qtype} has no tile layout")
+    raw = random_blocks(qtype, 48, k, seed=1)
+    pack, code = _layout(raw, qtype, k, tiled)
+    packs, types = [pack], [code]
     x = torch.randn(64, k, generator=torch.Generator().manual_seed(5)).bfloat16()
     whole = qk.quant_linear(x, packs, types, k, None, int8)  # 64 rows
     for start, n in [(0, 1), (5, 1), (3, 4), (8, 8), (10, 9), (20, 31), (0, 64)]:
@@ -162,20 +201,24 @@ def test_a_rows_result_never_depends_on_the_row_count(qtype, k, int8):
 @pytest.mark.parametrize("int8", [False, True])
 def test_fused_segments_of_different_types(int8):
     k = 256
-    raws = [("Q5_0", random_blocks("Q5_0", 20, k, 1)), ("Q8_0", random_blocks("Q8_0", 6, k, 2))]
+    raws = [("Q5_0", random_blocks("Q5_0", 32, k, 1)), ("Q8_0", random_blocks("Q8_0", 8, k, 2))]
     parts = [PackedWeight([pack_tensor(r, t, k)], [formats.TYPES[t]], k, int8) for t, r in raws]
     fused = concat([parts[0], parts[1], parts[1]])  # q | k | v shapes, the last two merged
-    assert fused.type_names == ["Q5_0", "Q8_0"] and fused.shape == (32, k)
+    assert fused.type_names == ["Q5_0", "Q8_0"] and fused.shape == (48, k)
     x = torch.randn(5, k).bfloat16()
-    bias = torch.randn(32)
+    bias = torch.randn(48)
     with torch.inference_mode():  # the kernel (autograd takes the dense twin)
-        y = QuantLinear(fused, bias)(x)
+        lin = QuantLinear(fused, bias)
+        lin.set_int8(int8)  # int8: both segments tiled (32 and 16 rows)
+        assert fused.tiled == [int8, int8] and lin.pack0 is fused.packs[0]
+        y = lin(x)
         pieces = [p.matmul(x) for p in (parts[0], parts[1], parts[1])]
     assert torch.equal(y, (torch.cat(pieces, dim=1).float() + bias).bfloat16()) or torch.allclose(
         y.float(), torch.cat(pieces, dim=1).float() + bias, atol=2e-2, rtol=2.0**-7
     )
     if int8:  # the int8 twin: x's quants times the exact weights
-        twin = activations.linear_reference(x, fused.packs, fused.types, k, bias).float()
+        rows = [fused.row_pack(i) for i in range(2)]
+        twin = activations.linear_reference(x, rows, fused.types, k, bias).float()
     else:  # the exact weights times x
         twin = F.linear(x.float(), fused.dense(), bias)
     assert torch.allclose(y.float(), twin, rtol=2.0**-7, atol=1e-3)

@@ -1,0 +1,145 @@
+// plait CPU kernel: the int8 (VNNI) linear on "tiles": 16 output rows of a 32-element-block
+// type (Q8_0, Q5_0) interleaved so that one vector lane belongs to one output row.
+//
+// Why: in the row layout (quant_dot8.cpp) the 16 lanes of a dot product hold partial sums of
+// one output row's two blocks, so every 64 weights need their own int32 -> fp32 conversion,
+// scale product and FMA, per activation row: 4 vector ops per row where a bf16 dot needs 2. In a
+// tile, lane o of the weight vector g holds output row o's 4 quants k = 4g..4g+3, so the row's 4
+// activation quants at k are one broadcast memory operand of `vpdpbusd`, and 8 dot products
+// leave, in lane o, output row o's exact integer dot over a whole 32-element block. The block's
+// scales (the 16 rows' fp16 d, the activation row's d) are then applied once per block to 16
+// outputs: 8 dot products + 3 ops per 512 multiply-adds and activation row, instead of 32.
+//
+// Layout per tile and 64-element chunk c (formats.tile writes it, formats.untile is its twin):
+//   bytes 0-63: the fp16 scales, block 0's 16 rows then block 1's;
+//   Q8_0 (1088 bytes): 16 vectors V[g] (g = 0..15, elements 4g..4g+3 of the chunk), lane o =
+//     row o's 4 quants + 128 (unsigned);
+//   Q5_0 (704 bytes): 8 vectors N[h]: low nibble = V[h], high nibble = V[h + 8] (the 5-bit quants'
+//     low 4 bits), then 2 vectors H[s]: bit b of byte j = the fifth bit of byte j of V[8s + b].
+// Both sizes equal the GGUF's bytes. A type stored with a bias (128, 16) starts each block's
+// integer sum at -bias x (the sum of the activation block's quants).
+//
+// Numerics: the same exact integer dot per (row, output, block) as quant_dot8.cpp, then
+// y += float(dot) x (dw x dx) per block in order, + bias, rounded to bf16. Batch invariance:
+// every (activation row, output row) pair runs the same operations whatever the row count.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include "quant_rows8.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace {
+
+using plait_quant::Quants;
+
+constexpr int64_t kLanes = 16;  // output rows per tile
+constexpr int kRows = 8;        // activation rows per register tile
+
+struct TileQ8_0 {
+  static constexpr int64_t kChunk = 1088;
+  static constexpr int kBias = 128;
+  static inline void vectors(const uint8_t* p, int blk, __m512i* v) {  // block blk's 8 vectors
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) v[g] = _mm512_loadu_si512(p + 64 + 64 * (8 * blk + g));
+  }
+};
+
+struct TileQ5_0 {
+  static constexpr int64_t kChunk = 704;
+  static constexpr int kBias = 16;
+  static inline void vectors(const uint8_t* p, int blk, __m512i* v) {
+    const __m512i h = _mm512_loadu_si512(p + 576 + 64 * blk);
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) {
+      __m512i n = _mm512_loadu_si512(p + 64 + 64 * g);
+      if (blk) n = _mm512_srli_epi16(n, 4);
+      // bit g of H's bytes to bit 4 (16-bit shifts: bit 4 of each byte comes from its own byte)
+      const __m512i hb = g < 4 ? _mm512_slli_epi16(h, 4 - g) : _mm512_srli_epi16(h, g - 4);
+      // (n & 15) | (hb & 16)
+      v[g] = _mm512_ternarylogic_epi32(_mm512_and_si512(n, _mm512_set1_epi8(15)), hb, _mm512_set1_epi8(16), 0xF8);
+    }
+  }
+};
+
+inline int32_t load4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// NR activation rows (from r0) x one tile's 16 outputs -> y rows (bf16, 16 columns from y0)
+template <class T, int NR>
+inline void tile_rows(const uint8_t* tile, const Quants& xq, int64_t r0, const float* bias, at::BFloat16* y0,
+                      int64_t ldy) {
+  const int64_t C = xq.C;
+  __m512 acc[NR];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
+  __m512i v[8];
+  for (int64_t c = 0; c < C; ++c) {
+    const uint8_t* p = tile + c * T::kChunk;
+    for (int blk = 0; blk < 2; ++blk) {
+      const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 * blk)));
+      T::vectors(p, blk, v);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) {
+        const int64_t b = (r0 + r) * 2 * C + 2 * c + blk;  // the activation row's block
+        const int8_t* xr = xq.q32.data() + (r0 + r) * C * 64 + c * 64 + 32 * blk;
+        __m512i s = _mm512_set1_epi32(-T::kBias * xq.bsum[b]);
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) s = _mm512_dpbusd_epi32(s, v[g], _mm512_set1_epi32(load4(xr + 4 * g)));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xq.d32[b])), acc[r]);
+      }
+    }
+  }
+  const __m512 bv = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) {
+    const __m512 o = bias ? _mm512_add_ps(acc[r], bv) : acc[r];
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y0 + (r0 + r) * ldy), (__m256i)_mm512_cvtneps_pbh(o));
+  }
+}
+
+template <class T>
+void tile_segment(const Quants& xq, const uint8_t* wp, int64_t tile_bytes, int64_t tiles, const float* bias,
+                  at::BFloat16* y, int64_t ldy, int64_t col0) {
+  const int64_t R = xq.R;
+  at::parallel_for(0, tiles, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const uint8_t* tile = wp + t * tile_bytes;
+      const float* b = bias ? bias + col0 + t * kLanes : nullptr;
+      at::BFloat16* yt = y + col0 + t * kLanes;
+      for (int64_t r0 = 0; r0 < R; r0 += kRows) {
+        switch (std::min<int64_t>(kRows, R - r0)) {
+          case 1: tile_rows<T, 1>(tile, xq, r0, b, yt, ldy); break;
+          case 2: tile_rows<T, 2>(tile, xq, r0, b, yt, ldy); break;
+          case 3: tile_rows<T, 3>(tile, xq, r0, b, yt, ldy); break;
+          case 4: tile_rows<T, 4>(tile, xq, r0, b, yt, ldy); break;
+          case 5: tile_rows<T, 5>(tile, xq, r0, b, yt, ldy); break;
+          case 6: tile_rows<T, 6>(tile, xq, r0, b, yt, ldy); break;
+          case 7: tile_rows<T, 7>(tile, xq, r0, b, yt, ldy); break;
+          default: tile_rows<T, 8>(tile, xq, r0, b, yt, ldy); break;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+// One tiled segment of quant_linear_q8 (quant_dot8.cpp): `pack` (O / 16, tile bytes) of tile type
+// code `type` (kTileCode + the GGUF type code); columns col0.. of y (R, ldy). Checked by the caller.
+void quant_tiles_q8(Quants& xq, const at::BFloat16* x, const torch::Tensor& pack, int64_t type, const float* bias,
+                    at::BFloat16* y, int64_t ldy, int64_t col0) {
+  xq.need32(x);
+  const uint8_t* wp = pack.data_ptr<uint8_t>();
+  const int64_t tiles = pack.size(0), tb = pack.size(1);
+  switch (type) {
+    case plait_quant::kTileCode + 0: tile_segment<TileQ8_0>(xq, wp, tb, tiles, bias, y, ldy, col0); break;
+    case plait_quant::kTileCode + 1: tile_segment<TileQ5_0>(xq, wp, tb, tiles, bias, y, ldy, col0); break;
+    default: TORCH_CHECK(false, "quant_linear: no tile kernel for type ", type);
+  }
+}
