@@ -70,14 +70,10 @@ inline int32_t load4(const int8_t* p) {
   return v;
 }
 
-// NR activation rows (from r0) x one tile's 16 outputs -> y rows (bf16, 16 columns from y0)
+// The 32-element-block types: NR activation rows (from r0) x one tile's 16 outputs, into acc
 template <class T, int NR>
-inline void tile_rows(const uint8_t* tile, const Quants& xq, int64_t r0, const float* bias, at::BFloat16* y0,
-                      int64_t ldy) {
+inline void blocks32(const uint8_t* tile, const Quants& xq, int64_t r0, __m512* acc) {
   const int64_t C = xq.C;
-  __m512 acc[NR];
-#pragma GCC unroll 8
-  for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
   __m512i v[8];
   for (int64_t c = 0; c < C; ++c) {
     const uint8_t* p = tile + c * T::kChunk;
@@ -95,6 +91,138 @@ inline void tile_rows(const uint8_t* tile, const Quants& xq, int64_t r0, const f
       }
     }
   }
+}
+
+inline __m512 halves16(const uint8_t* p) {  // 16 fp16 -> fp32
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// 8 nibble vectors at p -> the low (h = 0) or high (h = 1) nibbles
+inline void nibbles8(const uint8_t* p, int h, __m512i* v) {
+#pragma GCC unroll 8
+  for (int g = 0; g < 8; ++g) {
+    const __m512i n = _mm512_loadu_si512(p + 64 * g);
+    v[g] = _mm512_and_si512(h ? _mm512_srli_epi16(n, 4) : n, _mm512_set1_epi8(15));
+  }
+}
+
+// this row's 4 quants at xr + 4g for g in [g0, g1) against v: an exact int32 per lane
+template <int G0, int G1>
+inline __m512i dots(const __m512i* v, const int8_t* xr) {
+  __m512i d = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int g = G0; g < G1; ++g) d = _mm512_dpbusd_epi32(d, v[g], _mm512_set1_epi32(load4(xr + 4 * g)));
+  return d;
+}
+
+// Q4_K tiles, per superblock (2368 bytes): d (16 fp16), dmin, scales [j][o], mins [j/2][o][2],
+// then per 64-element chunk q 8 nibble vectors (low: sub-block 2q, high: 2q + 1). Per row:
+// y += d dx x sum_j sc_j dot_j - dmin dx x sum_j mn_j bsum_j (exact integer sums).
+struct TileQ4_K {
+  static constexpr int64_t kSuper = 2368;
+  template <int NR>
+  static inline void run(const uint8_t* tile, const Quants& xq, int64_t r0, __m512* acc) {
+    const int64_t S = xq.C / 4;
+    __m512i v[8];
+    for (int64_t s = 0; s < S; ++s) {
+      const uint8_t* p = tile + s * kSuper;
+      __m512i isum[NR];
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) isum[r] = _mm512_setzero_si512();
+      for (int j = 0; j < 8; ++j) {
+        nibbles8(p + 320 + 512 * (j / 2), j % 2, v);
+        const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 64 + 16 * j)));
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; ++r) {
+          const int8_t* xr = xq.q256.data() + (r0 + r) * xq.C * 64 + s * 256 + 32 * j;
+          isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(dots<0, 8>(v, xr), sc));
+        }
+      }
+      __m512i mn[4];
+#pragma GCC unroll 4
+      for (int jp = 0; jp < 4; ++jp) mn[jp] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 192 + 32 * jp)));
+      const __m512 d = halves16(p), dmin = halves16(p + 32);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) {
+        const int16_t* bs = xq.bs32.data() + ((r0 + r) * S + s) * 8;
+        __m512i m = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int jp = 0; jp < 4; ++jp) m = _mm512_dpwssd_epi32(m, mn[jp], _mm512_set1_epi32(load4(reinterpret_cast<const int8_t*>(bs + 2 * jp))));
+        const __m512 dx = _mm512_set1_ps(xq.d256[(r0 + r) * S + s]);
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_mul_ps(d, dx), acc[r]);
+        acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dmin, dx), acc[r]);
+      }
+    }
+  }
+};
+
+// Q6_K tiles, per superblock (3360 bytes): d (16 fp16), scales [j/2][o][2] (int8), then per
+// 64-element chunk q 8 nibble vectors and 4 vectors of top bits (bits 2b..2b+1 of vector i: the
+// top bits of the chunk's group 4i + b). Quants stored q + 32: per row
+// y += d dx x (sum_j sc_j dot_j - 32 sum_j sc_j bsum_j), exact integers.
+struct TileQ6_K {
+  static constexpr int64_t kSuper = 3360;
+  template <int NR>
+  static inline void run(const uint8_t* tile, const Quants& xq, int64_t r0, __m512* acc) {
+    const int64_t S = xq.C / 4;
+    __m512i v[8];
+    for (int64_t s = 0; s < S; ++s) {
+      const uint8_t* p = tile + s * kSuper;
+      __m512i isum[NR];
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) isum[r] = _mm512_setzero_si512();
+      for (int hh = 0; hh < 8; ++hh) {  // half hh % 2 of chunk hh / 2: sub-blocks 2hh, 2hh + 1
+        const uint8_t* c = p + 288 + 768 * (hh / 2);
+        nibbles8(c, hh % 2, v);
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) {
+          const __m512i t = _mm512_loadu_si512(c + 512 + 64 * (2 * (hh % 2) + g / 4));
+          const int b = g % 4;  // bits 2b..2b+1 -> bits 4..5
+          const __m512i tb = b == 0 ? _mm512_slli_epi16(t, 4) : b == 1 ? _mm512_slli_epi16(t, 2) : b == 2 ? t : _mm512_srli_epi16(t, 2);
+          v[g] = _mm512_ternarylogic_epi32(v[g], tb, _mm512_set1_epi8(0x30), 0xF8);  // v | (tb & 0x30)
+        }
+        const __m512i pr = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 + 32 * hh)));
+        const __m512i sc0 = _mm512_srai_epi32(_mm512_slli_epi32(pr, 16), 16), sc1 = _mm512_srai_epi32(pr, 16);
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; ++r) {
+          const int8_t* xr = xq.q256.data() + (r0 + r) * xq.C * 64 + s * 256 + 32 * hh;
+          const __m512i a = _mm512_add_epi32(_mm512_mullo_epi32(dots<0, 4>(v, xr), sc0), _mm512_mullo_epi32(dots<4, 8>(v, xr), sc1));
+          isum[r] = _mm512_add_epi32(isum[r], a);
+        }
+      }
+      const __m512 d = halves16(p);
+#pragma GCC unroll 8
+      for (int r = 0; r < NR; ++r) {
+        const int16_t* bs = xq.bs16.data() + ((r0 + r) * S + s) * 16;
+        __m512i m = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int jp = 0; jp < 8; ++jp) {
+          const __m512i pr = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32 + 32 * jp)));
+          m = _mm512_dpwssd_epi32(m, pr, _mm512_set1_epi32(load4(reinterpret_cast<const int8_t*>(bs + 2 * jp))));
+        }
+        const __m512i i = _mm512_sub_epi32(isum[r], _mm512_slli_epi32(m, 5));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(d, _mm512_set1_ps(xq.d256[(r0 + r) * S + s])), acc[r]);
+      }
+    }
+  }
+};
+
+template <class T>
+struct Blocks32 {
+  template <int NR>
+  static inline void run(const uint8_t* tile, const Quants& xq, int64_t r0, __m512* acc) {
+    blocks32<T, NR>(tile, xq, r0, acc);
+  }
+};
+
+// NR activation rows (from r0) x one tile -> y rows (bf16, 16 columns from y0)
+template <class K, int NR>
+inline void tile_rows(const uint8_t* tile, const Quants& xq, int64_t r0, const float* bias, at::BFloat16* y0,
+                      int64_t ldy) {
+  __m512 acc[NR];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
+  K::template run<NR>(tile, xq, r0, acc);
   const __m512 bv = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r) {
@@ -134,12 +262,13 @@ void tile_segment(const Quants& xq, const uint8_t* wp, int64_t tile_bytes, int64
 // code `type` (kTileCode + the GGUF type code); columns col0.. of y (R, ldy). Checked by the caller.
 void quant_tiles_q8(Quants& xq, const at::BFloat16* x, const torch::Tensor& pack, int64_t type, const float* bias,
                     at::BFloat16* y, int64_t ldy, int64_t col0) {
-  xq.need32(x);
   const uint8_t* wp = pack.data_ptr<uint8_t>();
   const int64_t tiles = pack.size(0), tb = pack.size(1);
   switch (type) {
-    case plait_quant::kTileCode + 0: tile_segment<TileQ8_0>(xq, wp, tb, tiles, bias, y, ldy, col0); break;
-    case plait_quant::kTileCode + 1: tile_segment<TileQ5_0>(xq, wp, tb, tiles, bias, y, ldy, col0); break;
+    case plait_quant::kTileCode + 0: xq.need32(x); tile_segment<Blocks32<TileQ8_0>>(xq, wp, tb, tiles, bias, y, ldy, col0); break;
+    case plait_quant::kTileCode + 1: xq.need32(x); tile_segment<Blocks32<TileQ5_0>>(xq, wp, tb, tiles, bias, y, ldy, col0); break;
+    case plait_quant::kTileCode + 3: xq.need256(x); tile_segment<TileQ4_K>(xq, wp, tb, tiles, bias, y, ldy, col0); break;
+    case plait_quant::kTileCode + 4: xq.need256(x); tile_segment<TileQ6_K>(xq, wp, tb, tiles, bias, y, ldy, col0); break;
     default: TORCH_CHECK(false, "quant_linear: no tile kernel for type ", type);
   }
 }

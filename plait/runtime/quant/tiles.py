@@ -17,10 +17,90 @@ from plait.runtime.quant import formats
 
 LANES = 16
 """Output rows per tile."""
-TILE_TYPES = ("Q8_0", "Q5_0")
+TILE_TYPES = ("Q8_0", "Q5_0", "Q4_K", "Q6_K")
 """Types with a tile layout (and kernel)."""
 TILE_CODE = 16
 """A tile layout's kernel type code is TILE_CODE + the type's packed code."""
+
+
+def _kq_values(packed: np.ndarray, qtype: str, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """K-quant row layout (O, S x superblock) -> (head bytes (O, S, h), unsigned quants
+    (O, S, 256)): Q4_K's head d, dmin, 8 scales, 8 mins; Q6_K's d, 16 int8 scales."""
+    p = packed.reshape(packed.shape[0], s, -1)
+    if qtype == "Q4_K":
+        nib = p[..., 20:].reshape(p.shape[0], s, 4, 32)
+        return p[..., :20], np.concatenate([nib & 15, nib >> 4], axis=-1).reshape(-1, s, 256)
+    ch = p[..., 18:].reshape(p.shape[0], s, 4, 48)
+    top = (ch[..., None, :16] >> (2 * np.arange(4, dtype=np.uint8))[:, None]) & 3  # (.., 4, 16)
+    nib = ch[..., 16:]
+    q = np.concatenate([nib & 15, nib >> 4], axis=-1) | (top.reshape(-1, s, 4, 64) << 4)
+    return p[..., :18], q.reshape(-1, s, 256)
+
+
+def _kq_tile(packed: np.ndarray, qtype: str, o: int, s: int) -> np.ndarray:
+    """K-quant tiles, per superblock: Q4_K d (16 fp16), dmin, scales [j][o], mins [j/2][o][2],
+    then per 64-element chunk p 8 nibble vectors N[g] (low = V[16p + g], high = V[16p + 8 + g]);
+    Q6_K d, scales [j/2][o][2] (int8), then per chunk N as Q4_K's and 4 vectors whose bits
+    2b..2b+1 hold the top bits of V[16p + 4i + b]."""
+    head, q = _kq_values(packed, qtype, s)
+    t = o // LANES
+    h = head.reshape(t, LANES, s, -1).transpose(0, 2, 1, 3)  # (T, S, 16, head)
+    v = q.reshape(t, LANES, s, 64, 4).transpose(0, 2, 3, 1, 4).reshape(t, s, 4, 16, 64)
+    nib = (v[:, :, :, :8] & 15) | ((v[:, :, :, 8:] & 15) << 4)  # (T, S, 4, 8, 64)
+    if qtype == "Q4_K":
+        parts = [
+            h[..., 0:2].reshape(t, s, 32),
+            h[..., 2:4].reshape(t, s, 32),
+            h[..., 4:12].transpose(0, 1, 3, 2).reshape(t, s, 128),
+            h[..., 12:20].reshape(t, s, LANES, 4, 2).transpose(0, 1, 3, 2, 4).reshape(t, s, 128),
+            nib.reshape(t, s, 2048),
+        ]
+    else:
+        top = (v >> 4).reshape(t, s, 4, 4, 4, 64)  # (T, S, p, i, b, 64)
+        tb = (top << (2 * np.arange(4, dtype=np.uint8))[:, None]).sum(axis=4, dtype=np.uint8)
+        body = np.concatenate([nib.reshape(t, s, 4, 512), tb.reshape(t, s, 4, 256)], axis=-1)
+        parts = [
+            h[..., 0:2].reshape(t, s, 32),
+            h[..., 2:18].reshape(t, s, LANES, 8, 2).transpose(0, 1, 3, 2, 4).reshape(t, s, 256),
+            body.reshape(t, s, 3072),
+        ]
+    return np.concatenate(parts, axis=-1).reshape(t, -1)
+
+
+def _kq_untile(tiled: np.ndarray, qtype: str, s: int) -> np.ndarray:
+    """_kq_tile's inverse: tiles -> the K-quant row layout (O, S x superblock)."""
+    t = tiled.shape[0]
+    p = tiled.reshape(t, s, -1)
+    if qtype == "Q4_K":
+        d = p[..., 0:32].reshape(t, s, LANES, 2)
+        dmin = p[..., 32:64].reshape(t, s, LANES, 2)
+        sc = p[..., 64:192].reshape(t, s, 8, LANES).transpose(0, 1, 3, 2)
+        mn = p[..., 192:320].reshape(t, s, 4, LANES, 2).transpose(0, 1, 3, 2, 4)
+        head = np.concatenate([d, dmin, sc, mn.reshape(t, s, LANES, 8)], axis=-1)
+        nib = p[..., 320:].reshape(t, s, 4, 8, 64)
+    else:
+        d = p[..., 0:32].reshape(t, s, LANES, 2)
+        sc = p[..., 32:288].reshape(t, s, 8, LANES, 2).transpose(0, 1, 3, 2, 4)
+        head = np.concatenate([d, sc.reshape(t, s, LANES, 16)], axis=-1)
+        body = p[..., 288:].reshape(t, s, 4, 768)
+        nib = body[..., :512].reshape(t, s, 4, 8, 64)
+        tb = body[..., 512:].reshape(t, s, 4, 4, 1, 64)
+        top = (tb >> (2 * np.arange(4, dtype=np.uint8))[:, None]) & 3  # (T, S, p, i, b, 64)
+    v = np.concatenate([nib & 15, nib >> 4], axis=3)  # (T, S, 4, 16, 64)
+    if qtype == "Q6_K":
+        v = v | (top.reshape(t, s, 4, 16, 64) << 4)
+    q = v.reshape(t, s, 64, LANES, 4).transpose(0, 3, 1, 2, 4).reshape(t * LANES, s, 256)
+    head = head.transpose(0, 2, 1, 3).reshape(t * LANES, s, -1)
+    if qtype == "Q4_K":
+        qc = q.reshape(-1, s, 4, 64)
+        body = (qc[..., :32] | (qc[..., 32:] << 4)).reshape(-1, s, 128)
+    else:
+        qc = q.reshape(-1, s, 4, 4, 16)  # (O, S, chunk, k, j)
+        top = ((qc >> 4) << (2 * np.arange(4, dtype=np.uint8))[:, None]).sum(axis=-2, dtype=np.uint8)
+        lo = (qc & 15).reshape(-1, s, 4, 64)
+        nibs = lo[..., :32] | (lo[..., 32:] << 4)
+        body = np.concatenate([top, nibs], axis=-1).reshape(-1, s, 192)
+    return np.concatenate([head, body], axis=-1).reshape(t * LANES, -1)
 
 
 def tileable(qtype: str, rows: int) -> bool:
@@ -45,6 +125,8 @@ def tile(packed: np.ndarray, qtype: str, k: int) -> np.ndarray:
     o, c = packed.shape[0], formats.chunks(k)
     if not tileable(qtype, o) or packed.shape[1] != formats.row_bytes(qtype, k):
         raise ValueError(f"no tile layout for a {qtype} matrix of {o} rows x {k}")
+    if qtype in formats.SUPER_TYPES:
+        return np.ascontiguousarray(_kq_tile(packed, qtype, o, c // 4))
     d, q = _values(packed, qtype, c)
     t = o // LANES
     # scales: (T, 16, C, blk, 2 bytes) -> (T, C, blk, 16, 2)
@@ -64,6 +146,8 @@ def tile(packed: np.ndarray, qtype: str, k: int) -> np.ndarray:
 def untile(tiled: np.ndarray, qtype: str, k: int) -> np.ndarray:
     """Tile layout (O / 16, 16 x row bytes) -> packed row layout (O, row bytes): tile's inverse."""
     t, c = tiled.shape[0], formats.chunks(k)
+    if qtype in formats.SUPER_TYPES:
+        return np.ascontiguousarray(_kq_untile(tiled, qtype, c // 4))
     p = tiled.reshape(t, c, -1)
     d = p[..., :64].reshape(t, c, 2, LANES, 2).transpose(0, 3, 1, 2, 4).reshape(t * LANES, c, 4)
     if qtype == "Q8_0":

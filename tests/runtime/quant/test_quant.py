@@ -82,7 +82,10 @@ def test_packed_layout_decodes_to_the_gguf_values(qtype, k):
         assert torch.equal(rows, ref[ids])
 
 
-@pytest.mark.parametrize("qtype,k", [("Q8_0", 96), ("Q5_0", 160), ("Q5_0", 64), ("Q8_0", 896)])
+@pytest.mark.parametrize(
+    "qtype,k",
+    [("Q8_0", 96), ("Q5_0", 160), ("Q5_0", 64), ("Q8_0", 896), ("Q4_K", 512), ("Q6_K", 256)],
+)
 def test_tile_layout_round_trips(qtype, k):
     raw = random_blocks(qtype, 48, k, seed=k)
     packed = formats.pack(raw, qtype, k)
@@ -149,7 +152,10 @@ def _layout(raw: np.ndarray, qtype: str, k: int, tiled: bool) -> tuple[torch.Ten
     return torch.from_numpy(tiles.tile(packed, qtype, k)), tiles.TILE_CODE + formats.TYPES[qtype]
 
 
-TILED = [("Q8_0", 96, True), ("Q8_0", 896, True), ("Q5_0", 160, True), ("Q5_0", 896, True)]
+TILED = [
+    ("Q8_0", 96, True), ("Q8_0", 896, True), ("Q5_0", 160, True), ("Q5_0", 896, True),
+    ("Q4_K", 256, True), ("Q4_K", 768, True), ("Q6_K", 256, True), ("Q6_K", 512, True),
+]  # fmt: skip
 
 
 @needs_kernel
