@@ -119,23 +119,3 @@ DTYPE_HELP = (
     "gguf insists on it; gguf-exact keeps the blocks with exact bf16 activations (slower); "
     "bf16/fp16/fp32 dequantise"
 )
-
-PACKED_MAX_ROWS = 2
-"""Most rows per step for which `--dtype auto` keeps a GGUF's packed blocks in `plait serve`: on
-the dev box (2-core Zen 4) packed Qwen2.5-0.5B (int8 activations) decodes 1.5-1.7x bf16's speed
-at 1-2 rows and 0.7-0.86x from 4 rows on (docs/log.md 2026-12-07 evening and night, issue 24):
-there the dot products, not the weight stream, set the pace, and the blocks' scales add work."""
-
-
-def dtype_for_rows(dtype: str, rows: int) -> tuple[str, str]:
-    """`dtype` for an engine that batches up to `rows` rows per step, and why it changed ('' if
-    not): "auto" becomes "bf16" above PACKED_MAX_ROWS (faster there; more memory). Only where the
-    row budget is a setting of the whole engine (a server), so a request's numerics never depend
-    on its batch."""
-    if dtype != "auto" or rows <= PACKED_MAX_ROWS:
-        return dtype, ""
-    return "bf16", (
-        f"--dtype auto uses bf16 weights for up to {rows} rows per step (faster than a GGUF's "
-        f"packed blocks above {PACKED_MAX_ROWS} rows on CPUs; --dtype gguf keeps them packed: "
-        "less memory, faster for one or two streams)"
-    )

@@ -86,14 +86,3 @@ def test_every_command_shows_its_defaults_and_examples() -> None:
         assert parser.formatter_class is HelpFormatter, path
         assert "\nexamples:\n" in out and f"{path} " in out.split("examples:")[1], path
         assert "(default: None)" not in out and "(default: False)" not in out, path
-
-
-def test_serve_auto_dtype_is_bf16_for_batches_and_packed_for_one_or_two_rows():
-    from plait.arguments import PACKED_MAX_ROWS, dtype_for_rows
-
-    assert dtype_for_rows("auto", 1) == ("auto", "")
-    assert dtype_for_rows("auto", PACKED_MAX_ROWS) == ("auto", "")
-    dtype, why = dtype_for_rows("auto", 64)
-    assert dtype == "bf16" and "--dtype gguf" in why and "64 rows" in why
-    for explicit in ("gguf", "bf16", "fp32"):
-        assert dtype_for_rows(explicit, 64) == (explicit, "")

@@ -25,7 +25,7 @@ EVAL_EPILOG = """examples:
 
 def register_eval(subparsers: Any) -> None:
     """Add `plait eval hogwild` to the `plait eval` group."""
-    from plait.arguments import DTYPE_CHOICES, HelpFormatter, finite_float
+    from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter, finite_float
     from plait.eval.cli import evaluation_parsers
 
     h = evaluation_parsers(subparsers).add_parser(
@@ -55,9 +55,7 @@ def register_eval(subparsers: Any) -> None:
     h.add_argument("--temperature", type=finite_float, help="0 = greedy (default: the preset's)")
     h.add_argument("--batch", type=int, default=16, help="problems solved together in one forward")
     h.add_argument("--finisher-tokens", type=int, default=16, help="max finisher tokens")
-    h.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
-                   help="auto = bf16 here (batched problems run faster on bf16 weights than on a "
-                   "GGUF's packed blocks); gguf keeps the blocks; fp16/fp32 dequantise")  # fmt: skip
+    h.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)
     h.add_argument("--device", default="cpu")
     h.add_argument("--out", default="out/eval_hogwild", help="output directory")
     h.add_argument(
@@ -111,9 +109,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for name in ("records.jsonl", "transcripts.jsonl", "manifest.json", "table.json", "curve.png"):
         if out.is_dir():  # a file it writes must not be the input
             check_writable(out / name, "--out", [("--dataset", args.dataset)])
-    # auto: bf16 whatever --batch (problems are batched, where bf16 beats packed GGUF blocks on
-    # CPUs; one dtype for every --batch keeps the records independent of it)
-    dtype = "bf16" if args.dtype == "auto" else args.dtype
+    dtype = args.dtype  # the same for every --batch: the records never depend on it
     describe = {"model": args.model, "dtype": dtype, "dataset": args.dataset,
                 "dataset_sha256": fingerprint(args.dataset)}  # fmt: skip
     if args.dataset.endswith(".jsonl"):  # the keys choose the gold answers: a resume must agree

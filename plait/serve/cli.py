@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter, dtype_for_rows
+from plait.arguments import DTYPE_CHOICES, DTYPE_HELP, HelpFormatter
 from plait.serve.cluster.cli import RAY_EPILOG, add_arguments
 
 SERVE_EPILOG = """examples:
@@ -79,10 +79,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         kv_budget_tokens=args.kv_budget_tokens, max_rows=args.max_rows,
         step_tokens=args.step_tokens, block_tokens=args.block_tokens,
     )  # fmt: skip
-    dtype, why = dtype_for_rows(args.dtype, args.max_rows)
-    if why:
-        print(f"plait serve: {why}", file=sys.stderr, flush=True)
-    loaded = load_model(args.model, dtype=dtype, device=args.device)
+    loaded = load_model(args.model, dtype=args.dtype, device=args.device)
     state = build_state(loaded, config, args.served_model_name or args.model, args.max_n,
                         args.max_waiting)  # fmt: skip
     print(f"plait serve: {state.model_name} on http://{args.host}:{args.port}/v1 "

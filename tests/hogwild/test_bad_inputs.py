@@ -165,10 +165,10 @@ def test_a_missing_extra_is_one_line_before_the_work(  # noqa: ANN201
 
 
 def _eval_argv(tmp: Path, *extra: str) -> list[str]:
-    # smollm2: eval's --dtype auto is bf16, and the serve tests need SmolLM2's bf16 entry anyway
+    # smollm2 in bf16: the serve tests need SmolLM2's bf16 entry anyway
     return ["eval", "hogwild", "--dataset", str(tmp / "p.jsonl"), "--no-progress", "--out",
             str(tmp / "o"), "--budgets", "3", "--finisher-tokens", "1", "--methods",
-            "sequential", "--model", "smollm2-135m", *extra]  # fmt: skip
+            "sequential", "--model", "smollm2-135m", "--dtype", "bf16", *extra]  # fmt: skip
 
 
 def test_eval_resume_keeps_a_record_without_its_newline_and_refuses_other_keys(  # noqa: ANN201

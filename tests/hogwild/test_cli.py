@@ -99,8 +99,8 @@ def test_help_shows_defaults_and_examples(argv: list[str], capsys) -> None:  # n
     assert exc.value.code == 0 and "examples:" in out and "(default: " in out
 
 
-@pytest.mark.parametrize("given,loaded", [("auto", "bf16"), ("gguf", "gguf"), ("fp32", "fp32")])
-def test_eval_auto_dtype_is_bf16_whatever_the_batch(monkeypatch, tmp_path: Path, given, loaded):  # noqa: ANN001
+@pytest.mark.parametrize("given,loaded", [("auto", "auto"), ("gguf", "gguf"), ("fp32", "fp32")])
+def test_eval_dtype_is_the_same_whatever_the_batch(monkeypatch, tmp_path: Path, given, loaded):  # noqa: ANN001
     seen = stop_at_load(monkeypatch)
     data = tmp_path / "q.jsonl"
     data.write_text('{"question": "1+1?", "answer": "2"}\n')

@@ -29,7 +29,10 @@ from plait.runtime.kernels.build import build_or_explain
 
 _SOURCE = Path(__file__).with_name("quant_linear.cpp")
 _SOURCES = [_SOURCE, _SOURCE.with_name("quant_dot8.cpp"), _SOURCE.with_name("quant_tiles.cpp")]
-_HEADERS = [_SOURCE.with_name("quant_common.h"), _SOURCE.with_name("quant_rows8.h")]  # hashed, not compiled on their own
+_HEADERS = [
+    _SOURCE.with_name("quant_common.h"),
+    _SOURCE.with_name("quant_rows8.h"),
+]  # hashed, not compiled on their own
 _CFLAGS = [
     "-O3",
     "-mavx512f",

@@ -96,7 +96,9 @@ def _kq_untile(tiled: np.ndarray, qtype: str, s: int) -> np.ndarray:
         body = (qc[..., :32] | (qc[..., 32:] << 4)).reshape(-1, s, 128)
     else:
         qc = q.reshape(-1, s, 4, 4, 16)  # (O, S, chunk, k, j)
-        top = ((qc >> 4) << (2 * np.arange(4, dtype=np.uint8))[:, None]).sum(axis=-2, dtype=np.uint8)
+        top = ((qc >> 4) << (2 * np.arange(4, dtype=np.uint8))[:, None]).sum(
+            axis=-2, dtype=np.uint8
+        )
         lo = (qc & 15).reshape(-1, s, 4, 64)
         nibs = lo[..., :32] | (lo[..., 32:] << 4)
         body = np.concatenate([top, nibs], axis=-1).reshape(-1, s, 192)

@@ -12,8 +12,6 @@ import argparse
 import sys
 from typing import Any
 
-from plait.arguments import dtype_for_rows
-
 RAY_EPILOG = """
 scale out (Ray Serve; pip install -e '.[ray]'):
   ray start --head --num-cpus 4                     # on the head; `ray start --address HEAD:6379` on others
@@ -63,11 +61,8 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as exc:
         raise UsageError(f"bad --ray settings: {exc}") from None
-    dtype, why = dtype_for_rows(args.dtype, args.max_rows)
-    if why:
-        _say(f"plait serve --ray: {why}")
     spec = ReplicaSpec(
-        model=args.model, served_name=args.served_model_name or args.model, dtype=dtype,
+        model=args.model, served_name=args.served_model_name or args.model, dtype=args.dtype,
         device=args.device, max_n=args.max_n, max_waiting=args.max_waiting,
         engine=dict(kv_budget_tokens=args.kv_budget_tokens, max_rows=args.max_rows,
                     step_tokens=args.step_tokens, block_tokens=args.block_tokens),

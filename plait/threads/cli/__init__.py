@@ -120,12 +120,12 @@ def _logprobs(sub: Any) -> None:
                    help="the policy: bundled name, HF-format directory, .gguf file or hub id")  # fmt: skip
     p.add_argument("--block-tokens", type=int, default=64,
                    help="the sampling engine's --block-tokens (plait serve: 64)")  # fmt: skip
-    p.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
-                   help="the sampling server's weights: " + DTYPE_HELP + "; auto resolves as "
-                   "plait serve's does for --server-max-rows")  # fmt: skip
-    p.add_argument("--server-max-rows", type=int, default=64,
-                   help="the sampling server's --max-rows (plait serve's --dtype auto loads bf16 "
-                   "weights above 2)")  # fmt: skip
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPE_CHOICES,
+        help="the sampling server's weights (its --dtype): " + DTYPE_HELP,
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--backend", choices=["chunked", "dense", "flex"], default="chunked",
                    help="attention of the packed training forward")  # fmt: skip

@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plait.arguments import dtype_for_rows
 from plait.errors import UsageError
 from plait.threads.cli.common import emit
 from plait.threads.data.records import TrajectoryRecord, load_format
@@ -138,8 +137,7 @@ def cmd_logprobs(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.file}: {what}; give a trajectories .jsonl file")
     fmt = load_format(args.tokenizer) if args.tokenizer else None
     recs = read_records(args.file, fmt) if fmt else []  # bad input fails before the model loads
-    dtype, _ = dtype_for_rows(args.dtype, args.server_max_rows)  # the server's own choice
-    loaded = load_model(args.model, dtype=dtype, device=args.device)
+    loaded = load_model(args.model, dtype=args.dtype, device=args.device)  # as the server loads it
     if fmt is None:  # the model's own tokenizer
         fmt = ThreadFormat.from_tokenizer(loaded.tokenizer)
         recs = read_records(args.file, fmt)

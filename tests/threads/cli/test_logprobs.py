@@ -105,7 +105,7 @@ def test_bad_input(runs, capsys, tmp_path) -> None:
         assert len(err) == 1 and "plait threads logprobs: error:" in err[0] and words in err[0]
 
 
-@pytest.mark.parametrize("extra,loaded", [([], "bf16"), (["--server-max-rows", "2"], "auto"),
+@pytest.mark.parametrize("extra,loaded", [([], "auto"), (["--dtype", "bf16"], "bf16"),
                                           (["--dtype", "gguf"], "gguf")])  # fmt: skip
 def test_weights_follow_the_sampling_servers_auto_choice(monkeypatch, tmp_path, extra, loaded):  # noqa: ANN001
     seen = stop_at_load(monkeypatch)
