@@ -153,6 +153,12 @@ def quantize_rows(x: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tens
     return q, d
 
 
+def tile_pack(pack: torch.Tensor, qtype: int, k: int) -> torch.Tensor:
+    """A packed matrix (O, row bytes) of type code `qtype` in the tile layout (O / 16, 16 x row
+    bytes): `plait.runtime.quant.tiles.tile`, compiled."""
+    return _require().tile_pack(pack.contiguous(), qtype, k)
+
+
 def quant_rows(pack: torch.Tensor, qtype: int, k: int, ids: torch.Tensor) -> torch.Tensor:
     """Rows `ids` (N,) of a packed weight, dequantised to fp32 (N, k)."""
     return _require().quant_rows(pack, qtype, k, ids)

@@ -513,6 +513,7 @@ int64_t check_args(const torch::Tensor& x, const std::vector<torch::Tensor>& pac
 torch::Tensor quant_linear_q8(const torch::Tensor& x, const std::vector<torch::Tensor>& packs,
                               const std::vector<int64_t>& types, int64_t K, const c10::optional<torch::Tensor>& bias);
 std::vector<torch::Tensor> quantize_rows(const torch::Tensor& x, int64_t n);
+torch::Tensor tile_pack(const torch::Tensor& pack, int64_t type, int64_t K);  // quant_tiles.cpp
 
 // y (R, sum O_i) = x (R, K) @ [W_0; W_1; ...]^T (+ bias): packs[i] (O_i, row bytes) uint8 of
 // types[i], all with K columns. x and the output bf16; bias fp32 (sum O_i) or none. `int8`: the
@@ -572,6 +573,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("types"), py::arg("k"), py::arg("bias") = py::none(), py::arg("int8") = false);
   m.def("quantize_rows", &quantize_rows, py::call_guard<py::gil_scoped_release>(), "int8 quants and fp32 scales of x's rows per block of n", py::arg("x"),
         py::arg("n"));
+  m.def("tile_pack", &tile_pack, py::call_guard<py::gil_scoped_release>(), "a packed matrix in the tile layout", py::arg("pack"),
+        py::arg("type"), py::arg("k"));
   m.def("quant_rows", &quant_rows, py::call_guard<py::gil_scoped_release>(), "rows of a packed weight, dequantised to fp32", py::arg("pack"), py::arg("type"),
         py::arg("k"), py::arg("ids"));
 }

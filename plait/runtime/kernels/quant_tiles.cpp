@@ -272,3 +272,115 @@ void quant_tiles_q8(Quants& xq, const at::BFloat16* x, const torch::Tensor& pack
     default: TORCH_CHECK(false, "quant_linear: no tile kernel for type ", type);
   }
 }
+
+// ---- the tile layout from the row layout (tiles.py's `tile`, its twin) --------------------------
+namespace {
+
+// one row's quants (unsigned: Q8_0 q + 128, Q5_0 0..31, Q4_K 0..15, Q6_K 0..63) of the chunk
+// (32-element types, 64 values) or superblock (K-quants, 256 values) at src
+void row_values(int64_t type, const uint8_t* src, uint8_t* q) {
+  switch (type) {
+    case 0:
+      for (int e = 0; e < 64; ++e) q[e] = src[4 + e] ^ 0x80;
+      break;
+    case 1:
+      for (int e = 0; e < 64; ++e) {
+        const uint8_t n = src[12 + e % 32];
+        q[e] = uint8_t((e < 32 ? n & 15 : n >> 4) | (((src[4 + e / 8] >> (e % 8)) & 1) << 4));
+      }
+      break;
+    case 3:
+      for (int e = 0; e < 256; ++e) {
+        const uint8_t n = src[20 + 32 * (e / 64) + e % 32];
+        q[e] = (e % 64) < 32 ? n & 15 : n >> 4;
+      }
+      break;
+    default:  // Q6_K
+      for (int e = 0; e < 256; ++e) {
+        const uint8_t* c = src + 18 + 48 * (e / 64);
+        const int k = e % 64;
+        const uint8_t n = c[16 + k % 32];
+        q[e] = uint8_t((k < 32 ? n & 15 : n >> 4) | (((c[k % 16] >> (2 * (k / 16))) & 3) << 4));
+      }
+  }
+}
+
+// vector G's byte of lane o, element i: row o's value 4G + i (vals: 16 rows x n)
+inline uint8_t lane(const uint8_t* vals, int n, int G, int o, int i) { return vals[o * n + 4 * G + i]; }
+
+// one tile's unit (chunk or superblock) from its 16 rows' units (rows[o])
+void tile_unit(int64_t type, const uint8_t* const* rows, uint8_t* dst) {
+  const bool super = type >= 3;
+  const int n = super ? 256 : 64;
+  uint8_t vals[16 * 256];
+  for (int o = 0; o < 16; ++o) row_values(type, rows[o], vals + o * n);
+  if (!super) {
+    for (int o = 0; o < 16; ++o)
+      for (int b = 0; b < 2; ++b) std::memcpy(dst + 32 * b + 2 * o, rows[o] + 2 * b, 2);
+    for (int g = 0; g < (type == 0 ? 16 : 8); ++g)
+      for (int o = 0; o < 16; ++o)
+        for (int i = 0; i < 4; ++i) {
+          uint8_t* d = dst + 64 + 64 * g + 4 * o + i;
+          *d = type == 0 ? lane(vals, n, g, o, i) : uint8_t((lane(vals, n, g, o, i) & 15) | ((lane(vals, n, g + 8, o, i) & 15) << 4));
+        }
+    if (type == 1)
+      for (int s = 0; s < 2; ++s)
+        for (int o = 0; o < 16; ++o)
+          for (int i = 0; i < 4; ++i) {
+            uint8_t h = 0;
+            for (int b = 0; b < 8; ++b) h |= uint8_t(((lane(vals, n, 8 * s + b, o, i) >> 4) & 1) << b);
+            dst[576 + 64 * s + 4 * o + i] = h;
+          }
+    return;
+  }
+  const int body = type == 3 ? 320 : 288, stride = type == 3 ? 512 : 768;
+  for (int o = 0; o < 16; ++o) {
+    const uint8_t* r = rows[o];
+    std::memcpy(dst + 2 * o, r, 2);  // d
+    if (type == 3) {
+      std::memcpy(dst + 32 + 2 * o, r + 2, 2);  // dmin
+      for (int j = 0; j < 8; ++j) dst[64 + 16 * j + o] = r[4 + j];
+      for (int j = 0; j < 8; ++j) dst[192 + 32 * (j / 2) + 2 * o + j % 2] = r[12 + j];
+    } else {
+      for (int j = 0; j < 16; ++j) dst[32 + 32 * (j / 2) + 2 * o + j % 2] = r[2 + j];
+    }
+  }
+  for (int p = 0; p < 4; ++p)
+    for (int o = 0; o < 16; ++o)
+      for (int i = 0; i < 4; ++i) {
+        for (int g = 0; g < 8; ++g)
+          dst[body + stride * p + 64 * g + 4 * o + i] =
+              uint8_t((lane(vals, n, 16 * p + g, o, i) & 15) | ((lane(vals, n, 16 * p + 8 + g, o, i) & 15) << 4));
+        if (type == 4)
+          for (int t = 0; t < 4; ++t) {
+            uint8_t h = 0;
+            for (int b = 0; b < 4; ++b) h |= uint8_t(((lane(vals, n, 16 * p + 4 * t + b, o, i) >> 4) & 3) << (2 * b));
+            dst[body + stride * p + 512 + 64 * t + 4 * o + i] = h;
+          }
+      }
+}
+
+}  // namespace
+
+// A packed matrix (O, row bytes) of GGUF type code `type` (Q8_0, Q5_0, Q4_K, Q6_K) -> its tile
+// layout (O / 16, 16 x row bytes); the caller (tiles.py) checks the type and shapes.
+torch::Tensor tile_pack(const torch::Tensor& pack, int64_t type, int64_t K) {
+  TORCH_CHECK(pack.dim() == 2 && pack.scalar_type() == at::kByte && pack.is_contiguous(), "tile_pack: bad pack");
+  TORCH_CHECK(type == 0 || type == 1 || type == 3 || type == 4, "tile_pack: no tile layout for type ", type);
+  const int64_t O = pack.size(0), rb = pack.size(1), C = (K + 63) / 64;
+  TORCH_CHECK(O % 16 == 0, "tile_pack: rows must come in whole tiles of 16");
+  const int64_t units = type >= 3 ? C / 4 : C, ub = rb / units;
+  TORCH_CHECK(units > 0 && ub * units == rb, "tile_pack: row bytes do not match K");
+  auto out = torch::empty({O / 16, 16 * rb}, pack.options());
+  const uint8_t* src = pack.data_ptr<uint8_t>();
+  uint8_t* dst = out.data_ptr<uint8_t>();
+  at::parallel_for(0, O / 16, 1, [&](int64_t t0, int64_t t1) {
+    const uint8_t* rows[16];
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t u = 0; u < units; ++u) {
+        for (int o = 0; o < 16; ++o) rows[o] = src + (16 * t + o) * rb + u * ub;
+        tile_unit(type, rows, dst + t * 16 * rb + u * 16 * ub);
+      }
+  });
+  return out;
+}

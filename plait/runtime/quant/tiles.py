@@ -5,8 +5,9 @@ reads weights "lane-major": per 64-element chunk, the 16 rows' fp16 block scales
 whose lane o holds row o's 4 quants at k = 4g..4g+3 (Q8_0: the int8 quants + 128 as unsigned
 bytes; Q5_0: their low 4 bits two vectors to a byte, then the fifth bits, 8 vectors to a byte).
 The bytes equal the packed row layout's (`formats`), so tiling changes no memory use; packed
-matrices are tiled when they load for the int8 path and `untile` restores the row layout (the
-twin: `formats.unpack(untile(t))` decodes a tiled matrix). Rows must come in whole tiles of 16.
+matrices are tiled when they load for the int8 path (by `kernels.quant.tile_pack`, the compiled
+twin of `tile`) and `untile` restores the row layout (`formats.unpack(untile(t))` decodes a
+tiled matrix). Rows must come in whole tiles of 16.
 """
 
 from __future__ import annotations

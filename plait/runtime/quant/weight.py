@@ -65,7 +65,7 @@ class PackedWeight:
         for i, (p, t) in enumerate(zip(self.packs, self.types)):
             name = _NAMES[t]
             if want and not self.tiled[i] and tiles.tileable(name, p.shape[0]):
-                self.packs[i] = torch.from_numpy(tiles.tile(p.numpy(), name, self.k))
+                self.packs[i] = qkernels.tile_pack(p, t, self.k)  # == tiles.tile, compiled
                 self.tiled[i] = True
             elif not want and self.tiled[i]:
                 self.packs[i] = self.row_pack(i)

@@ -93,7 +93,9 @@ def test_tile_layout_round_trips(qtype, k):
     assert tiled.shape == (3, 16 * packed.shape[1])  # the same bytes
     assert np.array_equal(tiles.untile(tiled, qtype, k), packed)
     w = PackedWeight([torch.from_numpy(packed)], [formats.TYPES[qtype]], k)
-    if qk.available():
+    if qk.available():  # the compiled tiler (what loading uses) is the numpy one, byte for byte
+        fast = qk.tile_pack(torch.from_numpy(packed), formats.TYPES[qtype], k)
+        assert np.array_equal(fast.numpy(), tiled)
         w.set_int8(True)
         assert w.tiled == [True] and w.kernel_types == [tiles.TILE_CODE + formats.TYPES[qtype]]
         assert torch.equal(w.dense(), reference(raw, qtype, k))  # the twin reads tiles too
