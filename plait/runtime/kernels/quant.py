@@ -5,7 +5,9 @@ plait's packed GGUF layout (`plait.runtime.quant.formats`) with the GGUF's exact
 block's integers meet the bf16 activations in AVX512-BF16 dot products and the block's fp32
 scale (and offset) is applied afterwards (source and numerics: `quant_linear.cpp`). A row's
 result never depends on how many rows share the call.
-`quant_rows(pack, type, k, ids)` dequantises rows (embedding lookups).
+`quant_rows(pack, type, k, ids)` dequantises rows (embedding lookups). Type codes from
+`tiles.TILE_CODE` name a segment in the tile layout (16 output rows interleaved, int8 path
+only: `quant_tiles.cpp`); `tile_pack` builds it.
 
 A second extension next to `plait.runtime.kernels` (its own source hash and build directory,
 so the two build and change independently). It runs on x86-64 Linux CPUs with AVX512F/BW/VL/
