@@ -14,6 +14,10 @@ constexpr int64_t kTileRows = 16;
 
 inline int64_t output_rows(int64_t type, int64_t pack_rows) { return type >= kTileCode ? pack_rows * kTileRows : pack_rows; }
 
+// Whether GGUF type code `base` has a tile layout and kernel (Q8_0, Q5_0, Q4_K, Q6_K; tiles.py's
+// TILE_TYPES)
+inline bool has_tiles(int64_t base) { return base == 0 || base == 1 || base == 3 || base == 4; }
+
 inline void halves(const uint8_t* p, float& a, float& b) {  // two fp16 at p
   const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128(*reinterpret_cast<const int32_t*>(p)));
   a = _mm_cvtss_f32(v);

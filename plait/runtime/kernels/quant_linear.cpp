@@ -451,8 +451,7 @@ int64_t packed_row_bytes(int64_t type, int64_t chunks);
 // kernels cover Q8_0, Q5_0, Q4_K and Q6_K)
 int64_t pack_row_bytes(int64_t type, int64_t chunks) {
   if (type < plait_quant::kTileCode) return packed_row_bytes(type, chunks);
-  TORCH_CHECK(type >= plait_quant::kTileCode && type <= plait_quant::kTileCode + 4 && type != plait_quant::kTileCode + 2,
-              "quant_linear: no tile layout for type ", type);
+  TORCH_CHECK(plait_quant::has_tiles(type - plait_quant::kTileCode), "quant_linear: no tile layout for type ", type);
   return plait_quant::kTileRows * packed_row_bytes(type - plait_quant::kTileCode, chunks);
 }
 

@@ -35,7 +35,7 @@ namespace {
 
 using plait_quant::Quants;
 
-constexpr int64_t kLanes = 16;  // output rows per tile
+constexpr int64_t kLanes = plait_quant::kTileRows;  // output rows per tile
 constexpr int kRows = 8;        // activation rows per register tile
 
 struct TileQ8_0 {
@@ -366,20 +366,20 @@ void tile_unit(int64_t type, const uint8_t* const* rows, uint8_t* dst) {
 // layout (O / 16, 16 x row bytes); the caller (tiles.py) checks the type and shapes.
 torch::Tensor tile_pack(const torch::Tensor& pack, int64_t type, int64_t K) {
   TORCH_CHECK(pack.dim() == 2 && pack.scalar_type() == at::kByte && pack.is_contiguous(), "tile_pack: bad pack");
-  TORCH_CHECK(type == 0 || type == 1 || type == 3 || type == 4, "tile_pack: no tile layout for type ", type);
+  TORCH_CHECK(plait_quant::has_tiles(type), "tile_pack: no tile layout for type ", type);
   const int64_t O = pack.size(0), rb = pack.size(1), C = (K + 63) / 64;
-  TORCH_CHECK(O % 16 == 0, "tile_pack: rows must come in whole tiles of 16");
+  TORCH_CHECK(O % kLanes == 0, "tile_pack: rows must come in whole tiles of 16");
   const int64_t units = type >= 3 ? C / 4 : C, ub = rb / units;
   TORCH_CHECK(units > 0 && ub * units == rb, "tile_pack: row bytes do not match K");
-  auto out = torch::empty({O / 16, 16 * rb}, pack.options());
+  auto out = torch::empty({O / kLanes, kLanes * rb}, pack.options());
   const uint8_t* src = pack.data_ptr<uint8_t>();
   uint8_t* dst = out.data_ptr<uint8_t>();
-  at::parallel_for(0, O / 16, 1, [&](int64_t t0, int64_t t1) {
-    const uint8_t* rows[16];
+  at::parallel_for(0, O / kLanes, 1, [&](int64_t t0, int64_t t1) {
+    const uint8_t* rows[kLanes];
     for (int64_t t = t0; t < t1; ++t)
       for (int64_t u = 0; u < units; ++u) {
-        for (int o = 0; o < 16; ++o) rows[o] = src + (16 * t + o) * rb + u * ub;
-        tile_unit(type, rows, dst + t * 16 * rb + u * 16 * ub);
+        for (int o = 0; o < kLanes; ++o) rows[o] = src + (kLanes * t + o) * rb + u * ub;
+        tile_unit(type, rows, dst + t * kLanes * rb + u * kLanes * ub);
       }
   });
   return out;

@@ -55,32 +55,33 @@ class PackedWeight:
         self.k = int(k)
         self.shape = (sum(p.shape[0] for p in self.packs), self.k)
         self.int8 = int8  # activations quantised to int8 per row and block (else exact bf16)
-        self.tiled = [False] * len(self.packs)  # segments in the tile layout (tiles.py)
+        # the kernel's type code per segment: the type's, + tiles.TILE_CODE where it is tiled
+        self.kernel_types = list(self.types)
 
     def set_int8(self, int8: bool) -> None:
         """Choose int8 (True) or exact bf16 activations; the int8 kernel reads the segments that
         have a tile layout tiled (tiles.py), the exact kernel the row layout."""
         self.int8 = int8
         want = int8 and qkernels.available()
+        tiled = self.tiled
         for i, (p, t) in enumerate(zip(self.packs, self.types)):
-            name = _NAMES[t]
-            if want and not self.tiled[i] and tiles.tileable(name, p.shape[0]):
+            if want and not tiled[i] and tiles.tileable(_NAMES[t], p.shape[0]):
                 self.packs[i] = qkernels.tile_pack(p, t, self.k)  # == tiles.tile, compiled
-                self.tiled[i] = True
-            elif not want and self.tiled[i]:
+                self.kernel_types[i] = t + tiles.TILE_CODE
+            elif not want and tiled[i]:
                 self.packs[i] = self.row_pack(i)
-                self.tiled[i] = False
+                self.kernel_types[i] = t
+
+    @property
+    def tiled(self) -> list[bool]:
+        """Which segments are in the tile layout (tiles.py)."""
+        return [c >= tiles.TILE_CODE for c in self.kernel_types]
 
     def row_pack(self, i: int) -> torch.Tensor:
         """Segment i in the row layout (untiled if need be)."""
-        if not self.tiled[i]:
+        if self.kernel_types[i] < tiles.TILE_CODE:
             return self.packs[i]
         return torch.from_numpy(tiles.untile(self.packs[i].numpy(), _NAMES[self.types[i]], self.k))
-
-    @property
-    def kernel_types(self) -> list[int]:
-        """The kernel's type code of each segment (tile layouts from tiles.TILE_CODE)."""
-        return [t + tiles.TILE_CODE * z for t, z in zip(self.types, self.tiled)]
 
     @property
     def type_names(self) -> list[str]:
